@@ -1,0 +1,21 @@
+//! jit-audit: jitrun's audit events — the schema, the two syslog framings, and the
+//! datagram sink. It makes no decisions.
+//!
+//! One schema, two framings:
+//! * `cee` (default): RFC 3164 header as glibc's syslog(3) writes it to a local socket
+//!   (`<PRI>Mmm dd hh:mm:ss jitrun[PID]: `) then `@cee:` and the event as one JSON object
+//!   with nested ECS objects (`{"event":{"action":"elevate.start",...},"user":{...},"jitrun":{...}}`).
+//! * `rfc5424`: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD-ID k="v" ...] MSG` with MSGID = event type
+//!   and the same fields, flattened to dotted names, as SD-PARAMs (escaping `"`, `\`, `]`).
+//!
+//! Facility authpriv (10). Severity per event type (see [`EventType::severity`]).
+
+pub mod escape;
+pub mod event;
+pub mod frame;
+pub mod sink;
+
+pub use escape::escape_bytes;
+pub use event::{Event, EventType, Severity, Value, SCHEMA_VERSION};
+pub use frame::{Framer, Framing, DEFAULT_MAX_MESSAGE};
+pub use sink::{AuditError, SyslogSink};

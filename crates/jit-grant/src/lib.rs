@@ -1,0 +1,18 @@
+//! jit-grant: PASETO v4.public tokens for jitrun (grants, attestations, revocation
+//! lists), PASERK keys, and the claim checks a host makes. No network, no files:
+//! callers hand over bytes.
+//!
+//! Token contract (DESIGN.md): `v4.public.` payload, footer exactly as it arrives,
+//! JSON `{"kid":"k4.pid.…"}` (mandatory), implicit assertion per kind
+//! (`jitrun:grant:v1`, `jitrun:attest:v1`, `jitrun:revocations:v1`). The signature is
+//! verified over the raw footer bytes; the footer is parsed only to read `kid`.
+
+pub mod claims;
+pub mod error;
+pub mod keys;
+pub mod token;
+
+pub use claims::{CheckContext, Claims, CmdClaim};
+pub use error::GrantError;
+pub use keys::{KeySet, PublicKey, SecretKey};
+pub use token::{decode_unverified, sign, verify, TokenKind, Unverified, Verified, MAX_TOKEN_LEN};

@@ -1,0 +1,23 @@
+//! jit-policy: the pure policy model of jitrun.
+//!
+//! Everything here works on bytes and values it is handed: no file system, no
+//! privilege, no clock. `jitrun` (setuid) and `jitctl` (unprivileged) both load
+//! policy through [`Policy::load`], so `jitctl policy check` sees exactly what
+//! the host will see.
+
+pub mod caps;
+pub mod decide;
+pub mod duration;
+pub mod error;
+pub mod glob;
+pub mod pattern;
+pub mod policy;
+pub mod settings;
+
+pub use caps::{CapSet, Capability};
+pub use decide::{decide, Decision, DenyCode, Denial, GrantView, Request};
+pub use duration::{format_duration, parse_duration};
+pub use error::PolicyError;
+pub use pattern::CommandPattern;
+pub use policy::{GrantMode, Policy, PolicySource, RunAs, Rule, SourceLoc};
+pub use settings::{AuditFraming, AuditSettings, Settings};

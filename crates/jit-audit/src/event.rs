@@ -8,6 +8,22 @@
 //! `jitrun.grant.reason`, `jitrun.grant.break_glass`, `jitrun.deny_code`, `jitrun.deny_reason`,
 //! `jitrun.end_reason`, `jitrun.signal`, `jitrun.duration_ms`, `jitrun.args_truncated`,
 //! `jitrun.error` (policy.error).
+//!
+//! The framer may add `jitrun.args_truncated` and `jitrun.fields_truncated` (both `true`) when
+//! it had to shorten an event to fit one datagram (see [`crate::Framer`]).
+//!
+//! # Nesting
+//!
+//! The JSON form nests on the dots: `user.target.name` becomes
+//! `{"user":{"target":{"name":…}}}`, objects and keys in the order their first field was set.
+//! A key that is both a leaf and a prefix of another key (`jitrun.grant` = "x" together with
+//! `jitrun.grant.id`) is a programming error; the rendering stays deterministic and keeps every
+//! value: the object takes the name, and the leaf's value moves inside it under the key
+//! `_value` (`{"jitrun":{"grant":{"_value":"x","id":…}}}`), at the leaf's position. If
+//! `jitrun.grant._value` is also set, the one set later wins, as with setting a field twice.
+//! The RFC 5424 framing is flat (dotted names) and has no such conflict.
+
+use std::fmt;
 
 /// Bumped when a field changes meaning or type, or is removed (adding a field does not bump it).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -39,12 +55,87 @@ pub enum Severity {
     Debug = 7,
 }
 
+impl Severity {
+    /// The RFC 5424 number (0..=7).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The syslog keyword (`notice`, `warning`, …), as rsyslog's `$syslogseverity-text`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Emergency => "emerg",
+            Severity::Alert => "alert",
+            Severity::Critical => "crit",
+            Severity::Error => "err",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+            Severity::Info => "info",
+            Severity::Debug => "debug",
+        }
+    }
+}
+
 impl EventType {
+    /// Every event type, in documentation order.
+    pub const ALL: [EventType; 10] = [
+        EventType::ElevateStart,
+        EventType::ElevateEnd,
+        EventType::ElevateDeny,
+        EventType::RequestCreate,
+        EventType::RequestApprove,
+        EventType::RequestDeny,
+        EventType::GrantIssue,
+        EventType::GrantRevoke,
+        EventType::BreakGlass,
+        EventType::PolicyError,
+    ];
+
     /// `elevate.start`, ...
-    pub fn as_str(self) -> &'static str { todo!() }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ElevateStart => "elevate.start",
+            EventType::ElevateEnd => "elevate.end",
+            EventType::ElevateDeny => "elevate.deny",
+            EventType::RequestCreate => "request.create",
+            EventType::RequestApprove => "request.approve",
+            EventType::RequestDeny => "request.deny",
+            EventType::GrantIssue => "grant.issue",
+            EventType::GrantRevoke => "grant.revoke",
+            EventType::BreakGlass => "break_glass",
+            EventType::PolicyError => "policy.error",
+        }
+    }
+
+    /// The event type named `name` (`elevate.start`, ...), if any.
+    pub fn from_name(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// start/end: Notice; deny: Warning; request.*/grant.*: Notice/Info; break_glass: Alert;
     /// policy.error: Error.
-    pub fn severity(self) -> Severity { todo!() }
+    ///
+    /// Exactly: `request.create` and `request.deny` are Info (routine workflow);
+    /// `request.approve`, `grant.issue` and `grant.revoke` are Notice (they change who may
+    /// elevate).
+    pub fn severity(self) -> Severity {
+        match self {
+            EventType::ElevateStart | EventType::ElevateEnd => Severity::Notice,
+            EventType::ElevateDeny => Severity::Warning,
+            EventType::RequestCreate | EventType::RequestDeny => Severity::Info,
+            EventType::RequestApprove | EventType::GrantIssue | EventType::GrantRevoke => {
+                Severity::Notice
+            }
+            EventType::BreakGlass => Severity::Alert,
+            EventType::PolicyError => Severity::Error,
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,15 +155,344 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: EventType) -> Event { todo!() }
-    pub fn set(&mut self, key: &str, value: Value) -> &mut Event { todo!() }
-    pub fn str(&mut self, key: &str, value: impl Into<String>) -> &mut Event { self.set(key, Value::Str(value.into())) }
-    pub fn int(&mut self, key: &str, value: i64) -> &mut Event { self.set(key, Value::Int(value)) }
-    pub fn bool(&mut self, key: &str, value: bool) -> &mut Event { self.set(key, Value::Bool(value)) }
-    pub fn list<I, S>(&mut self, key: &str, values: I) -> &mut Event where I: IntoIterator<Item = S>, S: Into<String> { self.set(key, Value::List(values.into_iter().map(Into::into).collect())) }
+    pub fn new(kind: EventType) -> Event {
+        let mut e = Event {
+            kind,
+            fields: Vec::with_capacity(24),
+        };
+        e.str("event.action", kind.as_str())
+            .str("event.kind", "event")
+            .int("jitrun.schema_version", i64::from(SCHEMA_VERSION));
+        e
+    }
+
+    /// Set `key` to `value`: replaces an existing field in place (keeping its position),
+    /// else appends.
+    pub fn set(&mut self, key: &str, value: Value) -> &mut Event {
+        match self.fields.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.fields.push((key.to_owned(), value)),
+        }
+        self
+    }
+
+    pub fn str(&mut self, key: &str, value: impl Into<String>) -> &mut Event {
+        self.set(key, Value::Str(value.into()))
+    }
+
+    pub fn int(&mut self, key: &str, value: i64) -> &mut Event {
+        self.set(key, Value::Int(value))
+    }
+
+    pub fn bool(&mut self, key: &str, value: bool) -> &mut Event {
+        self.set(key, Value::Bool(value))
+    }
+
+    pub fn list<I, S>(&mut self, key: &str, values: I) -> &mut Event
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.set(
+            key,
+            Value::List(values.into_iter().map(Into::into).collect()),
+        )
+    }
+
     /// argv-like bytes, escaped with [`crate::escape_bytes`].
-    pub fn bytes_list<I, B>(&mut self, key: &str, values: I) -> &mut Event where I: IntoIterator<Item = B>, B: AsRef<[u8]> { self.set(key, Value::List(values.into_iter().map(|b| crate::escape_bytes(b.as_ref())).collect())) }
-    pub fn get(&self, key: &str) -> Option<&Value> { self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v) }
+    pub fn bytes_list<I, B>(&mut self, key: &str, values: I) -> &mut Event
+    where
+        I: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        self.set(
+            key,
+            Value::List(
+                values
+                    .into_iter()
+                    .map(|b| crate::escape_bytes(b.as_ref()))
+                    .collect(),
+            ),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Remove a field; returns its value if it was set.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let i = self.fields.iter().position(|(k, _)| k == key)?;
+        Some(self.fields.remove(i).1)
+    }
+
     /// The nested JSON object (dotted keys become nested objects).
-    pub fn to_json(&self) -> serde_json::Value { todo!() }
+    ///
+    /// The key order of the returned map depends on serde_json's `preserve_order` feature;
+    /// [`Event::to_json_string`] always keeps insertion order.
+    pub fn to_json(&self) -> serde_json::Value {
+        obj_to_serde(&build_tree(&self.fields))
+    }
+
+    /// The nested JSON object as compact text, keys in insertion order (the `@cee` payload).
+    /// Besides what JSON requires, DEL, C1 controls, U+2028 and U+2029 are written as
+    /// `\uXXXX` so the text stays on one line for every consumer.
+    pub fn to_json_string(&self) -> String {
+        let mut out = String::with_capacity(256);
+        write_obj(&build_tree(&self.fields), &mut out);
+        out
+    }
+}
+
+/// The reserved key a leaf value moves to when its name is also an object (see module doc).
+pub const LEAF_CONFLICT_KEY: &str = "_value";
+
+enum Node<'a> {
+    Leaf(&'a Value),
+    Obj(Vec<(&'a str, Node<'a>)>),
+}
+
+fn build_tree(fields: &[(String, Value)]) -> Vec<(&str, Node<'_>)> {
+    let mut root: Vec<(&str, Node<'_>)> = Vec::new();
+    for (key, value) in fields {
+        insert(&mut root, key, value);
+    }
+    root
+}
+
+fn insert<'a>(obj: &mut Vec<(&'a str, Node<'a>)>, key: &'a str, value: &'a Value) {
+    match key.split_once('.') {
+        None => match obj.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, Node::Obj(inner))) => set_leaf(inner, LEAF_CONFLICT_KEY, value),
+            Some((_, node)) => *node = Node::Leaf(value),
+            None => obj.push((key, Node::Leaf(value))),
+        },
+        Some((head, rest)) => {
+            let idx = match obj.iter().position(|(k, _)| *k == head) {
+                Some(i) => i,
+                None => {
+                    obj.push((head, Node::Obj(Vec::new())));
+                    obj.len() - 1
+                }
+            };
+            let node = &mut obj[idx].1;
+            if let Node::Leaf(v) = *node {
+                *node = Node::Obj(vec![(LEAF_CONFLICT_KEY, Node::Leaf(v))]);
+            }
+            if let Node::Obj(inner) = node {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn set_leaf<'a>(obj: &mut Vec<(&'a str, Node<'a>)>, key: &'a str, value: &'a Value) {
+    match obj.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, node)) => *node = Node::Leaf(value),
+        None => obj.push((key, Node::Leaf(value))),
+    }
+}
+
+fn obj_to_serde(obj: &[(&str, Node<'_>)]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (k, node) in obj {
+        let v = match node {
+            Node::Leaf(v) => value_to_serde(v),
+            Node::Obj(inner) => obj_to_serde(inner),
+        };
+        map.insert((*k).to_owned(), v);
+    }
+    serde_json::Value::Object(map)
+}
+
+fn value_to_serde(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Str(s) => serde_json::Value::String(s.clone()),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::List(l) => serde_json::Value::Array(
+            l.iter()
+                .map(|s| serde_json::Value::String(s.clone()))
+                .collect(),
+        ),
+    }
+}
+
+fn write_obj(obj: &[(&str, Node<'_>)], out: &mut String) {
+    out.push('{');
+    for (i, (k, node)) in obj.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(k, out);
+        out.push(':');
+        match node {
+            Node::Leaf(v) => write_value(v, out),
+            Node::Obj(inner) => write_obj(inner, out),
+        }
+    }
+    out.push('}');
+}
+
+pub(crate) fn write_value(v: &Value, out: &mut String) {
+    match v {
+        Value::Str(s) => write_json_str(s, out),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::List(l) => write_json_list(l, out),
+    }
+}
+
+pub(crate) fn write_json_list(l: &[String], out: &mut String) {
+    out.push('[');
+    for (i, s) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(s, out);
+    }
+    out.push(']');
+}
+
+/// A JSON string literal; see [`Event::to_json_string`] for the extra escapes.
+pub(crate) fn write_json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if needs_unicode_escape(c) => push_u_escape(c, out),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// C0 controls, DEL, C1 controls and the Unicode line/paragraph separators.
+pub(crate) fn needs_unicode_escape(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}')
+}
+
+pub(crate) fn push_u_escape(c: char, out: &mut String) {
+    out.push_str(&format!("\\u{:04x}", u32::from(c)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_and_severities() {
+        let names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "elevate.start",
+                "elevate.end",
+                "elevate.deny",
+                "request.create",
+                "request.approve",
+                "request.deny",
+                "grant.issue",
+                "grant.revoke",
+                "break_glass",
+                "policy.error"
+            ]
+        );
+        for t in EventType::ALL {
+            assert_eq!(EventType::from_name(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::from_name("nope"), None);
+        assert_eq!(EventType::ElevateStart.severity(), Severity::Notice);
+        assert_eq!(EventType::ElevateEnd.severity(), Severity::Notice);
+        assert_eq!(EventType::ElevateDeny.severity(), Severity::Warning);
+        assert_eq!(EventType::BreakGlass.severity(), Severity::Alert);
+        assert_eq!(EventType::PolicyError.severity(), Severity::Error);
+        assert_eq!(EventType::RequestCreate.severity(), Severity::Info);
+        assert_eq!(EventType::GrantIssue.severity(), Severity::Notice);
+        assert_eq!(Severity::Notice.code(), 5);
+    }
+
+    #[test]
+    fn new_sets_base_fields_and_set_replaces_in_place() {
+        let mut e = Event::new(EventType::ElevateDeny);
+        assert_eq!(
+            e.get("event.action"),
+            Some(&Value::Str("elevate.deny".into()))
+        );
+        assert_eq!(e.get("event.kind"), Some(&Value::Str("event".into())));
+        assert_eq!(e.get("jitrun.schema_version"), Some(&Value::Int(1)));
+        e.str("user.name", "alice").str("host.name", "h");
+        e.str("user.name", "bob");
+        let keys: Vec<&str> = e.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "event.action",
+                "event.kind",
+                "jitrun.schema_version",
+                "user.name",
+                "host.name"
+            ]
+        );
+        assert_eq!(e.get("user.name"), Some(&Value::Str("bob".into())));
+        assert_eq!(e.remove("host.name"), Some(Value::Str("h".into())));
+        assert_eq!(e.get("host.name"), None);
+    }
+
+    #[test]
+    fn nested_json() {
+        let mut e = Event::new(EventType::ElevateStart);
+        e.str("user.name", "alice")
+            .int("user.id", 1000)
+            .str("user.target.name", "root")
+            .bool("jitrun.grant.break_glass", false)
+            .list("process.args", ["ip", "link"]);
+        let expected = json!({
+            "event": {"action": "elevate.start", "kind": "event"},
+            "jitrun": {"schema_version": 1, "grant": {"break_glass": false}},
+            "user": {"name": "alice", "id": 1000, "target": {"name": "root"}},
+            "process": {"args": ["ip", "link"]},
+        });
+        assert_eq!(e.to_json(), expected);
+        assert_eq!(
+            e.to_json_string(),
+            r#"{"event":{"action":"elevate.start","kind":"event"},"jitrun":{"schema_version":1,"grant":{"break_glass":false}},"user":{"name":"alice","id":1000,"target":{"name":"root"}},"process":{"args":["ip","link"]}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&e.to_json_string()).unwrap();
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn leaf_and_prefix_conflict_is_deterministic() {
+        let mut a = Event::new(EventType::ElevateStart);
+        a.str("jitrun.grant", "x").str("jitrun.grant.id", "g1");
+        let mut b = Event::new(EventType::ElevateStart);
+        b.str("jitrun.grant.id", "g1").str("jitrun.grant", "x");
+        assert_eq!(
+            a.to_json_string(),
+            r#"{"event":{"action":"elevate.start","kind":"event"},"jitrun":{"schema_version":1,"grant":{"_value":"x","id":"g1"}}}"#
+        );
+        assert_eq!(
+            b.to_json_string(),
+            r#"{"event":{"action":"elevate.start","kind":"event"},"jitrun":{"schema_version":1,"grant":{"id":"g1","_value":"x"}}}"#
+        );
+        assert_eq!(a.to_json(), b.to_json());
+    }
+
+    #[test]
+    fn json_escapes_controls_and_round_trips() {
+        let s = "a\"b\\c\n\t\r\u{0}\u{1b}\u{7f}\u{85}\u{2028}é€😀";
+        let mut out = String::new();
+        write_json_str(s, &mut out);
+        assert!(!out.chars().any(|c| c.is_control() || c == '\u{2028}'));
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, s);
+    }
 }

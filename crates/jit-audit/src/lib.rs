@@ -15,7 +15,7 @@ pub mod event;
 pub mod frame;
 pub mod sink;
 
-pub use escape::escape_bytes;
+pub use escape::{escape_bytes, unescape_bytes};
 pub use event::{Event, EventType, Severity, Value, SCHEMA_VERSION};
-pub use frame::{Framer, Framing, DEFAULT_MAX_MESSAGE};
-pub use sink::{AuditError, SyslogSink};
+pub use frame::{Framer, Framing, DEFAULT_MAX_MESSAGE, DEFAULT_SD_ID};
+pub use sink::{AuditError, SyslogSink, DEFAULT_SOCKET};

@@ -25,10 +25,18 @@ pub enum PolicyError {
     /// TOML syntax error, unknown key, wrong type, bad value; `field` is the dotted
     /// key path when known (e.g. `rule[2].capabilities`).
     #[error("{at}: {field}: {message}")]
-    Invalid { at: Location, field: String, message: String },
+    Invalid {
+        at: Location,
+        field: String,
+        message: String,
+    },
     /// Two rules with the same name (possibly across files).
     #[error("{at}: rule \"{name}\" is already defined at {first}; rule names must be unique across policy.toml and policy.d/")]
-    DuplicateRule { name: String, at: Location, first: Location },
+    DuplicateRule {
+        name: String,
+        at: Location,
+        first: Location,
+    },
     /// A value outside of any file (a capability name on a command line, a grant claim, ...).
     #[error("{0}")]
     Value(String),

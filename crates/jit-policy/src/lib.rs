@@ -15,9 +15,12 @@ pub mod policy;
 pub mod settings;
 
 pub use caps::{CapSet, Capability};
-pub use decide::{decide, Decision, DenyCode, Denial, GrantView, Request};
+pub use decide::{decide, Decision, Denial, DenyCode, GrantView, Request};
 pub use duration::{format_duration, parse_duration};
 pub use error::PolicyError;
 pub use pattern::CommandPattern;
-pub use policy::{GrantMode, Policy, PolicySource, RunAs, Rule, SourceLoc};
+pub use policy::{GrantMode, Policy, PolicySource, Rule, RunAs, SourceLoc};
 pub use settings::{AuditFraming, AuditSettings, Settings};
+
+mod text;
+mod toml_doc;

@@ -1,37 +1,404 @@
-//! Command patterns: argv[0] an exact absolute path (no glob), then each argument
+//! Command patterns: `argv[0]` an exact absolute path (no glob), then each argument
 //! exact or a glob within that one argument (see [`crate::glob`]); a final `**`
 //! matches any remaining arguments, including none. Without `**`, the pattern
 //! matches exactly that many arguments. A glob never spans arguments.
 //!
 //! Written in TOML either as a string (split on ASCII whitespace) or as an array
 //! of strings (for arguments with spaces). `**` anywhere but last is an error.
+//!
+//! The program path must be canonical (no `.`, `..` or empty components, no trailing
+//! `/`), because it is compared with the canonical path jitrun resolved: a
+//! non-canonical path could never match. In the string form quotes are refused
+//! (they are not interpreted: use the array form for arguments with spaces).
 
+use crate::glob::{glob_match, glob_within, has_meta};
+use crate::text::quote;
+use crate::PolicyError;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandPattern {
     /// Absolute path of the program, exact.
     pub program: String,
-    /// Argument patterns (after argv[0]); a final `**` is NOT kept here but in `rest`.
+    /// Argument patterns (after `argv[0]`); a final `**` is NOT kept here but in `rest`.
     pub args: Vec<String>,
     /// True when the pattern ended with `**`.
     pub rest: bool,
 }
 
+fn invalid(shown: &str, why: &str) -> PolicyError {
+    PolicyError::Value(format!("command {shown}: {why}"))
+}
+
+fn check_program(program: &str, shown: &str) -> Result<(), PolicyError> {
+    if !program.starts_with('/') {
+        return Err(invalid(
+            shown,
+            &format!(
+                "the program {} must be an absolute path such as /usr/sbin/ip (policy never searches PATH)",
+                quote(program)
+            ),
+        ));
+    }
+    if has_meta(program.as_bytes()) {
+        return Err(invalid(
+            shown,
+            &format!(
+                "the program {} must be an exact path: no *, ? or [ in it (globs are for arguments)",
+                quote(program)
+            ),
+        ));
+    }
+    let comps: Vec<&str> = program[1..].split('/').collect();
+    if program == "/"
+        || comps
+            .iter()
+            .any(|c| c.is_empty() || *c == "." || *c == "..")
+    {
+        return Err(invalid(
+            shown,
+            &format!(
+                "the program {} must be a canonical path (no \".\", \"..\", \"//\" or trailing \"/\"), as jitrun compares it with the resolved path",
+                quote(program)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn is_plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '\'')
+}
+
 impl CommandPattern {
     /// From the string form: split on ASCII whitespace.
-    pub fn parse_str(s: &str) -> Result<CommandPattern, crate::PolicyError> { todo!() }
+    pub fn parse_str(s: &str) -> Result<CommandPattern, crate::PolicyError> {
+        let words: Vec<&str> = s.split_ascii_whitespace().collect();
+        if words.is_empty() {
+            return Err(PolicyError::Value(
+                "empty command: write an absolute program path and its arguments, e.g. \"/usr/sbin/ip **\"".to_string(),
+            ));
+        }
+        if s.contains(['"', '\'']) {
+            return Err(invalid(
+                &quote(s),
+                "quotes are not interpreted in the string form; write the command as an array of strings, e.g. [\"/usr/bin/printf\", \"a b\"]",
+            ));
+        }
+        Self::build(&words, &quote(s))
+    }
+
     /// From the array form.
-    pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<CommandPattern, crate::PolicyError> { todo!() }
+    pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<CommandPattern, crate::PolicyError> {
+        let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+        if words.is_empty() {
+            return Err(PolicyError::Value(
+                "empty command: the array needs at least the absolute program path, e.g. [\"/usr/sbin/ip\", \"**\"]"
+                    .to_string(),
+            ));
+        }
+        let shown = format!(
+            "[{}]",
+            words
+                .iter()
+                .map(|w| quote(w))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Self::build(&words, &shown)
+    }
+
+    fn build(words: &[&str], shown: &str) -> Result<CommandPattern, PolicyError> {
+        if words.iter().any(|w| w.contains('\0')) {
+            return Err(invalid(
+                shown,
+                "NUL characters cannot occur in a command line",
+            ));
+        }
+        let program = words[0];
+        check_program(program, shown)?;
+        let mut args: Vec<String> = words[1..].iter().map(|w| w.to_string()).collect();
+        let rest = args.last().is_some_and(|a| a == "**");
+        if rest {
+            args.pop();
+        }
+        if args.iter().any(|a| a == "**") {
+            return Err(invalid(
+                shown,
+                "\"**\" (any remaining arguments) may only be the last word; use \"*\" for one argument",
+            ));
+        }
+        Ok(CommandPattern {
+            program: program.to_string(),
+            args,
+            rest,
+        })
+    }
+
     /// `program` is the canonical absolute path jitrun resolved; `args` are argv[1..].
-    pub fn matches(&self, program: &OsStr, args: &[&OsStr]) -> bool { todo!() }
+    pub fn matches(&self, program: &OsStr, args: &[&OsStr]) -> bool {
+        if program.as_bytes() != self.program.as_bytes() {
+            return false;
+        }
+        let count_ok = if self.rest {
+            args.len() >= self.args.len()
+        } else {
+            args.len() == self.args.len()
+        };
+        count_ok
+            && self
+                .args
+                .iter()
+                .zip(args)
+                .all(|(p, a)| glob_match(p.as_bytes(), a.as_bytes()))
+    }
+
     /// Is every command this pattern matches also matched by `outer`? Used for the
     /// grant's `cmd` narrowing: a grant pattern must be a sub-pattern of some rule pattern.
     /// Conservative: when unsure, false.
-    pub fn is_within(&self, outer: &CommandPattern) -> bool { todo!() }
+    pub fn is_within(&self, outer: &CommandPattern) -> bool {
+        if self.program != outer.program {
+            return false;
+        }
+        let (k, m) = (self.args.len(), outer.args.len());
+        // Every argument count self accepts (k, or k and more with `**`) must be one
+        // outer accepts (m, or m and more with `**`).
+        let lengths_ok = match (self.rest, outer.rest) {
+            (false, false) => k == m,
+            (_, true) => k >= m,
+            (true, false) => false,
+        };
+        // Then each position outer constrains (all of them lie within self's first k)
+        // must be narrower in self; positions past m are free in outer.
+        lengths_ok
+            && self
+                .args
+                .iter()
+                .zip(&outer.args)
+                .all(|(i, o)| glob_within(i.as_bytes(), o.as_bytes()))
+    }
 }
 
 impl std::fmt::Display for CommandPattern {
     /// The string form; arguments containing whitespace are shown quoted.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { todo!() }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if is_plain(&self.program) {
+            f.write_str(&self.program)?;
+        } else {
+            f.write_str(&quote(&self.program))?;
+        }
+        for a in &self.args {
+            if is_plain(a) {
+                write!(f, " {a}")?;
+            } else {
+                write!(f, " {}", quote(a))?;
+            }
+        }
+        if self.rest {
+            f.write_str(" **")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> CommandPattern {
+        CommandPattern::parse_str(s).unwrap()
+    }
+
+    fn hit(pat: &CommandPattern, argv: &[&str]) -> bool {
+        let args: Vec<&OsStr> = argv[1..].iter().map(OsStr::new).collect();
+        pat.matches(OsStr::new(argv[0]), &args)
+    }
+
+    #[test]
+    fn parse_string_form() {
+        let c = p("  /usr/sbin/ip   link\tset  ** ");
+        assert_eq!(c.program, "/usr/sbin/ip");
+        assert_eq!(c.args, vec!["link", "set"]);
+        assert!(c.rest);
+        let c = p("/usr/bin/id");
+        assert!(c.args.is_empty() && !c.rest);
+    }
+
+    #[test]
+    fn parse_errors() {
+        let e = CommandPattern::parse_str("usr/bin/ip **")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be an absolute path"), "{e}");
+        let e = CommandPattern::parse_str("/usr/bin/*")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be an exact path"), "{e}");
+        assert!(CommandPattern::parse_str("/usr/bin/i?").is_err());
+        assert!(CommandPattern::parse_str("/usr/bin/[i]p").is_err());
+        let e = CommandPattern::parse_str("/usr/sbin/ip ** link")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("may only be the last word"), "{e}");
+        assert!(CommandPattern::parse_str("/usr/sbin/ip ** **").is_err());
+        assert!(CommandPattern::parse_str("")
+            .unwrap_err()
+            .to_string()
+            .contains("empty command"));
+        assert!(CommandPattern::parse_str("   ").is_err());
+        assert!(CommandPattern::parse_words::<&str>(&[]).is_err());
+        for bad in [
+            "/usr/bin/../bin/cat",
+            "/usr//bin/cat",
+            "/usr/bin/cat/",
+            "/",
+            "/usr/./bin/cat",
+        ] {
+            let e = CommandPattern::parse_str(bad).unwrap_err().to_string();
+            assert!(e.contains("canonical"), "{bad}: {e}");
+        }
+        let e = CommandPattern::parse_str("/usr/bin/printf 'a b'")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("array of strings"), "{e}");
+        assert!(CommandPattern::parse_words(&["/bin/echo", "a\0b"]).is_err());
+        assert!(CommandPattern::parse_words(&["ip", "**"]).is_err());
+    }
+
+    #[test]
+    fn double_star_matches_zero_or_more() {
+        let c = p("/usr/sbin/ip **");
+        assert!(hit(&c, &["/usr/sbin/ip"]));
+        assert!(hit(&c, &["/usr/sbin/ip", "link"]));
+        assert!(hit(
+            &c,
+            &["/usr/sbin/ip", "link", "set", "dev", "eth0", "up"]
+        ));
+        assert!(!hit(&c, &["/usr/bin/ip", "link"]));
+        let c = p("/usr/sbin/ip link **");
+        assert!(hit(&c, &["/usr/sbin/ip", "link"]));
+        assert!(!hit(&c, &["/usr/sbin/ip"]));
+        assert!(!hit(&c, &["/usr/sbin/ip", "addr"]));
+    }
+
+    #[test]
+    fn exact_argument_count() {
+        let c = p("/usr/bin/systemctl restart nginx");
+        assert!(hit(&c, &["/usr/bin/systemctl", "restart", "nginx"]));
+        assert!(!hit(&c, &["/usr/bin/systemctl", "restart"]));
+        assert!(!hit(
+            &c,
+            &["/usr/bin/systemctl", "restart", "nginx", "postgresql"]
+        ));
+        let c = p("/usr/bin/id");
+        assert!(hit(&c, &["/usr/bin/id"]));
+        assert!(!hit(&c, &["/usr/bin/id", "-u"]));
+        // Program compared exactly.
+        assert!(!hit(&c, &["/usr/bin/id2"]));
+        assert!(!hit(&c, &["/usr/bin/i"]));
+    }
+
+    #[test]
+    fn glob_never_spans_arguments() {
+        let c = p("/usr/bin/journalctl -u *");
+        assert!(hit(&c, &["/usr/bin/journalctl", "-u", "nginx"]));
+        assert!(hit(&c, &["/usr/bin/journalctl", "-u", ""]));
+        assert!(!hit(&c, &["/usr/bin/journalctl", "-u", "nginx", "-f"]));
+        assert!(!hit(&c, &["/usr/bin/journalctl", "-u"]));
+        // "*" matches a single argument even if it contains spaces, but not two arguments.
+        let c = p("/bin/cat /var/log/*");
+        assert!(hit(&c, &["/bin/cat", "/var/log/a b"]));
+        assert!(!hit(&c, &["/bin/cat", "/var/log/a", "/etc/shadow"]));
+        assert!(
+            hit(&c, &["/bin/cat", "/var/log/../../etc/shadow"]),
+            "globs are textual"
+        );
+    }
+
+    #[test]
+    fn array_form_with_spaces() {
+        let c = CommandPattern::parse_words(&["/usr/bin/printf", "%s with spaces\n", "*"]).unwrap();
+        assert_eq!(c.args, vec!["%s with spaces\n", "*"]);
+        assert!(!c.rest);
+        assert!(hit(&c, &["/usr/bin/printf", "%s with spaces\n", "x y"]));
+        assert!(!hit(
+            &c,
+            &["/usr/bin/printf", "%s", "with", "spaces\n", "x"]
+        ));
+        let c = CommandPattern::parse_words(&["/opt/My App/bin/tool", "**"]).unwrap();
+        assert!(c.rest);
+        assert!(hit(&c, &["/opt/My App/bin/tool", "--x"]));
+        let c = CommandPattern::parse_words(&["/bin/echo", ""]).unwrap();
+        assert!(hit(&c, &["/bin/echo", ""]));
+        assert!(!hit(&c, &["/bin/echo", "x"]));
+    }
+
+    #[test]
+    fn non_utf8_arguments() {
+        let c = p("/bin/cat /tmp/*");
+        let arg = OsStr::from_bytes(b"/tmp/\xff\xfe");
+        assert!(c.matches(OsStr::new("/bin/cat"), &[arg]));
+        assert!(!c.matches(OsStr::from_bytes(b"/bin/cat\xff"), &[arg]));
+    }
+
+    #[test]
+    fn within() {
+        let rule = p("/usr/sbin/ip **");
+        assert!(p("/usr/sbin/ip link show").is_within(&rule));
+        assert!(p("/usr/sbin/ip").is_within(&rule));
+        assert!(p("/usr/sbin/ip link **").is_within(&rule));
+        assert!(rule.is_within(&rule));
+        assert!(!p("/usr/bin/ip link").is_within(&rule));
+
+        let rule = p("/bin/cat /var/log/*");
+        assert!(p("/bin/cat /var/log/syslog").is_within(&rule));
+        assert!(p("/bin/cat /var/log/nginx/*").is_within(&rule));
+        assert!(!p("/bin/cat /etc/*").is_within(&rule));
+        assert!(!p("/bin/cat *").is_within(&rule));
+        assert!(!p("/bin/cat /var/log/syslog /etc/shadow").is_within(&rule));
+        assert!(!p("/bin/cat").is_within(&rule));
+        assert!(
+            !p("/bin/cat /var/log/* **").is_within(&rule),
+            "** is wider than a fixed count"
+        );
+
+        let rule = p("/usr/bin/systemctl restart * **");
+        assert!(p("/usr/bin/systemctl restart nginx").is_within(&rule));
+        assert!(!p("/usr/bin/systemctl restart").is_within(&rule));
+        assert!(!p("/usr/bin/systemctl stop nginx").is_within(&rule));
+        let rule = p("/usr/bin/x a * **");
+        assert!(p("/usr/bin/x a **").is_within(&p("/usr/bin/x a **")));
+        assert!(
+            !p("/usr/bin/x a **").is_within(&rule),
+            "inner allows zero extra args"
+        );
+        let rule = p("/usr/bin/x a b **");
+        assert!(!p("/usr/bin/x a **").is_within(&rule));
+    }
+
+    #[test]
+    fn display() {
+        assert_eq!(
+            p("/usr/sbin/ip  link   **").to_string(),
+            "/usr/sbin/ip link **"
+        );
+        assert_eq!(p("/usr/bin/id").to_string(), "/usr/bin/id");
+        let c =
+            CommandPattern::parse_words(&["/usr/bin/printf", "%s with spaces\n", "*", ""]).unwrap();
+        assert_eq!(
+            c.to_string(),
+            "/usr/bin/printf \"%s with spaces\\n\" * \"\""
+        );
+        // Round trip of the string form.
+        for s in [
+            "/usr/sbin/ip **",
+            "/bin/cat /var/log/*",
+            "/usr/bin/systemctl restart nginx",
+        ] {
+            assert_eq!(CommandPattern::parse_str(&p(s).to_string()).unwrap(), p(s));
+        }
+    }
 }

@@ -21,8 +21,20 @@
 //! ...
 //! ```
 //! Unknown keys are errors (a typo must never silently widen or narrow access).
+//!
+//! Errors read `file:LINE: rule "name": field: problem` (`rule[N]` with a 0-based
+//! index within the file when the rule has no valid name yet).
+//!
+//! Besides the checks listed on [`Policy::load`], `env_keep` refuses variables that
+//! let the caller inject code into the privileged command (`LD_*`, `GCONV_PATH`,
+//! `BASH_ENV`, ...), `hosts` must not be empty, and `commands` must list at least one
+//! command.
 
-use crate::{CapSet, CommandPattern, PolicyError};
+use crate::error::Location;
+use crate::text::quote;
+use crate::toml_doc::{Doc, Entry, Raw};
+use crate::{parse_duration, CapSet, CommandPattern, PolicyError};
+use std::ops::Range;
 use std::time::Duration;
 
 /// One file's bytes and the name to use in messages (normally its path).
@@ -95,7 +107,820 @@ impl Policy {
     /// users/groups; every command pattern valid (absolute program path); run_as a valid
     /// user name if not invoker/root; capabilities parse; `ALL` only with run_as = "root";
     /// durations parse and are > 0; env_keep names valid. Errors carry file:line and field.
-    pub fn load(sources: &[PolicySource]) -> Result<Policy, PolicyError> { todo!() }
+    pub fn load(sources: &[PolicySource]) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::default();
+        for src in sources {
+            let (doc, root) = Doc::parse(&src.name, &src.text)?;
+            doc.check_keys(&root, &["rule", "test"], "policy")?;
+            for entry in &root {
+                let tables = array_of_tables(&doc, entry)?;
+                for (index, (table, span)) in tables.into_iter().enumerate() {
+                    let source = SourceLoc {
+                        file: src.name.clone(),
+                        line: span.map_or(0, |s| doc.line(s.start)),
+                    };
+                    if entry.key == "rule" {
+                        let rule = parse_rule(&doc, table, span, index, source)?;
+                        if let Some(first) = policy.rule(&rule.name) {
+                            return Err(PolicyError::DuplicateRule {
+                                name: rule.name.clone(),
+                                at: Location {
+                                    file: rule.source.file.clone(),
+                                    line: rule.source.line,
+                                },
+                                first: Location {
+                                    file: first.source.file.clone(),
+                                    line: first.source.line,
+                                },
+                            });
+                        }
+                        policy.rules.push(rule);
+                    } else {
+                        policy.tests.push(PolicyTest {
+                            source,
+                            table: Raw::table_to_toml(table),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(policy)
+    }
 
-    pub fn rule(&self, name: &str) -> Option<&Rule> { self.rules.iter().find(|r| r.name == name) }
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+}
+
+type Span<'e> = Option<&'e Range<usize>>;
+
+/// `[[rule]]` / `[[test]]`: an array of tables, each with its span.
+fn array_of_tables<'e>(
+    doc: &Doc<'_>,
+    entry: &'e Entry,
+) -> Result<Vec<(&'e [Entry], Span<'e>)>, PolicyError> {
+    let header = format!("[[{}]]", entry.key);
+    let Raw::Array(items) = &entry.node.value else {
+        let how = if matches!(entry.node.value, Raw::Table(_)) {
+            format!(
+                "write {header}, not [{}], so that there can be several",
+                entry.key
+            )
+        } else {
+            format!("write each one as a {header} table")
+        };
+        return Err(doc.err(
+            doc.entry_span(entry),
+            &entry.key,
+            format!(
+                "expected an array of tables, found {}; {how}",
+                entry.node.value.kind()
+            ),
+        ));
+    };
+    items
+        .iter()
+        .map(|n| match &n.value {
+            Raw::Table(t) => Ok((t.as_slice(), n.span.as_ref())),
+            other => Err(doc.err(
+                n.span.as_ref().or(doc.entry_span(entry)),
+                &entry.key,
+                format!(
+                    "expected a table, found {}; write each one as a {header} table",
+                    other.kind()
+                ),
+            )),
+        })
+        .collect()
+}
+
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "users",
+    "groups",
+    "hosts",
+    "commands",
+    "run_as",
+    "capabilities",
+    "grant",
+    "max_duration",
+    "min_approvals",
+    "env_keep",
+    "no_new_privs",
+    "authenticate",
+];
+
+/// Rule names: `[A-Za-z0-9._-]+`.
+pub(crate) fn valid_rule_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// User and group names as shadow-utils accepts them: `[A-Za-z0-9._-]`, optionally a
+/// final `$`, not starting with `-`, not all digits (a number would be read as an id),
+/// at most 256 bytes.
+pub(crate) fn valid_user_name(s: &str) -> bool {
+    let body = s.strip_suffix('$').unwrap_or(s);
+    !body.is_empty()
+        && s.len() <= 256
+        && !body.starts_with('-')
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !body.bytes().all(|b| b.is_ascii_digit())
+        && body != "."
+        && body != ".."
+}
+
+/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn valid_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Variables that make the dynamic loader, libc or a shell run code of the caller's
+/// choosing: never passed to a privileged command.
+fn dangerous_env(s: &str) -> bool {
+    s.starts_with("LD_")
+        || matches!(
+            s,
+            "GCONV_PATH"
+                | "GETCONF_DIR"
+                | "HOSTALIASES"
+                | "LOCALDOMAIN"
+                | "LOCPATH"
+                | "MALLOC_TRACE"
+                | "NIS_PATH"
+                | "NLSPATH"
+                | "RESOLV_HOST_CONF"
+                | "RES_OPTIONS"
+                | "BASH_ENV"
+                | "ENV"
+                | "SHELLOPTS"
+                | "BASHOPTS"
+                | "PS4"
+                | "IFS"
+        )
+}
+
+/// Host names or globs: printable, no whitespace.
+fn valid_host_pattern(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+fn parse_rule(
+    doc: &Doc<'_>,
+    table: &[Entry],
+    span: Span<'_>,
+    index: usize,
+    source: SourceLoc,
+) -> Result<Rule, PolicyError> {
+    let get = |key: &str| table.iter().find(|e| e.key == key);
+
+    // Every message names the rule: by its name when it has a valid one.
+    let name_entry = get("name");
+    let label = match name_entry.map(|e| &e.node.value) {
+        Some(Raw::Str(n)) if valid_rule_name(n) => format!("rule {}", quote(n)),
+        _ => format!("rule[{index}]"),
+    };
+    let field = |key: &str| format!("{label}: {key}");
+    doc.check_keys(table, RULE_KEYS, &label)?;
+    let name = match name_entry {
+        None => {
+            return Err(doc.err(
+                span,
+                &field("name"),
+                "missing; every rule needs a unique name = \"...\" (letters, digits, '.', '_', '-')",
+            ));
+        }
+        Some(e) => {
+            let n = doc.string(e, &field("name"))?;
+            if !valid_rule_name(n) {
+                return Err(doc.err(
+                    doc.entry_span(e),
+                    &field("name"),
+                    format!(
+                        "invalid rule name {}: use letters, digits, '.', '_' and '-' only",
+                        quote(n)
+                    ),
+                ));
+            }
+            n.to_string()
+        }
+    };
+
+    let names = |key: &str, what: &str| -> Result<Vec<String>, PolicyError> {
+        let Some(e) = get(key) else {
+            return Ok(Vec::new());
+        };
+        doc.strings(e, &field(key), "[\"alice\"]")?
+            .into_iter()
+            .map(|(n, sp)| {
+                if valid_user_name(n) {
+                    Ok(n.to_string())
+                } else {
+                    Err(doc.err(sp, &field(key), format!("invalid {what} name {}", quote(n))))
+                }
+            })
+            .collect()
+    };
+    let users = names("users", "user")?;
+    let groups = names("groups", "group")?;
+    if users.is_empty() && groups.is_empty() {
+        let sp = get("users")
+            .or(get("groups"))
+            .map_or(span, |e| doc.entry_span(e));
+        return Err(doc.err(
+            sp,
+            &field("users"),
+            "the rule names nobody; list at least one user or group (users = [\"alice\"] or groups = [\"netops\"])",
+        ));
+    }
+
+    let hosts = match get("hosts") {
+        None => vec!["*".to_string()],
+        Some(e) => {
+            let list = doc.strings(e, &field("hosts"), "[\"web-*\"]")?;
+            if list.is_empty() {
+                return Err(doc.err(
+                    doc.entry_span(e),
+                    &field("hosts"),
+                    "empty list: the rule would apply nowhere; omit hosts for every host, or list host names or globs",
+                ));
+            }
+            list.into_iter()
+                .map(|(h, sp)| {
+                    if valid_host_pattern(h) {
+                        Ok(h.to_string())
+                    } else {
+                        Err(doc.err(
+                            sp,
+                            &field("hosts"),
+                            format!("invalid host name or glob {}", quote(h)),
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+
+    let commands = match get("commands") {
+        None => return Err(doc.err(
+            span,
+            &field("commands"),
+            "missing; list the commands this rule allows, e.g. commands = [\"/usr/sbin/ip **\"]",
+        )),
+        Some(e) => parse_commands(doc, e, &field("commands"))?,
+    };
+
+    let run_as = match get("run_as") {
+        None => RunAs::Invoker,
+        Some(e) => match doc.string(e, &field("run_as"))? {
+            "invoker" => RunAs::Invoker,
+            "root" => RunAs::Root,
+            u if valid_user_name(u) => RunAs::User(u.to_string()),
+            u => {
+                return Err(doc.err(
+                    doc.entry_span(e),
+                    &field("run_as"),
+                    format!(
+                        "invalid value {}: expected \"invoker\", \"root\" or a user name",
+                        quote(u)
+                    ),
+                ))
+            }
+        },
+    };
+
+    let capabilities = match get("capabilities") {
+        None => CapSet::EMPTY,
+        Some(e) => {
+            let list = doc.strings(e, &field("capabilities"), "[\"CAP_NET_ADMIN\"]")?;
+            let mut set = CapSet::EMPTY;
+            for (c, sp) in &list {
+                let one = CapSet::parse_list(&[c])
+                    .map_err(|err| doc.locate(err, *sp, &field("capabilities")))?;
+                if c.eq_ignore_ascii_case("ALL") && run_as != RunAs::Root {
+                    return Err(doc.err(
+                        *sp,
+                        &field("capabilities"),
+                        "\"ALL\" (every capability: full root, for break-glass) is only allowed with run_as = \"root\"; list the capabilities the commands need instead",
+                    ));
+                }
+                set.0 |= one.0;
+            }
+            set
+        }
+    };
+
+    let grant = match get("grant") {
+        None => GrantMode::Required,
+        Some(e) => match doc.string(e, &field("grant"))? {
+            "required" => GrantMode::Required,
+            "none" => GrantMode::None,
+            g => {
+                return Err(doc.err(
+                    doc.entry_span(e),
+                    &field("grant"),
+                    format!("invalid value {}: expected \"required\" (the default) or \"none\" (standing access)", quote(g)),
+                ))
+            }
+        },
+    };
+
+    let max_duration = match get("max_duration") {
+        None => Duration::from_secs(3600),
+        Some(e) => {
+            let sp = doc.entry_span(e);
+            let text = match &e.node.value {
+                Raw::Str(s) => s.as_str(),
+                other => {
+                    return Err(doc.err(
+                        sp,
+                        &field("max_duration"),
+                        format!(
+                            "expected a string such as \"1h\" or \"30m\", found {}",
+                            other.kind()
+                        ),
+                    ))
+                }
+            };
+            let d =
+                parse_duration(text).map_err(|err| doc.locate(err, sp, &field("max_duration")))?;
+            if d.is_zero() {
+                return Err(doc.err(
+                    sp,
+                    &field("max_duration"),
+                    "must be longer than zero, e.g. \"30m\"",
+                ));
+            }
+            d
+        }
+    };
+
+    let min_approvals = match get("min_approvals") {
+        None => 0,
+        Some(e) => {
+            let n = doc.integer(e, &field("min_approvals"))?;
+            u32::try_from(n).map_err(|_| {
+                doc.err(
+                    doc.entry_span(e),
+                    &field("min_approvals"),
+                    format!("{n} is out of range: expected 0 or more"),
+                )
+            })?
+        }
+    };
+
+    let env_keep = match get("env_keep") {
+        None => Vec::new(),
+        Some(e) => doc
+            .strings(e, &field("env_keep"), "[\"TERM\", \"LANG\"]")?
+            .into_iter()
+            .map(|(v, sp)| {
+                if !valid_env_name(v) {
+                    Err(doc.err(
+                        sp,
+                        &field("env_keep"),
+                        format!("invalid variable name {}: expected [A-Za-z_][A-Za-z0-9_]*", quote(v)),
+                    ))
+                } else if dangerous_env(v) {
+                    Err(doc.err(
+                        sp,
+                        &field("env_keep"),
+                        format!("{} is never kept: it would let the caller run code of their choice in the privileged command", quote(v)),
+                    ))
+                } else {
+                    Ok(v.to_string())
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
+
+    let flag = |key: &str, default: bool| match get(key) {
+        None => Ok(default),
+        Some(e) => doc.boolean(e, &field(key)),
+    };
+    let no_new_privs = flag("no_new_privs", true)?;
+    let authenticate = flag("authenticate", false)?;
+
+    Ok(Rule {
+        name,
+        users,
+        groups,
+        hosts,
+        commands,
+        run_as,
+        capabilities,
+        grant,
+        max_duration,
+        min_approvals,
+        env_keep,
+        no_new_privs,
+        authenticate,
+        source,
+    })
+}
+
+fn parse_commands(
+    doc: &Doc<'_>,
+    e: &Entry,
+    field: &str,
+) -> Result<Vec<CommandPattern>, PolicyError> {
+    const EXAMPLE: &str = "e.g. commands = [\"/usr/sbin/ip **\", [\"/usr/bin/printf\", \"a b\"]]";
+    let Raw::Array(items) = &e.node.value else {
+        return Err(doc.err(
+            doc.entry_span(e),
+            field,
+            format!(
+                "expected an array of commands, found {}; {EXAMPLE}",
+                e.node.value.kind()
+            ),
+        ));
+    };
+    if items.is_empty() {
+        return Err(doc.err(
+            doc.entry_span(e),
+            field,
+            format!("empty list: the rule would allow nothing; {EXAMPLE}"),
+        ));
+    }
+    items
+        .iter()
+        .map(|n| {
+            let sp = n.span.as_ref().or(doc.entry_span(e));
+            let parsed = match &n.value {
+                Raw::Str(s) => CommandPattern::parse_str(s),
+                Raw::Array(words) => {
+                    let words = words
+                        .iter()
+                        .map(|w| match &w.value {
+                            Raw::Str(s) => Ok(s.as_str()),
+                            other => Err(doc.err(
+                                w.span.as_ref().or(sp),
+                                field,
+                                format!("expected strings in a command array, found {}", other.kind()),
+                            )),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    CommandPattern::parse_words(&words)
+                }
+                other => {
+                    return Err(doc.err(
+                        sp,
+                        field,
+                        format!("expected a string or an array of strings for each command, found {}; {EXAMPLE}", other.kind()),
+                    ))
+                }
+            };
+            parsed.map_err(|err| doc.locate(err, sp, field))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    const NET: &str = "/etc/jitrun/policy.d/10-net.toml";
+
+    fn src(name: &str, text: &str) -> PolicySource {
+        PolicySource {
+            name: name.to_string(),
+            text: text.to_string(),
+        }
+    }
+
+    fn load(text: &str) -> Result<Policy, PolicyError> {
+        Policy::load(&[src(NET, text)])
+    }
+
+    fn err(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn full_rule_and_defaults() {
+        let p = load(
+            r#"# network debugging
+[[rule]]
+name = "net-debug"
+users = ["alice"]
+groups = ["netops"]
+hosts = ["web-*"]
+commands = ["/usr/sbin/ip **", ["/usr/bin/printf", "%s with spaces\n", "*"]]
+run_as = "invoker"
+capabilities = ["CAP_NET_ADMIN", "net_raw"]
+grant = "required"
+max_duration = "1h30m"
+min_approvals = 2
+env_keep = ["TERM", "LANG"]
+no_new_privs = false
+authenticate = true
+
+[[rule]]
+name = "db.restart_1"
+groups = ["dba"]
+commands = ["/usr/bin/systemctl restart postgresql"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.rules.len(), 2);
+        let r = p.rule("net-debug").unwrap();
+        assert_eq!(r.users, vec!["alice"]);
+        assert_eq!(r.groups, vec!["netops"]);
+        assert_eq!(r.hosts, vec!["web-*"]);
+        assert_eq!(r.commands.len(), 2);
+        assert_eq!(
+            r.commands[0],
+            CommandPattern::parse_str("/usr/sbin/ip **").unwrap()
+        );
+        assert_eq!(r.commands[1].args, vec!["%s with spaces\n", "*"]);
+        assert_eq!(r.run_as, RunAs::Invoker);
+        assert_eq!(r.capabilities.names(), vec!["CAP_NET_ADMIN", "CAP_NET_RAW"]);
+        assert_eq!(r.grant, GrantMode::Required);
+        assert_eq!(r.max_duration, Duration::from_secs(5400));
+        assert_eq!(r.min_approvals, 2);
+        assert_eq!(r.env_keep, vec!["TERM", "LANG"]);
+        assert!(!r.no_new_privs);
+        assert!(r.authenticate);
+        assert_eq!(
+            r.source,
+            SourceLoc {
+                file: NET.to_string(),
+                line: 2
+            }
+        );
+
+        // Defaults.
+        let d = p.rule("db.restart_1").unwrap();
+        assert!(d.users.is_empty());
+        assert_eq!(d.hosts, vec!["*"]);
+        assert_eq!(d.run_as, RunAs::Invoker);
+        assert_eq!(d.capabilities, CapSet::EMPTY);
+        assert_eq!(d.grant, GrantMode::Required);
+        assert_eq!(d.max_duration, Duration::from_secs(3600));
+        assert_eq!(d.min_approvals, 0);
+        assert!(d.env_keep.is_empty());
+        assert!(d.no_new_privs);
+        assert!(!d.authenticate);
+        assert_eq!(d.source.line, 17);
+        assert!(d.commands[0].matches(
+            OsStr::new("/usr/bin/systemctl"),
+            &[OsStr::new("restart"), OsStr::new("postgresql")]
+        ));
+        assert!(p.rule("nope").is_none());
+    }
+
+    #[test]
+    fn run_as_forms_and_all() {
+        let p = load(
+            "[[rule]]\nname = \"a\"\nusers = [\"u\"]\ncommands = [\"/bin/true\"]\nrun_as = \"root\"\ncapabilities = [\"ALL\"]\ngrant = \"none\"\n\
+             [[rule]]\nname = \"b\"\nusers = [\"u\"]\ncommands = [\"/bin/true\"]\nrun_as = \"postgres\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.rules[0].run_as, RunAs::Root);
+        assert!(p.rules[0].capabilities.is_all());
+        assert_eq!(p.rules[0].grant, GrantMode::None);
+        assert_eq!(p.rules[1].run_as, RunAs::User("postgres".to_string()));
+    }
+
+    #[test]
+    fn unknown_capability_has_file_line_rule_and_field() {
+        let text = "\n[[rule]]\nname = \"net-debug\"\nusers = [\"alice\"]\ncommands = [\"/usr/sbin/ip **\"]\n\ncapabilities = [\"CAP_NET_ADMIN\", \"CAP_NET_FOO\"]\n";
+        assert_eq!(
+            err(text),
+            "/etc/jitrun/policy.d/10-net.toml:7: rule \"net-debug\": capabilities: unknown capability \"CAP_NET_FOO\" (names look like CAP_NET_ADMIN or net_admin)"
+        );
+        // In a multi-line array the line is the entry's own.
+        let text = "[[rule]]\nname = \"n\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\ncapabilities = [\n  \"net_admin\",\n  \"net_foo\",\n]\n";
+        assert!(err(text).starts_with(&format!(
+            "{NET}:7: rule \"n\": capabilities: unknown capability \"net_foo\""
+        )));
+    }
+
+    #[test]
+    fn unknown_keys() {
+        let text = "[[rule]]\nname = \"net-debug\"\nusres = [\"alice\"]\n";
+        assert_eq!(
+            err(text),
+            format!(
+                "{NET}:3: rule \"net-debug\": unknown key \"usres\" (did you mean \"users\"?); valid keys: {}",
+                RULE_KEYS.join(", ")
+            )
+        );
+        // Without a usable name the rule is named by index.
+        let text = "[[rule]]\nname = \"ok\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n\n[[rule]]\nnmae = \"x\"\n";
+        let e = err(text);
+        assert!(
+            e.starts_with(&format!(
+                "{NET}:7: rule[1]: unknown key \"nmae\" (did you mean \"name\"?)"
+            )),
+            "{e}"
+        );
+        let e = err("\n\n[[rules]]\nname = \"x\"\n");
+        assert!(e.starts_with(&format!("{NET}:3: policy: unknown key \"rules\" (did you mean \"rule\"?); valid keys: rule, test")), "{e}");
+        let e = err("version = 2\n");
+        assert_eq!(
+            e,
+            format!("{NET}:1: policy: unknown key \"version\"; valid keys: rule, test")
+        );
+    }
+
+    #[test]
+    fn duplicate_rule_names_across_files() {
+        let a = src(
+            "/etc/jitrun/policy.toml",
+            "[[rule]]\nname = \"db\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n",
+        );
+        let b = src(
+            "/etc/jitrun/policy.d/20-db.toml",
+            "# more\n\n[[rule]]\nname = \"other\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n\n[[rule]]\nname = \"db\"\ngroups = [\"g\"]\ncommands = [\"/bin/y\"]\n",
+        );
+        let e = Policy::load(&[a.clone(), b.clone()]).unwrap_err();
+        assert_eq!(
+            e,
+            PolicyError::DuplicateRule {
+                name: "db".to_string(),
+                at: crate::error::Location {
+                    file: "/etc/jitrun/policy.d/20-db.toml".to_string(),
+                    line: 8
+                },
+                first: crate::error::Location {
+                    file: "/etc/jitrun/policy.toml".to_string(),
+                    line: 1
+                },
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "/etc/jitrun/policy.d/20-db.toml:8: rule \"db\" is already defined at /etc/jitrun/policy.toml:1; rule names must be unique across policy.toml and policy.d/"
+        );
+        // Within one file too.
+        let e = Policy::load(&[src("p.toml", &format!("{}\n{}", a.text, a.text))]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("p.toml:6: rule \"db\" is already defined at p.toml:1"),
+            "{e}"
+        );
+        // Merge order is load order.
+        let c = src(
+            "c.toml",
+            "[[rule]]\nname = \"z\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n",
+        );
+        let p = Policy::load(&[c, a]).unwrap();
+        assert_eq!(
+            p.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            vec!["z", "db"]
+        );
+        assert_eq!(p.rules[1].source.file, "/etc/jitrun/policy.toml");
+    }
+
+    #[test]
+    fn tests_are_kept_raw() {
+        let p = load(
+            "[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n\n[[test]]\nuser = \"a\"\nargv = [\"/bin/x\"]\nexpect = \"deny\"\nanything = { nested = 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(p.tests.len(), 1);
+        let t = &p.tests[0];
+        assert_eq!(
+            t.source,
+            SourceLoc {
+                file: NET.to_string(),
+                line: 6
+            }
+        );
+        assert_eq!(t.table["user"].as_str(), Some("a"));
+        assert_eq!(
+            t.table["argv"].as_array().unwrap()[0].as_str(),
+            Some("/bin/x")
+        );
+        assert_eq!(t.table["anything"]["nested"].as_integer(), Some(1));
+        let e = err("test = 1\n");
+        assert!(
+            e.starts_with(&format!(
+                "{NET}:1: test: expected an array of tables, found an integer"
+            )),
+            "{e}"
+        );
+    }
+
+    fn rule_with(extra: &str) -> String {
+        format!(
+            "[[rule]]\nname = \"r\"\nusers = [\"alice\"]\ncommands = [\"/usr/bin/id\"]\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn validation_errors_name_field_and_line() {
+        let cases: &[(&str, &str)] = &[
+            ("[[rule]]\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n", ":1: rule[0]: name: missing"),
+            ("[[rule]]\nname = \"bad name\"\nusers = [\"a\"]\n", ":2: rule[0]: name: invalid rule name \"bad name\""),
+            ("[[rule]]\nname = \"\"\n", ":2: rule[0]: name: invalid rule name \"\""),
+            ("[[rule]]\nname = 5\n", ":2: rule[0]: name: expected a string, found an integer"),
+            ("[[rule]]\nname = \"r\"\ncommands = [\"/bin/x\"]\n", ":1: rule \"r\": users: the rule names nobody"),
+            ("[[rule]]\nname = \"r\"\nusers = []\ngroups = []\n", ":3: rule \"r\": users: the rule names nobody"),
+            ("[[rule]]\nname = \"r\"\nusers = \"alice\"\n", ":3: rule \"r\": users: expected an array of strings such as [\"alice\"], found a string"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"al ice\"]\n", ":3: rule \"r\": users: invalid user name \"al ice\""),
+            ("[[rule]]\nname = \"r\"\ngroups = [\"1000\"]\n", ":3: rule \"r\": groups: invalid group name \"1000\""),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\n", ":1: rule \"r\": commands: missing"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = []\n", ":4: rule \"r\": commands: empty list"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = \"/bin/x\"\n", ":4: rule \"r\": commands: expected an array of commands, found a string"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\n\"/bin/x\",\n\"bin/y\",\n]\n", ":6: rule \"r\": commands: command \"bin/y\": the program \"bin/y\" must be an absolute path"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\"/sbin/ip ** link\"]\n", ":4: rule \"r\": commands: command \"/sbin/ip ** link\": \"**\" (any remaining arguments) may only be the last word"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [[\"/bin/x\", 1]]\n", ":4: rule \"r\": commands: expected strings in a command array, found an integer"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [3]\n", ":4: rule \"r\": commands: expected a string or an array of strings for each command"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\nhosts = []\ncommands = [\"/bin/x\"]\n", ":4: rule \"r\": hosts: empty list"),
+            ("[[rule]]\nname = \"r\"\nusers = [\"a\"]\nhosts = [\"web 1\"]\ncommands = [\"/bin/x\"]\n", ":4: rule \"r\": hosts: invalid host name or glob \"web 1\""),
+        ];
+        for (text, want) in cases {
+            let e = err(text);
+            assert!(
+                e.starts_with(&format!("{NET}{want}")),
+                "{text:?}\n got: {e}\nwant: {NET}{want}"
+            );
+        }
+        let rule_cases: &[(&str, &str)] = &[
+            ("run_as = \"Bad User\"", ":5: rule \"r\": run_as: invalid value \"Bad User\": expected \"invoker\", \"root\" or a user name"),
+            ("run_as = true", ":5: rule \"r\": run_as: expected a string, found a boolean"),
+            ("capabilities = [\"ALL\"]", ":5: rule \"r\": capabilities: \"ALL\" (every capability: full root, for break-glass) is only allowed with run_as = \"root\""),
+            ("run_as = \"postgres\"\ncapabilities = [\"net_raw\", \"all\"]", ":6: rule \"r\": capabilities: \"ALL\""),
+            ("capabilities = \"net_raw\"", ":5: rule \"r\": capabilities: expected an array of strings"),
+            ("grant = \"optional\"", ":5: rule \"r\": grant: invalid value \"optional\": expected \"required\" (the default) or \"none\""),
+            ("max_duration = \"0s\"", ":5: rule \"r\": max_duration: must be longer than zero"),
+            ("max_duration = \"1 hour\"", ":5: rule \"r\": max_duration: \"1 hour\": no spaces allowed; expected a duration such as \"90s\", \"5m\" or \"1h30m\""),
+            ("max_duration = 3600", ":5: rule \"r\": max_duration: expected a string such as \"1h\" or \"30m\", found an integer"),
+            ("min_approvals = -1", ":5: rule \"r\": min_approvals: -1 is out of range: expected 0 or more"),
+            ("min_approvals = \"2\"", ":5: rule \"r\": min_approvals: expected an integer, found a string"),
+            ("env_keep = [\"TERM\", \"1BAD\"]", ":5: rule \"r\": env_keep: invalid variable name \"1BAD\""),
+            ("env_keep = [\"LD_PRELOAD\"]", ":5: rule \"r\": env_keep: \"LD_PRELOAD\" is never kept"),
+            ("env_keep = [\"BASH_ENV\"]", ":5: rule \"r\": env_keep: \"BASH_ENV\" is never kept"),
+            ("no_new_privs = \"no\"", ":5: rule \"r\": no_new_privs: expected true or false, found a string"),
+            ("authenticate = 1", ":5: rule \"r\": authenticate: expected true or false, found an integer"),
+        ];
+        for (extra, want) in rule_cases {
+            let e = err(&rule_with(extra));
+            assert!(
+                e.starts_with(&format!("{NET}{want}")),
+                "{extra:?}\n got: {e}\nwant: {NET}{want}"
+            );
+        }
+        // Positive controls for the same fields.
+        assert!(load(&rule_with("run_as = \"root\"\ncapabilities = [\"all\"]")).is_ok());
+        assert!(load(&rule_with(
+            "max_duration = \"500ms\"\nenv_keep = [\"_X1\", \"TZ\"]"
+        ))
+        .is_ok());
+        assert!(load(&rule_with("run_as = \"svc-backup$\"")).is_ok());
+    }
+
+    #[test]
+    fn structural_errors() {
+        let e = err("[rule]\nname = \"r\"\n");
+        assert!(e.starts_with(&format!("{NET}:1: rule: expected an array of tables, found a table; write [[rule]], not [rule]")), "{e}");
+        let e = err("rule = [1]\n");
+        assert!(
+            e.starts_with(&format!(
+                "{NET}:1: rule: expected a table, found an integer"
+            )),
+            "{e}"
+        );
+        let e = err("[[rule]]\nname = \"r\"\nusers = [\"a\" \"b\"]\ncommands = []\n");
+        assert!(e.starts_with(&format!("{NET}:3: TOML syntax: ")), "{e}");
+        // Inline tables in an array work like [[rule]] headers.
+        let p =
+            load("rule = [\n  { name = \"a\", users = [\"u\"], commands = [\"/bin/x\"] },\n]\n")
+                .unwrap();
+        assert_eq!(p.rules[0].source.line, 2);
+        // An empty policy is valid.
+        assert!(load("").unwrap().rules.is_empty());
+        assert!(Policy::load(&[]).unwrap().rules.is_empty());
+    }
+
+    #[test]
+    fn name_validators() {
+        for ok in ["alice", "a.b", "_svc", "svc-1", "ALICE", "host$", "a1"] {
+            assert!(valid_user_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "12", "a b", "a:b", "a/b", "$", ".", "..", "é"] {
+            assert!(!valid_user_name(bad), "{bad}");
+        }
+        assert!(valid_env_name("LANG") && valid_env_name("_") && valid_env_name("A_1"));
+        assert!(
+            !valid_env_name("")
+                && !valid_env_name("1A")
+                && !valid_env_name("A-B")
+                && !valid_env_name("A=B")
+        );
+        assert!(
+            valid_rule_name("net-debug.v2_x")
+                && !valid_rule_name("net debug")
+                && !valid_rule_name("")
+        );
+    }
 }

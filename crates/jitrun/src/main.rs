@@ -1,1 +1,284 @@
-fn main() {}
+//! jitrun: run ONE command with the capabilities a signed, short-lived grant and this
+//! host's policy allow; end it when the grant expires; log every step.
+//!
+//! This file only orders the steps of DESIGN.md's flow; each step is a module:
+//! `harden` → `identity` → `config` (via `trusted_files`) → `command` → `decide`
+//! (grant + policy) → `audit` → `supervise` (fork, `elevate`, wait).
+
+mod audit;
+mod cli;
+mod command;
+mod config;
+mod decide;
+mod elevate;
+mod env;
+mod harden;
+mod identity;
+mod list;
+mod paths;
+mod refusal;
+mod supervise;
+mod system;
+mod trusted_files;
+mod user_files;
+mod uses;
+
+use audit::{Auditor, Ending, Facts};
+use cli::{Mode, RunArgs};
+use identity::{Invoker, Target};
+use jit_policy::{RunAs, Settings};
+use refusal::Refusal;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    let (args, env) = match harden::harden() {
+        Ok(x) => x,
+        Err(r) => {
+            return refuse(
+                &r,
+                None,
+                &Facts {
+                    invoker: None,
+                    host: "",
+                    command: &[],
+                    executable: None,
+                },
+                None,
+            )
+        }
+    };
+    let mode = match cli::parse(args.into_iter().skip(1).collect()) {
+        Ok(m) => m,
+        Err(r) => {
+            eprintln!("jitrun: {}", r.message);
+            return r.exit;
+        }
+    };
+    match mode {
+        Mode::Help => {
+            println!("{}\n\n{}", cli::USAGE, cli::HELP);
+            0
+        }
+        Mode::Version => {
+            println!("jitrun {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Mode::List => list_mode(),
+        Mode::Run(r) => run_mode(r, env),
+    }
+}
+
+/// Print the refusal, log it (best effort when no auditor is set up yet), return the exit status.
+fn refuse(
+    r: &Refusal,
+    auditor: Option<&Auditor>,
+    facts: &Facts<'_>,
+    requested_user: Option<&str>,
+) -> i32 {
+    eprintln!("jitrun: {}", r.message.replace('\n', " "));
+    let fallback;
+    let auditor = match auditor {
+        Some(a) => a,
+        None => {
+            let host = identity::host_name(None);
+            fallback = Auditor::new(
+                &Settings::default(),
+                &host,
+                system::random_hex16().unwrap_or_default(),
+            );
+            &fallback
+        }
+    };
+    if let Some(ev) = audit::refusal(&auditor.session_id, facts, r, requested_user) {
+        if let Err(e) = auditor.emit(&ev) {
+            eprintln!("jitrun: warning: {}", e.message);
+        }
+    }
+    r.exit
+}
+
+fn list_mode() -> i32 {
+    let facts = Facts {
+        invoker: None,
+        host: "",
+        command: &[],
+        executable: None,
+    };
+    let loaded = (|| -> Result<_, Refusal> {
+        harden::require_root()?;
+        let inv = Invoker::current()?;
+        let settings = config::load_settings()?;
+        let policy = config::load_policy()?;
+        let keys = config::load_keys()?;
+        Ok((inv, settings, policy, keys))
+    })();
+    match loaded {
+        Ok((inv, settings, policy, keys)) => {
+            let host = identity::host_name(settings.host.as_deref());
+            list::print(&policy, &keys, &settings, &inv, &host);
+            0
+        }
+        Err(r) => refuse(&r, None, &facts, None),
+    }
+}
+
+fn run_mode(run: RunArgs, env: harden::EnvSnapshot) -> i32 {
+    let mut facts = Facts {
+        invoker: None,
+        host: "",
+        command: &run.command,
+        executable: None,
+    };
+    let requested = run.user.as_deref();
+    if let Err(r) = harden::require_root() {
+        return refuse(&r, None, &facts, requested);
+    }
+    let invoker = match Invoker::current() {
+        Ok(i) => i,
+        Err(r) => return refuse(&r, None, &facts, requested),
+    };
+    facts.invoker = Some(&invoker);
+    let settings = match config::load_settings() {
+        Ok(s) => s,
+        Err(r) => return refuse(&r, None, &facts, requested),
+    };
+    let host = identity::host_name(settings.host.as_deref());
+    facts.host = &host;
+    let session = match system::random_hex16() {
+        Ok(s) => s,
+        Err(e) => {
+            return refuse(
+                &Refusal::config("random", format!("getrandom: {e}")),
+                None,
+                &facts,
+                requested,
+            )
+        }
+    };
+    let auditor = Auditor::new(&settings, &host, session);
+
+    // The resolved program, once known, so that a refusal names it in its audit event.
+    let mut executable: Option<std::path::PathBuf> = None;
+    let result = (|| -> Result<i32, Refusal> {
+        let policy = config::load_policy()?;
+        let keys = config::load_keys()?;
+        let program = command::resolve(&run.command[0], &settings.secure_path)?;
+        executable = Some(program.canonical.clone());
+        let facts = Facts {
+            invoker: Some(&invoker),
+            host: &host,
+            command: &run.command,
+            executable: Some(&program.canonical),
+        };
+        let inputs = decide::Inputs {
+            policy: &policy,
+            keys: &keys,
+            settings: &settings,
+            invoker: &invoker,
+            host: &host,
+            program: &program,
+            run: &run,
+            now: time::OffsetDateTime::now_utc(),
+        };
+        let approved = decide::decide(&inputs)?;
+        let target = match &approved.run_as {
+            RunAs::Invoker => Target::invoker(&invoker)?,
+            RunAs::Root => Target::named("root")?,
+            RunAs::User(u) => Target::named(u)?,
+        };
+        let argv: Vec<CString> = run
+            .command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| Refusal::usage("NUL in an argument"))?;
+        let launch = supervise::Launch {
+            program: &program,
+            argv,
+            envp: env::build(
+                &env,
+                &target,
+                &settings.secure_path,
+                &approved.rule.env_keep,
+            ),
+            plan: elevate::Plan {
+                target_name: CString::new(target.name.as_bytes())
+                    .map_err(|_| Refusal::config("identity", "NUL in user name"))?,
+                target: target.clone(),
+                run_as: approved.run_as.clone(),
+                caps: approved.caps,
+                no_new_privs: approved.rule.no_new_privs,
+            },
+            expires: approved.grant.as_ref().map(|g| g.claims.exp),
+            kill_grace: settings.kill_grace,
+            cgroup_name: &auditor.session_id,
+        };
+        let outcome = supervise::run(&launch, |pid| {
+            auditor.emit(&audit::start(
+                &auditor.session_id,
+                &facts,
+                &approved,
+                &target,
+                pid,
+            ))?;
+            if approved
+                .grant
+                .as_ref()
+                .is_some_and(|g| g.claims.break_glass)
+            {
+                auditor.emit(&audit::break_glass(
+                    &auditor.session_id,
+                    &facts,
+                    &approved,
+                    &target,
+                    pid,
+                ))?;
+            }
+            Ok(())
+        })?;
+        if let Some(err) = &outcome.error {
+            eprintln!("jitrun: {err}");
+        }
+        let ending = Ending {
+            reason: outcome.reason,
+            exit_code: match outcome.status {
+                system::process::WaitStatus::Exited(c) => Some(c),
+                _ => None,
+            },
+            signal: match outcome.status {
+                system::process::WaitStatus::Signaled(s) => Some(s),
+                _ => None,
+            },
+            duration_ms: outcome.duration.as_millis() as u64,
+            error: outcome.error.clone(),
+        };
+        if let Err(e) = auditor.emit(&audit::end(
+            &auditor.session_id,
+            &facts,
+            &approved,
+            &target,
+            outcome.pid,
+            &ending,
+        )) {
+            eprintln!("jitrun: warning: {}", e.message);
+        }
+        Ok(outcome.exit_code)
+    })();
+    match result {
+        Ok(code) => code,
+        Err(r) => {
+            let facts = Facts {
+                invoker: Some(&invoker),
+                host: &host,
+                command: &run.command,
+                executable: executable.as_deref(),
+            };
+            refuse(&r, Some(&auditor), &facts, requested)
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Step 8 (and the end of step 10): building jitrun's events and sending them.
+//! The schema itself lives in `jit-audit` and docs/audit.md.
+
+use crate::decide::Approved;
+use crate::identity::{Invoker, Target};
+use crate::refusal::{Logged, Refusal};
+use jit_audit::{Event, EventType, Framer, Framing, SyslogSink, DEFAULT_MAX_MESSAGE};
+use jit_policy::{AuditFraming, RunAs, Settings};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use time::OffsetDateTime;
+
+pub struct Auditor {
+    framer: Framer,
+    socket: String,
+    sink: Result<SyslogSink, String>,
+    fail_closed: bool,
+    pub session_id: String,
+}
+
+impl Auditor {
+    pub fn new(settings: &Settings, host: &str, session_id: String) -> Auditor {
+        let framer = Framer {
+            framing: match settings.audit.framing {
+                AuditFraming::Cee => Framing::Cee,
+                AuditFraming::Rfc5424 => Framing::Rfc5424,
+            },
+            app_name: "jitrun".to_string(),
+            hostname: host.to_string(),
+            pid: std::process::id(),
+            sd_id: settings.audit.sd_id.clone(),
+            max_message: DEFAULT_MAX_MESSAGE,
+        };
+        let sink =
+            SyslogSink::connect(Path::new(&settings.audit.socket)).map_err(|e| e.to_string());
+        Auditor {
+            framer,
+            socket: settings.audit.socket.clone(),
+            sink,
+            fail_closed: settings.audit.fail_closed,
+            session_id,
+        }
+    }
+
+    /// Send one event. When it cannot be delivered: with `audit.fail_closed` (the default) this
+    /// is a refusal (nothing may run unlogged); otherwise a warning on stderr.
+    pub fn emit(&self, event: &Event) -> Result<(), Refusal> {
+        let datagram = self.framer.render(event, OffsetDateTime::now_utc());
+        let result = match &self.sink {
+            Ok(sink) => sink.send(&datagram).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if self.fail_closed => Err(Refusal::config(
+                "audit_unavailable",
+                format!("cannot write the audit event ({e}); audit.fail_closed is set, so nothing runs unlogged"),
+            )),
+            Err(e) => {
+                eprintln!("jitrun: warning: audit event {} not delivered to {}: {e}", event.kind.as_str(), self.socket);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What is known about one invocation, for every event it produces.
+pub struct Facts<'a> {
+    pub invoker: Option<&'a Invoker>,
+    pub host: &'a str,
+    pub command: &'a [OsString],
+    pub executable: Option<&'a Path>,
+}
+
+fn base(kind: EventType, session: &str, f: &Facts<'_>) -> Event {
+    let mut ev = Event::new(kind);
+    ev.str("jitrun.session_id", session)
+        .str("host.name", f.host);
+    if let Some(inv) = f.invoker {
+        ev.str("user.name", inv.name.as_str())
+            .str("user.id", inv.uid.to_string());
+        if let Some(cwd) = &inv.cwd {
+            ev.set(
+                "process.working_directory",
+                jit_audit::Value::Str(jit_audit::escape_bytes(cwd.as_os_str().as_bytes())),
+            );
+        }
+        if let Some(tty) = &inv.tty {
+            ev.str("jitrun.tty", tty.as_str());
+        }
+    } else {
+        let uid = crate::system::process::getuid();
+        ev.str("user.id", uid.to_string());
+    }
+    if let Some(exe) = f.executable {
+        ev.set(
+            "process.executable",
+            jit_audit::Value::Str(jit_audit::escape_bytes(exe.as_os_str().as_bytes())),
+        );
+    }
+    if !f.command.is_empty() {
+        ev.bytes_list("process.args", f.command.iter().map(|a| a.as_bytes()));
+    }
+    ev
+}
+
+pub fn run_as_name(r: &RunAs) -> String {
+    match r {
+        RunAs::Invoker => "invoker".to_string(),
+        RunAs::Root => "root".to_string(),
+        RunAs::User(u) => u.clone(),
+    }
+}
+
+fn approval_fields(ev: &mut Event, approved: &Approved<'_>, target: &Target) {
+    ev.str("user.target.name", target.name.as_str())
+        .str("user.target.id", target.uid.to_string())
+        .str("jitrun.rule", approved.rule.name.as_str())
+        .str("jitrun.run_as", run_as_name(&approved.run_as))
+        .list(
+            "process.thread.capabilities.effective",
+            approved.caps.names(),
+        );
+    if let Some(g) = &approved.grant {
+        let c = &g.claims;
+        ev.str("jitrun.grant.id", c.jti.as_str())
+            .str("jitrun.grant.kid", g.kid.as_str())
+            .str("jitrun.grant.issuer", c.iss.as_str())
+            .str(
+                "jitrun.grant.expires",
+                c.exp
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            )
+            .list("jitrun.grant.approvers", c.approvers.iter().cloned())
+            .bool("jitrun.grant.break_glass", c.break_glass);
+        if let Some(t) = &c.ticket {
+            ev.str("jitrun.grant.ticket", t.as_str());
+        }
+        if let Some(r) = &c.reason {
+            ev.str("jitrun.grant.reason", r.as_str());
+        }
+    }
+}
+
+pub fn start(
+    session: &str,
+    f: &Facts<'_>,
+    approved: &Approved<'_>,
+    target: &Target,
+    child: i32,
+) -> Event {
+    let mut ev = base(EventType::ElevateStart, session, f);
+    ev.str("event.outcome", "success")
+        .int("process.pid", child as i64);
+    approval_fields(&mut ev, approved, target);
+    ev
+}
+
+/// A break-glass grant was used: the same facts as `elevate.start`, at alert severity, so a
+/// SIEM can page on one event type.
+pub fn break_glass(
+    session: &str,
+    f: &Facts<'_>,
+    approved: &Approved<'_>,
+    target: &Target,
+    child: i32,
+) -> Event {
+    let mut ev = start(session, f, approved, target, child);
+    ev.kind = EventType::BreakGlass;
+    ev.str("event.action", EventType::BreakGlass.as_str());
+    ev
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Exit,
+    Signal,
+    Expired,
+    SupervisorKilled,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Exit => "exit",
+            EndReason::Signal => "signal",
+            EndReason::Expired => "expired",
+            EndReason::SupervisorKilled => "supervisor_killed",
+        }
+    }
+}
+
+pub struct Ending {
+    pub reason: EndReason,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+pub fn end(
+    session: &str,
+    f: &Facts<'_>,
+    approved: &Approved<'_>,
+    target: &Target,
+    child: i32,
+    e: &Ending,
+) -> Event {
+    let mut ev = base(EventType::ElevateEnd, session, f);
+    ev.str(
+        "event.outcome",
+        if e.exit_code == Some(0) {
+            "success"
+        } else {
+            "failure"
+        },
+    )
+    .int("process.pid", child as i64);
+    approval_fields(&mut ev, approved, target);
+    ev.str("jitrun.end_reason", e.reason.as_str()).int(
+        "jitrun.duration_ms",
+        e.duration_ms.min(i64::MAX as u64) as i64,
+    );
+    if let Some(c) = e.exit_code {
+        ev.int("process.exit_code", c as i64);
+    }
+    if let Some(s) = e.signal {
+        ev.str("jitrun.signal", crate::system::signals::name(s));
+    }
+    if let Some(err) = &e.error {
+        ev.str("jitrun.error", err.as_str());
+    }
+    ev
+}
+
+/// `elevate.deny` or `policy.error` for a refusal; None for what is not logged (usage errors).
+pub fn refusal(
+    session: &str,
+    f: &Facts<'_>,
+    r: &Refusal,
+    requested_user: Option<&str>,
+) -> Option<Event> {
+    let kind = match r.logged {
+        Logged::Deny => EventType::ElevateDeny,
+        Logged::PolicyError => EventType::PolicyError,
+        Logged::Unlogged => return None,
+    };
+    let mut ev = base(kind, session, f);
+    ev.str("event.outcome", "failure")
+        .str("jitrun.deny_code", r.code)
+        .str("jitrun.deny_reason", r.message.as_str());
+    if kind == EventType::PolicyError {
+        ev.str("jitrun.error", r.message.as_str());
+    }
+    if let Some(rule) = &r.rule {
+        ev.str("jitrun.rule", rule.as_str());
+    }
+    if let Some(u) = requested_user {
+        ev.str("user.target.name", u);
+    }
+    Some(ev)
+}

@@ -1,0 +1,178 @@
+//! Step 6: verify the grant (signature, then every claim), then policy ∩ grant.
+//!
+//! Without `--grant`, standing access (`grant = "none"`) is tried first, then each file of
+//! the user's grant store in name order; the first that authorises the command wins.
+
+use crate::cli::{GrantSource, RunArgs};
+use crate::command::Program;
+use crate::identity::Invoker;
+use crate::refusal::Refusal;
+use crate::user_files;
+use crate::uses;
+use jit_grant::{CheckContext, Claims, GrantError, KeySet, TokenKind};
+use jit_policy::{CapSet, Decision, Policy, Request, Rule, RunAs, Settings};
+use std::ffi::{OsStr, OsString};
+use time::OffsetDateTime;
+
+/// A grant that was verified and used.
+#[derive(Debug, Clone)]
+pub struct UsedGrant {
+    pub claims: Claims,
+    pub kid: String,
+}
+
+/// What may run.
+#[derive(Debug)]
+pub struct Approved<'p> {
+    pub rule: &'p Rule,
+    pub caps: CapSet,
+    pub run_as: RunAs,
+    pub grant: Option<UsedGrant>,
+}
+
+pub struct Inputs<'a> {
+    pub policy: &'a Policy,
+    pub keys: &'a KeySet,
+    pub settings: &'a Settings,
+    pub invoker: &'a Invoker,
+    pub host: &'a str,
+    pub program: &'a Program,
+    pub run: &'a RunArgs,
+    pub now: OffsetDateTime,
+}
+
+pub fn grant_code(e: &GrantError) -> &'static str {
+    match e {
+        GrantError::Malformed(_) | GrantError::Footer(_) => "grant_malformed",
+        GrantError::UnknownKey { .. } => "grant_unknown_key",
+        GrantError::BadSignature { .. } => "grant_bad_signature",
+        GrantError::Expired { .. } => "grant_expired",
+        GrantError::NotYetValid { .. } => "grant_not_yet_valid",
+        GrantError::WrongUser { .. } => "grant_wrong_user",
+        GrantError::WrongUid { .. } => "grant_wrong_uid",
+        GrantError::WrongHost { .. } => "grant_wrong_host",
+        GrantError::Claim { .. } | GrantError::Key(_) | GrantError::Sign(_) => {
+            "grant_invalid_claim"
+        }
+    }
+}
+
+fn grant_refusal(e: GrantError) -> Refusal {
+    Refusal::deny(grant_code(&e), e.to_string())
+}
+
+/// Verify a token's signature and claims for this caller and host.
+pub fn verify_grant(token: &str, inp: &Inputs<'_>) -> Result<UsedGrant, Refusal> {
+    let v = jit_grant::verify(token, inp.keys, TokenKind::Grant).map_err(grant_refusal)?;
+    let ctx = CheckContext {
+        user: &inp.invoker.name,
+        uid: inp.invoker.uid,
+        host: inp.host,
+        now: inp.now,
+        clock_skew: inp.settings.clock_skew,
+    };
+    v.claims.check(&ctx).map_err(grant_refusal)?;
+    Ok(UsedGrant {
+        claims: v.claims,
+        kid: v.kid,
+    })
+}
+
+fn policy_decide<'p>(
+    inp: &Inputs<'p>,
+    grant: Option<&jit_policy::GrantView>,
+) -> Result<Approved<'p>, Refusal> {
+    let args: Vec<&OsStr> = inp.run.command[1..]
+        .iter()
+        .map(OsString::as_os_str)
+        .collect();
+    let mut request = Request {
+        user: &inp.invoker.name,
+        groups: &inp.invoker.groups,
+        host: inp.host,
+        program: inp.program.canonical.as_os_str(),
+        args: &args,
+        run_as: inp.run.user.as_deref(),
+        rule: inp.run.rule.as_deref(),
+    };
+    let mut decision = jit_policy::decide(inp.policy, &request, grant);
+    if matches!(decision, Decision::Deny(_)) && inp.program.spelled != inp.program.canonical {
+        // The rule may name the program as the user spelled it (/bin/ls on a merged-/usr host).
+        request.program = inp.program.spelled.as_os_str();
+        if let d @ Decision::Allow { .. } = jit_policy::decide(inp.policy, &request, grant) {
+            decision = d;
+        }
+    }
+    match decision {
+        Decision::Allow { rule, caps, run_as } => Ok(Approved {
+            rule,
+            caps,
+            run_as,
+            grant: None,
+        }),
+        Decision::Deny(d) => Err(Refusal::deny(d.code.as_str(), d.message).with_rule(d.rule)),
+    }
+}
+
+fn with_grant<'p>(token: &str, inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
+    let used = verify_grant(token, inp)?;
+    let view = used.claims.view().map_err(grant_refusal)?;
+    let mut approved = policy_decide(inp, Some(&view))?;
+    if let Some(max) = used.claims.max_uses {
+        uses::consume(&used.claims.jti, max)?;
+    }
+    approved.grant = Some(used);
+    Ok(approved)
+}
+
+pub fn decide<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
+    match &inp.run.grant {
+        Some(GrantSource::File(path)) => {
+            let token = user_files::read_as_user(inp.invoker, std::path::Path::new(path))
+                .map_err(|m| Refusal::deny("grant_unreadable", format!("cannot read grant {m}")))?;
+            with_grant(&token, inp)
+        }
+        Some(GrantSource::Stdin) => {
+            let token = user_files::read_stdin().map_err(|m| {
+                Refusal::deny("grant_unreadable", format!("cannot read grant from {m}"))
+            })?;
+            with_grant(&token, inp)
+        }
+        None => {
+            let standing = match policy_decide(inp, None) {
+                Ok(a) => return Ok(a),
+                Err(r) => r,
+            };
+            // Then the grants the user keeps. Report the failure of a grant for the rule the
+            // policy pointed at, if there is one: "your grant expired" beats "you need a grant".
+            let mut relevant: Option<Refusal> = None;
+            for path in user_files::store_files(inp.invoker) {
+                let Ok(token) = user_files::read_as_user(inp.invoker, &path) else {
+                    continue;
+                };
+                match with_grant(&token, inp) {
+                    Ok(a) => return Ok(a),
+                    Err(e) => {
+                        let for_rule = jit_grant::decode_unverified(&token)
+                            .ok()
+                            .and_then(|u| serde_rule(&u.payload))
+                            .is_some_and(|r| Some(&r) == standing.rule.as_ref());
+                        if for_rule && relevant.is_none() {
+                            relevant = Some(Refusal {
+                                message: format!("{} (from {})", e.message, path.display()),
+                                ..e
+                            });
+                        }
+                    }
+                }
+            }
+            Err(relevant.unwrap_or(standing))
+        }
+    }
+}
+
+/// The `rule` claim of an unverified payload (only to choose which failure to report).
+fn serde_rule(payload: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    v.get("rule")?.as_str().map(str::to_string)
+}

@@ -1,0 +1,176 @@
+//! The command's environment: built, not inherited. The target's HOME, USER, LOGNAME and
+//! SHELL, PATH = secure_path, TERM when it looks like a terminal name, and the variables
+//! the rule's `env_keep` names, when their values are sane. Nothing else passes.
+
+use crate::harden::EnvSnapshot;
+use crate::identity::Target;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+
+/// Longest value kept from the caller's environment.
+const MAX_VALUE: usize = 4096;
+
+fn sane_term(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(b))
+}
+
+/// A kept value must not smuggle code or paths: no bash function bodies, no control
+/// characters, bounded size; locale and time-zone values must not be paths.
+fn sane_value(name: &str, v: &[u8]) -> bool {
+    if v.len() > MAX_VALUE || v.starts_with(b"()") || v.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return false;
+    }
+    let is_locale = name == "LANG" || name == "LANGUAGE" || name.starts_with("LC_") || name == "TZ";
+    !(is_locale && (v.contains(&b'/') || v.windows(2).any(|w| w == b"..")))
+}
+
+/// Variables that are never kept, whatever a rule says (they change how programs load code).
+fn forbidden(name: &str) -> bool {
+    name.starts_with("LD_")
+        || matches!(
+            name,
+            "PATH"
+                | "IFS"
+                | "BASH_ENV"
+                | "ENV"
+                | "SHELLOPTS"
+                | "PS4"
+                | "GCONV_PATH"
+                | "PYTHONPATH"
+                | "PYTHONSTARTUP"
+                | "PYTHONHOME"
+                | "PERL5OPT"
+                | "PERL5LIB"
+                | "PERLLIB"
+                | "RUBYOPT"
+                | "RUBYLIB"
+                | "NODE_OPTIONS"
+                | "HOSTALIASES"
+                | "LOCALDOMAIN"
+                | "RES_OPTIONS"
+                | "NLSPATH"
+                | "MALLOC_CHECK_"
+                | "GLIBC_TUNABLES"
+        )
+}
+
+fn entry(name: &str, value: &[u8]) -> Option<CString> {
+    let mut s = Vec::with_capacity(name.len() + 1 + value.len());
+    s.extend_from_slice(name.as_bytes());
+    s.push(b'=');
+    s.extend_from_slice(value);
+    CString::new(s).ok()
+}
+
+pub fn build(
+    snapshot: &EnvSnapshot,
+    target: &Target,
+    secure_path: &str,
+    env_keep: &[String],
+) -> Vec<CString> {
+    let mut out = Vec::new();
+    out.extend(entry("HOME", target.home.as_os_str().as_bytes()));
+    out.extend(entry("USER", target.name.as_bytes()));
+    out.extend(entry("LOGNAME", target.name.as_bytes()));
+    out.extend(entry("SHELL", target.shell.as_os_str().as_bytes()));
+    out.extend(entry("PATH", secure_path.as_bytes()));
+    let fixed = ["HOME", "USER", "LOGNAME", "SHELL", "PATH"];
+    let lookup = |name: &str| {
+        snapshot
+            .iter()
+            .find(|(k, _)| k.as_bytes() == name.as_bytes())
+            .map(|(_, v)| v.as_bytes())
+    };
+    if let Some(v) = lookup("TERM").filter(|v| sane_term(v)) {
+        out.extend(entry("TERM", v));
+    }
+    for name in env_keep {
+        if name == "TERM" || fixed.contains(&name.as_str()) || forbidden(name) {
+            continue;
+        }
+        if let Some(v) = lookup(name).filter(|v| sane_value(name, v)) {
+            out.extend(entry(name, v));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    fn target() -> Target {
+        Target {
+            name: "svc".into(),
+            uid: 5,
+            gid: 5,
+            home: PathBuf::from("/srv"),
+            shell: PathBuf::from("/bin/sh"),
+            keep_groups: None,
+        }
+    }
+
+    fn snap(v: &[(&str, &str)]) -> EnvSnapshot {
+        v.iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    fn names(env: &[CString]) -> Vec<String> {
+        env.iter()
+            .map(|c| c.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn only_the_built_environment_passes() {
+        let s = snap(&[
+            ("LD_PRELOAD", "/tmp/x.so"),
+            ("IFS", "x"),
+            ("TERM", "xterm-256color"),
+            ("FOO", "bar"),
+            ("HOME", "/home/alice"),
+        ]);
+        let env = names(&build(
+            &s,
+            &target(),
+            "/usr/bin:/bin",
+            &["FOO".into(), "LD_PRELOAD".into(), "PATH".into()],
+        ));
+        assert_eq!(
+            env,
+            [
+                "HOME=/srv",
+                "USER=svc",
+                "LOGNAME=svc",
+                "SHELL=/bin/sh",
+                "PATH=/usr/bin:/bin",
+                "TERM=xterm-256color",
+                "FOO=bar"
+            ]
+        );
+    }
+
+    #[test]
+    fn insane_values_are_dropped() {
+        let s = snap(&[
+            ("TERM", "../../evil"),
+            ("LANG", "../../x"),
+            ("TZ", "/etc/shadow"),
+            ("F", "() { :; }; id"),
+            ("LC_ALL", "C.UTF-8"),
+        ]);
+        let env = names(&build(
+            &s,
+            &target(),
+            "/bin",
+            &["LANG".into(), "TZ".into(), "F".into(), "LC_ALL".into()],
+        ));
+        assert_eq!(env[5..], ["LC_ALL=C.UTF-8"]);
+    }
+}

@@ -1,0 +1,103 @@
+//! A cgroup v2 per run: the command and everything it starts (setsid included) stay in
+//! it, and `cgroup.kill` ends them all at once.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified`
+/// on hybrid ones), from /proc/self/mountinfo.
+pub fn mount_point() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in info.lines() {
+        // "... mount_point options ... - fstype source superopts"
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next() == Some("cgroup2") {
+            let mount = left.split_whitespace().nth(4)?;
+            return Some(PathBuf::from(unescape_octal(mount)));
+        }
+    }
+    None
+}
+
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One run's cgroup.
+#[derive(Debug)]
+pub struct RunCgroup {
+    pub path: PathBuf,
+}
+
+impl RunCgroup {
+    /// Create `<mount>/jitrun/<name>`; needs `cgroup.kill` (Linux 5.14+).
+    pub fn create(name: &str) -> io::Result<RunCgroup> {
+        let mount = mount_point()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount"))?;
+        let parent = mount.join("jitrun");
+        match fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let path = parent.join(name);
+        fs::create_dir(&path)?;
+        let cg = RunCgroup { path };
+        if !cg.path.join("cgroup.kill").exists() {
+            cg.remove();
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "cgroup.kill not available",
+            ));
+        }
+        Ok(cg)
+    }
+
+    pub fn add(&self, pid: libc::pid_t) -> io::Result<()> {
+        fs::write(self.path.join("cgroup.procs"), pid.to_string())
+    }
+
+    pub fn pids(&self) -> Vec<libc::pid_t> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn signal_all(&self, sig: libc::c_int) {
+        for pid in self.pids() {
+            let _ = super::signals::kill(pid, sig);
+        }
+    }
+
+    /// SIGKILL to every process in the cgroup, atomically.
+    pub fn kill_all(&self) -> io::Result<()> {
+        fs::write(self.path.join("cgroup.kill"), "1")
+    }
+
+    pub fn is_populated(&self) -> bool {
+        fs::read_to_string(self.path.join("cgroup.events"))
+            .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
+            .unwrap_or(false)
+    }
+
+    /// Remove the (empty) cgroup directory; best effort.
+    pub fn remove(&self) {
+        let _ = fs::remove_dir(&self.path);
+    }
+}

@@ -1,0 +1,204 @@
+//! Processes and credentials: fork, exec by descriptor, uid/gid/groups, wait, limits.
+
+use super::check;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+pub enum Fork {
+    Parent(libc::pid_t),
+    Child,
+}
+
+/// fork(2). jitrun is single-threaded when it forks, so the child may keep running Rust code.
+pub fn fork() -> io::Result<Fork> {
+    // SAFETY: jitrun never starts a thread, so no lock can be held by a thread that does not
+    // exist in the child; the child only runs code prepared for it before returning to exec.
+    let pid = check(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+/// Leave the process without running destructors or atexit handlers (child side).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// A pipe whose both ends are close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors were just created and are owned by us alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// execveat(fd, "", argv, envp, AT_EMPTY_PATH): run exactly the file that was checked.
+/// Returns only on failure.
+pub fn exec_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated arrays of pointers to NUL-terminated strings that
+    // outlive the call (owned by `argv`/`envp`); the empty path with AT_EMPTY_PATH means `fd`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    io::Error::last_os_error()
+}
+
+pub fn setpgid(pid: libc::pid_t, pgid: libc::pid_t) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::setpgid(pid, pgid) }).map(drop)
+}
+
+pub fn getpgrp() -> libc::pid_t {
+    // SAFETY: cannot fail.
+    unsafe { libc::getpgrp() }
+}
+
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+pub fn getuid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::getuid() }
+}
+
+pub fn getgid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::getgid() }
+}
+
+/// Supplementary groups of the calling process.
+pub fn getgroups() -> io::Result<Vec<u32>> {
+    // SAFETY: size 0 asks only for the count.
+    let n = check(unsafe { libc::getgroups(0, std::ptr::null_mut()) })?;
+    let mut groups = vec![0 as libc::gid_t; n as usize];
+    // SAFETY: `groups` has room for `n` entries.
+    let n = check(unsafe { libc::getgroups(n, groups.as_mut_ptr()) })?;
+    groups.truncate(n as usize);
+    Ok(groups)
+}
+
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `groups`, valid for the call.
+    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }).map(drop)
+}
+
+/// initgroups(3): the user's groups from the group database, plus `gid`.
+pub fn initgroups(user: &CStr, gid: u32) -> io::Result<()> {
+    // SAFETY: `user` is NUL-terminated and outlives the call.
+    check(unsafe { libc::initgroups(user.as_ptr(), gid) }).map(drop)
+}
+
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::setresgid(gid, gid, gid) }).map(drop)
+}
+
+pub fn setresuid(uid: u32) -> io::Result<()> {
+    // SAFETY: integers only.
+    check(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+}
+
+/// The three uids (real, effective, saved).
+pub fn getresuid() -> (u32, u32, u32) {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: three valid out-pointers.
+    unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+    (r, e, s)
+}
+
+pub fn set_core_limit_zero() -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is valid for the call.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) }).map(drop)
+}
+
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })
+        .map(drop)
+}
+
+/// How a child ended or changed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+    Stopped(i32),
+}
+
+/// waitpid(pid, WNOHANG | WUNTRACED). Ok(None) when nothing changed.
+pub fn wait_nohang(pid: libc::pid_t) -> io::Result<Option<(libc::pid_t, WaitStatus)>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    let ws = if libc::WIFEXITED(status) {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        WaitStatus::Signaled(libc::WTERMSIG(status))
+    } else if libc::WIFSTOPPED(status) {
+        WaitStatus::Stopped(libc::WSTOPSIG(status))
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((r, ws)))
+}
+
+/// Blocking waitpid for `pid` (exit or signal only).
+pub fn wait_blocking(pid: libc::pid_t) -> io::Result<WaitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(WaitStatus::Exited(libc::WEXITSTATUS(status)));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(WaitStatus::Signaled(libc::WTERMSIG(status)));
+        }
+    }
+}
+
+/// Replace the environment of this process with nothing (after taking a snapshot).
+pub fn clear_env() {
+    // SAFETY: jitrun is single-threaded, so no other thread reads the environment meanwhile.
+    unsafe { libc::clearenv() };
+}

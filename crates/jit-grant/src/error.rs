@@ -10,17 +10,45 @@ pub enum GrantError {
     #[error("the token's signature does not verify with key {kid} (or it is not a {kind} token): it was altered, forged, or minted for another purpose")]
     BadSignature { kid: String, kind: &'static str },
     #[error("grant {jti}: claim {claim}: {message}")]
-    Claim { jti: String, claim: &'static str, message: String },
+    Claim {
+        jti: String,
+        claim: &'static str,
+        message: String,
+    },
     #[error("grant {jti} expired {ago} ago (at {exp}); request a new one: jitctl request {rule}")]
-    Expired { jti: String, rule: String, exp: String, ago: String },
+    Expired {
+        jti: String,
+        rule: String,
+        exp: String,
+        ago: String,
+    },
     #[error("grant {jti} is not valid yet: it starts at {nbf} (in {wait}); wait, or ask for a grant that starts now")]
-    NotYetValid { jti: String, nbf: String, wait: String },
+    NotYetValid {
+        jti: String,
+        nbf: String,
+        wait: String,
+    },
     #[error("grant {jti} is for user \"{sub}\", not \"{user}\"; grants are personal: run `jitctl request {rule}` as yourself")]
-    WrongUser { jti: String, sub: String, user: String, rule: String },
+    WrongUser {
+        jti: String,
+        sub: String,
+        user: String,
+        rule: String,
+    },
     #[error("grant {jti} is bound to uid {expected}, but you are uid {actual}")]
-    WrongUid { jti: String, expected: u32, actual: u32 },
-    #[error("grant {jti} is valid on hosts {hosts:?}, not on \"{host}\"; request a grant for this host")]
-    WrongHost { jti: String, hosts: Vec<String>, host: String },
+    WrongUid {
+        jti: String,
+        expected: u32,
+        actual: u32,
+    },
+    #[error(
+        "grant {jti} is valid on hosts {hosts:?}, not on \"{host}\"; request a grant for this host"
+    )]
+    WrongHost {
+        jti: String,
+        hosts: Vec<String>,
+        host: String,
+    },
     #[error("invalid key: {0}")]
     Key(String),
     #[error("{0}")]

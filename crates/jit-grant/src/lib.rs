@@ -12,7 +12,15 @@ pub mod error;
 pub mod keys;
 pub mod token;
 
-pub use claims::{CheckContext, Claims, CmdClaim};
+#[cfg(test)]
+mod vector_tests;
+
+pub use claims::{
+    format_time, parse_time, valid_user_name, CheckContext, Claims, CmdClaim, UNKNOWN_JTI,
+};
 pub use error::GrantError;
 pub use keys::{KeySet, PublicKey, SecretKey};
-pub use token::{decode_unverified, sign, verify, TokenKind, Unverified, Verified, MAX_TOKEN_LEN};
+pub use token::{
+    decode_unverified, sign, sign_payload, verify, verify_payload, TokenKind, Unverified, Verified,
+    VerifiedPayload, MAX_TOKEN_LEN,
+};

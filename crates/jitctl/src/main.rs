@@ -1,1 +1,27 @@
-fn main() {}
+//! jitctl: jitrun's unprivileged client.
+mod cli;
+mod error;
+mod grant;
+mod keygen;
+mod policy;
+mod ulid;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Keygen(args) => keygen::run(&args),
+        cli::Command::Grant(cli::GrantCommand::Mint(args)) => grant::mint(&args),
+        cli::Command::Grant(cli::GrantCommand::Show(args)) => grant::show(&args),
+        cli::Command::Policy(cli::PolicyCommand::Check(args)) => policy::check(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jitctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

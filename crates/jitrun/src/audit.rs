@@ -43,15 +43,20 @@ impl Auditor {
         }
     }
 
-    /// Send one event. When it cannot be delivered: with `audit.fail_closed` (the default) this
-    /// is a refusal (nothing may run unlogged); otherwise a warning on stderr.
-    pub fn emit(&self, event: &Event) -> Result<(), Refusal> {
+    /// Send one event; the error says why it could not be delivered.
+    pub fn deliver(&self, event: &Event) -> Result<(), String> {
         let datagram = self.framer.render(event, OffsetDateTime::now_utc());
-        let result = match &self.sink {
+        match &self.sink {
             Ok(sink) => sink.send(&datagram).map_err(|e| e.to_string()),
             Err(e) => Err(e.clone()),
-        };
-        match result {
+        }
+    }
+
+    /// Send one event before or while a command runs. When it cannot be delivered: with
+    /// `audit.fail_closed` (the default) this is a refusal (nothing may run unlogged);
+    /// otherwise a warning on stderr.
+    pub fn emit(&self, event: &Event) -> Result<(), Refusal> {
+        match self.deliver(event) {
             Ok(()) => Ok(()),
             Err(e) if self.fail_closed => Err(Refusal::config(
                 "audit_unavailable",

@@ -73,14 +73,14 @@ fn run() -> i32 {
     }
 }
 
-/// Print the refusal, log it (best effort when no auditor is set up yet), return the exit status.
+/// Log the refusal (best effort when no auditor is set up yet), print it as ONE line, and
+/// return the exit status. A refusal that could not be logged says so on the same line.
 fn refuse(
     r: &Refusal,
     auditor: Option<&Auditor>,
     facts: &Facts<'_>,
     requested_user: Option<&str>,
 ) -> i32 {
-    eprintln!("jitrun: {}", r.message.replace('\n', " "));
     let fallback;
     let auditor = match auditor {
         Some(a) => a,
@@ -94,11 +94,15 @@ fn refuse(
             &fallback
         }
     };
+    let mut line = r.message.replace('\n', " ");
     if let Some(ev) = audit::refusal(&auditor.session_id, facts, r, requested_user) {
-        if let Err(e) = auditor.emit(&ev) {
-            eprintln!("jitrun: warning: {}", e.message);
+        if let Err(e) = auditor.deliver(&ev) {
+            if r.code != "audit_unavailable" {
+                line.push_str(&format!(" (this refusal was not logged: {e})"));
+            }
         }
     }
+    eprintln!("jitrun: {line}");
     r.exit
 }
 
@@ -243,6 +247,14 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot) -> i32 {
         })?;
         if let Some(err) = &outcome.error {
             eprintln!("jitrun: {err}");
+        }
+        if let (audit::EndReason::Expired, Some(g)) = (outcome.reason, &approved.grant) {
+            eprintln!(
+                "jitrun: grant {} expired at {}; the command was ended. Request a new grant: jitctl request {}",
+                g.claims.jti,
+                jit_grant::format_time(g.claims.exp),
+                g.claims.rule
+            );
         }
         let ending = Ending {
             reason: outcome.reason,

@@ -165,3 +165,15 @@ def test_user_cannot_kill_the_supervisor_to_escape_expiry(lab, world):
     )
     res = assert_ok(lab.run_as_user(a, ["/usr/bin/sh", "-c", script], grant=plain(lab, world)))
     assert res.out.strip() == "REFUSED", str(res)
+
+
+def test_command_gets_the_callers_resource_limits(lab, world):
+    """jitrun lowers RLIMIT_CORE and lifts the soft RLIMIT_FSIZE for itself; the command gets
+    exactly the caller's limits back (soft and hard), with no privilege needed to restore them."""
+    res = assert_ok(
+        lab.run_as_user(world.alice, ["/usr/bin/sh", "-c", "cat /proc/self/limits"], grant=plain(lab, world),
+                        limits={"fsize": "100000:200000", "core": "1000:3000"})
+    )
+    lines = {l[:26].strip(): l[26:].split() for l in res.out.splitlines()[1:]}
+    assert lines["Max file size"][:2] == ["100000", "200000"], res.out
+    assert lines["Max core file size"][:2] == ["1000", "3000"], res.out

@@ -158,3 +158,18 @@ def test_jitctl_grant_show(lab, world):
     assert world.alice.name in ok.stdout.decode() and "net-debug" in ok.stdout.decode()
     bad = lab.jitctl("grant", "show", "--public", world.untrusted_public, token, check=False)
     assert bad.returncode != 0
+
+
+def test_tiny_file_size_limit_cannot_reset_the_use_counter(lab, world):
+    """A caller's RLIMIT_FSIZE of one byte must not kill jitrun half-way through rewriting the
+    max_uses counter (which would read as 0 uses afterwards): the run is refused cleanly,
+    nothing runs, and the grant still starts exactly max_uses commands."""
+    a = world.alice
+    token = lab.mint(a, "plain", max_uses=2)
+    assert_ok(lab.run_as_user(a, ["/usr/bin/true"], grant=token))
+    res = lab.run_as_user(a, ["/usr/bin/true"], grant=token, limits={"fsize": "1:1"})
+    assert res.returncode == 1, str(res)  # a refusal, not death by SIGXFSZ (153)
+    assert len(res.err.strip().splitlines()) == 1 and res.err.startswith("jitrun: "), str(res)
+    assert "elevate.start" not in res.actions(), str(res)
+    assert_ok(lab.run_as_user(a, ["/usr/bin/true"], grant=token))
+    assert_denied(lab.run_as_user(a, ["/usr/bin/true"], grant=token), "grant_used_up")

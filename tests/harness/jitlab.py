@@ -1041,6 +1041,7 @@ class Lab:
         pty: bool = False,
         timeout: float = 60,
         cwd: str | Path | None = None,
+        limits: dict[str, str] | None = None,
     ) -> RunResult:
         """Run ``jitrun [--grant G] OPTIONS -- ARGV`` as ``user`` in a private mount namespace.
 
@@ -1048,6 +1049,8 @@ class Lab:
         ``stdin``), a token string (written to a user-owned file, passed as ``--grant FILE``), or a
         Path (passed as is). ``argv`` None leaves out ``--`` (for ``-l``, ``--version``...).
         ``env`` adds variables to the user's clean environment right before jitrun starts.
+        ``limits`` sets resource limits as the user right before jitrun starts, with prlimit(1):
+        ``{"fsize": "1:1", "core": "1000:3000"}`` (soft:hard).
         """
         args: list[str | bytes] = []
         if grant is not None:
@@ -1062,7 +1065,7 @@ class Lab:
         args += list(options)
         if argv is not None:
             args += ["--", *argv]
-        return self.run_jitrun(user, args, stdin=stdin, env=env, pty=pty, timeout=timeout, cwd=cwd)
+        return self.run_jitrun(user, args, stdin=stdin, env=env, pty=pty, timeout=timeout, cwd=cwd, limits=limits)
 
     def run_jitrun(
         self,
@@ -1074,6 +1077,7 @@ class Lab:
         pty: bool = False,
         timeout: float = 60,
         cwd: str | Path | None = None,
+        limits: dict[str, str] | None = None,
     ) -> RunResult:
         """Run jitrun with exactly ``args`` (after argv[0]) as ``user``; collect its audit events."""
         cmd: list[str | bytes] = ["unshare", "--mount", "--propagation", "private", "--",
@@ -1081,6 +1085,8 @@ class Lab:
                                   str(self.conf), str(self.state), str(user.uid), str(user.gid)]
         if env:
             cmd += ["/usr/bin/env", "--", *[f"{k}={v}" for k, v in env.items()]]
+        if limits:
+            cmd += ["/usr/bin/prlimit", *[f"--{k}={v}" for k, v in limits.items()], "--"]
         cmd += [str(self.jitrun), *args]
         if isinstance(stdin, str):
             stdin = stdin.encode()

@@ -5,6 +5,7 @@
 //! setresuid; inheritable/permitted/effective = the set; ambient cleared then raised;
 //! no_new_privs; then verify what the kernel now says before exec.
 
+use crate::harden::SavedLimits;
 use crate::identity::Target;
 use crate::system::caps::{self, CapSets};
 use crate::system::process;
@@ -19,6 +20,8 @@ pub struct Plan {
     pub run_as: RunAs,
     pub caps: CapSet,
     pub no_new_privs: bool,
+    /// The caller's resource limits, given back to the command.
+    pub limits: SavedLimits,
 }
 
 fn step(what: &str, r: io::Result<()>) -> io::Result<()> {
@@ -26,6 +29,7 @@ fn step(what: &str, r: io::Result<()>) -> io::Result<()> {
 }
 
 pub fn become_target(plan: &Plan) -> io::Result<()> {
+    step("restoring resource limits", plan.limits.restore())?;
     let last = caps::last_cap()?;
     let wanted: u64 = plan.caps.0
         & if last >= 63 {

@@ -7,10 +7,35 @@ use std::ffi::OsString;
 /// The environment as the caller left it; jitrun itself runs with an empty one.
 pub type EnvSnapshot = Vec<(OsString, OsString)>;
 
-/// Harden the process. Returns argv and the environment snapshot. Order matters:
-/// descriptors first (so nothing later lands on 0–2), then the environment (so no library
-/// code jitrun calls can read it), then signals, dumpability, core size and umask.
-pub fn harden() -> Result<(Vec<OsString>, EnvSnapshot), Refusal> {
+/// Resource limits the caller set that could make jitrun itself fail half-way (a small
+/// RLIMIT_FSIZE kills a process with SIGXFSZ in the middle of a write) or that jitrun changes
+/// for itself (RLIMIT_CORE). jitrun runs without them and gives them back to the command.
+#[derive(Debug, Clone, Default)]
+pub struct SavedLimits {
+    limits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+}
+
+impl SavedLimits {
+    /// Restore the caller's limits (in the child, before it drops privilege).
+    pub fn restore(&self) -> std::io::Result<()> {
+        for &(res, soft, hard) in &self.limits {
+            process::setrlimit(res, soft, hard)?;
+        }
+        Ok(())
+    }
+}
+
+/// What `harden` hands on.
+pub struct Hardened {
+    pub args: Vec<OsString>,
+    pub env: EnvSnapshot,
+    pub limits: SavedLimits,
+}
+
+/// Harden the process. Returns argv, the environment snapshot and the caller's limits.
+/// Order matters: descriptors first (so nothing later lands on 0–2), then the environment
+/// (so no library code jitrun calls can read it), then signals, dumpability, limits, umask.
+pub fn harden() -> Result<Hardened, Refusal> {
     fs::ensure_std_fds().map_err(|e| {
         Refusal::config("harden", format!("cannot set up standard descriptors: {e}"))
     })?;
@@ -42,10 +67,22 @@ pub fn harden() -> Result<(Vec<OsString>, EnvSnapshot), Refusal> {
             format!("cannot make the process non-dumpable: {e}"),
         )
     })?;
-    process::set_core_limit_zero()
-        .map_err(|e| Refusal::config("harden", format!("cannot disable core dumps: {e}")))?;
+    // Soft limits only: hard limits stay as they are, so giving the caller's limits back to
+    // the command never needs CAP_SYS_RESOURCE (which containers often lack).
+    let mut limits = SavedLimits::default();
+    for res in [libc::RLIMIT_CORE, libc::RLIMIT_FSIZE] {
+        let (soft, hard) = process::getrlimit(res)
+            .map_err(|e| Refusal::config("harden", format!("getrlimit: {e}")))?;
+        limits.limits.push((res, soft, hard));
+        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { hard };
+        process::setrlimit(res, soft_now, hard)
+            .map_err(|e| Refusal::config("harden", format!("setrlimit: {e}")))?;
+    }
+    // A write past a hard RLIMIT_FSIZE then fails with EFBIG (and jitrun refuses) instead of
+    // killing jitrun half-way through updating its state.
+    signals::ignore(libc::SIGXFSZ);
     fs::set_umask(0o022);
-    Ok((args, env))
+    Ok(Hardened { args, env, limits })
 }
 
 /// jitrun must run with effective uid 0 (installed root-owned, mode 4755).

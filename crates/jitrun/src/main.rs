@@ -36,7 +36,7 @@ fn main() {
 }
 
 fn run() -> i32 {
-    let (args, env) = match harden::harden() {
+    let hardened = match harden::harden() {
         Ok(x) => x,
         Err(r) => {
             return refuse(
@@ -52,6 +52,7 @@ fn run() -> i32 {
             )
         }
     };
+    let harden::Hardened { args, env, limits } = hardened;
     let mode = match cli::parse(args.into_iter().skip(1).collect()) {
         Ok(m) => m,
         Err(r) => {
@@ -69,7 +70,7 @@ fn run() -> i32 {
             0
         }
         Mode::List => list_mode(),
-        Mode::Run(r) => run_mode(r, env),
+        Mode::Run(r) => run_mode(r, env, limits),
     }
 }
 
@@ -131,7 +132,7 @@ fn list_mode() -> i32 {
     }
 }
 
-fn run_mode(run: RunArgs, env: harden::EnvSnapshot) -> i32 {
+fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits) -> i32 {
     let mut facts = Facts {
         invoker: None,
         host: "",
@@ -217,6 +218,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot) -> i32 {
                 run_as: approved.run_as.clone(),
                 caps: approved.caps,
                 no_new_privs: approved.rule.no_new_privs,
+                limits: limits.clone(),
             },
             expires: approved.grant.as_ref().map(|g| g.claims.exp),
             kill_grace: settings.kill_grace,

@@ -129,15 +129,6 @@ pub fn getresuid() -> (u32, u32, u32) {
     (r, e, s)
 }
 
-pub fn set_core_limit_zero() -> io::Result<()> {
-    let lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is valid for the call.
-    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) }).map(drop)
-}
-
 pub fn set_child_subreaper() -> io::Result<()> {
     // SAFETY: integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })
@@ -201,4 +192,24 @@ pub fn wait_blocking(pid: libc::pid_t) -> io::Result<WaitStatus> {
 pub fn clear_env() {
     // SAFETY: jitrun is single-threaded, so no other thread reads the environment meanwhile.
     unsafe { libc::clearenv() };
+}
+
+/// One resource limit (soft, hard).
+pub fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer for the call.
+    check(unsafe { libc::getrlimit(resource, &mut lim) })?;
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is valid for the call.
+    check(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }

@@ -105,7 +105,18 @@ pub fn run(
     let (rep_r, rep_w) = process::pipe().map_err(|e| fail("pipe", e))?;
     let tty = foreground_tty();
 
-    let child = match process::fork().map_err(|e| fail("fork", e))? {
+    // The run's cgroup exists before the fork, so that the child is born inside it.
+    let cgroup = RunCgroup::create(launch.cgroup_name).ok();
+    let cgroup_dir = cgroup.as_ref().and_then(|cg| cg.open_dir().ok());
+    let (forked, born_inside) = match cgroup_dir
+        .as_ref()
+        .map(|d| process::fork_into_cgroup(d.as_fd()))
+    {
+        Some(Ok(f)) => (f, true),
+        _ => (process::fork().map_err(|e| fail("fork", e))?, false),
+    };
+    drop(cgroup_dir);
+    let child = match forked {
         Fork::Child => {
             drop(go_w);
             drop(rep_r);
@@ -125,9 +136,14 @@ pub fn run(
             fail("cannot become fully root", e)
         })?;
     let _ = process::setpgid(child, child);
-    let cgroup = RunCgroup::create(launch.cgroup_name)
-        .ok()
-        .filter(|cg| cg.add(child).is_ok());
+    let cgroup = match cgroup {
+        Some(cg) if born_inside || cg.add(child).is_ok() => Some(cg),
+        Some(cg) => {
+            cg.remove();
+            None
+        }
+        None => None,
+    };
     if let Some(t) = tty {
         let _ = term::set_foreground(t, child);
     }

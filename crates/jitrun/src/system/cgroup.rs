@@ -69,6 +69,14 @@ impl RunCgroup {
         Ok(cg)
     }
 
+    /// A descriptor on the cgroup directory, for clone3(CLONE_INTO_CGROUP).
+    pub fn open_dir(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::unix::ffi::OsStrExt;
+        let c =
+            std::ffi::CString::new(self.path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        super::fs::open(&c, libc::O_RDONLY | libc::O_DIRECTORY)
+    }
+
     pub fn add(&self, pid: libc::pid_t) -> io::Result<()> {
         fs::write(self.path.join("cgroup.procs"), pid.to_string())
     }

@@ -63,7 +63,7 @@ impl Auditor {
                 format!("cannot write the audit event ({e}); audit.fail_closed is set, so nothing runs unlogged"),
             )),
             Err(e) => {
-                eprintln!("jitrun: warning: audit event {} not delivered to {}: {e}", event.kind.as_str(), self.socket);
+                say!("jitrun: warning: audit event {} not delivered to {}: {e}", event.kind.as_str(), self.socket);
                 Ok(())
             }
         }

@@ -77,6 +77,27 @@ fn name_arg(opt: &str, value: Option<OsString>) -> Result<String, Refusal> {
     Ok(s.to_string())
 }
 
+/// Split `--opt=value` and `-uNAME` into the option and its attached value.
+fn split_attached(a: &[u8]) -> (&[u8], Option<OsString>) {
+    let value = |v: &[u8]| Some(OsString::from(std::ffi::OsStr::from_bytes(v)));
+    if a.starts_with(b"--") {
+        if let Some(eq) = a.iter().position(|&b| b == b'=') {
+            return (&a[..eq], value(&a[eq + 1..]));
+        }
+    } else if a.starts_with(b"-u") && a.len() > 2 {
+        return (&a[..2], value(&a[2..]));
+    }
+    (a, None)
+}
+
+fn once<T>(slot: &mut Option<T>, opt: &str, value: T) -> Result<(), Refusal> {
+    if slot.is_some() {
+        return Err(Refusal::usage(format!("{opt} given twice\n{USAGE}")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
 /// Parse `args` (without argv[0]).
 pub fn parse(args: Vec<OsString>) -> Result<Mode, Refusal> {
     let mut it = args.into_iter();
@@ -88,9 +109,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Mode, Refusal> {
     };
     let mut list = false;
     while let Some(arg) = it.next() {
-        let a = arg.as_bytes();
-        match a {
-            b"--" => {
+        let bytes = arg.as_bytes().to_vec();
+        let (opt, attached) = split_attached(&bytes);
+        let mut value = |name: &str| {
+            attached
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| Refusal::usage(format!("{name} needs a value\n{USAGE}")))
+        };
+        match opt {
+            b"--" if attached.is_none() => {
                 run.command.extend(it.by_ref());
                 break;
             }
@@ -98,48 +126,26 @@ pub fn parse(args: Vec<OsString>) -> Result<Mode, Refusal> {
             b"-V" | b"--version" => return Ok(Mode::Version),
             b"-l" | b"--list" => list = true,
             b"--grant" => {
-                let v = it.next().ok_or_else(|| {
-                    Refusal::usage(format!("--grant needs a file name or '-'\n{USAGE}"))
-                })?;
-                if run.grant.is_some() {
-                    return Err(Refusal::usage("--grant given twice"));
-                }
-                run.grant = Some(if v.as_bytes() == b"-" {
+                let v = value("--grant")?;
+                let source = if v.as_bytes() == b"-" {
                     GrantSource::Stdin
                 } else {
                     GrantSource::File(v)
-                });
+                };
+                once(&mut run.grant, "--grant", source)?;
             }
             b"-u" | b"--user" => {
-                if run.user.is_some() {
-                    return Err(Refusal::usage("-u given twice"));
-                }
-                run.user = Some(name_arg("-u", it.next())?);
+                let v = name_arg("-u", Some(value("-u")?))?;
+                once(&mut run.user, "-u", v)?;
             }
             b"--rule" => {
-                if run.rule.is_some() {
-                    return Err(Refusal::usage("--rule given twice"));
-                }
-                run.rule = Some(name_arg("--rule", it.next())?);
+                let v = name_arg("--rule", Some(value("--rule")?))?;
+                once(&mut run.rule, "--rule", v)?;
             }
-            _ if a.starts_with(b"--grant=") => {
-                let v = OsString::from(std::ffi::OsStr::from_bytes(&a[8..]));
-                run.grant = Some(if v.as_bytes() == b"-" {
-                    GrantSource::Stdin
-                } else {
-                    GrantSource::File(v)
-                });
-            }
-            _ if a.starts_with(b"-u") && a.len() > 2 => {
-                run.user = Some(name_arg(
-                    "-u",
-                    Some(OsString::from(std::ffi::OsStr::from_bytes(&a[2..]))),
-                )?);
-            }
-            _ if a.starts_with(b"-") => {
+            _ if opt.starts_with(b"-") => {
                 return Err(Refusal::usage(format!(
                     "unknown option {}\n{USAGE}",
-                    String::from_utf8_lossy(a)
+                    String::from_utf8_lossy(&bytes)
                 )));
             }
             _ => {
@@ -198,6 +204,25 @@ mod tests {
         }
         let long = "a".repeat(1 << 20);
         assert_eq!(parse(args(&["-u", &long, "true"])).unwrap_err().exit, 2);
+    }
+
+    #[test]
+    fn options_count_once_in_every_spelling() {
+        for dup in [
+            &["--grant", "a", "--grant=b", "true"][..],
+            &["-u", "x", "-ux", "true"],
+            &["--user=x", "-u", "y", "true"],
+            &["--rule", "a", "--rule=b", "true"],
+        ] {
+            assert_eq!(parse(args(dup)).unwrap_err().exit, 2, "{dup:?}");
+        }
+        let Mode::Run(r) = parse(args(&["--grant=-", "-uroot", "--rule=r", "ls"])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (r.grant, r.user.as_deref(), r.rule.as_deref()),
+            (Some(GrantSource::Stdin), Some("root"), Some("r"))
+        );
     }
 
     #[test]

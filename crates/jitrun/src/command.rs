@@ -3,6 +3,7 @@
 //! directories, and that same open file is what gets executed (execveat), so it cannot be
 //! swapped between the check and the exec.
 
+use crate::identity::Invoker;
 use crate::refusal::{Refusal, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::system::{caps, fs};
 use crate::trusted_files;
@@ -27,14 +28,20 @@ fn shown(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Find and open the program named by `argv0`.
-pub fn resolve(argv0: &OsStr, secure_path: &str) -> Result<Program, Refusal> {
+/// Where `argv0` is, as the path found and its canonical form. Runs with the caller's
+/// file-system identity, so that jitrun never tells a caller more about the file system than
+/// they could find out themselves (whether a file in a directory they cannot search exists,
+/// what a symbolic link there points to).
+fn locate(argv0: &OsStr, secure_path: &str) -> Result<(PathBuf, PathBuf), Refusal> {
     let name = argv0.as_bytes();
     let spelled = if name.contains(&b'/') {
         if !name.starts_with(b"/") {
             return Err(Refusal::deny(
                 "command_relative",
-                format!("{}: give an absolute path or a bare command name (found in secure_path); relative paths are not run", argv0.to_string_lossy()),
+                format!(
+                    "{}: give an absolute path or a bare command name (found in secure_path); relative paths are not run",
+                    argv0.to_string_lossy()
+                ),
             ));
         }
         PathBuf::from(argv0)
@@ -61,12 +68,32 @@ pub fn resolve(argv0: &OsStr, secure_path: &str) -> Result<Program, Refusal> {
             format!("{}: no such file", shown(&spelled)),
         )
         .with_exit(EXIT_NOT_FOUND),
+        std::io::ErrorKind::PermissionDenied => Refusal::deny(
+            "command_not_executable",
+            format!(
+                "{}: permission denied (commands are looked up with your own file permissions)",
+                shown(&spelled)
+            ),
+        )
+        .with_exit(EXIT_CANNOT_EXECUTE),
         _ => Refusal::deny(
             "command_not_executable",
             format!("{}: {e}", shown(&spelled)),
         )
         .with_exit(EXIT_CANNOT_EXECUTE),
     })?;
+    Ok((spelled, canonical))
+}
+
+/// Find and open the program named by `argv0` for the caller `inv`.
+pub fn resolve(argv0: &OsStr, secure_path: &str, inv: &Invoker) -> Result<Program, Refusal> {
+    let (spelled, canonical) = fs::as_user_fs(inv.uid, inv.gid, || locate(argv0, secure_path))
+        .map_err(|e| {
+        Refusal::config(
+            "identity",
+            format!("cannot take your file-system identity: {e}"),
+        )
+    })??;
 
     let unsafe_target = |why: String| {
         Refusal::deny(

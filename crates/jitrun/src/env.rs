@@ -27,34 +27,54 @@ fn sane_value(name: &str, v: &[u8]) -> bool {
     !(is_locale && (v.contains(&b'/') || v.windows(2).any(|w| w == b"..")))
 }
 
-/// Variables that are never kept, whatever a rule says (they change how programs load code).
+/// Variables that are never kept, whatever a rule says: they change how programs load code,
+/// find data, or which program they start (an ambient-capability exec is not AT_SECURE, so
+/// the C library trusts its environment).
+const FORBIDDEN: &[&str] = &[
+    "PATH",
+    "IFS",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "ZDOTDIR",
+    "GCONV_PATH",
+    "LOCPATH",
+    "NLSPATH",
+    "TZDIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "MALLOC_CHECK_",
+    "GLIBC_TUNABLES",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "EDITOR",
+    "VISUAL",
+    "SUDO_EDITOR",
+    "PAGER",
+    "MANPAGER",
+    "GIT_EXEC_PATH",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+];
+
 fn forbidden(name: &str) -> bool {
-    name.starts_with("LD_")
-        || matches!(
-            name,
-            "PATH"
-                | "IFS"
-                | "BASH_ENV"
-                | "ENV"
-                | "SHELLOPTS"
-                | "PS4"
-                | "GCONV_PATH"
-                | "PYTHONPATH"
-                | "PYTHONSTARTUP"
-                | "PYTHONHOME"
-                | "PERL5OPT"
-                | "PERL5LIB"
-                | "PERLLIB"
-                | "RUBYOPT"
-                | "RUBYLIB"
-                | "NODE_OPTIONS"
-                | "HOSTALIASES"
-                | "LOCALDOMAIN"
-                | "RES_OPTIONS"
-                | "NLSPATH"
-                | "MALLOC_CHECK_"
-                | "GLIBC_TUNABLES"
-        )
+    name.starts_with("LD_") || FORBIDDEN.contains(&name)
 }
 
 fn entry(name: &str, value: &[u8]) -> Option<CString> {

@@ -67,22 +67,44 @@ pub fn harden() -> Result<Hardened, Refusal> {
             format!("cannot make the process non-dumpable: {e}"),
         )
     })?;
-    // Soft limits only: hard limits stay as they are, so giving the caller's limits back to
-    // the command never needs CAP_SYS_RESOURCE (which containers often lack).
-    let mut limits = SavedLimits::default();
-    for res in [libc::RLIMIT_CORE, libc::RLIMIT_FSIZE] {
-        let (soft, hard) = process::getrlimit(res)
-            .map_err(|e| Refusal::config("harden", format!("getrlimit: {e}")))?;
-        limits.limits.push((res, soft, hard));
-        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { hard };
-        process::setrlimit(res, soft_now, hard)
-            .map_err(|e| Refusal::config("harden", format!("setrlimit: {e}")))?;
-    }
-    // A write past a hard RLIMIT_FSIZE then fails with EFBIG (and jitrun refuses) instead of
-    // killing jitrun half-way through updating its state.
-    signals::ignore(libc::SIGXFSZ);
+    let limits = lift_limits()?;
     fs::set_umask(0o022);
     Ok(Hardened { args, env, limits })
+}
+
+/// The caller's resource limits must not make jitrun (and later its supervisor) fail
+/// half-way: a soft RLIMIT_FSIZE or RLIMIT_CPU would kill it with SIGXFSZ / SIGXCPU, a tiny
+/// RLIMIT_NOFILE would make it lose track of the command's cgroup. Soft limits are raised to
+/// the hard ones (no privilege needed, so the command gets the caller's limits back without
+/// CAP_SYS_RESOURCE, which containers often lack) and the two signals are ignored. A finite
+/// hard CPU limit would end the supervisor with SIGKILL: it is lifted, or jitrun refuses.
+/// RLIMIT_CORE goes to 0: a privileged process leaves no core file.
+fn lift_limits() -> Result<SavedLimits, Refusal> {
+    let failed = |what: &str, e: std::io::Error| Refusal::config("harden", format!("{what}: {e}"));
+    let mut limits = SavedLimits::default();
+    for res in [
+        libc::RLIMIT_CORE,
+        libc::RLIMIT_FSIZE,
+        libc::RLIMIT_CPU,
+        libc::RLIMIT_NOFILE,
+    ] {
+        let (soft, hard) = process::getrlimit(res).map_err(|e| failed("getrlimit", e))?;
+        limits.limits.push((res, soft, hard));
+        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { hard };
+        process::setrlimit(res, soft_now, hard).map_err(|e| failed("setrlimit", e))?;
+    }
+    let (_, cpu_hard) = process::getrlimit(libc::RLIMIT_CPU).map_err(|e| failed("getrlimit", e))?;
+    if cpu_hard != libc::RLIM_INFINITY
+        && process::setrlimit(libc::RLIMIT_CPU, libc::RLIM_INFINITY, libc::RLIM_INFINITY).is_err()
+    {
+        return Err(Refusal::deny(
+            "resource_limit",
+            format!("your hard CPU-time limit ({cpu_hard}s) would end jitrun's supervisor before the command; run without it (ulimit -t)"),
+        ));
+    }
+    signals::ignore(libc::SIGXFSZ);
+    signals::ignore(libc::SIGXCPU);
+    Ok(limits)
 }
 
 /// jitrun must run with effective uid 0 (installed root-owned, mode 4755).

@@ -9,11 +9,11 @@ use time::OffsetDateTime;
 
 pub fn print(policy: &Policy, keys: &KeySet, settings: &Settings, inv: &Invoker, host: &str) {
     let rules = jit_policy::decide::rules_for(policy, &inv.name, &inv.groups, host);
-    println!("jitrun on {host} for {} (uid {})", inv.name, inv.uid);
+    show!("jitrun on {host} for {} (uid {})", inv.name, inv.uid);
     if rules.is_empty() {
-        println!("No rule lets you run anything on this host. Ask your admin for a rule, then: jitctl request RULE --reason \"...\"");
+        show!("No rule lets you run anything on this host. Ask your admin for a rule, then: jitctl request RULE --reason \"...\"");
     } else {
-        println!("\nRules that name you:");
+        show!("\nRules that name you:");
         for r in &rules {
             let access = match r.grant {
                 GrantMode::Required => {
@@ -28,13 +28,13 @@ pub fn print(policy: &Policy, keys: &KeySet, settings: &Settings, inv: &Invoker,
             } else {
                 r.capabilities.names().join(",")
             };
-            println!(
+            show!(
                 "  {}: run as {}, capabilities {caps}, {access}",
                 r.name,
                 crate::audit::run_as_name(&r.run_as)
             );
             for c in &r.commands {
-                println!("      {c}");
+                show!("      {c}");
             }
         }
     }
@@ -42,10 +42,10 @@ pub fn print(policy: &Policy, keys: &KeySet, settings: &Settings, inv: &Invoker,
     let files = user_files::store_files(inv);
     let dir = user_files::store_dir(inv);
     if files.is_empty() {
-        println!("\nNo grants in {}.", dir.display());
+        show!("\nNo grants in {}.", dir.display());
         return;
     }
-    println!("\nGrants in {}:", dir.display());
+    show!("\nGrants in {}:", dir.display());
     let now = OffsetDateTime::now_utc();
     let ctx = CheckContext {
         user: &inv.name,
@@ -62,12 +62,12 @@ pub fn print(policy: &Policy, keys: &KeySet, settings: &Settings, inv: &Invoker,
         let token = match user_files::read_as_user(inv, &path) {
             Ok(t) => t,
             Err(e) => {
-                println!("  {name}: unreadable: {e}");
+                show!("  {name}: unreadable: {e}");
                 continue;
             }
         };
         match jit_grant::verify(&token, keys, TokenKind::Grant) {
-            Err(e) => println!("  {name}: not usable ({}): {e}", grant_code(&e)),
+            Err(e) => show!("  {name}: not usable ({}): {e}", grant_code(&e)),
             Ok(v) => {
                 let c = &v.claims;
                 let caps = c
@@ -85,13 +85,13 @@ pub fn print(policy: &Policy, keys: &KeySet, settings: &Settings, inv: &Invoker,
                     None => String::new(),
                 };
                 match c.check(&ctx) {
-                    Ok(()) => println!(
+                    Ok(()) => show!(
                         "  {name}: grant {} for rule {}, capabilities {caps}, {} left{uses}",
                         c.jti,
                         c.rule,
                         format_duration(c.remaining(now))
                     ),
-                    Err(e) => println!(
+                    Err(e) => show!(
                         "  {name}: grant {} for rule {} not usable now ({}): {e}",
                         c.jti,
                         c.rule,

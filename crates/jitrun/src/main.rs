@@ -5,6 +5,23 @@
 //! `harden` → `identity` → `config` (via `trusted_files`) → `command` → `decide`
 //! (grant + policy) → `audit` → `supervise` (fork, `elevate`, wait).
 
+/// Write a line to stderr. Unlike `eprintln!` it never panics (a closed or full stderr
+/// must not stop the supervisor before it logs `elevate.end`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Write a line to stdout, never panicking (`jitrun -l | head`).
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod audit;
 mod cli;
 mod command;
@@ -22,6 +39,7 @@ mod system;
 mod trusted_files;
 mod user_files;
 mod uses;
+mod watchdog;
 
 use audit::{Auditor, Ending, Facts};
 use cli::{Mode, RunArgs};
@@ -56,17 +74,17 @@ fn run() -> i32 {
     let mode = match cli::parse(args.into_iter().skip(1).collect()) {
         Ok(m) => m,
         Err(r) => {
-            eprintln!("jitrun: {}", r.message);
+            say!("jitrun: {}", r.message);
             return r.exit;
         }
     };
     match mode {
         Mode::Help => {
-            println!("{}\n\n{}", cli::USAGE, cli::HELP);
+            show!("{}\n\n{}", cli::USAGE, cli::HELP);
             0
         }
         Mode::Version => {
-            println!("jitrun {}", env!("CARGO_PKG_VERSION"));
+            show!("jitrun {}", env!("CARGO_PKG_VERSION"));
             0
         }
         Mode::List => list_mode(),
@@ -103,7 +121,7 @@ fn refuse(
             }
         }
     }
-    eprintln!("jitrun: {line}");
+    say!("jitrun: {line}");
     r.exit
 }
 
@@ -172,7 +190,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
     let result = (|| -> Result<i32, Refusal> {
         let policy = config::load_policy()?;
         let keys = config::load_keys()?;
-        let program = command::resolve(&run.command[0], &settings.secure_path)?;
+        let program = command::resolve(&run.command[0], &settings.secure_path, &invoker)?;
         executable = Some(program.canonical.clone());
         let facts = Facts {
             invoker: Some(&invoker),
@@ -224,40 +242,41 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             kill_grace: settings.kill_grace,
             cgroup_name: &auditor.session_id,
         };
-        let outcome = supervise::run(&launch, |pid| {
-            auditor.emit(&audit::start(
-                &auditor.session_id,
-                &facts,
-                &approved,
-                &target,
-                pid,
-            ))?;
-            if approved
-                .grant
-                .as_ref()
-                .is_some_and(|g| g.claims.break_glass)
-            {
-                auditor.emit(&audit::break_glass(
-                    &auditor.session_id,
-                    &facts,
-                    &approved,
-                    &target,
-                    pid,
-                ))?;
-            }
-            Ok(())
-        })?;
-        if let Some(err) = &outcome.error {
-            eprintln!("jitrun: {err}");
-        }
-        if let (audit::EndReason::Expired, Some(g)) = (outcome.reason, &approved.grant) {
-            eprintln!(
-                "jitrun: grant {} expired at {}; the command was ended. Request a new grant: jitctl request {}",
-                g.claims.jti,
-                jit_grant::format_time(g.claims.exp),
-                g.claims.rule
-            );
-        }
+        let session = auditor.session_id.as_str();
+        let outcome = supervise::run(
+            &launch,
+            |pid, containment| {
+                let mut start = audit::start(session, &facts, &approved, &target, pid);
+                start.str("jitrun.containment", containment.as_str());
+                auditor.emit(&start)?;
+                if approved
+                    .grant
+                    .as_ref()
+                    .is_some_and(|g| g.claims.break_glass)
+                {
+                    auditor.emit(&audit::break_glass(
+                        session, &facts, &approved, &target, pid,
+                    ))?;
+                }
+                Ok(())
+            },
+            |pid, elapsed| {
+                let ending = Ending {
+                    reason: audit::EndReason::SupervisorKilled,
+                    exit_code: None,
+                    signal: None,
+                    duration_ms: elapsed.as_millis() as u64,
+                    error: Some(
+                        "the supervisor ended unexpectedly; the watchdog killed the command"
+                            .to_string(),
+                    ),
+                };
+                let _ = auditor.deliver(&audit::end(
+                    session, &facts, &approved, &target, pid, &ending,
+                ));
+            },
+        )?;
+        // The end event first: nothing printed to a broken terminal may come before it.
         let ending = Ending {
             reason: outcome.reason,
             exit_code: match outcome.status {
@@ -271,15 +290,27 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             duration_ms: outcome.duration.as_millis() as u64,
             error: outcome.error.clone(),
         };
-        if let Err(e) = auditor.emit(&audit::end(
-            &auditor.session_id,
+        let logged = auditor.emit(&audit::end(
+            session,
             &facts,
             &approved,
             &target,
             outcome.pid,
             &ending,
-        )) {
-            eprintln!("jitrun: warning: {}", e.message);
+        ));
+        if let Some(err) = &outcome.error {
+            say!("jitrun: {err}");
+        }
+        if let (audit::EndReason::Expired, Some(g)) = (outcome.reason, &approved.grant) {
+            say!(
+                "jitrun: grant {} expired at {}; the command was ended. Request a new grant: jitctl request {}",
+                g.claims.jti,
+                jit_grant::format_time(g.claims.exp),
+                g.claims.rule
+            );
+        }
+        if let Err(e) = logged {
+            say!("jitrun: warning: {}", e.message);
         }
         Ok(outcome.exit_code)
     })();

@@ -11,9 +11,11 @@ use crate::refusal::Refusal;
 use crate::system::cgroup::RunCgroup;
 use crate::system::process::{self, Fork, WaitStatus};
 use crate::system::{fs, signals, term};
+use crate::watchdog::{Guard, Watchdog};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
@@ -52,11 +54,32 @@ pub struct Outcome {
     pub exit_code: i32,
 }
 
-/// A descriptor on the controlling terminal when jitrun is in its foreground.
-fn foreground_tty() -> Option<BorrowedFd<'static>> {
-    (0..=2)
-        .map(std_fd)
-        .find(|&fd| term::isatty(fd) && term::foreground(fd).ok() == Some(process::getpgrp()))
+/// How the command is kept together (`jitrun.containment` in `elevate.start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Containment {
+    /// Its own cgroup v2: `cgroup.kill` reaches everything, setsid'd children included.
+    Cgroup,
+    /// No usable cgroup v2 on this host: its process group plus the orphans we adopt.
+    ProcessGroup,
+}
+
+impl Containment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Containment::Cgroup => "cgroup",
+            Containment::ProcessGroup => "process_group",
+        }
+    }
+}
+
+/// A standard descriptor on a terminal, if any (looked up each time: jitrun may be moved
+/// between foreground and background while the command runs).
+fn terminal() -> Option<BorrowedFd<'static>> {
+    (0..=2).map(std_fd).find(|&fd| term::isatty(fd))
+}
+
+fn foreground_is(t: BorrowedFd<'_>, pgrp: libc::pid_t) -> bool {
+    term::foreground(t).ok() == Some(pgrp)
 }
 
 fn child_main(launch: &Launch<'_>, go: OwnedFd, report: OwnedFd) -> ! {
@@ -92,30 +115,43 @@ enum Phase {
     Killed,
 }
 
-/// Run the command. `started` is called with the child's pid once it is set up and before
-/// it may exec (the audit `elevate.start`); if it fails, the child is killed unstarted.
+/// Run the command.
+/// * `started(pid, containment)` runs once the child is set up and before it may exec (the
+///   audit `elevate.start`); if it fails, the child is killed before it started.
+/// * `supervisor_lost(pid, elapsed)` runs in the watchdog if the supervisor vanishes.
 pub fn run(
     launch: &Launch<'_>,
-    started: impl FnOnce(i32) -> Result<(), Refusal>,
+    started: impl FnOnce(i32, Containment) -> Result<(), Refusal>,
+    supervisor_lost: impl FnOnce(i32, Duration),
 ) -> Result<Outcome, Refusal> {
     let fail = |what: &str, e: std::io::Error| Refusal::config("supervise", format!("{what}: {e}"));
     process::set_child_subreaper().map_err(|e| fail("cannot become a subreaper", e))?;
     signals::block(HANDLED).map_err(|e| fail("cannot block signals", e))?;
     let (go_r, go_w) = process::pipe().map_err(|e| fail("pipe", e))?;
     let (rep_r, rep_w) = process::pipe().map_err(|e| fail("pipe", e))?;
-    let tty = foreground_tty();
+    let me = process::getpgrp();
+    let hand_over_terminal = terminal().filter(|&t| foreground_is(t, me));
 
-    // The run's cgroup exists before the fork, so that the child is born inside it.
-    let cgroup = RunCgroup::create(launch.cgroup_name).ok();
-    let cgroup_dir = cgroup.as_ref().and_then(|cg| cg.open_dir().ok());
-    let (forked, born_inside) = match cgroup_dir
-        .as_ref()
-        .map(|d| process::fork_into_cgroup(d.as_fd()))
-    {
-        Some(Ok(f)) => (f, true),
-        _ => (process::fork().map_err(|e| fail("fork", e))?, false),
+    // The run's cgroup exists before the fork, so that the child is born inside it. On a host
+    // that has cgroup v2, failing to use it is a refusal, never a silent downgrade.
+    let cgroup = RunCgroup::create(launch.cgroup_name)
+        .map_err(|e| fail("cannot create the command's cgroup", e))?;
+    let forked = match &cgroup {
+        Some(cg) => match cg
+            .open_dir()
+            .and_then(|d| process::fork_into_cgroup(d.as_fd()))
+        {
+            Ok(f) => Ok((f, true)),
+            Err(_) => process::fork().map(|f| (f, false)),
+        },
+        None => process::fork().map(|f| (f, false)),
     };
-    drop(cgroup_dir);
+    let (forked, born_inside) = forked.map_err(|e| {
+        if let Some(cg) = &cgroup {
+            cg.remove();
+        }
+        fail("fork", e)
+    })?;
     let child = match forked {
         Fork::Child => {
             drop(go_w);
@@ -128,41 +164,58 @@ pub fn run(
     drop(rep_w);
     let started_at = Instant::now();
 
-    // Fully root: the invoking user can no longer signal or trace the supervisor.
-    process::setresgid(0)
-        .and_then(|_| process::setresuid(0))
-        .map_err(|e| {
-            let _ = signals::kill(child, libc::SIGKILL);
-            fail("cannot become fully root", e)
-        })?;
-    let _ = process::setpgid(child, child);
-    let cgroup = match cgroup {
-        Some(cg) if born_inside || cg.add(child).is_ok() => Some(cg),
-        Some(cg) => {
-            cg.remove();
-            None
-        }
-        None => None,
-    };
-    if let Some(t) = tty {
-        let _ = term::set_foreground(t, child);
-    }
-
-    let abort = |r: Refusal| {
+    let abort = |r: Refusal, cgroup: Option<&RunCgroup>| {
         let _ = signals::kill(child, libc::SIGKILL);
         let _ = process::wait_blocking(child);
-        cleanup(cgroup.as_ref(), child);
-        if let Some(t) = tty {
-            let _ = term::set_foreground(t, process::getpgrp());
+        cleanup(cgroup, child);
+        if let Some(t) = hand_over_terminal {
+            let _ = term::set_foreground(t, me);
         }
         r
     };
-    if let Err(r) = started(child) {
-        return Err(abort(r));
+    // Fully root: the invoking user can no longer signal or trace the supervisor.
+    if let Err(e) = process::setresgid(0).and_then(|_| process::setresuid(0)) {
+        return Err(abort(fail("cannot become fully root", e), cgroup.as_ref()));
     }
+    let _ = process::setpgid(child, child);
+    if let Some(cg) = &cgroup {
+        if !born_inside {
+            if let Err(e) = cg.add(child) {
+                return Err(abort(
+                    fail("cannot move the command into its cgroup", e),
+                    cgroup.as_ref(),
+                ));
+            }
+        }
+    }
+    let containment = if cgroup.is_some() {
+        Containment::Cgroup
+    } else {
+        Containment::ProcessGroup
+    };
+    if let Some(t) = hand_over_terminal {
+        let _ = term::set_foreground(t, child);
+    }
+    if let Err(r) = started(child, containment) {
+        return Err(abort(r, cgroup.as_ref()));
+    }
+    let guard = Guard {
+        cgroup: cgroup.as_ref(),
+        child,
+        expires: launch.expires,
+        kill_grace: launch.kill_grace,
+    };
+    let watchdog = match Watchdog::start(&guard, || supervisor_lost(child, started_at.elapsed())) {
+        Ok(w) => {
+            WATCHDOG_PID.store(w.pid(), Ordering::Relaxed);
+            w
+        }
+        Err(e) => return Err(abort(fail("cannot start the watchdog", e), cgroup.as_ref())),
+    };
     let mut go = std::fs::File::from(go_w);
     if let Err(e) = go.write_all(b"g") {
-        return Err(abort(fail("cannot start the command", e)));
+        watchdog.finish();
+        return Err(abort(fail("cannot start the command", e), cgroup.as_ref()));
     }
     drop(go);
 
@@ -186,22 +239,25 @@ pub fn run(
     }
 
     let mut phase = Phase::Running;
-    let mut reason = EndReason::Exit;
     let status = loop {
-        if let Some((_, st)) = reap(child)? {
-            match st {
-                WaitStatus::Stopped(_) => {
-                    job_control_stop(tty, child);
-                    continue;
-                }
-                other => break other,
+        match reap(child) {
+            Ok(Some((_, WaitStatus::Stopped(sig)))) => {
+                job_control_stop(child, sig);
+                continue;
+            }
+            Ok(Some((_, st))) => break st,
+            Ok(None) => {}
+            Err(r) => {
+                // Cannot wait for the command: end it (the watchdog would, too).
+                terminate(cgroup.as_ref(), child, libc::SIGKILL);
+                watchdog.finish();
+                return Err(r);
             }
         }
         let now = OffsetDateTime::now_utc();
         let timeout = match phase {
             Phase::Running => match launch.expires {
                 Some(exp) if now >= exp => {
-                    reason = EndReason::Expired;
                     terminate(cgroup.as_ref(), child, libc::SIGTERM);
                     phase = Phase::Terminating {
                         kill_at: Instant::now() + launch.kill_grace,
@@ -222,30 +278,40 @@ pub fn run(
             }
             Phase::Killed => Duration::from_secs(1),
         };
-        match signals::wait(HANDLED, timeout).map_err(|e| fail("waiting for signals", e))? {
-            None | Some(libc::SIGCHLD) | Some(libc::SIGCONT) => {}
-            Some(sig) => {
+        match signals::wait(HANDLED, timeout) {
+            Ok(None) | Ok(Some(libc::SIGCHLD)) | Ok(Some(libc::SIGCONT)) | Err(_) => {}
+            Ok(Some(sig)) => {
                 let _ = signals::kill(child, sig);
             }
         }
     };
 
     cleanup(cgroup.as_ref(), child);
-    if let Some(t) = tty {
-        let _ = term::set_foreground(t, process::getpgrp());
+    if let Some(t) = terminal() {
+        if foreground_is(t, child) {
+            let _ = term::set_foreground(t, me);
+        }
     }
+    watchdog.finish();
     let exit_code = exec_code.unwrap_or(match status {
         WaitStatus::Exited(c) => c,
         WaitStatus::Signaled(s) | WaitStatus::Stopped(s) => 128 + s,
     });
-    if identity_failed {
-        reason = EndReason::SupervisorKilled;
-    } else if reason != EndReason::Expired {
-        reason = match status {
-            WaitStatus::Signaled(_) => EndReason::Signal,
-            _ => EndReason::Exit,
-        };
-    }
+    // Expired: we ended it, or the watchdog did while we were stopped.
+    let past_exp = launch
+        .expires
+        .is_some_and(|exp| OffsetDateTime::now_utc() >= exp);
+    let reason = if identity_failed {
+        EndReason::SupervisorKilled
+    } else if !matches!(phase, Phase::Running)
+        || (past_exp && matches!(status, WaitStatus::Signaled(_)))
+    {
+        EndReason::Expired
+    } else if matches!(status, WaitStatus::Signaled(_)) {
+        EndReason::Signal
+    } else {
+        EndReason::Exit
+    };
     Ok(Outcome {
         pid: child,
         status,
@@ -277,19 +343,34 @@ fn reap(child: i32) -> Result<Option<(i32, WaitStatus)>, Refusal> {
     }
 }
 
-/// The command stopped (Ctrl-Z): take the terminal back and stop too, so the shell sees
-/// the job stop; when the shell continues us, give the terminal back and continue it.
-fn job_control_stop(tty: Option<BorrowedFd<'static>>, child: i32) {
-    let Some(t) = tty else { return };
-    let _ = term::set_foreground(t, process::getpgrp());
+/// The command stopped. Reading the terminal from the background (SIGTTIN/SIGTTOU) while
+/// jitrun itself is in the foreground (the shell's `fg` moved jitrun, not the command): hand
+/// the terminal over and continue it. Otherwise (Ctrl-Z, or jitrun in the background): take
+/// the terminal back and stop too, so the shell sees the job stop; when continued, give the
+/// terminal back if jitrun is in the foreground, and continue the command. While jitrun is
+/// stopped the watchdog keeps enforcing the grant's expiry. Without a terminal, a stop is
+/// left to whoever sent it.
+fn job_control_stop(child: i32, sig: libc::c_int) {
+    let Some(t) = terminal() else { return };
+    let me = process::getpgrp();
+    if (sig == libc::SIGTTIN || sig == libc::SIGTTOU) && foreground_is(t, me) {
+        let _ = term::set_foreground(t, child);
+        let _ = signals::kill(-child, libc::SIGCONT);
+        return;
+    }
+    if foreground_is(t, child) {
+        let _ = term::set_foreground(t, me);
+    }
     let _ = signals::kill(process::getpid(), libc::SIGSTOP);
-    let _ = term::set_foreground(t, child);
+    if foreground_is(t, me) {
+        let _ = term::set_foreground(t, child);
+    }
     let _ = signals::kill(-child, libc::SIGCONT);
 }
 
 /// Signal everything the command started: the cgroup when there is one (setsid'd children
 /// included), else its process group and the orphans re-parented to us.
-fn terminate(cgroup: Option<&RunCgroup>, child: i32, sig: libc::c_int) {
+pub fn terminate(cgroup: Option<&RunCgroup>, child: i32, sig: libc::c_int) {
     match cgroup {
         Some(cg) if sig == libc::SIGKILL => {
             let _ = cg.kill_all();
@@ -309,8 +390,12 @@ fn terminate(cgroup: Option<&RunCgroup>, child: i32, sig: libc::c_int) {
 }
 
 /// Processes whose parent is this supervisor (re-parented orphans of the command).
+/// The watchdog is also a child of the supervisor; it is never one of the command's orphans.
+static WATCHDOG_PID: AtomicI32 = AtomicI32::new(0);
+
 fn orphans() -> Vec<i32> {
     let me = process::getpid();
+    let watchdog = WATCHDOG_PID.load(Ordering::Relaxed);
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -325,6 +410,7 @@ fn orphans() -> Vec<i32> {
                 })
                 == Some(me)
         })
+        .filter(|&pid| pid != watchdog)
         .collect()
 }
 
@@ -346,8 +432,17 @@ fn cleanup(cgroup: Option<&RunCgroup>, child: i32) {
         }
         None => {
             let _ = signals::kill(-child, libc::SIGKILL);
-            for pid in orphans() {
-                let _ = signals::kill(pid, libc::SIGKILL);
+            // Orphans keep arriving while their parents die: repeat until none is left.
+            for _ in 0..200 {
+                let left = orphans();
+                if left.is_empty() {
+                    break;
+                }
+                for pid in left {
+                    let _ = signals::kill(pid, libc::SIGKILL);
+                }
+                let _ = reap(child);
+                std::thread::sleep(Duration::from_millis(5));
             }
             let _ = reap(child);
         }

@@ -29,7 +29,14 @@ fn file_name(jti: &str) -> Result<CString, Refusal> {
 }
 
 fn open(jti: &str, create: bool) -> Result<Option<std::fs::File>, Refusal> {
-    let dir = trusted_files::state_dir(&counter_dir())?;
+    let dir = if create {
+        trusted_files::state_dir(&counter_dir())?
+    } else {
+        match trusted_files::walk_dir(&counter_dir())? {
+            Some(dir) => dir,
+            None => return Ok(None),
+        }
+    };
     let name = file_name(jti)?;
     let flags = libc::O_RDWR | libc::O_NOFOLLOW | if create { libc::O_CREAT } else { 0 };
     let fd = match fs::openat(dir.as_fd(), &name, flags, 0o600) {

@@ -6,18 +6,21 @@ use std::io;
 use std::path::PathBuf;
 
 /// Where cgroup v2 is mounted (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified`
-/// on hybrid ones), from /proc/self/mountinfo.
-pub fn mount_point() -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+/// on hybrid ones), from /proc/self/mountinfo. Ok(None): this kernel has no cgroup v2 mounted.
+pub fn mount_point() -> io::Result<Option<PathBuf>> {
+    let info = fs::read_to_string("/proc/self/mountinfo")?;
     for line in info.lines() {
         // "... mount_point options ... - fstype source superopts"
-        let (left, right) = line.split_once(" - ")?;
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         if right.split_whitespace().next() == Some("cgroup2") {
-            let mount = left.split_whitespace().nth(4)?;
-            return Some(PathBuf::from(unescape_octal(mount)));
+            if let Some(mount) = left.split_whitespace().nth(4) {
+                return Ok(Some(PathBuf::from(unescape_octal(mount))));
+            }
         }
     }
-    None
+    Ok(None)
 }
 
 fn unescape_octal(s: &str) -> String {
@@ -46,10 +49,13 @@ pub struct RunCgroup {
 }
 
 impl RunCgroup {
-    /// Create `<mount>/jitrun/<name>`; needs `cgroup.kill` (Linux 5.14+).
-    pub fn create(name: &str) -> io::Result<RunCgroup> {
-        let mount = mount_point()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount"))?;
+    /// Create `<mount>/jitrun/<name>`. Ok(None) only when this host cannot contain a run
+    /// (no cgroup v2, or no `cgroup.kill`: Linux before 5.14); any failure on a host that can
+    /// is an error, so that a caller's tricks (a tiny RLIMIT_NOFILE) never silently downgrade.
+    pub fn create(name: &str) -> io::Result<Option<RunCgroup>> {
+        let Some(mount) = mount_point()? else {
+            return Ok(None);
+        };
         let parent = mount.join("jitrun");
         match fs::create_dir(&parent) {
             Ok(()) => {}
@@ -59,14 +65,17 @@ impl RunCgroup {
         let path = parent.join(name);
         fs::create_dir(&path)?;
         let cg = RunCgroup { path };
-        if !cg.path.join("cgroup.kill").exists() {
-            cg.remove();
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "cgroup.kill not available",
-            ));
+        match fs::metadata(cg.path.join("cgroup.kill")) {
+            Ok(_) => Ok(Some(cg)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                cg.remove();
+                Ok(None)
+            }
+            Err(e) => {
+                cg.remove();
+                Err(e)
+            }
         }
-        Ok(cg)
     }
 
     /// A descriptor on the cgroup directory, for clone3(CLONE_INTO_CGROUP).

@@ -6,37 +6,59 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Run `f` with the file-system identity (fsuid/fsgid) of `uid`/`gid`, then return to root.
-/// While the fsuid is not 0 the kernel also drops the file capabilities (DAC override and
-/// friends) from the effective set, so every open inside `f` is checked as that user.
+/// Run `f` with the file-system identity (fsuid/fsgid) of `uid`/`gid` and no effective
+/// capabilities, then return to the previous identity and capabilities. Every open inside `f`
+/// is checked as that user: no DAC override, and no CAP_SYS_PTRACE to open another process's
+/// `/proc/PID/fd` links. `uid`/`gid` must be the real ids (the kernel allows those without
+/// privilege). Fails closed: if the previous state cannot be restored, the error is returned.
 pub fn as_user_fs<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> io::Result<T> {
-    // SAFETY: setfsgid/setfsuid take an integer and touch no memory. They return the previous
-    // id and never fail loudly, so each change is confirmed by asking again with an invalid id
-    // (-1 changes nothing and returns the current value).
-    unsafe {
-        libc::setfsgid(gid);
-        libc::setfsuid(uid);
-        let now_uid = libc::setfsuid(u32::MAX) as u32;
-        let now_gid = libc::setfsgid(u32::MAX) as u32;
-        if now_uid != uid || now_gid != gid {
-            restore_root_fs();
-            return Err(io::Error::other(format!(
-                "could not take the file-system identity of uid {uid}"
-            )));
-        }
+    let saved = super::caps::get()?;
+    let (old_uid, old_gid) = (current_fsuid(), current_fsgid());
+    super::caps::set(super::caps::CapSets {
+        effective: 0,
+        ..saved
+    })?;
+    set_fs_ids(uid, gid);
+    if (current_fsuid(), current_fsgid()) != (uid, gid) {
+        restore_fs(saved, old_uid, old_gid)?;
+        return Err(io::Error::other(format!(
+            "could not take the file-system identity of uid {uid}"
+        )));
     }
     let out = f();
-    restore_root_fs();
+    restore_fs(saved, old_uid, old_gid)?;
     Ok(out)
 }
 
-fn restore_root_fs() {
-    // SAFETY: as above; setting fsuid/fsgid back to 0 is always allowed for a process whose
-    // effective uid is 0, which is how jitrun runs.
-    unsafe {
-        libc::setfsuid(0);
-        libc::setfsgid(0);
+fn restore_fs(saved: super::caps::CapSets, uid: u32, gid: u32) -> io::Result<()> {
+    // Capabilities first: setting fsgid back to root's needs CAP_SETGID in the effective set.
+    super::caps::set(saved)?;
+    set_fs_ids(uid, gid);
+    if (current_fsuid(), current_fsgid()) != (uid, gid) || super::caps::get()? != saved {
+        return Err(io::Error::other(
+            "could not return to jitrun's own file-system identity",
+        ));
     }
+    Ok(())
+}
+
+fn set_fs_ids(uid: u32, gid: u32) {
+    // SAFETY: setfsgid/setfsuid take an integer and touch no memory; callers confirm the
+    // result with current_fsuid/current_fsgid, since these calls do not report failure.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+    }
+}
+
+fn current_fsuid() -> u32 {
+    // SAFETY: an invalid id (-1) changes nothing and returns the current fsuid.
+    unsafe { libc::setfsuid(u32::MAX) as u32 }
+}
+
+fn current_fsgid() -> u32 {
+    // SAFETY: an invalid id (-1) changes nothing and returns the current fsgid.
+    unsafe { libc::setfsgid(u32::MAX) as u32 }
 }
 
 /// Make sure fds 0, 1 and 2 are open (on /dev/null if they were closed), so that files
@@ -177,4 +199,35 @@ pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
         other => other.map(drop),
     }
+}
+
+/// Wait up to `timeout` for `fd` to become readable (data or end of file). EINTR is a time-out.
+pub fn poll_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd for the duration of the call.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(r > 0)
+}
+
+/// Point descriptors 0, 1 and 2 at /dev/null.
+pub fn std_fds_to_null() -> io::Result<()> {
+    let null = open(c"/dev/null", libc::O_RDWR)?;
+    for fd in 0..=2 {
+        // SAFETY: dup2 onto a standard descriptor; `null` stays open for the call.
+        check(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
+    }
+    Ok(())
 }

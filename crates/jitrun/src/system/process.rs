@@ -262,3 +262,9 @@ pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> i
     // SAFETY: `lim` is valid for the call.
     check(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
+
+/// Start a new session (no controlling terminal).
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no arguments, touches no memory.
+    check(unsafe { libc::setsid() }).map(drop)
+}

@@ -54,6 +54,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from pty import openpty as _openpty
 from typing import Any, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1042,6 +1043,7 @@ class Lab:
         timeout: float = 60,
         cwd: str | Path | None = None,
         limits: dict[str, str] | None = None,
+        prefix: Sequence[str | bytes] = (),
     ) -> RunResult:
         """Run ``jitrun [--grant G] OPTIONS -- ARGV`` as ``user`` in a private mount namespace.
 
@@ -1051,6 +1053,8 @@ class Lab:
         ``env`` adds variables to the user's clean environment right before jitrun starts.
         ``limits`` sets resource limits as the user right before jitrun starts, with prlimit(1):
         ``{"fsize": "1:1", "core": "1000:3000"}`` (soft:hard).
+        ``prefix``: a wrapper run as the user right before jitrun (after ``limits``), which must
+        exec its arguments (``[jitrun, ARGS...]``); e.g. one that burns CPU time first.
         """
         args: list[str | bytes] = []
         if grant is not None:
@@ -1065,7 +1069,8 @@ class Lab:
         args += list(options)
         if argv is not None:
             args += ["--", *argv]
-        return self.run_jitrun(user, args, stdin=stdin, env=env, pty=pty, timeout=timeout, cwd=cwd, limits=limits)
+        return self.run_jitrun(user, args, stdin=stdin, env=env, pty=pty, timeout=timeout, cwd=cwd, limits=limits,
+                               prefix=prefix)
 
     def run_jitrun(
         self,
@@ -1078,16 +1083,15 @@ class Lab:
         timeout: float = 60,
         cwd: str | Path | None = None,
         limits: dict[str, str] | None = None,
+        prefix: Sequence[str | bytes] = (),
     ) -> RunResult:
         """Run jitrun with exactly ``args`` (after argv[0]) as ``user``; collect its audit events."""
-        cmd: list[str | bytes] = ["unshare", "--mount", "--propagation", "private", "--",
-                                  "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
-                                  str(self.conf), str(self.state), str(user.uid), str(user.gid)]
+        cmd = self.ns_command(user, [])
         if env:
             cmd += ["/usr/bin/env", "--", *[f"{k}={v}" for k, v in env.items()]]
         if limits:
             cmd += ["/usr/bin/prlimit", *[f"--{k}={v}" for k, v in limits.items()], "--"]
-        cmd += [str(self.jitrun), *args]
+        cmd += [*prefix, str(self.jitrun), *args]
         if isinstance(stdin, str):
             stdin = stdin.encode()
         mark = self.audit.mark() if self.audit else 0
@@ -1119,6 +1123,52 @@ class Lab:
         if self.verbose:
             print(res, file=sys.stderr)
         return res
+
+    def ns_command(self, user: User, argv: Sequence[str | bytes]) -> list[str | bytes]:
+        """The command line that runs ``argv`` as ``user`` inside a private mount namespace with
+        the lab's configuration and state bound over /etc/jitrun and /var/lib/jitrun."""
+        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
+                str(self.conf), str(self.state), str(user.uid), str(user.gid), *argv]
+
+    def spawn_as_user(
+        self,
+        user: User,
+        argv: Sequence[str | bytes],
+        *,
+        pty: bool = False,
+        stdin: Any = subprocess.DEVNULL,
+        stdout: Any = None,
+        stderr: Any = None,
+        cwd: str | Path | None = None,
+    ) -> "Spawned":
+        """Start ``argv`` (e.g. ``[str(lab.jitrun), ...]`` or a shell that runs it) as ``user`` in
+        the lab's mount namespace and return at once, so the test can act while it runs.
+
+        With ``pty``: in a new session whose controlling terminal is a fresh pty (``Spawned.send``
+        writes to its master, e.g. ``b"\\x1a"`` for Ctrl-Z); everything written to the terminal
+        is collected in ``Spawned.output``. Without: in a new session; ``stdout``/``stderr``
+        default to one pipe collected in ``Spawned.output`` (pass a file or fd to override).
+        Use as a context manager: leaving it kills what is left of the run."""
+        cmd = self.ns_command(user, argv)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        if os.environ.get("TERM"):
+            env["TERM"] = os.environ["TERM"]
+        mark = self.audit.mark() if self.audit else 0
+        cwd = cwd or user.home
+        if pty:
+            master, slave = _openpty()
+            try:
+                p = subprocess.Popen(["setsid", "-c", "-w", "--", *cmd], stdin=slave, stdout=slave, stderr=slave,
+                                     env=env, cwd=cwd, close_fds=True)
+            finally:
+                os.close(slave)
+            return Spawned(self, user, p, master, mark, master)
+        collect = stdout is None
+        p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE if collect else stdout,
+                             stderr=(subprocess.STDOUT if stderr is None else stderr) if collect else
+                             (subprocess.DEVNULL if stderr is None else stderr),
+                             env=env, cwd=cwd, start_new_session=True)
+        return Spawned(self, user, p, None, mark, p.stdout.fileno() if collect else None)
 
     def run_without_jitrun(self, user: User, argv: Sequence[str | bytes], timeout: float = 60) -> RunResult:
         """Run a command as ``user`` directly (no jitrun), for comparison."""
@@ -1166,6 +1216,100 @@ class Lab:
 
     def kill_user_processes(self) -> int:
         return kill_processes(uids=[u.uid for u in self.users], exes=[str(self.jitrun)])
+
+
+class Spawned:
+    """A run started by :meth:`Lab.spawn_as_user`."""
+
+    def __init__(self, lab: Lab, user: User, popen: subprocess.Popen, master: int | None, mark: int,
+                 read_fd: int | None):
+        self.lab, self.user, self.popen, self.master, self.mark = lab, user, popen, master, mark
+        self.pid = popen.pid
+        self._out = bytearray()
+        self._cond = threading.Condition()
+        self._reader = None
+        if read_fd is not None:
+            self._reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True)
+            self._reader.start()
+
+    def _read(self, fd: int) -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: every slave fd closed; EBADF: closed by close()
+                chunk = b""
+            with self._cond:
+                if not chunk:
+                    self._cond.notify_all()
+                    return
+                self._out += chunk
+                self._cond.notify_all()
+
+    @property
+    def output(self) -> bytes:
+        with self._cond:
+            return bytes(self._out)
+
+    def wait_output(self, needle: bytes, timeout: float = 30) -> bool:
+        """Wait until ``needle`` appears in the collected output."""
+        with self._cond:
+            return self._cond.wait_for(lambda: needle in self._out, timeout)
+
+    def send(self, data: bytes) -> None:
+        """Type ``data`` on the terminal (pty runs only)."""
+        if self.master is None:
+            raise JitlabError("send() needs a run started with pty=True")
+        os.write(self.master, data)
+
+    def wait(self, timeout: float = 60) -> int | None:
+        """The exit status (Popen style: -N for signal N), or None if still running after ``timeout``."""
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def events(self) -> list[AuditRecord]:
+        """Audit records received since the start."""
+        if not self.lab.audit:
+            return []
+        self.lab.audit.sync()
+        return self.lab.audit.since(self.mark)
+
+    def processes(self) -> list[int]:
+        """The spawned process and its live descendants."""
+        return [p for p in [self.pid, *descendants(self.pid)] if pid_alive(p)]
+
+    def jitrun_pids(self) -> list[int]:
+        """The lab's jitrun processes in this run's tree."""
+        table = _proc_table()
+        return [p for p in self.processes() if table.get(p, (0, set(), ""))[2] == str(self.lab.jitrun)]
+
+    def close(self) -> None:
+        """Kill what is left of the run (the tree, and the user's processes) and stop collecting."""
+        if self.popen.poll() is None or descendants(self.pid):
+            self.lab._kill_run(self.pid, self.user)
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        if self.popen.stdout:
+            self.popen.stdout.close()
+
+    def __enter__(self) -> "Spawned":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __str__(self) -> str:
+        ev = "\n".join("    " + _txt(e.raw)[:3000] for e in self.events()) or "    (none)"
+        return (f"spawned run pid {self.pid}, exit {self.popen.poll()}\n  output: {_txt(self.output)[:3000]!r}\n"
+                f"  audit:\n{ev}")
 
 
 def toml_value(v: Any) -> str:

@@ -257,6 +257,7 @@ fn local_offset(now: OffsetDateTime) -> UtcOffset {
     // SAFETY: `tm` is a plain C struct for which all-zero is a valid value; localtime_r only
     // writes into it and reads `t`, both valid for the duration of the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` and `tm` are valid for the call; localtime_r is the thread-safe variant.
     let r = unsafe { libc::localtime_r(&t, &mut tm) };
     if r.is_null() {
         return UtcOffset::UTC;

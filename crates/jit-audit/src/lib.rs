@@ -14,8 +14,10 @@ pub mod escape;
 pub mod event;
 pub mod frame;
 pub mod sink;
+pub mod spool;
 
 pub use escape::{escape_bytes, unescape_bytes};
 pub use event::{Event, EventType, Severity, Value, SCHEMA_VERSION};
 pub use frame::{Framer, Framing, DEFAULT_MAX_MESSAGE, DEFAULT_SD_ID};
 pub use sink::{AuditError, SyslogSink, DEFAULT_SOCKET};
+pub use spool::{Spool, SpoolError, MAX_SPOOLED};

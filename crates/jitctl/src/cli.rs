@@ -24,6 +24,26 @@ pub enum Command {
     /// Check policy files
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// jitrun's local audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Send the events waiting in /var/lib/jitrun/spool to the syslog socket of
+    /// /etc/jitrun/jitrun.toml, in order, each once (as root)
+    Flush(FlushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// Settings file that names the syslog socket
+    #[arg(long, value_name = "FILE", default_value = "/etc/jitrun/jitrun.toml")]
+    pub settings: PathBuf,
+    /// Spool directory
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/jitrun/spool")]
+    pub spool: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,5 @@
 //! jitctl: jitrun's unprivileged client.
+mod audit;
 mod cli;
 mod error;
 mod grant;
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
         cli::Command::Grant(cli::GrantCommand::Mint(args)) => grant::mint(&args),
         cli::Command::Grant(cli::GrantCommand::Show(args)) => grant::show(&args),
         cli::Command::Policy(cli::PolicyCommand::Check(args)) => policy::check(&args),
+        cli::Command::Audit(cli::AuditCommand::Flush(args)) => audit::flush(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,9 +3,12 @@
 
 use crate::decide::Approved;
 use crate::identity::{Invoker, Target};
+use crate::paths;
 use crate::refusal::{Logged, Refusal};
-use jit_audit::{Event, EventType, Framer, Framing, SyslogSink, DEFAULT_MAX_MESSAGE};
+use crate::trusted_files;
+use jit_audit::{Event, EventType, Framer, Framing, Spool, SyslogSink, DEFAULT_MAX_MESSAGE};
 use jit_policy::{AuditFraming, RunAs, Settings};
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -16,7 +19,23 @@ pub struct Auditor {
     socket: String,
     sink: Result<SyslogSink, String>,
     fail_closed: bool,
+    /// Known to hold nothing waiting (checked once, then kept up to date by this process).
+    backlog_empty: Cell<bool>,
     pub session_id: String,
+}
+
+/// What became of one event.
+#[derive(Debug)]
+pub enum Delivery {
+    Sent,
+    /// Kept in /var/lib/jitrun/spool, sent on a later run or by `jitctl audit flush`.
+    Spooled,
+    /// Neither sent nor kept: why.
+    Lost(String),
+}
+
+fn spool_dir() -> String {
+    format!("{}/spool", paths::STATE_DIR)
 }
 
 impl Auditor {
@@ -39,33 +58,86 @@ impl Auditor {
             socket: settings.audit.socket.clone(),
             sink,
             fail_closed: settings.audit.fail_closed,
+            backlog_empty: Cell::new(false),
             session_id,
         }
     }
 
-    /// Send one event; the error says why it could not be delivered.
-    pub fn deliver(&self, event: &Event) -> Result<(), String> {
+    /// Send what waits in the spool, in order. True when nothing is left waiting.
+    fn drain_backlog(&self, sink: &SyslogSink) -> bool {
+        if self.backlog_empty.get() {
+            return true;
+        }
+        let empty = match trusted_files::walk_dir(&spool_dir()) {
+            Ok(None) => true,
+            Ok(Some(dir)) => {
+                let spool = Spool::from_dir(dir, Path::new(&spool_dir()));
+                let _ = spool.flush(sink);
+                spool.pending().map(|p| p.is_empty()).unwrap_or(false)
+            }
+            Err(_) => false,
+        };
+        self.backlog_empty.set(empty);
+        empty
+    }
+
+    /// Send one event, after anything still waiting in the spool (so that order holds). When
+    /// the socket is missing or full and `may_spool`, keep it in the spool instead.
+    pub fn deliver(&self, event: &Event, may_spool: bool) -> Delivery {
         let datagram = self.framer.render(event, OffsetDateTime::now_utc());
-        match &self.sink {
-            Ok(sink) => sink.send(&datagram).map_err(|e| e.to_string()),
-            Err(e) => Err(e.clone()),
+        let why = match &self.sink {
+            Ok(sink) if self.drain_backlog(sink) => match sink.send(&datagram) {
+                Ok(()) => return Delivery::Sent,
+                Err(e) => e.to_string(),
+            },
+            Ok(_) => format!(
+                "earlier events still wait in {} for {}",
+                spool_dir(),
+                self.socket
+            ),
+            Err(e) => e.clone(),
+        };
+        if !may_spool {
+            return Delivery::Lost(why);
+        }
+        let kept = trusted_files::state_dir(&spool_dir())
+            .map_err(|r| r.message)
+            .and_then(|dir| {
+                Spool::from_dir(dir, Path::new(&spool_dir()))
+                    .push(&datagram)
+                    .map_err(|e| e.to_string())
+            });
+        match kept {
+            Ok(()) => {
+                self.backlog_empty.set(false);
+                Delivery::Spooled
+            }
+            Err(e) => Delivery::Lost(format!("{why}; and it could not be spooled: {e}")),
         }
     }
 
-    /// Send one event before or while a command runs. When it cannot be delivered: with
-    /// `audit.fail_closed` (the default) this is a refusal (nothing may run unlogged);
-    /// otherwise a warning on stderr.
+    /// Log an event that must precede running anything (`elevate.start`). With
+    /// `audit.fail_closed` (the default) it must reach syslog, else nothing runs (and it is not
+    /// spooled: no record may claim a run that never happened); without it, it may be spooled.
     pub fn emit(&self, event: &Event) -> Result<(), Refusal> {
-        match self.deliver(event) {
-            Ok(()) => Ok(()),
-            Err(e) if self.fail_closed => Err(Refusal::config(
+        match self.deliver(event, !self.fail_closed) {
+            Delivery::Sent | Delivery::Spooled => Ok(()),
+            Delivery::Lost(e) if self.fail_closed => Err(Refusal::config(
                 "audit_unavailable",
                 format!("cannot write the audit event ({e}); audit.fail_closed is set, so nothing runs unlogged"),
             )),
-            Err(e) => {
-                say!("jitrun: warning: audit event {} not delivered to {}: {e}", event.kind.as_str(), self.socket);
+            Delivery::Lost(e) => {
+                say!("jitrun: warning: audit event {} was lost: {e}", event.kind.as_str());
                 Ok(())
             }
+        }
+    }
+
+    /// Log what already happened (`elevate.end`, a refusal): sent, else spooled.
+    pub fn record(&self, event: &Event) -> Result<(), String> {
+        match self.deliver(event, true) {
+            Delivery::Sent | Delivery::Spooled => Ok(()),
+            Delivery::Lost(e) => Err(e),
         }
     }
 }

@@ -120,5 +120,6 @@ pub fn require_root() -> Result<(), Refusal> {
             ),
         ));
     }
+    fs::take_root_fs_ids().map_err(|e| Refusal::config("harden", e.to_string()))?;
     Ok(())
 }

@@ -115,7 +115,7 @@ fn refuse(
     };
     let mut line = r.message.replace('\n', " ");
     if let Some(ev) = audit::refusal(&auditor.session_id, facts, r, requested_user) {
-        if let Err(e) = auditor.deliver(&ev) {
+        if let Err(e) = auditor.record(&ev) {
             if r.code != "audit_unavailable" {
                 line.push_str(&format!(" (this refusal was not logged: {e})"));
             }
@@ -271,7 +271,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                             .to_string(),
                     ),
                 };
-                let _ = auditor.deliver(&audit::end(
+                let _ = auditor.record(&audit::end(
                     session, &facts, &approved, &target, pid, &ending,
                 ));
             },
@@ -290,7 +290,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             duration_ms: outcome.duration.as_millis() as u64,
             error: outcome.error.clone(),
         };
-        let logged = auditor.emit(&audit::end(
+        let logged = auditor.record(&audit::end(
             session,
             &facts,
             &approved,
@@ -310,7 +310,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             );
         }
         if let Err(e) = logged {
-            say!("jitrun: warning: {}", e.message);
+            say!("jitrun: warning: the end of this run was not logged: {e}");
         }
         Ok(outcome.exit_code)
     })();

@@ -42,6 +42,16 @@ fn restore_fs(saved: super::caps::CapSets, uid: u32, gid: u32) -> io::Result<()>
     Ok(())
 }
 
+/// Files jitrun creates (state, spool) belong to root:root, not to the caller's group,
+/// which a setuid-root process otherwise keeps as its file-system gid.
+pub fn take_root_fs_ids() -> io::Result<()> {
+    set_fs_ids(0, 0);
+    if (current_fsuid(), current_fsgid()) != (0, 0) {
+        return Err(io::Error::other("could not take root's file-system ids"));
+    }
+    Ok(())
+}
+
 fn set_fs_ids(uid: u32, gid: u32) {
     // SAFETY: setfsgid/setfsuid take an integer and touch no memory; callers confirm the
     // result with current_fsuid/current_fsgid, since these calls do not report failure.

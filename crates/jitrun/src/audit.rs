@@ -116,20 +116,21 @@ impl Auditor {
         }
     }
 
-    /// Log an event that must precede running anything (`elevate.start`). With
-    /// `audit.fail_closed` (the default) it must reach syslog, else nothing runs (and it is not
-    /// spooled: no record may claim a run that never happened); without it, it may be spooled.
+    /// Log an event that must precede running anything (`elevate.start`). Nothing runs
+    /// unless the event is kept: with `audit.fail_closed` (the default) it must reach syslog
+    /// (and is never spooled: no record may claim a run that never happened); without it, the
+    /// spool is good enough. An event that can be neither sent nor spooled refuses the run.
     pub fn emit(&self, event: &Event) -> Result<(), Refusal> {
         match self.deliver(event, !self.fail_closed) {
             Delivery::Sent | Delivery::Spooled => Ok(()),
-            Delivery::Lost(e) if self.fail_closed => Err(Refusal::config(
+            Delivery::Lost(e) => Err(Refusal::config(
                 "audit_unavailable",
-                format!("cannot write the audit event ({e}); audit.fail_closed is set, so nothing runs unlogged"),
+                if self.fail_closed {
+                    format!("cannot write the audit event ({e}); audit.fail_closed is set, so nothing runs unlogged")
+                } else {
+                    format!("cannot write or spool the audit event ({e}); nothing runs unlogged")
+                },
             )),
-            Delivery::Lost(e) => {
-                say!("jitrun: warning: audit event {} was lost: {e}", event.kind.as_str());
-                Ok(())
-            }
         }
     }
 

@@ -1,0 +1,34 @@
+"""The setuid binary's dependency tree stays small and offline: no async runtime, no HTTP,
+no TLS, no network or plugin crates (DESIGN.md: jitrun never talks to a network)."""
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FORBIDDEN = {
+    "tokio", "async-std", "smol", "futures", "mio", "hyper", "reqwest", "ureq", "h2", "http",
+    "axum", "tower", "rustls", "openssl", "openssl-sys", "native-tls", "ring", "curl", "isahc",
+    "libloading", "dlopen", "socket2",
+}
+# A budget, not a target: raising it is a decision to review, not a side effect.
+MAX_CRATES = 60
+
+
+def jitrun_dependencies() -> set[str]:
+    out = subprocess.run(
+        ["cargo", "tree", "-p", "jitrun", "-e", "normal", "--prefix", "none", "--offline"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def test_no_network_async_tls_or_plugin_crates():
+    deps = jitrun_dependencies()
+    assert "jitrun" in deps and "jit-grant" in deps  # the listing really is jitrun's tree
+    assert not deps & FORBIDDEN, f"forbidden crates in jitrun's tree: {sorted(deps & FORBIDDEN)}"
+
+
+def test_dependency_count_stays_within_budget():
+    deps = jitrun_dependencies()
+    assert len(deps) <= MAX_CRATES, f"{len(deps)} crates in jitrun's tree: {sorted(deps)}"

@@ -100,17 +100,23 @@ fn refuse(
     facts: &Facts<'_>,
     requested_user: Option<&str>,
 ) -> i32 {
+    // Settings were not loaded: the default socket, and the kernel's host name.
     let fallback;
-    let auditor = match auditor {
-        Some(a) => a,
+    let fallback_facts;
+    let host = identity::host_name(None);
+    let (auditor, facts) = match auditor {
+        Some(a) => (a, facts),
         None => {
-            let host = identity::host_name(None);
             fallback = Auditor::new(
                 &Settings::default(),
                 &host,
                 system::random_hex16().unwrap_or_default(),
             );
-            &fallback
+            fallback_facts = Facts {
+                host: &host,
+                ..*facts
+            };
+            (&fallback, &fallback_facts)
         }
     };
     let mut line = r.message.replace('\n', " ");
@@ -254,9 +260,12 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                     .as_ref()
                     .is_some_and(|g| g.claims.break_glass)
                 {
-                    auditor.emit(&audit::break_glass(
-                        session, &facts, &approved, &target, pid,
-                    ))?;
+                    // The run is logged as started: the alert follows it like any record of
+                    // what already happened (sent, else spooled), never refusing the run.
+                    let alert = audit::break_glass(session, &facts, &approved, &target, pid);
+                    if let Err(e) = auditor.record(&alert) {
+                        say!("jitrun: warning: the break-glass alert was not logged: {e}");
+                    }
                 }
                 Ok(())
             },

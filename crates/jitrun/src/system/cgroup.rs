@@ -5,9 +5,28 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-/// Where cgroup v2 is mounted (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified`
-/// on hybrid ones), from /proc/self/mountinfo. Ok(None): this kernel has no cgroup v2 mounted.
+const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
+
+/// Is a cgroup v2 file system mounted exactly at `path`?
+fn is_cgroup2(path: &std::ffi::CStr) -> bool {
+    // SAFETY: all-zero bytes are a valid `struct statfs`; statfs fills it in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated, `st` is valid and writable for the call.
+    unsafe {
+        libc::statfs(path.as_ptr(), &mut st) == 0
+            && st.f_type as libc::c_long == CGROUP2_SUPER_MAGIC
+    }
+}
+
+/// Where cgroup v2 is mounted: `/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified`
+/// on hybrid ones (checked with one statfs each, the common case), else found in
+/// /proc/self/mountinfo. Ok(None): this kernel has no cgroup v2 mounted.
 pub fn mount_point() -> io::Result<Option<PathBuf>> {
+    for known in [c"/sys/fs/cgroup", c"/sys/fs/cgroup/unified"] {
+        if is_cgroup2(known) {
+            return Ok(Some(PathBuf::from(known.to_str().expect("ASCII path"))));
+        }
+    }
     let info = fs::read_to_string("/proc/self/mountinfo")?;
     for line in info.lines() {
         // "... mount_point options ... - fstype source superopts"

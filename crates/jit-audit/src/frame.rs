@@ -45,9 +45,9 @@
 //!    is set to `true`;
 //! 2. trailing arguments are replaced by one entry `…[truncated N more args, M bytes]`
 //!    (`argv[0]` always stays);
-//! 3. the remaining arguments are cut below [`MIN_ARG_KEEP`];
-//! 4. every other long string (and list entry) is cut the same way, longest first, except
+//! 3. every other long string (and list entry) is cut the same way, longest first, except
 //!    `event.action`, `event.kind` and `event.outcome`; `jitrun.fields_truncated` is set to `true`;
+//! 4. only then is `argv[0]` cut below [`MIN_ARG_KEEP`] (the program is what a reader needs most);
 //! 5. only if `max_message` is smaller than the fixed part of the event (header and field
 //!    names, a few hundred bytes), the datagram is cut at `max_message` on a character
 //!    boundary. Do not configure a value that small (RFC 5424 receivers accept at least 480).
@@ -732,6 +732,7 @@ fn fit(prefix: &str, event: &Event, max: usize, body: impl Fn(&Event) -> String)
     };
 
     let mut base = Plan::default();
+    let mut argv0_floor = None;
     if let Some(Value::List(args)) = event.get("process.args") {
         if !args.is_empty() {
             let longest_arg = longest(args.iter().map(String::len));
@@ -757,25 +758,16 @@ fn fit(prefix: &str, event: &Event, max: usize, body: impl Fn(&Event) -> String)
             if let Some(out) = step2 {
                 return out;
             }
-            // 3. cut what is left below the floor
-            let step3 = search_largest(0, floor, |cap| {
-                try_plan(Plan {
-                    args_cap: Some(cap),
-                    args_keep: Some(1),
-                    ..Plan::default()
-                })
-            });
-            if let Some(out) = step3 {
-                return out;
-            }
+            // then: other fields first; argv[0] below the floor only as the last resort
             base = Plan {
-                args_cap: Some(0),
+                args_cap: Some(floor),
                 args_keep: Some(1),
                 other_cap: None,
             };
+            argv0_floor = Some(floor);
         }
     }
-    // 4. every other unprotected string
+    // 3. every other unprotected string
     let longest_other = longest(event.fields.iter().flat_map(|(k, v)| {
         let skip = k == "process.args" || PROTECTED.contains(&k.as_str());
         let lens: Vec<usize> = match v {
@@ -794,6 +786,20 @@ fn fit(prefix: &str, event: &Event, max: usize, body: impl Fn(&Event) -> String)
     });
     if let Some(out) = step4 {
         return out;
+    }
+    // 4. argv[0] below the floor, every other string already cut
+    if let Some(floor) = argv0_floor {
+        let step = search_largest(0, floor, |cap| {
+            try_plan(Plan {
+                args_cap: Some(cap),
+                args_keep: Some(1),
+                other_cap: Some(0),
+            })
+        });
+        if let Some(out) = step {
+            return out;
+        }
+        base.args_cap = Some(0);
     }
     // 5. max_message is below the fixed part of the event: cut the bytes.
     let out = render(&apply(

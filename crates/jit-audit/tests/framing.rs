@@ -549,3 +549,40 @@ fn summaries_never_fail() {
         "grant g9 issued to alice, expires 2026-11-25T18:00:00Z (rule net-debug)"
     );
 }
+
+/// Shortening cuts other long fields (a huge working directory) before it touches argv[0]:
+/// the program is what a reader of the event needs most.
+#[test]
+fn argv0_is_the_last_thing_shortened() {
+    let mut e = Event::new(EventType::ElevateStart);
+    e.str("user.name", "alice")
+        .str(
+            "process.working_directory",
+            format!("/home/alice/{}", "d".repeat(20_000)),
+        )
+        .list(
+            "process.args",
+            [
+                "/usr/local/sbin/a-rather-long-program-name-for-the-test".to_string(),
+                "x".repeat(100_000),
+            ],
+        );
+    for framing in [Framing::Cee, Framing::Rfc5424] {
+        let line = render(framing, &e);
+        assert!(
+            line.len() <= DEFAULT_MAX_MESSAGE,
+            "{framing:?}: {} bytes",
+            line.len()
+        );
+        assert!(
+            line.contains("/usr/local/sbin/a-rather-long-program-name-for-the-test"),
+            "{framing:?}: argv[0] was cut"
+        );
+    }
+    let json = cee_json(&render(Framing::Cee, &e));
+    assert_eq!(json["jitrun"]["fields_truncated"], json!(true));
+    assert_eq!(
+        json["process"]["args"][0],
+        json!("/usr/local/sbin/a-rather-long-program-name-for-the-test")
+    );
+}

@@ -99,30 +99,25 @@ pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// `SIGTERM` etc.; real-time signals as `SIGRTMIN+N`; anything else as `signal N`.
 pub fn name(sig: libc::c_int) -> String {
-    let known = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGTRAP, "SIGTRAP"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGXCPU, "SIGXCPU"),
-        (libc::SIGXFSZ, "SIGXFSZ"),
-        (libc::SIGSYS, "SIGSYS"),
-    ];
-    known
-        .iter()
-        .find(|(n, _)| *n == sig)
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_else(|| format!("signal {sig}"))
+    if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+        return s.as_str().to_string();
+    }
+    if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) {
+        return format!("SIGRTMIN+{}", sig - libc::SIGRTMIN());
+    }
+    format!("signal {sig}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signal_names() {
+        assert_eq!(super::name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(super::name(libc::SIGVTALRM), "SIGVTALRM");
+        assert_eq!(super::name(libc::SIGPWR), "SIGPWR");
+        assert_eq!(super::name(libc::SIGRTMIN() + 2), "SIGRTMIN+2");
+        assert_eq!(super::name(200), "signal 200");
+    }
 }

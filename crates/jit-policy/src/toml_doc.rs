@@ -87,6 +87,39 @@ impl Raw {
 
 // ---------------------------------------------------------------- deserialization
 
+/// A field name of the spanned protocol, read without allocating (a `String` per name
+/// was several allocations per TOML value, a measurable part of loading a large policy).
+enum SpanField {
+    Start,
+    End,
+    Value,
+    /// Anything else; the name is kept for the error message.
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for SpanField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(SpanFieldVisitor)
+    }
+}
+
+struct SpanFieldVisitor;
+
+impl Visitor<'_> for SpanFieldVisitor {
+    type Value = SpanField;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a span field name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<SpanField, E> {
+        Ok(match v {
+            SPANNED_START => SpanField::Start,
+            SPANNED_END => SpanField::End,
+            SPANNED_VALUE => SpanField::Value,
+            other => SpanField::Other(other.to_string()),
+        })
+    }
+}
+
 struct SpanParts<T> {
     start: Option<usize>,
     end: Option<usize>,
@@ -102,12 +135,14 @@ fn read_spanned<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
         end: None,
         value: None,
     };
-    while let Some(k) = map.next_key::<String>()? {
-        match k.as_str() {
-            SPANNED_START => parts.start = Some(map.next_value()?),
-            SPANNED_END => parts.end = Some(map.next_value()?),
-            SPANNED_VALUE => parts.value = Some(map.next_value()?),
-            other => return Err(de::Error::custom(format!("unexpected span field {other}"))),
+    while let Some(k) = map.next_key::<SpanField>()? {
+        match k {
+            SpanField::Start => parts.start = Some(map.next_value()?),
+            SpanField::End => parts.end = Some(map.next_value()?),
+            SpanField::Value => parts.value = Some(map.next_value()?),
+            SpanField::Other(other) => {
+                return Err(de::Error::custom(format!("unexpected span field {other}")))
+            }
         }
     }
     match parts {
@@ -274,8 +309,8 @@ impl<'de> Visitor<'de> for KeyVisitor {
         })
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
-        match map.next_key::<String>()? {
-            Some(k) if k == SPANNED_START => {
+        match map.next_key::<SpanField>()? {
+            Some(SpanField::Start) => {
                 let (span, name) = read_spanned::<A, String>(map)?;
                 Ok(Key {
                     name,

@@ -6,6 +6,8 @@
 #   make test     deps, build, lint, cargo test, then the end-to-end tests (root only)
 #   make demo     a narrated run of jitrun as a throwaway user (root only)
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
+#   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
+#                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make clean
 
 SHELL := /bin/bash
@@ -31,7 +33,7 @@ DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 
-.PHONY: all deps build release lint unit e2e test demo install clean
+.PHONY: all deps build release lint unit e2e test demo bench install clean
 
 all: build
 
@@ -92,6 +94,15 @@ ifeq ($(IS_ROOT),yes)
 	$(PYTHON) scripts/demo.py
 else
 	@echo "make demo needs root (it creates a throwaway user and installs a setuid copy of jitrun)"; exit 1
+endif
+
+# Benchmarks (never part of `make test`): installs its tools, runs as a throwaway user against the
+# release build, writes docs/benchmarks.md. Knobs: BENCH_RUNS, BENCH_SCALE_RUNS, BENCH_MICRO=0 (scripts/bench.py).
+bench: release
+ifeq ($(IS_ROOT),yes)
+	CARGO="$(CARGO)" $(PYTHON) scripts/bench.py
+else
+	@echo "make bench needs root (it installs packages, creates a throwaway user and setuid copies)"; exit 1
 endif
 
 INSTALL_OWNER := $(if $(IS_ROOT),-o root -g root,)

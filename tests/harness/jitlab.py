@@ -584,6 +584,21 @@ mount --bind "$state" /var/lib/jitrun
 exec setpriv --reuid="$uid" --regid="$gid" --init-groups --reset-env -- "$@"
 """
 
+# The same, with extra bind mounts first: after uid and gid come N, then N (source, target) pairs.
+NS_SCRIPT_BINDS = r"""
+set -e
+conf=$1 state=$2 uid=$3 gid=$4 n=$5
+shift 5
+mount --bind "$conf" /etc/jitrun
+mount --bind "$state" /var/lib/jitrun
+while [ "$n" -gt 0 ]; do
+  mount --bind "$1" "$2"
+  shift 2
+  n=$((n - 1))
+done
+exec setpriv --reuid="$uid" --regid="$gid" --init-groups --reset-env -- "$@"
+"""
+
 
 class Lab:
     """One throwaway jitrun installation. Use as a context manager (or call setup/close)."""
@@ -1124,11 +1139,19 @@ class Lab:
             print(res, file=sys.stderr)
         return res
 
-    def ns_command(self, user: User, argv: Sequence[str | bytes]) -> list[str | bytes]:
+    def ns_command(self, user: User, argv: Sequence[str | bytes],
+                   binds: Sequence[tuple[str | os.PathLike, str | os.PathLike]] = ()) -> list[str | bytes]:
         """The command line that runs ``argv`` as ``user`` inside a private mount namespace with
-        the lab's configuration and state bound over /etc/jitrun and /var/lib/jitrun."""
-        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
-                str(self.conf), str(self.state), str(user.uid), str(user.gid), *argv]
+        the lab's configuration and state bound over /etc/jitrun and /var/lib/jitrun.
+
+        ``binds``: further ``(source, target)`` bind mounts made in that namespace before
+        ``argv`` starts (each target must exist on the host: a file or directory to cover)."""
+        if not binds:
+            return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
+                    str(self.conf), str(self.state), str(user.uid), str(user.gid), *argv]
+        pairs = [os.fspath(x) for b in binds for x in b]
+        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT_BINDS, "jitlab-ns",
+                str(self.conf), str(self.state), str(user.uid), str(user.gid), str(len(binds)), *pairs, *argv]
 
     def spawn_as_user(
         self,

@@ -1,0 +1,619 @@
+#!/usr/bin/env python3
+"""`make bench`: jitrun against sudo, sudo-rs and doas, as an ordinary user, on this machine.
+
+What it does (needs root; never part of `make test`):
+
+1. Installs what it needs, once: Debian's sudo, opendoas, hyperfine and GNU time (apt-get;
+   `apt-get update` only when something is missing), and sudo-rs with
+   `cargo install --locked sudo-rs --root /var/cache/jitrun-bench/sudo-rs` (skipped when built).
+2. Sets up a jitlab (tests/harness/jitlab.py): a throwaway user, a root 4755 copy of
+   target/release/jitrun (and of sudo-rs) in a throwaway directory, jitrun's configuration and
+   state bound over /etc/jitrun and /var/lib/jitrun in a private mount namespace, the lab's audit
+   listener as jitrun's syslog socket. In the same namespace a private /etc/sudoers (and an
+   empty /etc/sudoers.d), /etc/doas.conf and /dev/log (the same listener, so the peers pay for
+   their syslog lines as jitrun does for its audit events) are bound over the host's: the
+   host's own files are never touched. Every tool lets the user run /bin/true as root with no
+   password: jitrun through a grant-required rule with a grant file (`bench-grant`) and a
+   standing rule (`bench-standing`, `--rule`).
+3. Runs ONE hyperfine (-N, warmup) as that user over the floor (/bin/true), jitrun with the grant,
+   jitrun with the standing rule, doas -n, sudo-rs -n and sudo -n; then a second hyperfine phase
+   for `jitrun --grant FILE -- /bin/true` under generated policies of 10, 1 000 and 10 000 rules
+   (scripts/bench_policy.py; the matching rule last): each policy needs its own /etc/jitrun, so
+   one hyperfine invocation per policy, in rounds (10, 1 000, 10 000, 10, ...) whose samples are
+   pooled, so that a machine whose load drifts does not skew the comparison; peak RSS of each
+   case with /usr/bin/time -f %M (max of several runs); then the in-process micro-benchmarks
+   (`cargo bench -p jit-policy -p jit-grant`) if they exist.
+4. Writes docs/benchmarks.md and prints it. Removes the user, the 4755 copies and everything
+   else it made, except the caches in /var/cache/jitrun-bench.
+
+Environment: BENCH_RUNS (runs per command in the main run; default 1000), BENCH_WARMUP (default
+50), BENCH_SCALE_ROUNDS (default 3), BENCH_SCALE_RUNS (most runs per policy and round; default
+200; hyperfine runs fewer, at least 10, when 3 s are up), BENCH_RSS_RUNS (default 5), BENCH_MICRO=0
+skips the micro-benchmarks, BENCH_MICRO_TIMEOUT (seconds, default 480), BENCH_PEER_SYSLOG=0 leaves
+/dev/log as it is (then the peers' syslog lines go wherever the host sends them, or nowhere),
+BENCH_OUT (default docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import re
+import shutil
+import stat
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "harness"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import bench_policy  # noqa: E402
+import jitlab  # noqa: E402
+
+CACHE = Path("/var/cache/jitrun-bench")
+SUDO_RS_ROOT = CACHE / "sudo-rs"
+SUDO_RS_BUILD = CACHE / "sudo-rs-build"
+PLACEHOLDERS = CACHE / "created-mountpoints"  # files we created on the host as bind targets
+LOCK = CACHE / "bench.lock"
+
+RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
+SCALE_RUNS = int(os.environ.get("BENCH_SCALE_RUNS", "200"))
+SCALE_ROUNDS = int(os.environ.get("BENCH_SCALE_ROUNDS", "3"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "50"))
+SCALE_WARMUP = min(WARMUP, 10)
+RSS_RUNS = int(os.environ.get("BENCH_RSS_RUNS", "5"))
+MICRO = os.environ.get("BENCH_MICRO", "1") != "0"
+PEER_SYSLOG = os.environ.get("BENCH_PEER_SYSLOG", "1") != "0"
+MICRO_TIMEOUT = int(os.environ.get("BENCH_MICRO_TIMEOUT", "480"))
+OUT = Path(os.environ.get("BENCH_OUT", REPO / "docs" / "benchmarks.md"))
+SCALE_SIZES = (10, 1_000, 10_000)
+
+# Debian package -> a file it installs (to tell whether it is there)
+APT_RUNTIME = {"sudo": "/usr/bin/sudo", "opendoas": "/usr/bin/doas", "hyperfine": "/usr/bin/hyperfine",
+               "time": "/usr/bin/time"}
+APT_SUDO_RS_BUILD = {"libpam0g-dev": None, "gcc": "/usr/bin/gcc", "libc6-dev": None}
+
+# targets of issue 8
+T_FLOOR_RATIO = 2.0
+T_PEER_SPEEDUP = 4.0
+T_SCALE_ADDED_MS = 2.0
+T_RSS_KIB = 5 * 1024
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+def run(cmd, check=True, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("text", True)
+    p = subprocess.run([os.fspath(c) for c in cmd], **kw)
+    if check and p.returncode != 0:
+        raise BenchError(f"failed ({p.returncode}): {' '.join(map(str, cmd))}\n{p.stdout or ''}{p.stderr or ''}")
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# installing
+
+
+def dpkg_installed(pkg: str) -> bool:
+    p = run(["dpkg-query", "-W", "-f=${Status}", pkg], check=False)
+    return p.returncode == 0 and "install ok installed" in p.stdout
+
+
+def apt_ensure(pkgs: dict[str, str | None]) -> None:
+    missing = [p for p, f in pkgs.items() if not dpkg_installed(p) or (f and not Path(f).exists())]
+    if not missing:
+        return
+    log(f"installing Debian packages: {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env, stdout=None, stderr=None)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env, stdout=None, stderr=None)
+
+
+def cargo_bin() -> str:
+    for c in (os.environ.get("CARGO"), shutil.which("cargo"), str(Path.home() / ".cargo" / "bin" / "cargo")):
+        if c and (shutil.which(c) or Path(c).is_file()):
+            return c
+    raise BenchError("cargo not found (needed to build sudo-rs and the micro-benchmarks)")
+
+
+def ensure_sudo_rs() -> Path:
+    binary = SUDO_RS_ROOT / "bin" / "sudo"
+    if binary.is_file():
+        return binary
+    apt_ensure(APT_SUDO_RS_BUILD)
+    log(f"building sudo-rs into {SUDO_RS_ROOT} (once; a few minutes)")
+    env = dict(os.environ, CARGO_TARGET_DIR=str(SUDO_RS_BUILD))
+    run([cargo_bin(), "install", "--locked", "sudo-rs", "--root", SUDO_RS_ROOT], env=env, stdout=None, stderr=None)
+    if not binary.is_file():
+        raise BenchError(f"cargo install sudo-rs did not produce {binary}")
+    shutil.rmtree(SUDO_RS_BUILD, ignore_errors=True)  # the installed binary is the cache
+    return binary
+
+
+# --------------------------------------------------------------------------------------------
+# bind targets that do not exist on the host (e.g. /etc/doas.conf, /dev/log)
+
+
+def _placeholders() -> list[str]:
+    try:
+        return [x for x in PLACEHOLDERS.read_text().splitlines() if x]
+    except OSError:
+        return []
+
+
+def remove_placeholders() -> None:
+    for p in _placeholders():
+        path = Path(p)
+        try:
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_uid == 0:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log(f"warning: could not remove placeholder {p}: {e}")
+    try:
+        PLACEHOLDERS.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def bind_target(path: Path) -> Path:
+    """``path`` as a bind-mount target: created as an empty root-only file when missing (and
+    listed for removal at the end)."""
+    if path.exists() or path.is_symlink():
+        return path
+    with open(PLACEHOLDERS, "a") as f:
+        f.write(f"{path}\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# the machine and the tools
+
+
+def machine() -> dict[str, str]:
+    info = {}
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    m = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    info["cpu"] = m.group(1).strip() if m else platform.processor() or "unknown"
+    info["cores"] = str(os.cpu_count())
+    m = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+    info["memory"] = f"{int(m.group(1)) / 1024 / 1024:.1f} GiB" if m else "unknown"
+    info["kernel"] = platform.release()
+    try:
+        osr = Path("/etc/os-release").read_text()
+        m = re.search(r'^PRETTY_NAME="?([^"\n]+)', osr, re.M)
+        info["os"] = m.group(1) if m else "unknown"
+    except OSError:
+        info["os"] = "unknown"
+    return info
+
+
+def first_line(cmd) -> str:
+    p = run(cmd, check=False)
+    out = (p.stdout or p.stderr or "").strip().splitlines()
+    return out[0].strip() if out else "unknown"
+
+
+def dpkg_version(pkg: str) -> str:
+    p = run(["dpkg-query", "-W", "-f=${Version}", pkg], check=False)
+    return p.stdout.strip() or "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# running as the user in the namespace
+
+
+class Bench:
+    def __init__(self, lab: jitlab.Lab, user: jitlab.User, binds: list[tuple[Path, Path]]):
+        self.lab, self.user, self.binds = lab, user, binds
+
+    def cmd(self, argv) -> list:
+        return self.lab.ns_command(self.user, [os.fspath(a) for a in argv], binds=self.binds)
+
+    def run(self, argv, timeout: float = 60, capture: bool = True) -> subprocess.CompletedProcess:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        return subprocess.run([os.fspath(c) for c in self.cmd(argv)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None,
+                              env=env, cwd=self.user.home, timeout=timeout, text=True)
+
+    def hyperfine(self, cases: list[tuple[str, str]], runs: int | tuple[int, int], tag: str,
+                  warmup: int = WARMUP) -> dict[str, dict]:
+        """One hyperfine over ``cases`` [(name, command line)]; name -> hyperfine result.
+        ``runs``: exactly that many, or (min, max) runs (hyperfine aims at 3 s in between)."""
+        out = self.user.home / f"hyperfine-{tag}.json"
+        if isinstance(runs, tuple):
+            count = ["--min-runs", str(runs[0]), "--max-runs", str(runs[1])]
+        else:
+            count = ["--runs", str(runs)]
+        argv = ["/usr/bin/hyperfine", "-N", "--warmup", str(warmup), *count, "--style", "basic",
+                "--export-json", str(out)]
+        for name, line in cases:
+            argv += ["--command-name", name, line]
+        log(f"hyperfine ({tag}): {len(cases)} command(s), {' '.join(count)}")
+        p = self.run(argv, timeout=3600, capture=False)
+        if p.returncode != 0:
+            raise BenchError(f"hyperfine ({tag}) failed with status {p.returncode}")
+        data = json.loads(out.read_text())
+        res = {}
+        for (name, _), r in zip(cases, data["results"]):
+            res[name] = r
+        return res
+
+    def peak_rss(self, argv: list[str], n: int) -> int:
+        """Max over ``n`` runs of /usr/bin/time's %M (KiB) for ``argv`` run as the user."""
+        best = 0
+        for _ in range(n):
+            p = self.run(["/usr/bin/time", "-f", "jitbench-maxrss=%M", "--", *argv])
+            m = re.findall(r"jitbench-maxrss=(\d+)", p.stderr or "")
+            if p.returncode != 0 or not m:
+                raise BenchError(f"/usr/bin/time {' '.join(argv)}: status {p.returncode}\n{p.stderr}")
+            best = max(best, int(m[-1]))
+        return best
+
+
+def pooled(results: list[dict]) -> dict:
+    """hyperfine-style statistics over the pooled samples of several results."""
+    times = [t for r in results for t in r["times"]]
+    cpu = sum((r["user"] + r["system"]) * len(r["times"]) for r in results) / len(times)
+    return {"mean": statistics.fmean(times), "stddev": statistics.stdev(times) if len(times) > 1 else 0.0,
+            "median": statistics.median(times), "min": min(times), "max": max(times), "runs": len(times),
+            "user": cpu, "system": 0.0}
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def verify(bench: Bench, name: str, argv: list[str]) -> None:
+    mark = bench.lab.audit.mark()
+    p = bench.run(argv)
+    if p.returncode != 0:
+        raise BenchError(f"{name}: `{' '.join(argv)}` as {bench.user.name} exited {p.returncode}, not 0 "
+                         f"(the benchmark needs it to succeed)\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    if name.startswith("jitrun"):
+        bench.lab.audit.sync()
+        actions = [r.action for r in bench.lab.audit.since(mark)]
+        if "elevate.start" not in actions:
+            raise BenchError(f"{name}: no elevate.start audit event reached the listener (got {actions})")
+
+
+# --------------------------------------------------------------------------------------------
+# micro-benchmarks
+
+
+def micro_benchmarks() -> tuple[str, str]:
+    """(status, text) of `cargo bench -p jit-policy -p jit-grant`, or why it did not run."""
+    pkgs = [c for c in ("jit-policy", "jit-grant") if (REPO / "crates" / c / "benches").is_dir()]
+    if not MICRO:
+        return "skipped (BENCH_MICRO=0)", ""
+    if not pkgs:
+        return "absent (no crates/jit-policy/benches or crates/jit-grant/benches)", ""
+    cmd = [cargo_bin(), "bench"] + [a for p in pkgs for a in ("-p", p)]
+    log(f"micro-benchmarks: {' '.join(cmd[1:])} (timeout {MICRO_TIMEOUT}s)")
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=MICRO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {MICRO_TIMEOUT}s", ""
+    took = time.monotonic() - t0
+    out = p.stdout
+    lines: list[str] = []
+    # divan prints a tree table per bench binary (a header with "fastest │ slowest ..." and
+    # rows until a blank line); criterion prints "name  time: [..]" lines
+    in_table = False
+    for l in out.splitlines():
+        if "fastest" in l and "│" in l:
+            in_table = True
+        if in_table:
+            if not l.strip():
+                in_table = False
+                lines.append("")
+                continue
+            lines.append(l.rstrip())
+    if not lines:
+        lines = [l.rstrip() for l in out.splitlines() if "time:" in l or "thrpt:" in l]
+    bins = re.findall(r"Running (?:unittests )?\S*benches/(\S+?\.rs)", p.stderr)
+    status = f"`cargo {' '.join(cmd[1:])}`: exit {p.returncode} in {took:.0f}s (divan; times per call)"
+    if bins:
+        status += f"; bench targets: {', '.join(bins)}"
+    if p.returncode != 0:
+        tail = "\n".join(p.stderr.strip().splitlines()[-15:])
+        return status + " (failed)", ("\n".join(lines) + "\n" + tail).strip()
+    return status, "\n".join(lines).strip()
+
+
+# --------------------------------------------------------------------------------------------
+# the report
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.2f}"
+
+
+def render_report(ctx: dict) -> str:
+    main, scale, rss, scale_rss = ctx["main"], ctx["scale"], ctx["rss"], ctx["scale_rss"]
+    floor = main["floor"]["mean"]
+    jg = main["jitrun-grant"]["mean"]
+    L = []
+    L.append("# Benchmarks")
+    L.append("")
+    L.append("Generated by `make bench` (scripts/bench.py); do not edit by hand: run it again. Absolute times "
+             "depend on the machine and its load: compare the ratios, which come from one hyperfine run.")
+    L.append("")
+    L.append(f"- date: {ctx['date']}")
+    m = ctx["machine"]
+    L.append(f"- machine: {m['cpu']}, {m['cores']} cores (as the kernel reports them), {m['memory']} memory; "
+             f"kernel {m['kernel']}; {m['os']}")
+    L.append(f"- load average (1, 5, 15 min) at the start: {ctx['load_start']}; at the end of the end-to-end runs: "
+             f"{ctx['load_end']} (anything else running on the machine adds noise)")
+    L.append("- tools: " + "; ".join(ctx["versions"].values()))
+    L.append(f"- method: every command runs as a throwaway unprivileged user (`setpriv --reuid … --init-groups`) "
+             f"in one private mount namespace; hyperfine `-N` (no shell), {WARMUP} warmup runs, "
+             f"{RUNS} runs per command. Each tool lets the user run `/bin/true` as root "
+             f"without a password. jitrun's audit events go to a unix datagram listener (the lab's) with "
+             f"`fail_closed = true`; " + (
+                 f"/dev/log is bound to the same listener, so sudo, sudo-rs and doas pay for their syslog lines "
+                 f"(PAM's included) too" if PEER_SYSLOG else
+                 "/dev/log is left as the host has it (BENCH_PEER_SYSLOG=0)") + f" ({ctx['audit_note']}).")
+    L.append("")
+    L.append("## jitrun against sudo, sudo-rs and doas (one hyperfine run)")
+    L.append("")
+    L.append("| command | mean ± σ (ms) | median (ms) | min (ms) | user+sys (ms) | × floor | × jitrun (grant) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in main.items():
+        L.append(f"| `{ctx['lines'][name]}` | {ms(r['mean'])} ± {ms(r['stddev'] or 0)} | {ms(r['median'])} | "
+                 f"{ms(r['min'])} | {ms(r['user'] + r['system'])} | {r['mean'] / floor:.2f} | {r['mean'] / jg:.2f} |")
+    L.append("")
+    L.append("Ratios are of the means (wall clock). user+sys is the CPU time hyperfine measured for the command and "
+             "its children: less sensitive to other load on the machine than wall-clock time.")
+    L.append("")
+    L.append("`jitrun-grant` = `jitrun --grant FILE -- /bin/true` (rule `bench-grant`: grant required, run_as root, "
+             "no capabilities, command `/usr/bin/true`); `jitrun-standing` = `jitrun --rule bench-standing -- /bin/true` "
+             "(`grant = \"none\"`).")
+    L.append("")
+    L.append("## Policy scale: `jitrun --grant FILE -- /bin/true` end to end")
+    L.append("")
+    L.append("Policies from `scripts/bench_policy.py` (realistic mixes of users, groups, host globs, argv patterns "
+             "with globs and `**`, run_as modes, capabilities, standing rules; drop-ins of at most 1 000 rules; the "
+             f"matching rule last). Each policy needs its own /etc/jitrun, so this is one hyperfine invocation "
+             f"per policy ({SCALE_WARMUP} warmup runs, 10 to {SCALE_RUNS} runs), in {SCALE_ROUNDS} rounds "
+             f"(10, 1 000, 10 000 rules, then again), with the samples of the rounds pooled.")
+    L.append("")
+    L.append("| rules | files | runs | mean ± σ (ms) | median (ms) | user+sys (ms) | added vs 10 rules (ms) | peak RSS (KiB) |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = scale[SCALE_SIZES[0]]["mean"]
+    for n in SCALE_SIZES:
+        r = scale[n]
+        L.append(f"| {n:,} | {ctx['scale_files'][n]} | {r['runs']} | {ms(r['mean'])} ± {ms(r['stddev'] or 0)} | {ms(r['median'])} | {ms(r['user'])} | "
+                 f"{(r['mean'] - base) * 1000:+.2f} | {scale_rss[n]:,} |")
+    L.append("")
+    L.append("## Peak RSS")
+    L.append("")
+    L.append(f"`/usr/bin/time -f %M` (maximum resident set size of the command and the children it waited for), "
+             f"the maximum of {RSS_RUNS} runs each.")
+    L.append("")
+    L.append("| command | peak RSS (KiB) | MiB |")
+    L.append("|---|---:|---:|")
+    for name, kib in rss.items():
+        L.append(f"| `{ctx['lines'][name]}` | {kib:,} | {kib / 1024:.1f} |")
+    for n in SCALE_SIZES:
+        L.append(f"| `jitrun --grant FILE -- /bin/true`, {n:,} rules | {scale_rss[n]:,} | {scale_rss[n] / 1024:.1f} |")
+    L.append("")
+    L.append("## Targets (issue 8)")
+    L.append("")
+    L.append("| target | measured | met |")
+    L.append("|---|---|---|")
+    for t, meas, ok in ctx["targets"]:
+        L.append(f"| {t} | {meas} | {'yes' if ok else '**no**'} |")
+    L.append("")
+    L.append("## In-process micro-benchmarks")
+    L.append("")
+    L.append(ctx["micro_status"])
+    if ctx["micro_text"]:
+        L.append("")
+        L.append("```")
+        L.append(ctx["micro_text"])
+        L.append("```")
+    L.append("")
+    return "\n".join(L)
+
+
+def targets(main: dict, scale: dict, rss: dict, scale_rss: dict) -> list[tuple[str, str, bool]]:
+    floor = main["floor"]["mean"]
+    jg = main["jitrun-grant"]["mean"]
+    peers = {k: main[k]["mean"] for k in ("doas", "sudo-rs", "sudo")}
+    fastest = min(peers, key=peers.get)
+    speedup = peers[fastest] / jg
+    added = (scale[SCALE_SIZES[-1]]["mean"] - scale[SCALE_SIZES[0]]["mean"]) * 1000
+    jit_rss = {k: v for k, v in rss.items() if k.startswith("jitrun")}
+    jit_rss.update({f"{n} rules": v for n, v in scale_rss.items()})
+    worst = max(jit_rss, key=jit_rss.get)
+    return [
+        (f"jitrun with a grant ≤ {T_FLOOR_RATIO:g}× the floor",
+         f"{jg / floor:.2f}× ({ms(jg)} ms vs {ms(floor)} ms)", jg / floor <= T_FLOOR_RATIO),
+        (f"≥ {T_PEER_SPEEDUP:g}× faster than the fastest of doas, sudo-rs, sudo",
+         f"{speedup:.2f}× ({fastest}: {ms(peers[fastest])} ms)", speedup >= T_PEER_SPEEDUP),
+        (f"10 000-rule decision adds ≤ {T_SCALE_ADDED_MS:g} ms (vs 10 rules)", f"{added:+.2f} ms",
+         added <= T_SCALE_ADDED_MS),
+        (f"peak RSS of jitrun < 5 MiB ({T_RSS_KIB} KiB), every jitrun case", f"{jit_rss[worst]:,} KiB ({worst})",
+         jit_rss[worst] < T_RSS_KIB),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("make bench needs root (it installs packages, creates a throwaway user and setuid copies)",
+              file=sys.stderr)
+        return 1
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release"
+    jitrun_bin, jitctl_bin = target / "jitrun", target / "jitctl"
+    for b in (jitrun_bin, jitctl_bin):
+        if not b.is_file():
+            raise BenchError(f"{b} is missing: run `make release` (make bench does)")
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    lockf = open(LOCK, "w")
+    try:
+        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise BenchError(f"another make bench holds {LOCK}")
+    remove_placeholders()  # from a run that was killed
+
+    apt_ensure(APT_RUNTIME)
+    sudo_rs_src = ensure_sudo_rs()
+    for tool in ("unshare", "setpriv", "hyperfine"):
+        if not shutil.which(tool):
+            raise BenchError(f"{tool} not found")
+
+    versions = {
+        "jitrun": first_line([jitrun_bin, "--version"]),
+        "sudo": f"sudo {dpkg_version('sudo')}",
+        "sudo-rs": first_line([sudo_rs_src, "--version"]),
+        "opendoas": f"opendoas {dpkg_version('opendoas')}",
+        "hyperfine": first_line(["/usr/bin/hyperfine", "--version"]),
+        "GNU time": f"GNU time {dpkg_version('time')}",
+    }
+
+    ctx: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+                 "versions": versions, "load_start": loadavg()}
+    lab = jitlab.Lab(jitrun=jitrun_bin, jitctl=jitctl_bin)
+    try:
+        lab.setup()
+        user = lab.add_user()
+        log(f"throwaway user {user.name} (uid {user.uid}); setuid copies in {lab.install_dir}")
+        sudo_rs = lab.install_file("sudo-rs", sudo_rs_src.read_bytes(), 0o4755)
+        jitrun = lab.jitrun
+
+        # private files for the peers, bound over the host's in the namespace
+        priv = lab.tmp / "peers"
+        priv.mkdir(mode=0o755)
+        sudoers = priv / "sudoers"
+        sudoers.write_text(f"# jitrun bench (private, bind-mounted)\nDefaults !lecture\n"
+                           f"{user.name} ALL=(root) NOPASSWD: /bin/true, /usr/bin/true\n")
+        os.chmod(sudoers, 0o440)
+        sudoers_d = priv / "sudoers.d"
+        sudoers_d.mkdir(mode=0o755)
+        doas_conf = priv / "doas.conf"
+        doas_conf.write_text(f"permit nopass {user.name} as root cmd /bin/true\n"
+                             f"permit nopass {user.name} as root cmd /usr/bin/true\n")
+        os.chmod(doas_conf, 0o644)
+        binds = [(sudoers, bind_target(Path("/etc/sudoers")))]
+        if Path("/etc/sudoers-rs").exists():  # sudo-rs prefers it when present
+            binds.append((sudoers, Path("/etc/sudoers-rs")))
+        if Path("/etc/sudoers.d").is_dir():
+            binds.append((sudoers_d, Path("/etc/sudoers.d")))
+        binds.append((doas_conf, bind_target(Path("/etc/doas.conf"))))
+        if PEER_SYSLOG:
+            binds.append((lab.audit.path, bind_target(Path("/dev/log"))))
+        bench = Bench(lab, user, binds)
+
+        # jitrun: a grant-required rule with a grant file, and a standing rule
+        rule_grant = {"name": "bench-grant", "users": [user.name], "commands": ["/usr/bin/true"],
+                      "run_as": "root", "capabilities": [], "max_duration": "4h"}
+        rule_standing = {"name": "bench-standing", "users": [user.name], "commands": ["/usr/bin/true"],
+                         "run_as": "root", "capabilities": [], "grant": "none"}
+        lab.set_policy(bench_policy.render([rule_grant, rule_standing], "# make bench\n"), dropins={})
+        token = lab.mint(user, "bench-grant", ttl="3h")
+        grant = lab.user_file(user, "bench.grant", token + "\n")
+
+        lines = {
+            "floor": "/bin/true",
+            "jitrun-grant": f"{jitrun} --grant {grant} -- /bin/true",
+            "jitrun-standing": f"{jitrun} --rule bench-standing -- /bin/true",
+            "doas": "/usr/bin/doas -n /bin/true",
+            "sudo-rs": f"{sudo_rs} -n /bin/true",
+            "sudo": "/usr/bin/sudo -n /bin/true",
+        }
+        ctx["lines"] = {k: v.replace(str(grant), "FILE").replace(str(lab.install_dir) + "/", "")
+                        for k, v in lines.items()}
+        for name, line in lines.items():
+            verify(bench, name, line.split())
+        log("every command exits 0 as " + user.name)
+
+        mark = lab.audit.mark()
+        ctx["main"] = bench.hyperfine(list(lines.items()), RUNS, "main")
+        lab.audit.sync()
+        recs = lab.audit.since(mark)
+        n_jit = sum(1 for r in recs if r.action == "elevate.start")
+        n_other = sum(1 for r in recs if r.framing == "unparsed")
+        ctx["audit_note"] = (f"the listener received {n_jit:,} jitrun elevate.start events and {n_other:,} "
+                             f"syslog lines from the peers during the main run")
+
+        log("peak RSS")
+        ctx["rss"] = {name: bench.peak_rss(line.split(), RSS_RUNS) for name, line in lines.items()}
+
+        # policy scale
+        line = lines["jitrun-grant"]
+        policies = {}
+        ctx["scale_rss"], ctx["scale_files"] = {}, {}
+        for n in SCALE_SIZES:
+            files = bench_policy.generate(n, rule_grant, user.name, lab.host, bench_group=user.group)
+            policies[n] = (files["policy.toml"],
+                           {Path(k).name: v for k, v in files.items() if k.startswith("policy.d/")})
+            ctx["scale_files"][n] = len(files)
+            lab.set_policy(*policies[n])
+            chk = run([jitctl_bin, "policy", "check", lab.conf / "policy.toml", lab.conf / "policy.d"], check=False)
+            if chk.returncode != 0:
+                raise BenchError(f"generated {n}-rule policy does not load:\n{chk.stdout}{chk.stderr}")
+            verify(bench, f"jitrun ({n} rules)", line.split())
+            ctx["scale_rss"][n] = bench.peak_rss(line.split(), RSS_RUNS)
+        samples: dict[int, list[dict]] = {n: [] for n in SCALE_SIZES}
+        for k in range(SCALE_ROUNDS):
+            for n in SCALE_SIZES:
+                lab.set_policy(*policies[n])
+                name = f"jitrun-grant-{n}-rules"
+                samples[n].append(bench.hyperfine([(name, line)], (10, SCALE_RUNS), f"scale-{n}-round-{k + 1}",
+                                                  warmup=SCALE_WARMUP)[name])
+        ctx["scale"] = {n: pooled(samples[n]) for n in SCALE_SIZES}
+        ctx["load_end"] = loadavg()
+    finally:
+        lab.close()
+        remove_placeholders()
+
+    ctx["targets"] = targets(ctx["main"], ctx["scale"], ctx["rss"], ctx["scale_rss"])
+    # after the end-to-end runs, so that compiling them does not disturb those
+    ctx["micro_status"], ctx["micro_text"] = micro_benchmarks()
+
+    report = render_report(ctx)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(report)
+    print()
+    print(report)
+    log(f"wrote {OUT.relative_to(REPO) if OUT.is_relative_to(REPO) else OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BenchError, jitlab.JitlabError) as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -339,7 +339,7 @@ impl<'a> Doc<'a> {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         let doc = Doc { name, line_starts };
-        let root = Node::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+        let root = toml::Deserializer::parse(text).and_then(Node::deserialize).map_err(|e| {
             let message = e
                 .message()
                 .lines()

@@ -8,6 +8,7 @@
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
+#   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
 #   make clean
 
 SHELL := /bin/bash
@@ -33,7 +34,7 @@ DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 
-.PHONY: all deps build release lint unit e2e test demo bench install clean
+.PHONY: all deps build release lint unit e2e test demo bench fuzz install clean
 
 all: build
 
@@ -104,6 +105,18 @@ ifeq ($(IS_ROOT),yes)
 else
 	@echo "make bench needs root (it installs packages, creates a throwaway user and setuid copies)"; exit 1
 endif
+
+# Fuzzing (never part of `make test`): cargo-fuzz needs nightly-only flags (-Zsanitizer); this
+# machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets it use them. Corpora are committed
+# under fuzz/corpus/; findings land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := policy pattern token settings
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 INSTALL_OWNER := $(if $(IS_ROOT),-o root -g root,)
 

@@ -19,7 +19,9 @@ pub use decide::{decide, Decision, Denial, DenyCode, GrantView, Request};
 pub use duration::{format_duration, parse_duration};
 pub use error::PolicyError;
 pub use pattern::CommandPattern;
-pub use policy::{GrantMode, Policy, PolicySource, Rule, RunAs, SourceLoc};
+pub use policy::{
+    env_never_kept, GrantMode, Policy, PolicySource, Rule, RunAs, SourceLoc, NEVER_KEPT_ENV,
+};
 pub use settings::{AuditFraming, AuditSettings, Settings};
 
 mod text;

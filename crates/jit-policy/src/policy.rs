@@ -247,29 +247,61 @@ pub(crate) fn valid_env_name(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-/// Variables that make the dynamic loader, libc or a shell run code of the caller's
-/// choosing: never passed to a privileged command.
-fn dangerous_env(s: &str) -> bool {
-    s.starts_with("LD_")
-        || matches!(
-            s,
-            "GCONV_PATH"
-                | "GETCONF_DIR"
-                | "HOSTALIASES"
-                | "LOCALDOMAIN"
-                | "LOCPATH"
-                | "MALLOC_TRACE"
-                | "NIS_PATH"
-                | "NLSPATH"
-                | "RESOLV_HOST_CONF"
-                | "RES_OPTIONS"
-                | "BASH_ENV"
-                | "ENV"
-                | "SHELLOPTS"
-                | "BASHOPTS"
-                | "PS4"
-                | "IFS"
-        )
+/// Variables never passed to a privileged command, whatever a rule says: they make the
+/// dynamic loader, the C library, a shell or an interpreter run code or read data of the
+/// caller's choosing, or choose which program runs (an ambient-capability exec is not
+/// AT_SECURE, so the C library trusts its environment). `policy check` refuses rules that
+/// name them in `env_keep`, and jitrun drops them even if a rule got through.
+pub const NEVER_KEPT_ENV: &[&str] = &[
+    "PATH",
+    "IFS",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "ZDOTDIR",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "LOCPATH",
+    "NLSPATH",
+    "TZDIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "RESOLV_HOST_CONF",
+    "NIS_PATH",
+    "MALLOC_CHECK_",
+    "MALLOC_TRACE",
+    "GLIBC_TUNABLES",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "EDITOR",
+    "VISUAL",
+    "SUDO_EDITOR",
+    "PAGER",
+    "MANPAGER",
+    "GIT_EXEC_PATH",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+];
+
+/// Is `name` one of the variables never passed to a command (`LD_*` and [`NEVER_KEPT_ENV`])?
+pub fn env_never_kept(name: &str) -> bool {
+    name.starts_with("LD_") || NEVER_KEPT_ENV.contains(&name)
 }
 
 /// Host names or globs: printable, no whitespace.
@@ -493,7 +525,7 @@ fn parse_rule(
                         &field("env_keep"),
                         format!("invalid variable name {}: expected [A-Za-z_][A-Za-z0-9_]*", quote(v)),
                     ))
-                } else if dangerous_env(v) {
+                } else if env_never_kept(v) {
                     Err(doc.err(
                         sp,
                         &field("env_keep"),

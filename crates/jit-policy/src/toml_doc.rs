@@ -339,20 +339,22 @@ impl<'a> Doc<'a> {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         let doc = Doc { name, line_starts };
-        let root = toml::Deserializer::parse(text).and_then(Node::deserialize).map_err(|e| {
-            let message = e
-                .message()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
-            PolicyError::Invalid {
-                at: doc.loc(e.span().as_ref()),
-                field: "TOML syntax".to_string(),
-                message,
-            }
-        })?;
+        let root = toml::Deserializer::parse(text)
+            .and_then(Node::deserialize)
+            .map_err(|e| {
+                let message = e
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                PolicyError::Invalid {
+                    at: doc.loc(e.span().as_ref()),
+                    field: "TOML syntax".to_string(),
+                    message,
+                }
+            })?;
         match root.value {
             Raw::Table(entries) => Ok((doc, entries)),
             other => Err(PolicyError::Invalid {

@@ -23,58 +23,22 @@ fn sane_value(name: &str, v: &[u8]) -> bool {
     if v.len() > MAX_VALUE || v.starts_with(b"()") || v.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return false;
     }
-    let is_locale = name == "LANG" || name == "LANGUAGE" || name.starts_with("LC_") || name == "TZ";
-    !(is_locale && (v.contains(&b'/') || v.windows(2).any(|w| w == b"..")))
+    let dotdot = v.windows(2).any(|w| w == b"..");
+    if name == "TZ" {
+        // A zone name (`Europe/Paris`, `UTC`, `:Europe/Paris`) is relative to the zoneinfo
+        // directory; an absolute path or `..` would make the command read a file of the
+        // caller's choosing with its new privileges.
+        let zone = v.strip_prefix(b":").unwrap_or(v);
+        return !zone.starts_with(b"/") && !dotdot;
+    }
+    let is_locale = name == "LANG" || name == "LANGUAGE" || name.starts_with("LC_");
+    !(is_locale && (v.contains(&b'/') || dotdot))
 }
 
-/// Variables that are never kept, whatever a rule says: they change how programs load code,
-/// find data, or which program they start (an ambient-capability exec is not AT_SECURE, so
-/// the C library trusts its environment).
-const FORBIDDEN: &[&str] = &[
-    "PATH",
-    "IFS",
-    "BASH_ENV",
-    "ENV",
-    "SHELLOPTS",
-    "BASHOPTS",
-    "PS4",
-    "PROMPT_COMMAND",
-    "ZDOTDIR",
-    "GCONV_PATH",
-    "LOCPATH",
-    "NLSPATH",
-    "TZDIR",
-    "HOSTALIASES",
-    "LOCALDOMAIN",
-    "RES_OPTIONS",
-    "MALLOC_CHECK_",
-    "GLIBC_TUNABLES",
-    "PYTHONPATH",
-    "PYTHONSTARTUP",
-    "PYTHONHOME",
-    "PERL5OPT",
-    "PERL5LIB",
-    "PERLLIB",
-    "RUBYOPT",
-    "RUBYLIB",
-    "NODE_OPTIONS",
-    "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS",
-    "JDK_JAVA_OPTIONS",
-    "LESSOPEN",
-    "LESSCLOSE",
-    "EDITOR",
-    "VISUAL",
-    "SUDO_EDITOR",
-    "PAGER",
-    "MANPAGER",
-    "GIT_EXEC_PATH",
-    "GIT_SSH",
-    "GIT_SSH_COMMAND",
-];
-
+/// The same list `policy check` refuses in `env_keep` (defence in depth: a rule that named
+/// one of them never gets it).
 fn forbidden(name: &str) -> bool {
-    name.starts_with("LD_") || FORBIDDEN.contains(&name)
+    jit_policy::env_never_kept(name)
 }
 
 fn entry(name: &str, value: &[u8]) -> Option<CString> {
@@ -192,5 +156,26 @@ mod tests {
             &["LANG".into(), "TZ".into(), "F".into(), "LC_ALL".into()],
         ));
         assert_eq!(env[5..], ["LC_ALL=C.UTF-8"]);
+    }
+
+    #[test]
+    fn time_zones_by_name_pass_paths_do_not() {
+        for (tz, kept) in [
+            ("Europe/Paris", true),
+            ("UTC", true),
+            (":Europe/Paris", true),
+            (":/etc/shadow", false),
+            ("/etc/shadow", false),
+            ("../../etc/shadow", false),
+            ("Europe/../../x", false),
+        ] {
+            let env = names(&build(
+                &snap(&[("TZ", tz)]),
+                &target(),
+                "/bin",
+                &["TZ".into()],
+            ));
+            assert_eq!(env.iter().any(|e| e == &format!("TZ={tz}")), kept, "{tz}");
+        }
     }
 }

@@ -13,10 +13,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+from rsyslog import flatten  # noqa: E402  (one definition for every test that reads events)
 
 ROOT = Path(__file__).resolve().parents[2]
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if os.path.exists("/usr/sbin/rsyslogd") else None)
@@ -32,14 +36,6 @@ def documented_config():
     return m.group(1)
 
 
-def flatten(obj, prefix=""):
-    out = {}
-    for key, value in obj.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def wait_for(check, what, timeout=15.0):

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+from rsyslog import flatten  # noqa: E402  (one definition for every test that reads events)
+
 ROOT = Path(__file__).resolve().parents[2]
 SIEM = ROOT / "packaging" / "siem"
 DOC = ROOT / "docs" / "audit.md"
@@ -110,14 +113,6 @@ def cee_event(datagram):
     return json.loads(datagram.split(": @cee:", 1)[1])
 
 
-def flatten(obj, prefix=""):
-    out = {}
-    for key, value in obj.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 _RENDERED = None

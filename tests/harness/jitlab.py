@@ -1200,6 +1200,18 @@ class Lab:
         return RunResult(argv=list(argv), returncode=p.returncode, stdout=p.stdout, stderr=p.stderr, events=[])
 
     def _kill_run(self, pid: int, user: User) -> None:
+        """End a run that is still going. The command first (the user's processes and every
+        process of the tree that is not jitrun itself), so that jitrun's supervisor does what it
+        does when a command ends (removes the run's cgroup, logs elevate.end, tells its watchdog)
+        and exits; only what is left after a few seconds is killed outright. Killing supervisor and
+        watchdog together at once (which only root can) would leave the run's empty cgroup behind."""
+        table = _proc_table()
+        jitrun_exes = {str(self.jitrun), f"{self.jitrun} (deleted)"}
+        commands = [p for p in descendants(pid) if p in table and table[p][2] not in jitrun_exes]
+        kill_processes(uids=[user.uid], extra=commands)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(pid_alive(p) for p in [pid, *descendants(pid)]):
+            time.sleep(0.05)
         kill_processes(uids=[user.uid], extra=[pid, *descendants(pid)])
 
     def _run_pty(self, cmd, stdin, timeout, env, cwd, user) -> tuple[int, bytes, bool, str]:

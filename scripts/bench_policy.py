@@ -24,8 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "harness"))
+from jitlab import toml_value  # noqa: E402  (the harness's TOML value writer)
 
 TEAMS = ["net", "db", "web", "ops", "sec", "app", "ci", "data", "mail", "edge", "storage", "k8s"]
 SERVICES = ["nginx", "postgresql", "redis", "haproxy", "kafka", "zookeeper", "rabbitmq", "memcached",
@@ -38,18 +42,6 @@ NET_CAPS = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"]
 OTHER_CAPS = ["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_KILL", "CAP_SYS_NICE", "CAP_CHOWN",
               "CAP_FOWNER", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_AUDIT_READ", "CAP_SYSLOG"]
 DURATIONS = ["15m", "30m", "1h", "2h", "4h"]
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    raise TypeError(f"no TOML for {v!r}")
 
 
 def _host_globs(rng: random.Random, team: str, i: int, bench_host: str) -> list[str] | None:
@@ -145,10 +137,10 @@ def render(rules: list[dict], header: str = "") -> str:
         for k, v in r.items():
             if k == "commands":
                 out.append("commands = [")
-                out += [f"  {_toml(c)}," for c in v]
+                out += [f"  {toml_value(c)}," for c in v]
                 out.append("]")
             else:
-                out.append(f"{k} = {_toml(v)}")
+                out.append(f"{k} = {toml_value(v)}")
         out.append("")
     return "\n".join(out)
 

@@ -30,7 +30,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # (util-linux), mount, useradd/userdel (passwd), gcc + libc headers for the C helpers,
 # capsh/setcap/getcap (libcap2-bin), procps, pip, and rsyslog (the audit round trip through a
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog libpam0g-dev libpam-modules libpam-runtime pamtester
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 

@@ -844,7 +844,8 @@ class Lab:
     def write_settings(self, text: str | None = None, **overrides) -> None:
         """(Re)write jitrun.toml. Without ``text``: host, secure_path, kill_grace and the audit
         socket of this lab, with keyword overrides (``framing=``, ``fail_closed=``, ``secure_path=``,
-        ``kill_grace=``, ``clock_skew=``, ``host=``, ``sd_id=``; None removes a key)."""
+        ``kill_grace=``, ``clock_skew=``, ``host=``, ``sd_id=``, ``pam_service=``, ``auth_cache=``;
+        None removes a key)."""
         if text is None:
             s = {
                 "host": self.host,
@@ -864,6 +865,10 @@ class Lab:
             aud = [k for k in ("framing", "socket", "fail_closed", "sd_id") if s.get(k) is not None]
             lines = [f"{k} = {toml_value(s[k])}" for k in top] + ["", "[audit]"]
             lines += [f"{k} = {toml_value(s[k])}" for k in aud]
+            pam = [(k, s[f]) for k, f in (("service", "pam_service"), ("auth_cache", "auth_cache"))
+                   if s.get(f) is not None]
+            if pam:
+                lines += ["", "[pam]"] + [f"{k} = {toml_value(v)}" for k, v in pam]
             text = "\n".join(lines) + "\n"
         self._write_conf(self.conf / "jitrun.toml", text)
 
@@ -1059,6 +1064,7 @@ class Lab:
         cwd: str | Path | None = None,
         limits: dict[str, str] | None = None,
         prefix: Sequence[str | bytes] = (),
+        binds: Sequence[tuple[str | os.PathLike, str | os.PathLike]] = (),
     ) -> RunResult:
         """Run ``jitrun [--grant G] OPTIONS -- ARGV`` as ``user`` in a private mount namespace.
 
@@ -1070,6 +1076,8 @@ class Lab:
         ``{"fsize": "1:1", "core": "1000:3000"}`` (soft:hard).
         ``prefix``: a wrapper run as the user right before jitrun (after ``limits``), which must
         exec its arguments (``[jitrun, ARGS...]``); e.g. one that burns CPU time first.
+        ``binds``: further bind mounts in the run's namespace (see :meth:`ns_command`), e.g. a
+        private ``/etc/pam.d``.
         """
         args: list[str | bytes] = []
         if grant is not None:
@@ -1085,7 +1093,7 @@ class Lab:
         if argv is not None:
             args += ["--", *argv]
         return self.run_jitrun(user, args, stdin=stdin, env=env, pty=pty, timeout=timeout, cwd=cwd, limits=limits,
-                               prefix=prefix)
+                               prefix=prefix, binds=binds)
 
     def run_jitrun(
         self,
@@ -1099,9 +1107,10 @@ class Lab:
         cwd: str | Path | None = None,
         limits: dict[str, str] | None = None,
         prefix: Sequence[str | bytes] = (),
+        binds: Sequence[tuple[str | os.PathLike, str | os.PathLike]] = (),
     ) -> RunResult:
         """Run jitrun with exactly ``args`` (after argv[0]) as ``user``; collect its audit events."""
-        cmd = self.ns_command(user, [])
+        cmd = self.ns_command(user, [], binds=binds)
         if env:
             cmd += ["/usr/bin/env", "--", *[f"{k}={v}" for k, v in env.items()]]
         if limits:
@@ -1163,6 +1172,7 @@ class Lab:
         stdout: Any = None,
         stderr: Any = None,
         cwd: str | Path | None = None,
+        binds: Sequence[tuple[str | os.PathLike, str | os.PathLike]] = (),
     ) -> "Spawned":
         """Start ``argv`` (e.g. ``[str(lab.jitrun), ...]`` or a shell that runs it) as ``user`` in
         the lab's mount namespace and return at once, so the test can act while it runs.
@@ -1171,8 +1181,9 @@ class Lab:
         writes to its master, e.g. ``b"\\x1a"`` for Ctrl-Z); everything written to the terminal
         is collected in ``Spawned.output``. Without: in a new session; ``stdout``/``stderr``
         default to one pipe collected in ``Spawned.output`` (pass a file or fd to override).
-        Use as a context manager: leaving it kills what is left of the run."""
-        cmd = self.ns_command(user, argv)
+        Use as a context manager: leaving it kills what is left of the run.
+        ``binds``: further bind mounts in the run's namespace (see :meth:`ns_command`)."""
+        cmd = self.ns_command(user, argv, binds=binds)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
         if os.environ.get("TERM"):
             env["TERM"] = os.environ["TERM"]

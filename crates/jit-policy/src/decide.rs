@@ -59,7 +59,8 @@ pub enum DenyCode {
     RunAs,        // -u or grant run_as not allowed by the rule
     Duration,     // exp - iat > max_duration
     Approvals,    // too few approvers (requester excluded)
-    Authenticate, // rule asks for authentication (not available yet)
+    Authenticate, // PAM authentication failed (decided by jitrun after the policy allows)
+    Account,      // PAM account check refused (expired account or password, access rules)
 }
 
 impl DenyCode {
@@ -78,6 +79,7 @@ impl DenyCode {
             DenyCode::Duration => "duration",
             DenyCode::Approvals => "approvals",
             DenyCode::Authenticate => "authenticate",
+            DenyCode::Account => "account",
         }
     }
 }
@@ -242,19 +244,6 @@ fn dash_u_denial<'p>(
     )
 }
 
-fn check_authenticate<'p>(rule: &Rule) -> Option<Decision<'p>> {
-    rule.authenticate.then(|| {
-        deny(
-            DenyCode::Authenticate,
-            Some(rule),
-            format!(
-                "rule {} requires authentication (authenticate = true), but PAM authentication is not available in this version of jitrun yet; ask the policy admin to set authenticate = false on it",
-                rule_name(rule)
-            ),
-        )
-    })
-}
-
 fn with_grant<'p>(policy: &'p Policy, request: &Request<'_>, g: &GrantView) -> Decision<'p> {
     let id = &g.id;
     let cmd = command_line(request.program, request.args);
@@ -410,9 +399,6 @@ fn with_grant<'p>(policy: &'p Policy, request: &Request<'_>, g: &GrantView) -> D
         }
     }
 
-    if let Some(d) = check_authenticate(rule) {
-        return d;
-    }
     Decision::Allow {
         rule,
         caps,
@@ -550,9 +536,6 @@ fn without_grant<'p>(policy: &'p Policy, request: &Request<'_>) -> Decision<'p> 
             None => return dash_u_denial(standing[0], &standing[0].run_as, request, wanted, None),
         },
     };
-    if let Some(d) = check_authenticate(rule) {
-        return d;
-    }
     Decision::Allow {
         rule,
         caps: rule.capabilities,
@@ -732,6 +715,7 @@ min_approvals = 1
             (DenyCode::Duration, "duration"),
             (DenyCode::Approvals, "approvals"),
             (DenyCode::Authenticate, "authenticate"),
+            (DenyCode::Account, "account"),
         ];
         for (code, s) in all {
             assert_eq!(code.as_str(), s);
@@ -935,19 +919,13 @@ min_approvals = 1
     }
 
     #[test]
-    fn authenticate_is_refused_for_now() {
+    fn authenticate_rule_is_allowed_by_policy() {
+        // PAM runs in jitrun after the policy allows; the decision carries the rule, whose
+        // `authenticate` flag tells jitrun to ask.
         let p = policy();
-        let d = denied(
-            ask("carol", "h", &["/usr/bin/id"]).decide(&p, None),
-            DenyCode::Authenticate,
-        );
-        assert_eq!(d.rule.as_deref(), Some("mfa"));
-        assert!(
-            d.message
-                .contains("PAM authentication is not available in this version"),
-            "{}",
-            d.message
-        );
+        let (r, _, _) = allowed(ask("carol", "h", &["/usr/bin/id"]).decide(&p, None));
+        assert_eq!(r.name, "mfa");
+        assert!(r.authenticate);
     }
 
     #[test]
@@ -1219,11 +1197,10 @@ min_approvals = 1
     #[test]
     fn grant_on_authenticate_rule() {
         let p = policy();
-        let d = denied(
-            ask("carol", "h", &["/usr/bin/id"]).decide(&p, Some(&grant("mfa", "carol"))),
-            DenyCode::Authenticate,
-        );
-        assert_eq!(d.rule.as_deref(), Some("mfa"));
+        let (r, _, _) =
+            allowed(ask("carol", "h", &["/usr/bin/id"]).decide(&p, Some(&grant("mfa", "carol"))));
+        assert_eq!(r.name, "mfa");
+        assert!(r.authenticate);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! socket = "/dev/log"
 //! fail_closed = true
 //! sd_id = "jitrun@32473"
+//! [pam]
+//! service = "jitrun"        # /etc/pam.d/<service>, for rules with authenticate = true
+//! auth_cache = "0s"         # "5m": no password again for 5 minutes on the same terminal
 //! ```
 
 use crate::text::quote;
@@ -35,6 +38,16 @@ pub struct AuditSettings {
     pub sd_id: String,
 }
 
+/// PAM, for rules with `authenticate = true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PamSettings {
+    /// The service name: `/etc/pam.d/<service>`.
+    pub service: String,
+    /// How long a successful authentication counts for the same user on the same terminal
+    /// session (sudo's timestamp); zero (the default) asks every time.
+    pub auth_cache: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// None = use the kernel's node name.
@@ -44,6 +57,7 @@ pub struct Settings {
     pub secure_path: String,
     pub kill_grace: Duration,
     pub audit: AuditSettings,
+    pub pam: PamSettings,
 }
 
 impl Default for Settings {
@@ -58,6 +72,10 @@ impl Default for Settings {
                 socket: "/dev/log".to_string(),
                 fail_closed: true,
                 sd_id: "jitrun@32473".to_string(),
+            },
+            pam: PamSettings {
+                service: "jitrun".to_string(),
+                auth_cache: Duration::ZERO,
             },
         }
     }
@@ -94,6 +112,7 @@ impl Settings {
                     settings.secure_path = p.to_string();
                 }
                 "audit" => parse_audit(&doc, doc.table(e, field)?, &mut settings.audit)?,
+                "pam" => parse_pam(&doc, doc.table(e, field)?, &mut settings.pam)?,
                 _ => unreachable!("keys were checked"),
             }
         }
@@ -106,7 +125,46 @@ impl Settings {
     }
 }
 
-const TOP_KEYS: &[&str] = &["host", "clock_skew", "secure_path", "kill_grace", "audit"];
+const TOP_KEYS: &[&str] = &[
+    "host",
+    "clock_skew",
+    "secure_path",
+    "kill_grace",
+    "audit",
+    "pam",
+];
+const PAM_KEYS: &[&str] = &["service", "auth_cache"];
+
+fn parse_pam(doc: &Doc<'_>, table: &[Entry], pam: &mut PamSettings) -> Result<(), PolicyError> {
+    doc.check_keys(table, PAM_KEYS, "pam")?;
+    for e in table {
+        let field = format!("pam.{}", e.key);
+        match e.key.as_str() {
+            "service" => {
+                let s = doc.string(e, &field)?;
+                let ok = !s.is_empty()
+                    && s.len() <= 64
+                    && !s.starts_with('.')
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+                if !ok {
+                    return Err(doc.err(
+                        doc.entry_span(e),
+                        &field,
+                        format!(
+                            "invalid PAM service name {}: a file name in /etc/pam.d (letters, digits, '.', '-', '_'; not starting with '.')",
+                            quote(s)
+                        ),
+                    ));
+                }
+                pam.service = s.to_string();
+            }
+            "auth_cache" => pam.auth_cache = duration(doc, e, &field)?,
+            _ => unreachable!("keys were checked"),
+        }
+    }
+    Ok(())
+}
 const AUDIT_KEYS: &[&str] = &["framing", "socket", "fail_closed", "sd_id"];
 
 fn parse_audit(
@@ -302,7 +360,7 @@ sd_id = "acme@12345"
         let e = err("host = \"a\"\nclock_skw = \"1m\"\n");
         assert_eq!(
             e,
-            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit"
+            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit, pam"
         );
         let e = err("[audit]\nframing = \"cee\"\n\nfail_open = true\n");
         assert!(
@@ -313,11 +371,34 @@ sd_id = "acme@12345"
             e.contains("valid keys: framing, socket, fail_closed, sd_id"),
             "{e}"
         );
-        let e = err("[pam]\nservice = \"jitrun\"\n");
+        let e = err("[pam]\nservise = \"jitrun\"\n");
         assert!(
-            e.starts_with("/etc/jitrun/jitrun.toml:1: settings: unknown key \"pam\""),
+            e.starts_with("/etc/jitrun/jitrun.toml:2: pam: unknown key \"servise\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn pam_settings() {
+        let d = Settings::default();
+        assert_eq!(d.pam.service, "jitrun");
+        assert_eq!(d.pam.auth_cache, Duration::ZERO);
+        let s = Settings::parse(
+            NAME,
+            "[pam]\nservice = \"jitrun-mfa\"\nauth_cache = \"5m\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.pam.service, "jitrun-mfa");
+        assert_eq!(s.pam.auth_cache, Duration::from_secs(300));
+        for bad in ["../shadow", "", ".hidden", "a/b", "a b"] {
+            let e = err(&format!("[pam]\nservice = {bad:?}\n"));
+            assert!(
+                e.contains(":2: pam.service: invalid PAM service name"),
+                "{e}"
+            );
+        }
+        let e = err("[pam]\nauth_cache = 300\n");
+        assert!(e.contains(":2: pam.auth_cache: expected a string"), "{e}");
     }
 
     #[test]

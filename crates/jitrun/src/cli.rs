@@ -26,6 +26,8 @@ pub struct RunArgs {
 pub enum Mode {
     Run(RunArgs),
     List,
+    /// `-k`: forget the caller's cached PAM authentications (`pam.auth_cache`).
+    ResetAuth,
     Version,
     Help,
 }
@@ -33,6 +35,7 @@ pub enum Mode {
 pub const USAGE: &str =
     "usage: jitrun [--grant FILE|-] [-u USER] [--rule NAME] [--] COMMAND [ARGS...]
        jitrun -l | --list
+       jitrun -k | --reset-auth
        jitrun --version | --help";
 
 pub const HELP: &str =
@@ -46,6 +49,9 @@ Options:
   -u USER        run as USER; must be the identity the rule or grant names
   --rule NAME    for standing access (grant = \"none\"), use this rule
   -l, --list     what you may run on this host, and the grants you hold
+  -k, --reset-auth
+                 forget your cached password (settings pam.auth_cache), so the
+                 next rule with authenticate = true asks again
   --version      print the version
   -h, --help     this help
 
@@ -108,6 +114,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Mode, Refusal> {
         command: Vec::new(),
     };
     let mut list = false;
+    let mut reset_auth = false;
     while let Some(arg) = it.next() {
         let bytes = arg.as_bytes().to_vec();
         let (opt, attached) = split_attached(&bytes);
@@ -125,6 +132,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Mode, Refusal> {
             b"-h" | b"--help" => return Ok(Mode::Help),
             b"-V" | b"--version" => return Ok(Mode::Version),
             b"-l" | b"--list" => list = true,
+            b"-k" | b"--reset-auth" => reset_auth = true,
             b"--grant" => {
                 let v = value("--grant")?;
                 let source = if v.as_bytes() == b"-" {
@@ -154,6 +162,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Mode, Refusal> {
                 break;
             }
         }
+    }
+    if reset_auth {
+        if list || !run.command.is_empty() || run.grant.is_some() || run.user.is_some() {
+            return Err(Refusal::usage(format!(
+                "-k takes no command or other option\n{USAGE}"
+            )));
+        }
+        return Ok(Mode::ResetAuth);
     }
     if list {
         if !run.command.is_empty() {
@@ -228,6 +244,9 @@ mod tests {
     #[test]
     fn list_and_errors() {
         assert_eq!(parse(args(&["-l"])).unwrap(), Mode::List);
+        assert_eq!(parse(args(&["-k"])).unwrap(), Mode::ResetAuth);
+        assert_eq!(parse(args(&["--reset-auth"])).unwrap(), Mode::ResetAuth);
+        assert_eq!(parse(args(&["-k", "ls"])).unwrap_err().exit, 2);
         assert_eq!(parse(args(&[])).unwrap_err().exit, 2);
         assert_eq!(parse(args(&["--bogus"])).unwrap_err().exit, 2);
         assert_eq!(parse(args(&["-l", "ls"])).unwrap_err().exit, 2);

@@ -118,11 +118,19 @@ fn with_grant<'p>(token: &str, inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal
     let used = verify_grant(token, inp)?;
     let view = used.claims.view().map_err(grant_refusal)?;
     let mut approved = policy_decide(inp, Some(&view))?;
-    if let Some(max) = used.claims.max_uses {
-        uses::consume(&used.claims.jti, max)?;
-    }
     approved.grant = Some(used);
     Ok(approved)
+}
+
+/// Count one use of the grant, when it has `max_uses` (after authentication, so a wrong
+/// password does not use one up).
+pub fn consume_use(approved: &Approved<'_>) -> Result<(), Refusal> {
+    if let Some(g) = &approved.grant {
+        if let Some(max) = g.claims.max_uses {
+            uses::consume(&g.claims.jti, max)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn decide<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {

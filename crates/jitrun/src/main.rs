@@ -23,6 +23,7 @@ macro_rules! show {
 }
 
 mod audit;
+mod authenticate;
 mod cli;
 mod command;
 mod config;
@@ -88,6 +89,7 @@ fn run() -> i32 {
             0
         }
         Mode::List => list_mode(),
+        Mode::ResetAuth => reset_auth_mode(),
         Mode::Run(r) => run_mode(r, env, limits),
     }
 }
@@ -156,6 +158,24 @@ fn list_mode() -> i32 {
     }
 }
 
+fn reset_auth_mode() -> i32 {
+    let facts = Facts {
+        invoker: None,
+        host: "",
+        command: &[],
+        executable: None,
+    };
+    let done = (|| -> Result<(), Refusal> {
+        harden::require_root()?;
+        let inv = Invoker::current()?;
+        authenticate::cache::clear(inv.uid)
+    })();
+    match done {
+        Ok(()) => 0,
+        Err(r) => refuse(&r, None, &facts, None),
+    }
+}
+
 fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits) -> i32 {
     let mut facts = Facts {
         invoker: None,
@@ -220,6 +240,18 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             RunAs::Root => Target::named("root")?,
             RunAs::User(u) => Target::named(u)?,
         };
+        // Step 7: PAM when the rule asks for it; the session stays open around the command.
+        let pam_session = if approved.rule.authenticate {
+            Some(authenticate::authenticate(
+                &settings,
+                &invoker,
+                &target,
+                &approved.rule.name,
+            )?)
+        } else {
+            None
+        };
+        decide::consume_use(&approved)?;
         let argv: Vec<CString> = run
             .command
             .iter()
@@ -307,6 +339,11 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             outcome.pid,
             &ending,
         ));
+        if let Some(session) = pam_session {
+            if let Err(e) = session.close() {
+                say!("jitrun: warning: closing the PAM session failed: {e}");
+            }
+        }
         if let Some(err) = &outcome.error {
             say!("jitrun: {err}");
         }

@@ -4,6 +4,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod fs;
+pub mod pam;
 pub mod process;
 pub mod signals;
 pub mod term;

@@ -268,3 +268,43 @@ pub fn setsid() -> io::Result<()> {
     // SAFETY: no arguments, touches no memory.
     check(unsafe { libc::setsid() }).map(drop)
 }
+
+/// Seconds on CLOCK_BOOTTIME: monotonic, counts suspend, starts at boot, not settable.
+pub fn boottime_secs() -> io::Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    check(unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) })?;
+    Ok(ts.tv_sec as u64)
+}
+
+/// Set only the real uid (effective and saved stay as they are). With euid 0 any value is
+/// allowed.
+pub fn set_real_uid(uid: u32) -> io::Result<()> {
+    // SAFETY: integers only; -1 (as uid_t) leaves the effective and saved uids unchanged.
+    check(unsafe { libc::setresuid(uid, libc::uid_t::MAX, libc::uid_t::MAX) }).map(drop)
+}
+
+/// While alive, the real uid is 0 (PAM modules expect to run as full root, as under sudo:
+/// pam_exec runs its program with the real uid, and a module may check `getuid() == 0`).
+/// Dropping it puts the caller's real uid back; if that fails the process exits (a
+/// supervisor must never go on with a real uid it was not meant to have).
+pub struct RealRoot {
+    ruid: u32,
+}
+
+pub fn real_root() -> io::Result<RealRoot> {
+    let (ruid, _, _) = getresuid();
+    set_real_uid(0)?;
+    Ok(RealRoot { ruid })
+}
+
+impl Drop for RealRoot {
+    fn drop(&mut self) {
+        if set_real_uid(self.ruid).is_err() {
+            exit_now(1);
+        }
+    }
+}

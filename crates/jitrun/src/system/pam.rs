@@ -1,0 +1,359 @@
+//! Linux-PAM behind a safe API: a handle that ends itself, and a conversation that hands
+//! each message to a Rust [`Converse`] implementation.
+//!
+//! The FFI declarations are pam-sys's (hand-written bindings of `<security/pam_appl.h>`; no
+//! bindgen, so the build needs only libpam's shared library and `libpam0g-dev`'s link).
+//! The numeric constants below are Linux-PAM's (`_pam_types.h`), which pam-sys exposes only
+//! as enums.
+
+use libc::{c_char, c_int, c_void};
+use pam_sys::raw;
+use pam_sys::types::{PamConversation, PamHandle, PamMessage, PamResponse};
+use std::ffi::{CStr, CString};
+use std::ptr;
+
+pub const PAM_SUCCESS: c_int = 0;
+pub const PAM_PERM_DENIED: c_int = 6;
+pub const PAM_AUTH_ERR: c_int = 7;
+pub const PAM_USER_UNKNOWN: c_int = 10;
+pub const PAM_MAXTRIES: c_int = 11;
+pub const PAM_NEW_AUTHTOK_REQD: c_int = 12;
+pub const PAM_ACCT_EXPIRED: c_int = 13;
+pub const PAM_CONV_ERR: c_int = 19;
+pub const PAM_ABORT: c_int = 26;
+
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
+const PAM_ERROR_MSG: c_int = 3;
+const PAM_TEXT_INFO: c_int = 4;
+
+const PAM_USER: c_int = 2;
+const PAM_TTY: c_int = 3;
+const PAM_RUSER: c_int = 8;
+
+const PAM_ESTABLISH_CRED: c_int = 0x0002;
+const PAM_DELETE_CRED: c_int = 0x0004;
+const PAM_DISALLOW_NULL_AUTHTOK: c_int = 0x0001;
+/// Linux-PAM's `PAM_MAX_NUM_MSG`: a conversation with more messages is refused.
+const MAX_MESSAGES: c_int = 32;
+
+/// The person's side of a PAM conversation.
+pub trait Converse {
+    /// Ask `text`; `echo` false for secrets. `None` when there is no answer (no terminal,
+    /// end of input, time-out): the conversation then fails and PAM refuses.
+    fn prompt(&mut self, text: &str, echo: bool) -> Option<Secret>;
+    /// Show a module's message (`error` for PAM_ERROR_MSG).
+    fn show(&mut self, text: &str, error: bool);
+}
+
+/// An answer, wiped from memory when dropped.
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// An empty answer with room for `capacity` bytes, so that it never reallocates (a
+    /// reallocation would leave an unwiped copy behind).
+    pub fn with_capacity(capacity: usize) -> Secret {
+        Secret(Vec::with_capacity(capacity))
+    }
+
+    /// Append a byte; false (and nothing added) once the capacity is reached.
+    pub fn push(&mut self, b: u8) -> bool {
+        if self.0.len() == self.0.capacity() {
+            return false;
+        }
+        self.0.push(b);
+        true
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference into our own buffer; a
+            // volatile write keeps the compiler from eliding the wipe of a dying buffer.
+            unsafe { ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// What PAM said: the return code and its text.
+#[derive(Debug, Clone)]
+pub struct PamError {
+    pub code: c_int,
+    pub text: String,
+}
+
+impl std::fmt::Display for PamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (PAM code {})", self.text, self.code)
+    }
+}
+
+/// The conversation data PAM hands back to [`converse`]: a pointer to this box.
+struct ConvData {
+    converse: Box<dyn Converse>,
+}
+
+/// A PAM transaction (`pam_start` … `pam_end`).
+pub struct Pam {
+    handle: *mut PamHandle,
+    last: c_int,
+    // Both must stay at a fixed address for as long as the handle lives: PAM keeps pointers.
+    _conv: Box<PamConversation>,
+    _data: Box<ConvData>,
+    session_open: bool,
+    cred_established: bool,
+}
+
+impl Pam {
+    /// `pam_start(service, user, conv)`.
+    pub fn start(service: &str, user: &str, converse: Box<dyn Converse>) -> Result<Pam, PamError> {
+        let service_c = CString::new(service).map_err(|_| PamError {
+            code: PAM_ABORT,
+            text: "NUL in the PAM service name".into(),
+        })?;
+        let user_c = CString::new(user).map_err(|_| PamError {
+            code: PAM_ABORT,
+            text: "NUL in the user name".into(),
+        })?;
+        let mut data = Box::new(ConvData { converse });
+        let conv = Box::new(PamConversation {
+            conv: Some(converse_trampoline),
+            data_ptr: (&mut *data as *mut ConvData).cast::<c_void>(),
+        });
+        let mut handle: *const PamHandle = ptr::null();
+        // SAFETY: both strings are NUL-terminated and outlive the call (PAM copies them);
+        // `conv` points to a boxed PamConversation whose function and data pointer stay valid
+        // until pam_end (the boxes are owned by the returned Pam, which calls pam_end on drop);
+        // `handle` is a valid out-pointer.
+        let rc = unsafe {
+            raw::pam_start(
+                service_c.as_ptr(),
+                user_c.as_ptr(),
+                &*conv as *const PamConversation,
+                &mut handle,
+            )
+        };
+        if rc != PAM_SUCCESS || handle.is_null() {
+            return Err(PamError {
+                code: rc,
+                text: format!("pam_start failed for service {service:?}"),
+            });
+        }
+        Ok(Pam {
+            handle: handle as *mut PamHandle,
+            last: PAM_SUCCESS,
+            _conv: conv,
+            _data: data,
+            session_open: false,
+            cred_established: false,
+        })
+    }
+
+    fn result(&mut self, rc: c_int) -> Result<(), PamError> {
+        self.last = rc;
+        if rc == PAM_SUCCESS {
+            Ok(())
+        } else {
+            Err(PamError {
+                code: rc,
+                text: self.strerror(rc),
+            })
+        }
+    }
+
+    fn strerror(&mut self, rc: c_int) -> String {
+        // SAFETY: the handle is live; pam_strerror returns a pointer to a static string (or
+        // NULL), which we copy at once.
+        let p = unsafe { raw::pam_strerror(self.handle, rc) };
+        if p.is_null() {
+            return format!("PAM error {rc}");
+        }
+        // SAFETY: non-NULL pointer to a NUL-terminated static string owned by libpam.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    fn set_item(&mut self, item: c_int, value: &str) -> Result<(), PamError> {
+        let v = CString::new(value).map_err(|_| PamError {
+            code: PAM_ABORT,
+            text: "NUL in a PAM item".into(),
+        })?;
+        // SAFETY: the handle is live; string items are copied by pam_set_item.
+        let rc = unsafe { raw::pam_set_item(self.handle, item, v.as_ptr().cast::<c_void>()) };
+        self.result(rc)
+    }
+
+    /// PAM_TTY (e.g. `/dev/pts/3`) and PAM_RUSER (the invoking user).
+    pub fn set_requester(&mut self, tty: Option<&str>, ruser: &str) -> Result<(), PamError> {
+        if let Some(t) = tty {
+            self.set_item(PAM_TTY, t)?;
+        }
+        self.set_item(PAM_RUSER, ruser)
+    }
+
+    /// PAM_USER: the session is opened for the user the command runs as (as sudo does).
+    pub fn set_user(&mut self, user: &str) -> Result<(), PamError> {
+        self.set_item(PAM_USER, user)
+    }
+
+    /// `pam_authenticate` (empty passwords refused).
+    pub fn authenticate(&mut self) -> Result<(), PamError> {
+        // SAFETY: the handle is live; the conversation data it points to is owned by self.
+        let rc = unsafe { raw::pam_authenticate(self.handle, PAM_DISALLOW_NULL_AUTHTOK) };
+        self.result(rc)
+    }
+
+    /// `pam_acct_mgmt`: expired accounts, expired passwords, access rules.
+    pub fn account(&mut self) -> Result<(), PamError> {
+        // SAFETY: as above.
+        let rc = unsafe { raw::pam_acct_mgmt(self.handle, PAM_DISALLOW_NULL_AUTHTOK) };
+        self.result(rc)
+    }
+
+    /// `pam_setcred(ESTABLISH)` then `pam_open_session`.
+    pub fn open_session(&mut self) -> Result<(), PamError> {
+        // SAFETY: as above.
+        let rc = unsafe { raw::pam_setcred(self.handle, PAM_ESTABLISH_CRED) };
+        self.result(rc)?;
+        self.cred_established = true;
+        // SAFETY: as above.
+        let rc = unsafe { raw::pam_open_session(self.handle, 0) };
+        self.result(rc)?;
+        self.session_open = true;
+        Ok(())
+    }
+
+    /// `pam_close_session` then `pam_setcred(DELETE)`, for what was opened.
+    pub fn close_session(&mut self) -> Result<(), PamError> {
+        let mut first_err = Ok(());
+        if std::mem::take(&mut self.session_open) {
+            // SAFETY: as above.
+            let rc = unsafe { raw::pam_close_session(self.handle, 0) };
+            first_err = self.result(rc);
+        }
+        if std::mem::take(&mut self.cred_established) {
+            // SAFETY: as above.
+            let rc = unsafe { raw::pam_setcred(self.handle, PAM_DELETE_CRED) };
+            let r = self.result(rc);
+            if first_err.is_ok() {
+                first_err = r;
+            }
+        }
+        first_err
+    }
+}
+
+impl Drop for Pam {
+    fn drop(&mut self) {
+        let _ = self.close_session();
+        // SAFETY: the handle came from a successful pam_start and is ended exactly once; the
+        // conversation boxes are dropped only after this call returns.
+        unsafe { raw::pam_end(self.handle, self.last) };
+    }
+}
+
+extern "C" fn converse_trampoline(
+    num_msg: c_int,
+    msg: *mut *mut PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    if num_msg <= 0
+        || num_msg > MAX_MESSAGES
+        || msg.is_null()
+        || resp.is_null()
+        || appdata.is_null()
+    {
+        return PAM_CONV_ERR;
+    }
+    let n = num_msg as usize;
+    // SAFETY: `appdata` is the pointer to the ConvData box given to pam_start, alive until
+    // pam_end; PAM calls the conversation only from inside our own pam_* calls, which hold
+    // `&mut Pam`, so no other reference to the data exists meanwhile.
+    let data = unsafe { &mut *appdata.cast::<ConvData>() };
+    // SAFETY: calloc of n zeroed PamResponse structs (a valid all-NULL state); PAM frees the
+    // array and each `resp` string with free(), so both come from the C allocator.
+    let replies =
+        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
+    if replies.is_null() {
+        return PAM_CONV_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: Linux-PAM passes `msg` as an array of `num_msg` pointers to messages, each
+        // valid for the duration of this call.
+        let m = unsafe { *msg.add(i) };
+        if m.is_null() {
+            free_replies(replies, n);
+            return PAM_CONV_ERR;
+        }
+        // SAFETY: `m` is a valid message pointer (above).
+        let (style, text_ptr) = unsafe { ((*m).msg_style, (*m).msg) };
+        let text = if text_ptr.is_null() {
+            String::new()
+        } else {
+            // SAFETY: the message text is a NUL-terminated string owned by the module.
+            unsafe { CStr::from_ptr(text_ptr) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        match style {
+            PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
+                let Some(answer) = data.converse.prompt(&text, style == PAM_PROMPT_ECHO_ON) else {
+                    free_replies(replies, n);
+                    return PAM_CONV_ERR;
+                };
+                let Some(c) = c_string_copy(&answer.0) else {
+                    free_replies(replies, n);
+                    return PAM_CONV_ERR;
+                };
+                // SAFETY: `replies` has n entries; i < n.
+                unsafe { (*replies.add(i)).resp = c };
+            }
+            PAM_ERROR_MSG => data.converse.show(&text, true),
+            PAM_TEXT_INFO => data.converse.show(&text, false),
+            _ => {
+                free_replies(replies, n);
+                return PAM_CONV_ERR;
+            }
+        }
+    }
+    // SAFETY: `resp` is PAM's valid out-pointer; ownership of `replies` passes to PAM.
+    unsafe { *resp = replies };
+    PAM_SUCCESS
+}
+
+/// A malloc'd NUL-terminated copy (PAM frees it); `None` if it contains NUL or malloc fails.
+fn c_string_copy(bytes: &[u8]) -> Option<*mut c_char> {
+    if bytes.contains(&0) {
+        return None;
+    }
+    // SAFETY: allocating len+1 bytes; checked for NULL below.
+    let p = unsafe { libc::malloc(bytes.len() + 1) }.cast::<u8>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` has room for len+1 bytes and does not overlap `bytes`.
+    unsafe {
+        ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        *p.add(bytes.len()) = 0;
+    }
+    Some(p.cast::<c_char>())
+}
+
+/// Wipe and free what a failed conversation had allocated.
+fn free_replies(replies: *mut PamResponse, n: usize) {
+    for i in 0..n {
+        // SAFETY: `replies` has n entries from calloc; each `resp` is NULL or our malloc'd,
+        // NUL-terminated copy, which we wipe before freeing.
+        unsafe {
+            let r = (*replies.add(i)).resp;
+            if !r.is_null() {
+                let len = libc::strlen(r);
+                ptr::write_bytes(r, 0, len);
+                libc::free(r.cast::<c_void>());
+            }
+        }
+    }
+    // SAFETY: allocated by calloc above and not handed to PAM.
+    unsafe { libc::free(replies.cast::<c_void>()) };
+}

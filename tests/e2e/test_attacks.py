@@ -626,3 +626,33 @@ def test_max_uses_holds_under_20_concurrent_runs(lab, world):
     assert len(starts) == 5, [e.raw for e in events]
     assert len(denies) == 15 and {e.get("jitrun.deny_code") for e in denies} == {"grant_used_up"}
     assert counter_file(lab, token).read_bytes() == b"%020d\n" % 5
+
+
+# ---- TIOCSTI (doas CVE-2023-28339): keystrokes pushed into the caller's terminal
+
+
+def test_command_cannot_inject_keystrokes_into_the_callers_terminal(lab, world):
+    """A command running as another user on the caller's terminal cannot TIOCSTI into it:
+    jitrun's seccomp filter makes the ioctl fail with EPERM (TIOCLINUX too). Control: the same
+    helper run directly by the user on its own terminal succeeds (legacy_tiocsti is on here)."""
+    legacy = Path("/proc/sys/dev/tty/legacy_tiocsti")
+    if legacy.exists() and legacy.read_text().strip() == "0":
+        pytest.skip("this kernel refuses TIOCSTI to everyone (dev.tty.legacy_tiocsti = 0)")
+    helper = lab.compile_helper("tiocsti")
+    a = world.alice
+    with lab.spawn_as_user(a, [str(helper)], pty=True) as control:
+        assert control.wait(30) == 0, str(control)
+        assert b"TIOCSTI ok" in control.output, str(control)
+    lab.set_policy(world.policy, dropins={"20-tiocsti.toml": f"""
+[[rule]]
+name = "as-service"
+users = ["{a}"]
+commands = ["{helper}"]
+run_as = "{world.svc}"
+grant = "none"
+"""})
+    with lab.spawn_as_user(a, [str(lab.jitrun), "--", str(helper)], pty=True) as run:
+        assert run.wait(30) == 3, str(run)
+        assert b"TIOCSTI refused: Operation not permitted" in run.output, str(run)
+        start = [e for e in run.events() if e.action == "elevate.start"]
+        assert start and start[0].get("user.target.name") == world.svc.name, str(run)

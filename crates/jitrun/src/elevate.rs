@@ -3,12 +3,13 @@
 //! Order (DESIGN.md, verified on this kernel): bounding set reduced to the grant; securebits
 //! (KEEP_CAPS + NOROOT locked, and NO_SETUID_FIXUP locked for root); groups, setresgid,
 //! setresuid; inheritable/permitted/effective = the set; ambient cleared then raised;
-//! no_new_privs; then verify what the kernel now says before exec.
+//! no_new_privs; then verify what the kernel now says before exec. Before all of it, a seccomp
+//! filter that makes `ioctl(TIOCSTI/TIOCLINUX)` fail (`system::seccomp`).
 
 use crate::harden::SavedLimits;
 use crate::identity::Target;
 use crate::system::caps::{self, CapSets};
-use crate::system::process;
+use crate::system::{process, seccomp};
 use jit_policy::{CapSet, RunAs};
 use std::ffi::CString;
 use std::io;
@@ -29,6 +30,11 @@ fn step(what: &str, r: io::Result<()>) -> io::Result<()> {
 }
 
 pub fn become_target(plan: &Plan) -> io::Result<()> {
+    // First, while still fully root: no keystroke injection into the caller's terminal.
+    step(
+        "installing the TIOCSTI filter",
+        seccomp::deny_terminal_injection(),
+    )?;
     step("restoring resource limits", plan.limits.restore())?;
     let last = caps::last_cap()?;
     let wanted: u64 = plan.caps.0

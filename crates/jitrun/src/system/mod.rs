@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod fs;
 pub mod pam;
 pub mod process;
+pub mod seccomp;
 pub mod signals;
 pub mod term;
 

@@ -329,7 +329,7 @@ def test_bad_policy_package_is_refused_and_changes_nothing(host, user, tmp_path,
     good = pack(policy_dir(tmp_path, "bad", rule("bad-ok", user)), tmp_path, name, "1.0")
     text, reason = {
         "syntax": ('[[rule]\nname = "bad-x"\n', "TOML syntax"),
-        "duplicate": (rule("net-probe", user), 'rule "net-probe" is already defined at /etc/jitrun/policy.d/'),
+        "duplicate": (rule("net-probe", user), 'rule "net-probe" is already defined at'),
         "unknown_key": (rule("bad-x", user, 'comands = ["/usr/bin/id"]\n'), 'unknown key "comands"'),
     }[kind]
     bad = repack(good, tmp_path, "1.1", text)
@@ -338,6 +338,8 @@ def test_bad_policy_package_is_refused_and_changes_nothing(host, user, tmp_path,
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert f"policy package {name} not activated" in out and reason in out, out
+    # The message points at the line the package author wrote.
+    assert f"/usr/share/jitrun/policy-packages/{name}/rules.toml:" in out, out
     assert "previous policy stays active" in out, out
     assert snapshot(DROPINS) == before
     assert run(["/usr/bin/jitctl", "policy", "check"]).returncode == 0

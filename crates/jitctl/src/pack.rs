@@ -391,11 +391,24 @@ pub fn activate_in(
             text: s.text,
         })
         .collect();
-    let policy = Policy::load(&sources).map_err(|e| {
-        CliError(format!(
-            "policy package {name} not activated: with it the policy would not load: {e}{unchanged}"
-        ))
-    })?;
+    // Load it twice: with the package's own files in the new file's place, so that a message
+    // names the line of the file the package author wrote; then exactly as it will be written.
+    let target_source = target.display().to_string();
+    let mut split = Vec::new();
+    for s in &sources {
+        if s.name == target_source {
+            split.extend(load_sources(&files)?);
+        } else {
+            split.push(s.clone());
+        }
+    }
+    let policy = Policy::load(&split)
+        .and_then(|_| Policy::load(&sources))
+        .map_err(|e| {
+            CliError(format!(
+                "policy package {name} not activated: with it the policy would not load: {e}{unchanged}"
+            ))
+        })?;
 
     // Write beside the target (a name the loader ignores), then rename over it.
     mkdir(&dropins, 0o755)?;
@@ -582,10 +595,12 @@ mod tests {
         fx.package("net", &[("a.toml", &rule("shared"))]);
         let e = fx.activate("net", 50).unwrap_err().to_string();
         assert!(e.contains("\"shared\""), "{e}");
+        // The message names the package author's file and line, and the other place.
         assert!(
-            e.contains("/etc/policy.d/50-net.toml") && e.contains("/etc/policy.d/10-local.toml"),
+            e.contains("/pkgs/net/a.toml:1: rule \"shared\" is already defined at "),
             "{e}"
         );
+        assert!(e.contains("/etc/policy.d/10-local.toml:1"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
 #                 completions) and jitbroker_*.deb, from one release build (installs cargo-deb)
+#   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
@@ -33,12 +34,12 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # capsh/setcap/getcap (libcap2-bin), procps, pip, and rsyslog (the audit round trip through a
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init),
 # and for `make deb` and tests/packaging: dpkg-dev (dpkg-shlibdeps for the packages' Depends)
-# and man-db (the tests render the installed man pages).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db
+# man-db (the tests render the installed man pages) and rpm (the tests read and install the .rpm).
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 
-.PHONY: all deps deb-tools build release lint unit e2e test demo bench fuzz install deb clean
+.PHONY: all deps deb-tools rpm-tools pkg-assets build release lint unit e2e test demo bench fuzz install deb rpm clean
 
 all: build
 
@@ -67,9 +68,9 @@ endif
 	  $(PYTHON) -m pip install -q $$user $$missing 2>/dev/null \
 	    || $(PYTHON) -m pip install -q $$user --break-system-packages $$missing; \
 	fi
-	@$(MAKE) --no-print-directory deb-tools
+	@$(MAKE) --no-print-directory deb-tools rpm-tools
 
-# cargo-deb builds the agent's packages; installed once (skipped when present).
+# cargo-deb and cargo-generate-rpm build the agent's packages; installed once (skipped when present).
 deb-tools:
 	@$(CARGO) deb --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deb
 
@@ -97,8 +98,9 @@ else
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/harness
 endif
 
-# tests/packaging installs the .deb packages (made by `deb`) on this machine with dpkg and purges them.
-test: deps build lint unit deb e2e
+# tests/packaging installs the .deb packages (made by `deb`) on this machine with dpkg and purges them,
+# and installs the .rpm packages into a throwaway root with Debian's rpm.
+test: deps build lint unit deb rpm e2e
 
 demo: build
 ifeq ($(IS_ROOT),yes)
@@ -149,21 +151,38 @@ endif
 
 # The packages: one release build of the binaries and of jit-docgen (which writes jitctl's man
 # pages and the completions), the copyright files from `cargo metadata`, the hand-written man
-# pages, then cargo-deb with the metadata in crates/jitrun and crates/jit-broker.
+# pages (all into PKG_DIR); then cargo-deb / cargo-generate-rpm with the metadata in
+# crates/jitrun and crates/jit-broker.
 PKG_DIR := target/release/pkg
 DEB_DIR := target/debian
-deb: deb-tools
+RPM_DIR := target/generate-rpm
+pkg-assets:
 	$(CARGO) build --release --locked -p jitrun -p jitctl -p jit-broker -p jit-docgen
-	rm -rf $(PKG_DIR) $(DEB_DIR)
+	rm -rf $(PKG_DIR)
 	mkdir -p $(PKG_DIR)
 	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitrun jitrun jitctl
 	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitbroker jit-broker
 	target/release/jit-docgen $(PKG_DIR) >/dev/null
 	cp packaging/man/*.1 packaging/man/*.5 $(PKG_DIR)/man/
 	gzip -9nf $(PKG_DIR)/man/*.1 $(PKG_DIR)/man/*.5
+
+deb: deb-tools pkg-assets
+	rm -rf $(DEB_DIR)
 	$(CARGO) deb --locked -p jitrun --no-build -o $(DEB_DIR)
 	$(CARGO) deb --locked -p jit-broker --no-build -o $(DEB_DIR)
 	@ls -1 $(DEB_DIR)/*.deb
+
+rpm-tools:
+	@$(CARGO) generate-rpm --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-generate-rpm
+
+# cargo-generate-rpm does not strip (cargo-deb strips its own copies): strip the release
+# binaries in place, so that the .deb and the .rpm hold the same code.
+rpm: rpm-tools pkg-assets
+	rm -rf $(RPM_DIR) && mkdir -p $(RPM_DIR)
+	strip target/release/jitrun target/release/jitctl target/release/jitbroker
+	$(CARGO) generate-rpm -p crates/jitrun -o $(RPM_DIR)
+	$(CARGO) generate-rpm -p crates/jit-broker -o $(RPM_DIR)
+	@ls -1 $(RPM_DIR)/*.rpm
 
 clean:
 	$(CARGO) clean

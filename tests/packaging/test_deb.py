@@ -96,7 +96,9 @@ def host():
     lab = Lab()
     try:
         lab.setup()
-        p = run(["dpkg", "-i", deb("jitrun"), deb("jitbroker")], check=False)
+        # --path-include: a minimized image (path-exclude=/usr/share/man/* in dpkg.cfg.d)
+        # would drop the man pages these tests render.
+        p = run(["dpkg", "-i", "--path-include=/usr/share/man/*", deb("jitrun"), deb("jitbroker")], check=False)
         assert p.returncode == 0, f"dpkg -i failed:\n{p.stdout}\n{p.stderr}"
         # jitrun's audit events go to the lab's listener (this host may have no syslog).
         settings = ETC / "jitrun.toml"

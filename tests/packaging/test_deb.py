@@ -86,7 +86,7 @@ def host():
     for pkg in ("jitrun", "jitbroker", *our_packages()):
         if installed(pkg):
             pytest.fail(f"package {pkg} is already installed: not clobbering it")
-    for d in (ETC, Path("/etc/jitbroker")):
+    for d in (ETC, Path("/etc/jitbroker"), Path("/var/lib/jitbroker")):
         if d.exists() and any(d.iterdir()):
             pytest.fail(f"{d} exists and is not empty: not clobbering it")
     # The test harness may have made empty mount points here: put them back afterwards.

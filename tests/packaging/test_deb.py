@@ -86,11 +86,15 @@ def host():
     for pkg in ("jitrun", "jitbroker", *our_packages()):
         if installed(pkg):
             pytest.fail(f"package {pkg} is already installed: not clobbering it")
-    for d in (ETC, Path("/etc/jitbroker"), Path("/var/lib/jitbroker")):
+    for d in (ETC, STATE, Path("/etc/jitbroker")):
         if d.exists() and any(d.iterdir()):
             pytest.fail(f"{d} exists and is not empty: not clobbering it")
     # The test harness may have made empty mount points here: put them back afterwards.
     existed = {d: d.exists() for d in (ETC, STATE)}
+    # Another test (or a broker run by hand) may have left a store in /var/lib/jitbroker: the
+    # postinst chowns that directory; put its owner and mode back, and never delete it.
+    broker_state = Path("/var/lib/jitbroker")
+    broker_state_before = os.stat(broker_state) if broker_state.exists() else None
     user_existed = run(["getent", "passwd", "jitbroker"], check=False).returncode == 0
     group_existed = run(["getent", "group", "jitbroker"], check=False).returncode == 0
     lab = Lab()
@@ -125,7 +129,11 @@ def host():
         for d in (DROPINS, ETC / "keys.d", ETC):
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
-        shutil.rmtree("/var/lib/jitbroker", ignore_errors=True)
+        if broker_state_before is None:
+            shutil.rmtree(broker_state, ignore_errors=True)
+        elif broker_state.exists():
+            os.chown(broker_state, broker_state_before.st_uid, broker_state_before.st_gid)
+            os.chmod(broker_state, stat.S_IMODE(broker_state_before.st_mode))
         shutil.rmtree("/etc/jitbroker", ignore_errors=True)
         if not user_existed and run(["getent", "passwd", "jitbroker"], check=False).returncode == 0:
             run(["userdel", "jitbroker"], check=False)

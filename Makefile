@@ -6,6 +6,9 @@
 #   make test     deps, build, lint, cargo test, then the end-to-end tests (root only)
 #   make demo     a narrated run of jitrun as a throwaway user (root only)
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
+#   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
+#                 completions) and jitbroker_*.deb, from one release build (installs cargo-deb)
+#   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
@@ -29,12 +32,15 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # Debian packages the end-to-end tests and the demo use: unshare/setpriv/setsid/findmnt
 # (util-linux), mount, useradd/userdel (passwd), gcc + libc headers for the C helpers,
 # capsh/setcap/getcap (libcap2-bin), procps, pip, and rsyslog (the audit round trip through a
-# real rsyslogd, started privately by the tests; the package starts no daemon without an init).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog libpam0g-dev libpam-modules libpam-runtime pamtester
+# real rsyslogd, started privately by the tests; the package starts no daemon without an init),
+# and for `make deb` and tests/packaging: dpkg-dev (dpkg-shlibdeps for the packages' Depends)
+# man-db (the tests render the installed man pages) and rpm (the tests read and install the .rpm),
+# and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py).
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 
-.PHONY: all deps build release lint unit e2e test demo bench fuzz install clean
+.PHONY: all deps deb-tools rpm-tools pkg-assets build release lint unit e2e test demo bench fuzz install deb rpm clean
 
 all: build
 
@@ -63,6 +69,11 @@ endif
 	  $(PYTHON) -m pip install -q $$user $$missing 2>/dev/null \
 	    || $(PYTHON) -m pip install -q $$user --break-system-packages $$missing; \
 	fi
+	@$(MAKE) --no-print-directory deb-tools rpm-tools
+
+# cargo-deb and cargo-generate-rpm build the agent's packages; installed once (skipped when present).
+deb-tools:
+	@$(CARGO) deb --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deb
 
 build:
 	$(CARGO) build --workspace
@@ -88,7 +99,9 @@ else
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/harness
 endif
 
-test: deps build lint unit e2e
+# tests/packaging installs the .deb packages (made by `deb`) on this machine with dpkg and purges them,
+# and installs the .rpm packages into a throwaway root with Debian's rpm.
+test: deps build lint unit deb rpm e2e
 
 demo: build
 ifeq ($(IS_ROOT),yes)
@@ -136,6 +149,41 @@ install: release
 ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"
 endif
+
+# The packages: one release build of the binaries and of jit-docgen (which writes jitctl's man
+# pages and the completions), the copyright files from `cargo metadata`, the hand-written man
+# pages (all into PKG_DIR); then cargo-deb / cargo-generate-rpm with the metadata in
+# crates/jitrun and crates/jit-broker.
+PKG_DIR := target/release/pkg
+DEB_DIR := target/debian
+RPM_DIR := target/generate-rpm
+pkg-assets:
+	$(CARGO) build --release --locked -p jitrun -p jitctl -p jit-broker -p jit-docgen
+	rm -rf $(PKG_DIR)
+	mkdir -p $(PKG_DIR)
+	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitrun jitrun jitctl
+	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitbroker jit-broker
+	target/release/jit-docgen $(PKG_DIR) >/dev/null
+	cp packaging/man/*.1 packaging/man/*.5 $(PKG_DIR)/man/
+	gzip -9nf $(PKG_DIR)/man/*.1 $(PKG_DIR)/man/*.5
+
+deb: deb-tools pkg-assets
+	rm -rf $(DEB_DIR)
+	$(CARGO) deb --locked -p jitrun --no-build -o $(DEB_DIR)
+	$(CARGO) deb --locked -p jit-broker --no-build -o $(DEB_DIR)
+	@ls -1 $(DEB_DIR)/*.deb
+
+rpm-tools:
+	@$(CARGO) generate-rpm --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-generate-rpm
+
+# cargo-generate-rpm does not strip (cargo-deb strips its own copies): strip the release
+# binaries in place, so that the .deb and the .rpm hold the same code.
+rpm: rpm-tools pkg-assets
+	rm -rf $(RPM_DIR) && mkdir -p $(RPM_DIR)
+	strip target/release/jitrun target/release/jitctl target/release/jitbroker
+	$(CARGO) generate-rpm -p crates/jitrun -o $(RPM_DIR)
+	$(CARGO) generate-rpm -p crates/jit-broker -o $(RPM_DIR)
+	@ls -1 $(RPM_DIR)/*.rpm
 
 clean:
 	$(CARGO) clean

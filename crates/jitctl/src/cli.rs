@@ -21,7 +21,7 @@ pub enum Command {
     /// Mint and inspect grant tokens
     #[command(subcommand)]
     Grant(GrantCommand),
-    /// Check policy files
+    /// Check policy files; build and activate policy packages
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// jitrun's local audit trail
@@ -133,6 +133,61 @@ pub struct ShowArgs {
 pub enum PolicyCommand {
     /// Load policy exactly as jitrun does and report errors with file:line
     Check(CheckArgs),
+    /// Build a policy package (jitrun-policy-NAME_VERSION_all.deb) from DIR's *.toml files
+    #[command(disable_version_flag = true)]
+    Pack(PackArgs),
+    /// Activate an installed policy package into /etc/jitrun/policy.d/NN-NAME.toml, only if
+    /// the whole resulting policy loads (run as root by the package's postinst)
+    Activate(ActivateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// Package name: the package is jitrun-policy-NAME ([a-z0-9.-])
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Package version (a Debian version, e.g. 1.0 or 2.3-1)
+    #[arg(long, value_name = "V")]
+    pub version: String,
+    /// Load order: the rules land in /etc/jitrun/policy.d/NN-NAME.toml (0-99)
+    #[arg(long, value_name = "NN", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=99))]
+    pub priority: u8,
+    /// Depend on jitrun of at least this version
+    #[arg(long, value_name = "V")]
+    pub depends_version: Option<String>,
+    /// The package's Maintainer field
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "jitrun policy packages <root@localhost>"
+    )]
+    pub maintainer: String,
+    /// One-line package description (default: "jitrun policy NAME")
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Directory for the .deb
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "OUT_DIR",
+        default_value = "."
+    )]
+    pub output: PathBuf,
+    /// Directory whose *.toml policy files (name order) the package installs
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// Policy package name (its files are in /usr/share/jitrun/policy-packages/NAME/)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Load order: write /etc/jitrun/policy.d/NN-NAME.toml (0-99)
+    #[arg(long, value_name = "NN", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=99))]
+    pub priority: u8,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +206,47 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pack_takes_a_version_option() {
+        let cli = Cli::try_parse_from([
+            "jitctl",
+            "policy",
+            "pack",
+            "--name",
+            "net",
+            "--version",
+            "1.2-1",
+            "dir",
+            "-o",
+            "out",
+        ])
+        .unwrap();
+        let Command::Policy(PolicyCommand::Pack(p)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (p.name.as_str(), p.version.as_str(), p.priority),
+            ("net", "1.2-1", 50)
+        );
+        assert_eq!(
+            (p.dir.to_str(), p.output.to_str()),
+            (Some("dir"), Some("out"))
+        );
+        assert!(Cli::try_parse_from([
+            "jitctl",
+            "policy",
+            "pack",
+            "--priority",
+            "100",
+            "--name",
+            "n",
+            "--version",
+            "1",
+            "d"
+        ])
+        .is_err());
     }
 
     #[test]

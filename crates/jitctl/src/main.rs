@@ -4,6 +4,7 @@ mod cli;
 mod error;
 mod grant;
 mod keygen;
+mod pack;
 mod policy;
 mod ulid;
 
@@ -17,6 +18,8 @@ fn main() -> ExitCode {
         cli::Command::Grant(cli::GrantCommand::Mint(args)) => grant::mint(&args),
         cli::Command::Grant(cli::GrantCommand::Show(args)) => grant::show(&args),
         cli::Command::Policy(cli::PolicyCommand::Check(args)) => policy::check(&args),
+        cli::Command::Policy(cli::PolicyCommand::Pack(args)) => pack::pack(&args),
+        cli::Command::Policy(cli::PolicyCommand::Activate(args)) => pack::activate(&args),
         cli::Command::Audit(cli::AuditCommand::Flush(args)) => audit::flush(&args),
     };
     match result {

@@ -24,10 +24,13 @@ fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Files to load, in order: each PATH (a directory stands for its *.toml in name order),
-/// or by default policy.toml then policy.d/*.toml (policy.d may be absent).
+/// or by default policy.toml then policy.d/*.toml (either may be absent, as for jitrun).
 pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if paths.is_empty() {
-        let mut files = vec![PathBuf::from(DEFAULT_POLICY)];
+        let mut files = Vec::new();
+        if Path::new(DEFAULT_POLICY).exists() {
+            files.push(PathBuf::from(DEFAULT_POLICY));
+        }
         let dropins = Path::new(DEFAULT_DROPIN_DIR);
         if dropins.is_dir() {
             files.extend(toml_files(dropins)?);

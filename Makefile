@@ -3,7 +3,8 @@
 #   make deps     install what the tests need (Debian packages via apt-get when root; Python modules via pip)
 #   make build    cargo build --workspace
 #   make lint     cargo fmt --check + clippy -D warnings
-#   make test     deps, build, lint, cargo test, then the end-to-end tests (root only)
+#   make test     deps, build, lint, audit, cargo test, packages, then the end-to-end tests (root only)
+#   make audit    cargo-deny: banned crates, licences, sources (offline); make audit-advisories: RustSec (needs GitHub)
 #   make demo     a narrated run of jitrun as a throwaway user (root only)
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
@@ -40,7 +41,7 @@ DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 
-.PHONY: all deps deb-tools rpm-tools pkg-assets build release lint unit e2e test demo bench fuzz install deb rpm clean
+.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit e2e test demo bench fuzz install deb rpm clean
 
 all: build
 
@@ -72,6 +73,19 @@ endif
 	@$(MAKE) --no-print-directory deb-tools rpm-tools
 
 # cargo-deb and cargo-generate-rpm build the agent's packages; installed once (skipped when present).
+# Supply-chain checks with cargo-deny (deny.toml): banned crates (`users`, OpenSSL), licences,
+# sources (crates.io only). These need no network. The RustSec advisory check needs the advisory
+# database, which cargo-deny fetches from GitHub: `make audit-advisories` where that is reachable
+# (this project's CI reaches only the package registries, so it is not part of `make test`).
+deny-tools:
+	@$(CARGO) deny --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
+
+audit: deny-tools
+	$(CARGO) deny check bans licenses sources
+
+audit-advisories: deny-tools
+	$(CARGO) deny check advisories
+
 deb-tools:
 	@$(CARGO) deb --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deb
 
@@ -101,7 +115,7 @@ endif
 
 # tests/packaging installs the .deb packages (made by `deb`) on this machine with dpkg and purges them,
 # and installs the .rpm packages into a throwaway root with Debian's rpm.
-test: deps build lint unit deb rpm e2e
+test: deps build lint audit unit deb rpm e2e
 
 demo: build
 ifeq ($(IS_ROOT),yes)

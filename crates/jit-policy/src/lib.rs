@@ -12,7 +12,9 @@ pub mod error;
 pub mod glob;
 pub mod pattern;
 pub mod policy;
+pub mod explain;
 pub mod settings;
+pub mod test_case;
 
 pub use caps::{CapSet, Capability};
 pub use decide::{decide, Decision, Denial, DenyCode, GrantView, Request};
@@ -20,8 +22,10 @@ pub use duration::{format_duration, parse_duration};
 pub use error::PolicyError;
 pub use pattern::CommandPattern;
 pub use policy::{
-    env_never_kept, GrantMode, Policy, PolicySource, Rule, RunAs, SourceLoc, NEVER_KEPT_ENV,
+    env_never_kept, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs, SourceLoc,
+    NEVER_KEPT_ENV,
 };
+pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 pub use settings::{AuditFraming, AuditSettings, Settings};
 
 mod text;

@@ -62,7 +62,11 @@ pub fn first_mismatch(
         ));
     }
     if !allows_command(rule, request.program, request.args) {
-        let shown: Vec<String> = rule.commands.iter().map(|c| quote(&c.to_string())).collect();
+        let shown: Vec<String> = rule
+            .commands
+            .iter()
+            .map(|c| quote(&c.to_string()))
+            .collect();
         return Some(format!(
             "no command pattern matches {} (commands: {})",
             command_line(request.program, request.args),
@@ -204,16 +208,25 @@ grant = "none"
         let args = [OsStr::new("link")];
         let e = explain(&p, &req("alice", &[], &args), None);
         assert!(matches!(e.decision, Decision::Allow { rule, .. } if rule.name == "ip-standing"));
-        let v: Vec<_> = e.rules.iter().map(|r| (r.rule.name.as_str(), r.verdict.clone())).collect();
+        let v: Vec<_> = e
+            .rules
+            .iter()
+            .map(|r| (r.rule.name.as_str(), r.verdict.clone()))
+            .collect();
         assert_eq!(v[0].1, Verdict::NoMatch("does not name user alice or any of their groups (none) (users: none; groups: netops)".to_string()));
         assert_eq!(v[1].1, Verdict::Chosen);
         assert_eq!(
             v[2].1,
-            Verdict::NotChosen("matches too, but rule \"ip-standing\" comes first in load order".to_string())
+            Verdict::NotChosen(
+                "matches too, but rule \"ip-standing\" comes first in load order".to_string()
+            )
         );
         assert_eq!(
             v[3].1,
-            Verdict::NoMatch("does not name user alice or any of their groups (none) (users: bob; groups: none)".to_string())
+            Verdict::NoMatch(
+                "does not name user alice or any of their groups (none) (users: bob; groups: none)"
+                    .to_string()
+            )
         );
 
         // A netops member: the grant-required rule needs a grant.
@@ -222,7 +235,9 @@ grant = "none"
         assert!(matches!(e.decision, Decision::Deny(_)));
         assert_eq!(
             e.rules[0].verdict,
-            Verdict::NoMatch("needs a grant (grant = \"required\"); run: jitctl request net".to_string())
+            Verdict::NoMatch(
+                "needs a grant (grant = \"required\"); run: jitctl request net".to_string()
+            )
         );
         // With a grant for it.
         let g = GrantView {
@@ -259,7 +274,10 @@ grant = "none"
         let e = explain(&p, &req("alice", &[], &args2), None);
         assert_eq!(
             e.rules[1].verdict,
-            Verdict::NoMatch("no command pattern matches /usr/sbin/ip addr (commands: \"/usr/sbin/ip link\")".to_string())
+            Verdict::NoMatch(
+                "no command pattern matches /usr/sbin/ip addr (commands: \"/usr/sbin/ip link\")"
+                    .to_string()
+            )
         );
         // -u.
         let mut r = req("alice", &[], &args);

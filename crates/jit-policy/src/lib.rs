@@ -9,10 +9,10 @@ pub mod caps;
 pub mod decide;
 pub mod duration;
 pub mod error;
+pub mod explain;
 pub mod glob;
 pub mod pattern;
 pub mod policy;
-pub mod explain;
 pub mod settings;
 pub mod test_case;
 
@@ -25,8 +25,8 @@ pub use policy::{
     env_never_kept, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs, SourceLoc,
     NEVER_KEPT_ENV,
 };
-pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 pub use settings::{AuditFraming, AuditSettings, Settings};
+pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 
 mod text;
 mod toml_doc;

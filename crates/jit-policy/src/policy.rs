@@ -34,8 +34,8 @@
 //! command.
 
 use crate::error::Location;
-use crate::text::quote;
 use crate::test_case::{parse_test, PolicyTest};
+use crate::text::quote;
 use crate::toml_doc::{Doc, Entry, Raw};
 use crate::{parse_duration, CapSet, CommandPattern, PolicyError};
 use std::collections::HashMap;
@@ -574,8 +574,12 @@ fn parse_rule(
         Some(Raw::Array(items)) => items
             .iter()
             .map(|n| {
-                doc.loc(n.span.as_ref().or(commands_entry.and_then(|e| doc.entry_span(e))))
-                    .line
+                doc.loc(
+                    n.span
+                        .as_ref()
+                        .or(commands_entry.and_then(|e| doc.entry_span(e))),
+                )
+                .line
             })
             .collect(),
         _ => Vec::new(),

@@ -144,7 +144,10 @@ fn parse_cmd(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<Vec<CommandPattern
                         other => Err(doc.err(
                             sp,
                             field,
-                            format!("expected strings in a command array, found {}", other.kind()),
+                            format!(
+                                "expected strings in a command array, found {}",
+                                other.kind()
+                            ),
                         )),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -269,7 +272,11 @@ pub(crate) fn parse_test(
                 if valid_user_name(g) {
                     Ok(g.to_string())
                 } else {
-                    Err(doc.err(sp, &field("groups"), format!("invalid group name {}", quote(g))))
+                    Err(doc.err(
+                        sp,
+                        &field("groups"),
+                        format!("invalid group name {}", quote(g)),
+                    ))
                 }
             })
             .collect::<Result<_, _>>()?,
@@ -278,12 +285,17 @@ pub(crate) fn parse_test(
         None => "localhost".to_string(),
         Some(e) => {
             let h = doc.string(e, &field("host"))?;
-            if h.is_empty() || !h.chars().all(|c| c.is_ascii_graphic()) || h.contains(['*', '?', '['])
+            if h.is_empty()
+                || !h.chars().all(|c| c.is_ascii_graphic())
+                || h.contains(['*', '?', '['])
             {
                 return Err(doc.err(
                     doc.entry_span(e),
                     &field("host"),
-                    format!("invalid host name {}: a test runs on one host, so no globs", quote(h)),
+                    format!(
+                        "invalid host name {}: a test runs on one host, so no globs",
+                        quote(h)
+                    ),
                 ));
             }
             h.to_string()
@@ -341,7 +353,10 @@ pub(crate) fn parse_test(
             return Err(doc.err(
                 doc.entry_span(e),
                 &field("expect"),
-                format!("invalid value {}: expected \"allow\" or \"deny\"", quote(other)),
+                format!(
+                    "invalid value {}: expected \"allow\" or \"deny\"",
+                    quote(other)
+                ),
             ))
         }
     };
@@ -635,7 +650,10 @@ min_approvals = 2
         ];
         for (text, want) in cases {
             let e = load(text).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("p.toml{want}")), "{text:?}\n got: {e}\nwant: p.toml{want}");
+            assert!(
+                e.starts_with(&format!("p.toml{want}")),
+                "{text:?}\n got: {e}\nwant: p.toml{want}"
+            );
         }
     }
 
@@ -644,7 +662,10 @@ min_approvals = 2
         // Standing access.
         let o = outcome("[[test]]\nuser = \"alice\"\nargv = [\"/usr/bin/journalctl\", \"-f\"]\nexpect = \"allow\"\nrule = \"logs\"\ncaps = []\n");
         assert!(o.passed, "{o:?}");
-        assert_eq!(o.got, "allowed by rule \"logs\" as the invoker with no capabilities");
+        assert_eq!(
+            o.got,
+            "allowed by rule \"logs\" as the invoker with no capabilities"
+        );
         // A grant-required rule without a grant.
         let o = outcome("[[test]]\nuser = \"dave\"\ngroups = [\"netops\"]\nhost = \"web-1\"\nargv = [\"/usr/sbin/ip\"]\nexpect = \"deny\"\ndeny = \"grant_required\"\nrule = \"net-debug\"\n");
         assert!(o.passed, "{o:?}");

@@ -1,10 +1,13 @@
 //! jitctl: jitrun's unprivileged client.
 mod audit;
 mod cli;
+mod diff;
 mod error;
 mod grant;
 mod keygen;
+mod lint;
 mod policy;
+mod sudoers;
 mod ulid;
 
 use clap::Parser;
@@ -17,6 +20,10 @@ fn main() -> ExitCode {
         cli::Command::Grant(cli::GrantCommand::Mint(args)) => grant::mint(&args),
         cli::Command::Grant(cli::GrantCommand::Show(args)) => grant::show(&args),
         cli::Command::Policy(cli::PolicyCommand::Check(args)) => policy::check(&args),
+        cli::Command::Policy(cli::PolicyCommand::Test(args)) => policy::test(&args),
+        cli::Command::Policy(cli::PolicyCommand::Explain(args)) => policy::explain(&args),
+        cli::Command::Policy(cli::PolicyCommand::Diff(args)) => diff::run(&args),
+        cli::Command::Policy(cli::PolicyCommand::ImportSudoers(args)) => sudoers::run(&args),
         cli::Command::Audit(cli::AuditCommand::Flush(args)) => audit::flush(&args),
     };
     match result {

@@ -3,7 +3,8 @@
 #   make deps     install what the tests need (Debian packages via apt-get when root; Python modules via pip)
 #   make build    cargo build --workspace
 #   make lint     cargo fmt --check + clippy -D warnings
-#   make test     deps, build, lint, cargo test, then the end-to-end tests (root only)
+#   make test     deps, build, lint, cargo test, policy-test, then the end-to-end tests (root only)
+#   make policy-test  jitctl policy check --strict and policy test on policy-examples/
 #   make demo     a narrated run of jitrun as a throwaway user (root only)
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
@@ -30,11 +31,13 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # (util-linux), mount, useradd/userdel (passwd), gcc + libc headers for the C helpers,
 # capsh/setcap/getcap (libcap2-bin), procps, pip, and rsyslog (the audit round trip through a
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog
+# sudo: import-sudoers is tested against Debian's default /etc/sudoers, sudo's examples file and
+# `sudo -l -U` (tests/policy_tools).
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog sudo
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 
-.PHONY: all deps build release lint unit e2e test demo bench fuzz install clean
+.PHONY: all deps build release lint unit policy-test e2e test demo bench fuzz install clean
 
 all: build
 
@@ -88,7 +91,12 @@ else
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/harness
 endif
 
-test: deps build lint unit e2e
+# The example policies must pass the strict lint and their own [[test]] cases.
+policy-test: build
+	target/debug/jitctl policy check --strict policy-examples/
+	target/debug/jitctl policy test policy-examples/
+
+test: deps build lint unit policy-test e2e
 
 demo: build
 ifeq ($(IS_ROOT),yes)

@@ -13,6 +13,10 @@
 //! | `shadowed` | a standing rule never chosen because an earlier one covers it |
 //!
 //! The program lists live in one data file, `data/shell-escapes.toml`.
+//!
+//! A finding the admin has weighed is silenced by a comment on its line, or on the
+//! line just above it, naming the code and saying why:
+//! `# jitctl-lint: allow(shell-escape) DBAs own the database; psql's \! runs as postgres`.
 use jit_policy::glob::{glob_match, glob_within, has_meta};
 use jit_policy::{CommandPattern, GrantMode, Policy, Rule, RunAs, Settings};
 use std::collections::BTreeMap;
@@ -79,8 +83,16 @@ fn privilege(rule: &Rule) -> Option<String> {
     match (who, caps) {
         (None, None) => None,
         (Some(w), None) => Some(format!("the identity of {w}")),
-        (None, Some(c)) => Some(c),
-        (Some(w), Some(c)) => Some(format!("{c} as {w}")),
+        (None, Some(c)) => Some(caps_text(c)),
+        (Some(w), Some(c)) => Some(format!("{} as {w}", caps_text(c))),
+    }
+}
+
+fn caps_text(c: String) -> String {
+    if c == "ALL" {
+        "every capability (ALL)".to_string()
+    } else {
+        c
     }
 }
 
@@ -200,10 +212,33 @@ pub fn lint(policy: &Policy, settings: &Settings) -> Vec<Finding> {
     out
 }
 
+/// Does `text` (a file's contents) silence `code` at `line` (1-based), by a
+/// `jitctl-lint: allow(CODE)` comment on that line or the one above?
+pub fn allowed_at(text: &str, line: usize, code: &str) -> bool {
+    let marker = format!("jitctl-lint: allow({code})");
+    let lines: Vec<&str> = text.lines().collect();
+    [line, line.saturating_sub(1)]
+        .iter()
+        .filter(|&&l| l >= 1)
+        .filter_map(|&l| lines.get(l - 1))
+        .any(|l| l.find('#').is_some_and(|i| l[i..].contains(&marker)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use jit_policy::PolicySource;
+
+    #[test]
+    fn allow_comments() {
+        let text = "a\n# jitctl-lint: allow(standing-access) migration until May\ngrant = \"none\"\nx = 1 # jitctl-lint: allow(shadowed)\n";
+        assert!(allowed_at(text, 3, "standing-access"));
+        assert!(allowed_at(text, 2, "standing-access"));
+        assert!(!allowed_at(text, 3, "shadowed"));
+        assert!(allowed_at(text, 4, "shadowed"));
+        assert!(!allowed_at(text, 1, "standing-access"));
+        assert!(!allowed_at("jitctl-lint: allow(x)\n", 1, "x"), "only in a comment");
+    }
 
     fn findings(text: &str) -> Vec<(usize, &'static str)> {
         let p = Policy::load(&[PolicySource {

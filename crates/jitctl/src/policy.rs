@@ -1,7 +1,7 @@
 //! `jitctl policy check|test|explain`.
 use crate::cli::{CheckArgs, ExplainArgs, TestArgs};
 use crate::error::{io_error, CliError, Result};
-use crate::lint::{lint, Severity};
+use crate::lint::{allowed_at, lint, Severity};
 use jit_policy::explain::Verdict;
 use jit_policy::{Decision, Policy, PolicySource, Request, RunAs, Settings};
 use std::ffi::OsStr;
@@ -84,12 +84,17 @@ pub fn load_sources(files: &[PathBuf]) -> Result<Vec<PolicySource>> {
 
 /// Load the policy the paths make up (default: jitrun's own files).
 pub fn load_policy(paths: &[PathBuf]) -> Result<(Policy, usize)> {
+    let (policy, sources) = load_policy_sources(paths)?;
+    Ok((policy, sources.len()))
+}
+
+fn load_policy_sources(paths: &[PathBuf]) -> Result<(Policy, Vec<PolicySource>)> {
     let files = policy_files(paths)?;
     if files.is_empty() {
         return Err("no policy files (the directories given hold no *.toml files)".into());
     }
     let sources = load_sources(&files)?;
-    Ok((Policy::load(&sources)?, sources.len()))
+    Ok((Policy::load(&sources)?, sources))
 }
 
 /// `--settings FILE`, else /etc/jitrun/jitrun.toml when it exists, else the defaults.
@@ -104,9 +109,18 @@ pub fn load_settings(path: Option<&Path>) -> Result<Settings> {
 }
 
 pub fn check(args: &CheckArgs) -> Result<()> {
-    let (policy, files) = load_policy(&args.paths)?;
+    let (policy, sources) = load_policy_sources(&args.paths)?;
+    let files = sources.len();
     let settings = load_settings(args.settings.as_deref())?;
-    let findings = lint(&policy, &settings);
+    let mut findings = lint(&policy, &settings);
+    let before = findings.len();
+    findings.retain(|f| {
+        !sources
+            .iter()
+            .find(|s| s.name == f.file)
+            .is_some_and(|s| allowed_at(&s.text, f.line, f.code))
+    });
+    let silenced = before - findings.len();
     let level = if args.strict { "error" } else { "warning" };
     for f in &findings {
         println!("{}:{}: {level}[{}]: {}", f.file, f.line, f.code, f.message);
@@ -123,7 +137,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         .into());
     }
     println!(
-        "ok: {} rules, {} tests from {files} files; {warnings} warning(s)",
+        "ok: {} rules, {} tests from {files} files; {warnings} warning(s), {silenced} silenced by jitctl-lint comments",
         policy.rules.len(),
         policy.tests.len(),
     );
@@ -275,7 +289,10 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
+    match e.decision {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny(_) => Err("the request would be denied (see above)".into()),
+    }
 }
 
 #[cfg(test)]

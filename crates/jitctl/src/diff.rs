@@ -137,7 +137,41 @@ fn strs(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// For a rule gained or lost as a whole: one summary line, then its commands.
+fn describe_whole(c: &Value, side: &str, at: &str) -> Vec<String> {
+    let caps = strs(&c[side]["capabilities"]);
+    let caps = if caps.is_empty() {
+        "no capabilities".to_string()
+    } else {
+        caps.join(", ")
+    };
+    let grant = match c["grant"][at].as_str() {
+        Some("none") => "standing access (grant = \"none\")".to_string(),
+        _ => format!(
+            "grant required (min_approvals {}, max_duration {})",
+            c["min_approvals"][at],
+            c["max_duration"][at].as_str().unwrap_or("?")
+        ),
+    };
+    let mut lines = vec![format!(
+        "run as {} with {caps}; {grant}; hosts {}",
+        c["run_as"][at].as_str().unwrap_or("?"),
+        strs(&c[side]["hosts"]).join(", ")
+    )];
+    lines.extend(
+        strs(&c[side]["commands"])
+            .into_iter()
+            .map(|x| format!("command {x:?}")),
+    );
+    lines
+}
+
 fn describe(c: &Value) -> Vec<String> {
+    match c["change"].as_str() {
+        Some("added") => return describe_whole(c, "gained", "new"),
+        Some("removed") => return describe_whole(c, "lost", "old"),
+        _ => {}
+    }
     let mut lines = Vec::new();
     for (side, verb) in [("gained", "gains"), ("lost", "loses")] {
         for (key, what) in [
@@ -270,7 +304,7 @@ mod tests {
         assert!(text.contains("group netops\n  ~ rule \"net\"\n      gains command \"/usr/bin/tcpdump -i eth0\"\n      loses capability \"CAP_NET_RAW\"\n      run_as: invoker -> root\n      grant required -> standing access (grant = \"none\")\n"), "{text}");
         assert!(
             text.contains(
-                "user alice\n  - loses rule \"net\"\n      loses command \"/usr/sbin/ip link **\""
+                "user alice\n  - loses rule \"net\"\n      run as invoker with CAP_NET_ADMIN, CAP_NET_RAW; grant required (min_approvals 0, max_duration 1h); hosts *\n      command \"/usr/sbin/ip link **\"\n"
             ),
             "{text}"
         );

@@ -237,7 +237,10 @@ mod tests {
         assert!(!allowed_at(text, 3, "shadowed"));
         assert!(allowed_at(text, 4, "shadowed"));
         assert!(!allowed_at(text, 1, "standing-access"));
-        assert!(!allowed_at("jitctl-lint: allow(x)\n", 1, "x"), "only in a comment");
+        assert!(
+            !allowed_at("jitctl-lint: allow(x)\n", 1, "x"),
+            "only in a comment"
+        );
     }
 
     fn findings(text: &str) -> Vec<(usize, &'static str)> {

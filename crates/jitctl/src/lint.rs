@@ -29,7 +29,35 @@ const DATA: &str = include_str!("../data/shell-escapes.toml");
 struct Data {
     interpreters: Vec<String>,
     runners: Vec<String>,
-    escapes: BTreeMap<String, String>,
+    escapes: BTreeMap<String, Escape>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Escape {
+    How(String),
+    Words { how: String, words: Vec<String> },
+}
+
+impl Escape {
+    fn how(&self) -> &str {
+        match self {
+            Escape::How(h) | Escape::Words { how: h, .. } => h,
+        }
+    }
+    /// Does this pattern (which ends in `**`) leave the escape open?
+    fn open_in(&self, c: &CommandPattern) -> bool {
+        match self {
+            Escape::How(_) => true,
+            Escape::Words { words, .. } => {
+                let fixed_word = c
+                    .args
+                    .iter()
+                    .any(|a| !a.starts_with('-') && !has_meta(a.as_bytes()));
+                !fixed_word || c.args.iter().any(|a| words.contains(a))
+            }
+        }
+    }
 }
 
 fn data() -> &'static Data {
@@ -68,8 +96,8 @@ fn is_runner(program: &str) -> bool {
     in_list(&data().runners, base(program))
 }
 
-fn escape(program: &str) -> Option<&'static str> {
-    data().escapes.get(base(program)).map(String::as_str)
+fn escape(program: &str) -> Option<&'static Escape> {
+    data().escapes.get(base(program))
 }
 
 /// What the rule gives beyond the caller's own identity, or None.
@@ -186,9 +214,9 @@ pub fn lint(policy: &Policy, settings: &Settings) -> Vec<Finding> {
                     {
                         warn(line, "shell-with-privilege", format!("\"{shown}\" runs {t}, a shell, interpreter or runner, with {p}; list the program the task needs instead"));
                     }
-                } else if let Some(how) = escape(&c.program) {
-                    if c.rest {
-                        warn(line, "shell-escape", format!("\"{shown}\": {} with ** (any arguments) can start a shell ({how}) that keeps {p}; list the exact arguments the task needs", base(&c.program)));
+                } else if let Some(esc) = escape(&c.program) {
+                    if c.rest && esc.open_in(c) {
+                        warn(line, "shell-escape", format!("\"{shown}\": {} with ** (any arguments) can start a shell ({}) that keeps {p}; list the exact arguments the task needs", base(&c.program), esc.how()));
                     }
                 }
             }
@@ -262,6 +290,12 @@ mod tests {
         assert!(d.runners.iter().any(|i| i == "env"));
         assert!(d.escapes.contains_key("less") && d.escapes.contains_key("find"));
         assert!(is_interpreter("/usr/bin/python3.11"));
+        let ip = escape("/usr/sbin/ip").unwrap();
+        let open = |p: &str| ip.open_in(&CommandPattern::parse_str(p).unwrap());
+        assert!(
+            open("/usr/sbin/ip **") && open("/usr/sbin/ip -s **") && open("/usr/sbin/ip netns **")
+        );
+        assert!(!open("/usr/sbin/ip link **") && !open("/usr/sbin/ip -s link **"));
         assert!(!is_interpreter("/usr/bin/ip"));
     }
 

@@ -113,8 +113,8 @@ def test_sudo_examples_file(tmp_path):
 
     p = jitctl("policy", "check", out, check=True)
     assert "warning[standing-access]" in p.stdout
-    rules = {m.group(1): m.group(0) for m in re.finditer(r"\[\[rule\]\]\nname = \"(sudoers-\d+)\"\n(?:.*\n)*?authenticate = \w+\n", text)}
-    op = rules[f"sudoers-{line_of('operator')}"]
+    rules = {m.group(1): m.group(0) for m in re.finditer(r"\[\[rule\]\]\nname = \"sudoers\.example-(\d+)\"\n(?:.*\n)*?authenticate = \w+\n", text)}
+    op = rules[str(line_of('operator'))]
     # DUMPS, KILL, SHUTDOWN, HALT, REBOOT, PRINTING expanded; the digest entry, sudoedit and the
     # directory are left out (and listed).
     for c in ('["/usr/sbin/dump", "**"]', '["/bin/mt", "**"]', '["/usr/bin/top", "**"]', '["/usr/sbin/reboot", "**"]', '["/usr/bin/lprm", "**"]'):
@@ -122,14 +122,14 @@ def test_sudo_examples_file(tmp_path):
     assert "start_backups" not in op and "printcap" not in op
     assert 'users = ["operator"]' in op and 'run_as = "root"' in op and 'capabilities = ["ALL"]' in op
     assert "authenticate = true" in op and 'grant = "none"' in op
-    assert '["/bin/su", "operator"]' in rules[f"sudoers-{line_of('joe')}"]
-    matt = rules[f"sudoers-{line_of('matt')}"]
+    assert '["/bin/su", "operator"]' in rules[str(line_of('joe'))]
+    matt = rules[str(line_of('matt'))]
     assert 'hosts = ["valkyrie"]' in matt and '["/usr/bin/kill", "**"]' in matt
-    web = rules[f"sudoers-{line_of('WEBADMIN')}"]
+    web = rules[str(line_of('WEBADMIN'))]
     assert 'users = ["will", "wendy", "wim"]' in web and '["/usr/bin/su", "www"]' in web and 'hosts = ["www"]' in web
     # Each rule says where it came from.
     for name in rules:
-        n = int(name.split("-")[1])
+        n = int(name)
         assert f"# from {src}:{n}: {lines[n - 1].split(chr(92))[0].strip().split()[0]}" in text
     items = not_converted(err, src)
     whys = " | ".join(f"{n}:{w}" for n, w in items)

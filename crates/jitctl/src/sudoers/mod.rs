@@ -215,6 +215,41 @@ struct RuleOut {
     notes: BTreeSet<String>,
 }
 
+/// Rule names start with the file's base name (letters, digits, '.', '_', '-'), so that
+/// the files of /etc/sudoers.d converted into policy.d never clash: `sudoers-12`, `10-ops-3`.
+fn rule_prefix(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "sudoers".to_string()
+    } else {
+        clean
+    }
+}
+
+/// A user or group name jitrun policy accepts (as `jit_policy` checks them).
+fn valid_name(s: &str) -> bool {
+    let body = s.strip_suffix('$').unwrap_or(s);
+    !body.is_empty()
+        && s.len() <= 256
+        && !body.starts_with('-')
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !body.bytes().all(|b| b.is_ascii_digit())
+        && body != "."
+        && body != ".."
+}
+
 /// Convert sudoers text; `name` is used in comments and messages.
 pub fn convert(name: &str, text: &str) -> Conversion {
     let mut skipped: Vec<Skipped> = Vec::new();
@@ -290,8 +325,9 @@ pub fn convert(name: &str, text: &str) -> Conversion {
          # What could not be converted is listed at the end.\n"
     ));
     let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
+    let prefix = rule_prefix(name);
     for r in &rules {
-        let base = format!("sudoers-{}", r.line);
+        let base = format!("{prefix}-{}", r.line);
         let n = seen_names.entry(base.clone()).or_insert(0);
         *n += 1;
         let rule_name = if *n == 1 { base } else { format!("{base}-{n}") };
@@ -444,6 +480,12 @@ fn spec(
                 &format!("user {n}"),
                 "numeric user ids and netgroups are not converted (name the users)".into(),
             );
+        } else if !valid_name(n) {
+            skip(
+                line,
+                &format!("user {n}"),
+                "not a user name jitrun policy accepts (letters, digits, '.', '_', '-')".into(),
+            );
         } else {
             who_users.push(n.clone());
         }
@@ -585,11 +627,12 @@ fn spec(
                     } else if m.name.starts_with('%')
                         || m.name.starts_with('#')
                         || m.name.starts_with('+')
+                        || !valid_name(&m.name)
                     {
                         skip(
                             line,
                             &format!("{what} as {}", m.name),
-                            "run-as groups, ids and netgroups are not converted (name the user)"
+                            "run-as groups, ids, netgroups and names jitrun policy does not accept are not converted (name the user)"
                                 .into(),
                         );
                     } else {
@@ -731,6 +774,23 @@ mod tests {
         assert_eq!(p.rules[0].hosts, ["web1"]);
         let lines: Vec<usize> = c.skipped.iter().map(|s| s.line).collect();
         assert_eq!(lines, [1, 2, 4, 4, 4, 4, 4, 5], "{:?}", c.skipped);
+    }
+
+    #[test]
+    fn names_are_per_file_and_validated() {
+        let c = convert(
+            "/etc/sudoers.d/10 ops",
+            "al@x, bob ALL = (db@x, postgres) NOPASSWD: /usr/bin/psql\n",
+        );
+        let p = load(&c.policy);
+        assert_eq!(p.rules[0].name, "10-ops-1");
+        assert_eq!(p.rules[0].users, ["bob"]);
+        assert_eq!(
+            p.rules[0].run_as,
+            jit_policy::RunAs::User("postgres".into())
+        );
+        assert_eq!(c.skipped.len(), 2, "{:?}", c.skipped);
+        assert_eq!(rule_prefix("/x/"), "sudoers");
     }
 
     #[test]

@@ -76,10 +76,7 @@ fn expand(
                 }
             }
             None if is_alias_name(&m.name) => {
-                return Err(format!(
-                    "alias {} is not defined (before this line)",
-                    m.name
-                ))
+                return Err(format!("alias {} is not defined", m.name))
             }
             _ => out.push(m.clone()),
         }
@@ -99,7 +96,7 @@ fn expand_cmnds(
         let inner = aliases
             .cmnd
             .get(&c.program)
-            .ok_or_else(|| format!("Cmnd_Alias {} is not defined (before this line)", c.program))?;
+            .ok_or_else(|| format!("Cmnd_Alias {} is not defined", c.program))?;
         let mut out = Vec::new();
         for i in inner {
             for mut x in expand_cmnds(i, aliases, depth + 1)? {
@@ -202,6 +199,16 @@ const IGNORED_TAGS: &[&str] = &[
     "NOFOLLOW",
 ];
 
+/// A restriction found in the file (see `convert`).
+struct Forbidden {
+    line: usize,
+    /// A program, a directory ending in '/', or `ALL`.
+    program: String,
+    /// The users it concerns, unless `anyone`.
+    users: Vec<String>,
+    anyone: bool,
+}
+
 #[derive(Default)]
 struct RuleOut {
     line: usize,
@@ -263,10 +270,45 @@ pub fn convert(name: &str, text: &str) -> Conversion {
     let mut aliases = Aliases::default();
     let mut env_keep: Vec<String> = Vec::new();
     let mut rules: Vec<RuleOut> = Vec::new();
+    // Programs (or directories ending in '/', or ALL) that a negation or a `Defaults!CMND
+    // noexec` restricts somewhere: jitrun cannot express the exception, so they are left out
+    // of every converted rule (sudo's "last match wins" could apply them to any line).
+    let mut forbidden: Vec<Forbidden> = Vec::new();
 
-    for line in parse::logical_lines(text) {
+    let lines: Vec<(parse::Line, std::result::Result<Vec<Entry>, String>)> =
+        parse::logical_lines(text)
+            .into_iter()
+            .map(|l| {
+                let e = parse::parse_line(&l.text);
+                (l, e)
+            })
+            .collect();
+    // Aliases first: sudoers may use an alias above its definition.
+    for (_, entries) in &lines {
+        for entry in entries.iter().flatten() {
+            if let Entry::Alias {
+                kind,
+                name,
+                members,
+                cmnds,
+            } = entry
+            {
+                let (name, members, cmnds) = (name.clone(), members.clone(), cmnds.clone());
+                match kind {
+                    AliasKind::User => aliases.user.insert(name, members),
+                    AliasKind::Runas => aliases.runas.insert(name, members),
+                    AliasKind::Host => aliases.host.insert(name, members),
+                    AliasKind::Cmnd => {
+                        aliases.cmnd.insert(name, cmnds);
+                        None
+                    }
+                };
+            }
+        }
+    }
+    for (line, entries) in lines {
         let shown = line.text.clone();
-        let entries = match parse::parse_line(&line.text) {
+        let entries = match entries {
             Ok(e) => e,
             Err(why) => {
                 skip(
@@ -284,21 +326,29 @@ pub fn convert(name: &str, text: &str) -> Conversion {
                     &shown,
                     format!("{directive} is not followed: convert {path} with import-sudoers as well (into /etc/jitrun/policy.d/)"),
                 ),
-                Entry::Alias { kind, name, members, cmnds } => match kind {
-                    AliasKind::User => {
-                        aliases.user.insert(name, members);
-                    }
-                    AliasKind::Runas => {
-                        aliases.runas.insert(name, members);
-                    }
-                    AliasKind::Host => {
-                        aliases.host.insert(name, members);
-                    }
-                    AliasKind::Cmnd => {
-                        aliases.cmnd.insert(name, cmnds);
-                    }
-                },
+                Entry::Alias { .. } => {}
                 Entry::Defaults { binding, settings } => {
+                    // `Defaults!CMND noexec` restricts those commands wherever they are allowed.
+                    if let Some(list) = binding.as_deref().and_then(|b| b.strip_prefix('!')) {
+                        if settings.iter().any(|s| s == "noexec" || s == "intercept") {
+                            for w in list.split(',') {
+                                let c = parse::Cmnd {
+                                    neg: false,
+                                    digest: None,
+                                    program: w.trim().to_string(),
+                                    args: None,
+                                };
+                                for x in expand_cmnds(&c, &aliases, 0).unwrap_or_default() {
+                                    forbidden.push(Forbidden {
+                                        line: line.number,
+                                        program: x.program,
+                                        users: Vec::new(),
+                                        anyone: true,
+                                    });
+                                }
+                            }
+                        }
+                    }
                     for s in settings {
                         let what = match &binding {
                             Some(b) => format!("Defaults{b} {s}"),
@@ -310,11 +360,57 @@ pub fn convert(name: &str, text: &str) -> Conversion {
                     }
                 }
                 Entry::Spec { users, parts } => {
+                    let who = expand(&users, &aliases.user, 0).unwrap_or_default();
+                    // Whom a negation may concern: the users named, or anyone when the line
+                    // names a group, ALL or anything else whose members are unknown here.
+                    let anyone = who.is_empty()
+                        || who
+                            .iter()
+                            .any(|m| m.neg || !valid_name(&m.name) || m.name == "ALL");
+                    let names: Vec<String> = who.iter().map(|m| m.name.clone()).collect();
+                    for part in &parts {
+                        for cs in &part.cmnds {
+                            for x in expand_cmnds(&cs.cmnd, &aliases, 0).unwrap_or_default() {
+                                if x.neg {
+                                    forbidden.push(Forbidden {
+                                        line: line.number,
+                                        program: x.program,
+                                        users: names.clone(),
+                                        anyone,
+                                    });
+                                }
+                            }
+                        }
+                    }
                     spec(&line.number, &shown, &users, &parts, &aliases, &mut rules, &mut skip);
                 }
             }
         }
     }
+
+    for r in &mut rules {
+        r.commands.retain(|words| {
+            let program = &words[0];
+            let hit = forbidden.iter().find(|f| {
+                let who = f.anyone
+                    || !r.groups.is_empty()
+                    || r.users.iter().any(|u| f.users.contains(u));
+                let what = f.program == "ALL"
+                    || f.program == *program
+                    || (f.program.ends_with('/') && program.starts_with(f.program.as_str()));
+                who && what
+            });
+            if let Some(f) = hit {
+                skip(
+                    r.line,
+                    &words.join(" "),
+                    format!("left out: line {} restricts {} (a negation or noexec) for people this rule may name, and jitrun rules cannot express exceptions", f.line, f.program),
+                );
+            }
+            hit.is_none()
+        });
+    }
+    rules.retain(|r| !r.commands.is_empty());
 
     // Render.
     let mut out = String::new();
@@ -774,6 +870,35 @@ mod tests {
         assert_eq!(p.rules[0].hosts, ["web1"]);
         let lines: Vec<usize> = c.skipped.iter().map(|s| s.line).collect();
         assert_eq!(lines, [1, 2, 4, 4, 4, 4, 4, 5], "{:?}", c.skipped);
+    }
+
+    #[test]
+    fn negations_elsewhere_remove_the_command_everywhere() {
+        let src = "Cmnd_Alias PAGERS = /usr/bin/less\nDefaults!PAGERS noexec\nalice ALL = NOPASSWD: /usr/bin/systemctl, /usr/bin/less, /usr/bin/id\nalice ALL = !/usr/bin/systemctl stop sshd\n";
+        let c = convert("s", src);
+        let p = load(&c.policy);
+        let cmds: Vec<String> = p.rules[0]
+            .commands
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(cmds, ["/usr/bin/id **"]);
+        let left: Vec<(usize, &str)> = c
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.what.as_str()))
+            .collect();
+        assert!(left.contains(&(3, "/usr/bin/systemctl **")), "{left:?}");
+        assert!(left.contains(&(3, "/usr/bin/less **")), "{left:?}");
+        assert!(c
+            .skipped
+            .iter()
+            .any(|s| s.why.contains("line 4 restricts /usr/bin/systemctl")));
+        // A negation for someone else does not touch the rule; aliases may come later.
+        let c = convert("s", "alice ALL = NOPASSWD: /usr/bin/su www\nbob ALL = /usr/bin/id, !SU\nCmnd_Alias SU = /usr/bin/su\n%g ALL = NOPASSWD: /usr/bin/su www\n");
+        let p = load(&c.policy);
+        assert_eq!(p.rules.len(), 1, "{}", c.policy);
+        assert_eq!(p.rules[0].users, ["alice"]);
     }
 
     #[test]

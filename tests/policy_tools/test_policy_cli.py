@@ -106,6 +106,14 @@ grant = "none"
 """
 
 
+def test_no_cases_is_a_warning_not_a_failure(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text('[[rule]]\nname = "r"\nusers = ["a"]\ncommands = ["/bin/true"]\n')
+    p = jitctl("policy", "test", f, check=True)
+    assert p.stdout == "0 passed, 0 failed\n"
+    assert "no [[test]] cases in the 1 policy file(s) given; nothing was tested" in p.stderr
+
+
 def test_lint_warnings_and_strict(tmp_path):
     d = tmp_path / "etc"
     (d / "policy.d").mkdir(parents=True)

@@ -147,10 +147,13 @@ pub fn check(args: &CheckArgs) -> Result<()> {
 pub fn test(args: &TestArgs) -> Result<()> {
     let (policy, files) = load_policy(&args.paths)?;
     if policy.tests.is_empty() {
-        return Err(format!(
-            "no [[test]] cases in the {files} policy file(s) given; add some (see docs/policy.md)"
-        )
-        .into());
+        // Not a failure: a policy package without tests must still install (its rules are
+        // checked by `check`); but say so, since nothing was verified.
+        println!("0 passed, 0 failed");
+        eprintln!(
+            "jitctl: warning: no [[test]] cases in the {files} policy file(s) given; nothing was tested (see docs/policy.md)"
+        );
+        return Ok(());
     }
     let mut failed = 0usize;
     for t in &policy.tests {

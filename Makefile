@@ -3,8 +3,9 @@
 #   make deps     install what the tests need (Debian packages via apt-get when root; Python modules via pip)
 #   make build    cargo build --workspace
 #   make lint     cargo fmt --check + clippy -D warnings
-#   make test     deps, build, lint, audit, cargo test, packages, then the end-to-end tests (root only)
+#   make test     deps, build, lint, audit, cargo test, policy-test, packages, then the end-to-end tests (root only)
 #   make audit    cargo-deny: banned crates, licences, sources (offline); make audit-advisories: RustSec (needs GitHub)
+#   make policy-test  jitctl policy check --strict and policy test on policy-examples/
 #   make demo     a narrated run of jitrun as a throwaway user (root only)
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
@@ -36,12 +37,14 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init),
 # and for `make deb` and tests/packaging: dpkg-dev (dpkg-shlibdeps for the packages' Depends)
 # man-db (the tests render the installed man pages) and rpm (the tests read and install the .rpm),
-# and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester
+# and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py);
+# sudo: import-sudoers is tested against Debian's default /etc/sudoers, sudo's examples file and
+# `sudo -l -U` (tests/policy_tools).
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester sudo
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
 
-.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit e2e test demo bench fuzz install deb rpm clean
+.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench fuzz install deb rpm clean
 
 all: build
 
@@ -113,9 +116,14 @@ else
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/harness
 endif
 
+# The example policies must pass the strict lint and their own [[test]] cases.
+policy-test: build
+	target/debug/jitctl policy check --strict policy-examples/
+	target/debug/jitctl policy test policy-examples/
+
 # tests/packaging installs the .deb packages (made by `deb`) on this machine with dpkg and purges them,
 # and installs the .rpm packages into a throwaway root with Debian's rpm.
-test: deps build lint audit unit deb rpm e2e
+test: deps build lint audit unit policy-test deb rpm e2e
 
 demo: build
 ifeq ($(IS_ROOT),yes)

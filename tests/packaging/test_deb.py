@@ -332,7 +332,7 @@ def test_good_policy_package_activates_and_elevates(host, user, tmp_path):
     assert "elevate.start" in actions and "elevate.end" in actions, actions
 
 
-@pytest.mark.parametrize("kind", ["syntax", "duplicate", "unknown_key"])
+@pytest.mark.parametrize("kind", ["syntax", "duplicate", "unknown_key", "failing_test"])
 def test_bad_policy_package_is_refused_and_changes_nothing(host, user, tmp_path, kind):
     assert installed(GOOD), "needs the good package of the previous test"
     name = BAD.removeprefix("jitrun-policy-")
@@ -341,6 +341,9 @@ def test_bad_policy_package_is_refused_and_changes_nothing(host, user, tmp_path,
         "syntax": ('[[rule]\nname = "bad-x"\n', "TOML syntax"),
         "duplicate": (rule("net-probe", user), 'rule "net-probe" is already defined at'),
         "unknown_key": (rule("bad-x", user, 'comands = ["/usr/bin/id"]\n'), 'unknown key "comands"'),
+        # loads fine, but its own [[test]] case fails: the rule allows what the test says it must not
+        "failing_test": (rule("bad-x", user) + f'\n[[test]]\nname = "bad-x is closed"\nuser = "{user.name}"\n'
+                         f'argv = ["/usr/bin/cat", "/proc/self/status"]\nexpect = "deny"\n', "policy test(s) fail with it"),
     }[kind]
     bad = repack(good, tmp_path, "1.1", text)
     before = snapshot(DROPINS)

@@ -64,6 +64,27 @@ pub enum DenyCode {
 }
 
 impl DenyCode {
+    /// The codes [`decide`] can return (not `Authenticate`/`Account`: jitrun decides those
+    /// after the policy allows, with PAM).
+    pub const ALL: [DenyCode; 11] = [
+        DenyCode::NoRule,
+        DenyCode::CommandNotAllowed,
+        DenyCode::HostNotAllowed,
+        DenyCode::GrantRequired,
+        DenyCode::GrantRuleUnknown,
+        DenyCode::GrantRuleMismatch,
+        DenyCode::GrantCommand,
+        DenyCode::GrantCaps,
+        DenyCode::RunAs,
+        DenyCode::Duration,
+        DenyCode::Approvals,
+    ];
+
+    /// The code named by its snake_case name ([`DenyCode::as_str`]).
+    pub fn parse(name: &str) -> Option<DenyCode> {
+        DenyCode::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// snake_case name, e.g. `command_not_allowed`.
     pub fn as_str(self) -> &'static str {
         match self {

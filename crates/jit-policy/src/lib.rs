@@ -9,10 +9,12 @@ pub mod caps;
 pub mod decide;
 pub mod duration;
 pub mod error;
+pub mod explain;
 pub mod glob;
 pub mod pattern;
 pub mod policy;
 pub mod settings;
+pub mod test_case;
 
 pub use caps::{CapSet, Capability};
 pub use decide::{decide, Decision, Denial, DenyCode, GrantView, Request};
@@ -20,9 +22,11 @@ pub use duration::{format_duration, parse_duration};
 pub use error::PolicyError;
 pub use pattern::CommandPattern;
 pub use policy::{
-    env_never_kept, GrantMode, Policy, PolicySource, Rule, RunAs, SourceLoc, NEVER_KEPT_ENV,
+    env_never_kept, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs, SourceLoc,
+    NEVER_KEPT_ENV,
 };
 pub use settings::{AuditFraming, AuditSettings, PamSettings, Settings};
+pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 
 mod text;
 mod toml_doc;

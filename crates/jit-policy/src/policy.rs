@@ -17,8 +17,11 @@
 //! no_new_privs = true               # default true
 //! authenticate = false              # default false
 //!
-//! [[test]]                          # for `jitctl policy test` (later); parsed and kept, not evaluated here
-//! ...
+//! [[test]]                          # for `jitctl policy test`: parsed and checked here,
+//! user = "alice"                    # evaluated by `jitctl policy test`, never by jitrun
+//! argv = ["/usr/sbin/ip", "link"]
+//! grant = { rule = "net-debug" }
+//! expect = "allow"
 //! ```
 //! Unknown keys are errors (a typo must never silently widen or narrow access).
 //!
@@ -31,6 +34,7 @@
 //! command.
 
 use crate::error::Location;
+use crate::test_case::{parse_test, PolicyTest};
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry, Raw};
 use crate::{parse_duration, CapSet, CommandPattern, PolicyError};
@@ -86,19 +90,39 @@ pub struct Rule {
     pub no_new_privs: bool,
     pub authenticate: bool,
     pub source: SourceLoc,
+    /// Where some keys were written, for the linter's messages.
+    pub lines: RuleLines,
 }
 
-/// A `[[test]]` table, kept as raw TOML for `jitctl policy test` (a later issue evaluates it).
-#[derive(Debug, Clone)]
-pub struct PolicyTest {
-    pub source: SourceLoc,
-    pub table: toml::Table,
+/// 1-based lines of some of a rule's keys (0 when the key is not written: then the
+/// `[[rule]]` header's line, [`SourceLoc::line`], is the one to report).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleLines {
+    pub hosts: usize,
+    pub run_as: usize,
+    pub capabilities: usize,
+    pub grant: usize,
+    pub authenticate: usize,
+    /// One per entry of `commands`, in order.
+    pub commands: Vec<usize>,
+}
+
+impl Rule {
+    /// The line of a key (see [`RuleLines`]), else the rule's header line.
+    pub fn line(&self, key_line: usize) -> usize {
+        if key_line > 0 {
+            key_line
+        } else {
+            self.source.line
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     /// In load order.
     pub rules: Vec<Rule>,
+    /// `[[test]]` cases, typed (see [`crate::test_case`]); jitrun never evaluates them.
     pub tests: Vec<PolicyTest>,
 }
 
@@ -142,10 +166,9 @@ impl Policy {
                         seen.insert(rule.name.clone(), policy.rules.len());
                         policy.rules.push(rule);
                     } else {
-                        policy.tests.push(PolicyTest {
-                            source,
-                            table: Raw::table_to_toml(table),
-                        });
+                        policy
+                            .tests
+                            .push(parse_test(&doc, table, span, index, source)?);
                     }
                 }
             }
@@ -545,6 +568,31 @@ fn parse_rule(
     let no_new_privs = flag("no_new_privs", true)?;
     let authenticate = flag("authenticate", false)?;
 
+    let line_of = |key: &str| get(key).map_or(0, |e| doc.loc(doc.entry_span(e)).line);
+    let commands_entry = get("commands");
+    let command_lines = match commands_entry.map(|e| &e.node.value) {
+        Some(Raw::Array(items)) => items
+            .iter()
+            .map(|n| {
+                doc.loc(
+                    n.span
+                        .as_ref()
+                        .or(commands_entry.and_then(|e| doc.entry_span(e))),
+                )
+                .line
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let lines = RuleLines {
+        hosts: line_of("hosts"),
+        run_as: line_of("run_as"),
+        capabilities: line_of("capabilities"),
+        grant: line_of("grant"),
+        authenticate: line_of("authenticate"),
+        commands: command_lines,
+    };
+
     Ok(Rule {
         name,
         users,
@@ -560,6 +608,7 @@ fn parse_rule(
         no_new_privs,
         authenticate,
         source,
+        lines,
     })
 }
 
@@ -819,9 +868,9 @@ commands = ["/usr/bin/systemctl restart postgresql"]
     }
 
     #[test]
-    fn tests_are_kept_raw() {
+    fn tests_are_typed() {
         let p = load(
-            "[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n\n[[test]]\nuser = \"a\"\nargv = [\"/bin/x\"]\nexpect = \"deny\"\nanything = { nested = 1 }\n",
+            "[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n\n[[test]]\nuser = \"a\"\nargv = [\"/bin/x\"]\nexpect = \"deny\"\n",
         )
         .unwrap();
         assert_eq!(p.tests.len(), 1);
@@ -833,12 +882,14 @@ commands = ["/usr/bin/systemctl restart postgresql"]
                 line: 6
             }
         );
-        assert_eq!(t.table["user"].as_str(), Some("a"));
-        assert_eq!(
-            t.table["argv"].as_array().unwrap()[0].as_str(),
-            Some("/bin/x")
+        assert_eq!(t.user, "a");
+        assert_eq!(t.argv, ["/bin/x"]);
+        // Unknown keys are refused like in rules.
+        let e = err("[[test]]\nuser = \"a\"\nargv = [\"/bin/x\"]\nexpect = \"deny\"\nanything = { nested = 1 }\n");
+        assert!(
+            e.starts_with(&format!("{NET}:5: test[0]: unknown key \"anything\"")),
+            "{e}"
         );
-        assert_eq!(t.table["anything"]["nested"].as_integer(), Some(1));
         let e = err("test = 1\n");
         assert!(
             e.starts_with(&format!(
@@ -846,6 +897,16 @@ commands = ["/usr/bin/systemctl restart postgresql"]
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rule_lines() {
+        let p = load("[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\n  \"/bin/x\",\n  \"/bin/y\",\n]\ngrant = \"none\"\n").unwrap();
+        let r = &p.rules[0];
+        assert_eq!(r.lines.commands, [5, 6]);
+        assert_eq!(r.lines.grant, 8);
+        assert_eq!(r.lines.capabilities, 0);
+        assert_eq!(r.line(r.lines.capabilities), 1);
     }
 
     fn rule_with(extra: &str) -> String {

@@ -21,7 +21,7 @@ pub enum Command {
     /// Mint and inspect grant tokens
     #[command(subcommand)]
     Grant(GrantCommand),
-    /// Check policy files; build and activate policy packages
+    /// Check, test, explain, compare and import policy; build and activate policy packages
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// jitrun's local audit trail
@@ -131,8 +131,17 @@ pub struct ShowArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Load policy exactly as jitrun does and report errors with file:line
+    /// Load policy exactly as jitrun does, report errors with file:line, and lint it
     Check(CheckArgs),
+    /// Run the [[test]] cases of policy files through jitrun's decision logic
+    Test(TestArgs),
+    /// Show the decision for one request, the rule that matched, the final capabilities,
+    /// and why every other rule did not
+    Explain(ExplainArgs),
+    /// Who gains or loses what between two policies
+    Diff(DiffArgs),
+    /// Convert a sudoers file into a jitrun policy (standing access, for migration)
+    ImportSudoers(ImportSudoersArgs),
     /// Build a policy package (jitrun-policy-NAME_VERSION_all.deb) from DIR's *.toml files
     #[command(disable_version_flag = true)]
     Pack(PackArgs),
@@ -192,10 +201,85 @@ pub struct ActivateArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Policy files or directories (their *.toml in name order); default
+    /// Policy files or directories (a directory holding policy.toml or policy.d/ loads
+    /// them like jitrun; otherwise its *.toml in name order); default
     /// /etc/jitrun/policy.toml and /etc/jitrun/policy.d/*.toml
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Treat lint warnings as errors (exit non-zero when there are any)
+    #[arg(long)]
+    pub strict: bool,
+    /// Settings file whose secure_path the lint uses; default /etc/jitrun/jitrun.toml when
+    /// it exists, else the built-in default
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Policy files or directories (as for check); every [[test]] in them is run against
+    /// the whole policy they make up
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The user who runs the command
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+    /// A group of that user (repeatable)
+    #[arg(long = "group", value_name = "NAME")]
+    pub groups: Vec<String>,
+    /// Host name; default: settings `host`, else this machine's name
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// A grant token file (or "-" for standard input); its claims are used without
+    /// checking the signature or times, which jitrun checks before it decides
+    #[arg(long, value_name = "FILE")]
+    pub grant: Option<String>,
+    /// The -u USER option of jitrun
+    #[arg(long, value_name = "USER")]
+    pub run_as: Option<String>,
+    /// The --rule NAME option of jitrun
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// Policy file or directory (repeatable); default as for check
+    #[arg(long = "policy", value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
+    /// Settings file (host, secure_path for bare command names); default
+    /// /etc/jitrun/jitrun.toml when it exists
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+    /// The command: an absolute path, or a name looked up in secure_path, and its arguments
+    #[arg(value_name = "CMD", required = true, last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The policy before (file or directory)
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The policy after (file or directory)
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when there are differences (like diff(1))
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSudoersArgs {
+    /// The sudoers file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write the policy here instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -291,5 +375,30 @@ mod tests {
         assert_eq!(m.not_before.as_deref(), Some("-10m"));
         assert_eq!(m.hosts, ["h1", "h2"]);
         assert_eq!(m.approvers, ["x", "y"]);
+    }
+
+    #[test]
+    fn explain_takes_the_command_after_dashes() {
+        let cli = Cli::try_parse_from([
+            "jitctl",
+            "policy",
+            "explain",
+            "--user",
+            "alice",
+            "--group",
+            "a",
+            "--group",
+            "b",
+            "--",
+            "/usr/sbin/ip",
+            "-s",
+            "link",
+        ])
+        .unwrap();
+        let Command::Policy(PolicyCommand::Explain(e)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(e.groups, ["a", "b"]);
+        assert_eq!(e.command, ["/usr/sbin/ip", "-s", "link"]);
     }
 }

@@ -1,11 +1,14 @@
 //! jitctl: jitrun's unprivileged client.
 mod audit;
 mod cli;
+mod diff;
 mod error;
 mod grant;
 mod keygen;
+mod lint;
 mod pack;
 mod policy;
+mod sudoers;
 mod ulid;
 
 use clap::Parser;
@@ -20,6 +23,10 @@ fn main() -> ExitCode {
         cli::Command::Policy(cli::PolicyCommand::Check(args)) => policy::check(&args),
         cli::Command::Policy(cli::PolicyCommand::Pack(args)) => pack::pack(&args),
         cli::Command::Policy(cli::PolicyCommand::Activate(args)) => pack::activate(&args),
+        cli::Command::Policy(cli::PolicyCommand::Test(args)) => policy::test(&args),
+        cli::Command::Policy(cli::PolicyCommand::Explain(args)) => policy::explain(&args),
+        cli::Command::Policy(cli::PolicyCommand::Diff(args)) => diff::run(&args),
+        cli::Command::Policy(cli::PolicyCommand::ImportSudoers(args)) => sudoers::run(&args),
         cli::Command::Audit(cli::AuditCommand::Flush(args)) => audit::flush(&args),
     };
     match result {

@@ -402,13 +402,41 @@ pub fn activate_in(
             split.push(s.clone());
         }
     }
+    // The tests run on the first load, so that a failing case names the package's own file.
     let policy = Policy::load(&split)
-        .and_then(|_| Policy::load(&sources))
+        .and_then(|p| Policy::load(&sources).map(|_| p))
         .map_err(|e| {
             CliError(format!(
                 "policy package {name} not activated: with it the policy would not load: {e}{unchanged}"
             ))
         })?;
+    // Every [[test]] case of the resulting policy (the package's and the host's) must pass.
+    let failures: Vec<String> = policy
+        .tests
+        .iter()
+        .filter_map(|t| {
+            let o = jit_policy::test_case::run_test(&policy, t);
+            (!o.passed).then(|| {
+                format!(
+                    "{}:{}: {}: {} (got: {})",
+                    t.source.file,
+                    t.source.line,
+                    t.label(),
+                    o.mismatch.as_deref().unwrap_or("unexpected outcome"),
+                    o.got
+                )
+            })
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(format!(
+            "policy package {name} not activated: {} of {} policy test(s) fail with it: {}{unchanged}",
+            failures.len(),
+            policy.tests.len(),
+            failures.join("; ")
+        )
+        .into());
+    }
 
     // Write beside the target (a name the loader ignores), then rename over it.
     mkdir(&dropins, 0o755)?;

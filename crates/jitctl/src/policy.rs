@@ -1,11 +1,15 @@
-//! `jitctl policy check [PATH...]`.
-use crate::cli::CheckArgs;
+//! `jitctl policy check|test|explain`.
+use crate::cli::{CheckArgs, ExplainArgs, TestArgs};
 use crate::error::{io_error, CliError, Result};
-use jit_policy::{Policy, PolicySource};
+use crate::lint::{allowed_at, lint, Severity};
+use jit_policy::explain::Verdict;
+use jit_policy::{Decision, Policy, PolicySource, Request, RunAs, Settings};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_POLICY: &str = "/etc/jitrun/policy.toml";
 pub const DEFAULT_DROPIN_DIR: &str = "/etc/jitrun/policy.d";
+pub const DEFAULT_SETTINGS: &str = "/etc/jitrun/jitrun.toml";
 
 /// The `*.toml` regular files of a directory, in name order (bytewise).
 fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -41,7 +45,19 @@ pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| io_error("cannot read", path, &e))?;
         if meta.is_dir() {
-            files.extend(toml_files(path)?);
+            // Laid out like /etc/jitrun: policy.toml then policy.d/*.toml, as jitrun loads them.
+            let main = path.join("policy.toml");
+            let dropins = path.join("policy.d");
+            if main.is_file() || dropins.is_dir() {
+                if main.is_file() {
+                    files.push(main);
+                }
+                if dropins.is_dir() {
+                    files.extend(toml_files(&dropins)?);
+                }
+            } else {
+                files.extend(toml_files(path)?);
+            }
         } else {
             files.push(path.clone());
         }
@@ -69,19 +85,220 @@ pub fn load_sources(files: &[PathBuf]) -> Result<Vec<PolicySource>> {
         .collect()
 }
 
-pub fn check(args: &CheckArgs) -> Result<()> {
-    let files = policy_files(&args.paths)?;
+/// Load the policy the paths make up (default: jitrun's own files).
+pub fn load_policy(paths: &[PathBuf]) -> Result<(Policy, usize)> {
+    let (policy, sources) = load_policy_sources(paths)?;
+    Ok((policy, sources.len()))
+}
+
+fn load_policy_sources(paths: &[PathBuf]) -> Result<(Policy, Vec<PolicySource>)> {
+    let files = policy_files(paths)?;
     if files.is_empty() {
-        return Err("no policy files to check (the directories given hold no *.toml files)".into());
+        return Err("no policy files (the directories given hold no *.toml files)".into());
     }
     let sources = load_sources(&files)?;
-    let policy = Policy::load(&sources)?;
+    Ok((Policy::load(&sources)?, sources))
+}
+
+/// `--settings FILE`, else /etc/jitrun/jitrun.toml when it exists, else the defaults.
+pub fn load_settings(path: Option<&Path>) -> Result<Settings> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_SETTINGS).is_file() => PathBuf::from(DEFAULT_SETTINGS),
+        None => return Ok(Settings::default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| io_error("cannot read", &path, &e))?;
+    Ok(Settings::parse(&path.display().to_string(), &text)?)
+}
+
+pub fn check(args: &CheckArgs) -> Result<()> {
+    let (policy, sources) = load_policy_sources(&args.paths)?;
+    let files = sources.len();
+    let settings = load_settings(args.settings.as_deref())?;
+    let mut findings = lint(&policy, &settings);
+    let before = findings.len();
+    findings.retain(|f| {
+        !sources
+            .iter()
+            .find(|s| s.name == f.file)
+            .is_some_and(|s| allowed_at(&s.text, f.line, f.code))
+    });
+    let silenced = before - findings.len();
+    let level = if args.strict { "error" } else { "warning" };
+    for f in &findings {
+        println!("{}:{}: {level}[{}]: {}", f.file, f.line, f.code, f.message);
+    }
+    let warnings = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
+    if args.strict && warnings > 0 {
+        return Err(format!(
+            "{warnings} lint finding(s) with --strict in {} rules from {files} files; fix them, or run without --strict to see them as warnings",
+            policy.rules.len()
+        )
+        .into());
+    }
     println!(
-        "ok: {} rules from {} files",
+        "ok: {} rules, {} tests from {files} files; {warnings} warning(s), {silenced} silenced by jitctl-lint comments",
         policy.rules.len(),
-        sources.len()
+        policy.tests.len(),
     );
     Ok(())
+}
+
+pub fn test(args: &TestArgs) -> Result<()> {
+    let (policy, files) = load_policy(&args.paths)?;
+    if policy.tests.is_empty() {
+        // Not a failure: a policy package without tests must still install (its rules are
+        // checked by `check`); but say so, since nothing was verified.
+        println!("0 passed, 0 failed");
+        eprintln!(
+            "jitctl: warning: no [[test]] cases in the {files} policy file(s) given; nothing was tested (see docs/policy.md)"
+        );
+        return Ok(());
+    }
+    let mut failed = 0usize;
+    for t in &policy.tests {
+        let o = jit_policy::test_case::run_test(&policy, t);
+        let at = format!("{}:{}", t.source.file, t.source.line);
+        if o.passed {
+            println!("ok      {at}: {}", t.label());
+        } else {
+            failed += 1;
+            println!("FAILED  {at}: {}", t.label());
+            println!(
+                "        {}",
+                o.mismatch.as_deref().unwrap_or("unexpected outcome")
+            );
+            println!("        got: {}", o.got);
+        }
+    }
+    let passed = policy.tests.len() - failed;
+    println!("\n{passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err(format!("{failed} of {} policy test(s) failed", policy.tests.len()).into());
+    }
+    Ok(())
+}
+
+/// A bare command name looked up in secure_path (never the caller's PATH), like jitrun.
+fn resolve(program: &str, settings: &Settings) -> Result<String> {
+    if program.starts_with('/') {
+        return Ok(program.to_string());
+    }
+    if program.contains('/') {
+        return Err(format!(
+            "{program}: give an absolute path or a bare name looked up in secure_path"
+        )
+        .into());
+    }
+    settings
+        .secure_path_dirs()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .ok_or_else(|| {
+            CliError(format!(
+                "{program}: not found in secure_path ({}); give its absolute path",
+                settings.secure_path
+            ))
+        })
+}
+
+fn read_token(source: &str) -> Result<String> {
+    let text = if source == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| CliError(format!("cannot read the grant from standard input: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(source)
+            .map_err(|e| io_error("cannot read grant", Path::new(source), &e))?
+    };
+    Ok(text.trim().to_string())
+}
+
+fn run_as_text(r: &RunAs, user: &str) -> String {
+    match r {
+        RunAs::Invoker => format!("the invoker ({user})"),
+        RunAs::Root => "root".to_string(),
+        RunAs::User(u) => u.clone(),
+    }
+}
+
+pub fn explain(args: &ExplainArgs) -> Result<()> {
+    let (policy, _) = load_policy(&args.policy)?;
+    let settings = load_settings(args.settings.as_deref())?;
+    let host = match (&args.host, &settings.host) {
+        (Some(h), _) | (None, Some(h)) => h.clone(),
+        (None, None) => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_string()),
+    };
+    let program = resolve(&args.command[0], &settings)?;
+    let view = match &args.grant {
+        None => None,
+        Some(src) => {
+            let token = read_token(src)?;
+            let u = jit_grant::decode_unverified(&token)?;
+            let claims = jit_grant::Claims::from_json(&u.payload)?;
+            Some(claims.view()?)
+        }
+    };
+    let arg_list: Vec<&OsStr> = args.command[1..].iter().map(OsStr::new).collect();
+    let request = Request {
+        user: &args.user,
+        groups: &args.groups,
+        host: &host,
+        program: OsStr::new(&program),
+        args: &arg_list,
+        run_as: args.run_as.as_deref(),
+        rule: args.rule.as_deref(),
+    };
+    let e = jit_policy::explain::explain(&policy, &request, view.as_ref());
+    let mut cmdline = vec![program.clone()];
+    cmdline.extend(args.command[1..].iter().cloned());
+    println!("request: {} runs {:?} on {host}", args.user, cmdline);
+    if let Some(g) = &view {
+        println!(
+            "grant:   {} for rule \"{}\" (signature and times not checked here; jitrun checks them first)",
+            g.id, g.rule
+        );
+    }
+    match &e.decision {
+        Decision::Allow { rule, caps, run_as } => {
+            println!("decision: allow");
+            println!(
+                "rule:     \"{}\" ({}:{})",
+                rule.name, rule.source.file, rule.source.line
+            );
+            println!("run as:   {}", run_as_text(run_as, &args.user));
+            println!("caps:     {caps}");
+        }
+        Decision::Deny(d) => {
+            println!("decision: deny ({})", d.code);
+            println!("reason:   {}", d.message);
+            if let Some(r) = &d.rule {
+                println!("rule:     \"{r}\"");
+            }
+        }
+    }
+    println!("rules:");
+    for r in &e.rules {
+        let at = format!("{}:{}", r.rule.source.file, r.rule.source.line);
+        match &r.verdict {
+            Verdict::Chosen => println!("  {:<24} matched ({at})", r.rule.name),
+            Verdict::NotChosen(why) | Verdict::NoMatch(why) => {
+                println!("  {:<24} {why} ({at})", r.rule.name)
+            }
+        }
+    }
+    match e.decision {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny(_) => Err("the request would be denied (see above)".into()),
+    }
 }
 
 #[cfg(test)]

@@ -316,7 +316,8 @@ def test_good_policy_package_activates_and_elevates(host, user, tmp_path):
     assert 'name = "net-probe"' in target.read_text()
     assert Path(f"/usr/share/jitrun/policy-packages/{name}/rules.toml").is_file()
     check = run(["/usr/bin/jitctl", "policy", "check"])
-    assert check.stdout.startswith("ok: 1 rules"), check.stdout
+    # loads (the lint may warn: the test rule is standing access)
+    assert check.returncode == 0 and "ok: 1 rules" in check.stdout, check.stdout
     listed = as_user(user, ["/usr/bin/jitrun", "-l"])
     assert listed.returncode == 0 and "net-probe" in listed.stdout, listed
     # A real elevation by the installed setuid jitrun: the command runs as the user with

@@ -10,6 +10,8 @@
 //! socket = "/dev/log"
 //! fail_closed = true
 //! sd_id = "jitrun@32473"
+//! [revocations]
+//! max_age = "15m"           # default unset: a list of any age counts as fresh
 //! ```
 
 use crate::text::quote;
@@ -44,6 +46,15 @@ pub struct Settings {
     pub secure_path: String,
     pub kill_grace: Duration,
     pub audit: AuditSettings,
+    pub revocations: RevocationSettings,
+}
+
+/// `[revocations]`: how old `/var/lib/jitrun/revocations` may be for rules that set
+/// `require_fresh_revocations = true` (docs/broker.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationSettings {
+    /// Oldest list `iat` accepted (now - iat). None: any age.
+    pub max_age: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -59,6 +70,7 @@ impl Default for Settings {
                 fail_closed: true,
                 sd_id: "jitrun@32473".to_string(),
             },
+            revocations: RevocationSettings::default(),
         }
     }
 }
@@ -94,6 +106,27 @@ impl Settings {
                     settings.secure_path = p.to_string();
                 }
                 "audit" => parse_audit(&doc, doc.table(e, field)?, &mut settings.audit)?,
+                "revocations" => {
+                    let table = doc.table(e, field)?;
+                    doc.check_keys(table, REVOCATION_KEYS, "revocations")?;
+                    for e in table {
+                        let field = format!("revocations.{}", e.key);
+                        match e.key.as_str() {
+                            "max_age" => {
+                                let d = duration(&doc, e, &field)?;
+                                if d.is_zero() {
+                                    return Err(doc.err(
+                                        doc.entry_span(e),
+                                        &field,
+                                        "must be longer than zero, e.g. \"15m\" (leave it out for no limit)",
+                                    ));
+                                }
+                                settings.revocations.max_age = Some(d);
+                            }
+                            _ => unreachable!("keys were checked"),
+                        }
+                    }
+                }
                 _ => unreachable!("keys were checked"),
             }
         }
@@ -106,7 +139,15 @@ impl Settings {
     }
 }
 
-const TOP_KEYS: &[&str] = &["host", "clock_skew", "secure_path", "kill_grace", "audit"];
+const TOP_KEYS: &[&str] = &[
+    "host",
+    "clock_skew",
+    "secure_path",
+    "kill_grace",
+    "audit",
+    "revocations",
+];
+const REVOCATION_KEYS: &[&str] = &["max_age"];
 const AUDIT_KEYS: &[&str] = &["framing", "socket", "fail_closed", "sd_id"];
 
 fn parse_audit(
@@ -298,11 +339,24 @@ sd_id = "acme@12345"
     }
 
     #[test]
+    fn revocations_max_age() {
+        assert_eq!(Settings::default().revocations.max_age, None);
+        let s = Settings::parse(NAME, "[revocations]\nmax_age = \"15m\"\n").unwrap();
+        assert_eq!(s.revocations.max_age, Some(Duration::from_secs(900)));
+        let e = err("[revocations]\nmax_age = \"0s\"\n");
+        assert!(e.contains("revocations.max_age") && e.contains("longer than zero"), "{e}");
+        let e = err("[revocations]\nmax_age = 60\n");
+        assert!(e.contains("revocations.max_age") && e.contains("expected a string"), "{e}");
+        let e = err("[revocations]\nmaxage = \"1m\"\n");
+        assert!(e.contains("maxage"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_name_the_key_and_the_valid_ones() {
         let e = err("host = \"a\"\nclock_skw = \"1m\"\n");
         assert_eq!(
             e,
-            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit"
+            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit, revocations"
         );
         let e = err("[audit]\nframing = \"cee\"\n\nfail_open = true\n");
         assert!(

@@ -51,9 +51,11 @@ pub fn grant_code(e: &GrantError) -> &'static str {
         GrantError::WrongUser { .. } => "grant_wrong_user",
         GrantError::WrongUid { .. } => "grant_wrong_uid",
         GrantError::WrongHost { .. } => "grant_wrong_host",
-        GrantError::Claim { .. } | GrantError::Key(_) | GrantError::Sign(_) => {
-            "grant_invalid_claim"
-        }
+        GrantError::Claim { .. }
+        | GrantError::Key(_)
+        | GrantError::Sign(_)
+        | GrantError::Attestation { .. }
+        | GrantError::Revocations { .. } => "grant_invalid_claim",
     }
 }
 

@@ -22,7 +22,7 @@ pub use pattern::CommandPattern;
 pub use policy::{
     env_never_kept, GrantMode, Policy, PolicySource, Rule, RunAs, SourceLoc, NEVER_KEPT_ENV,
 };
-pub use settings::{AuditFraming, AuditSettings, Settings};
+pub use settings::{AuditFraming, AuditSettings, RevocationSettings, Settings};
 
 mod text;
 mod toml_doc;

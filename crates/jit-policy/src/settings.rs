@@ -344,9 +344,15 @@ sd_id = "acme@12345"
         let s = Settings::parse(NAME, "[revocations]\nmax_age = \"15m\"\n").unwrap();
         assert_eq!(s.revocations.max_age, Some(Duration::from_secs(900)));
         let e = err("[revocations]\nmax_age = \"0s\"\n");
-        assert!(e.contains("revocations.max_age") && e.contains("longer than zero"), "{e}");
+        assert!(
+            e.contains("revocations.max_age") && e.contains("longer than zero"),
+            "{e}"
+        );
         let e = err("[revocations]\nmax_age = 60\n");
-        assert!(e.contains("revocations.max_age") && e.contains("expected a string"), "{e}");
+        assert!(
+            e.contains("revocations.max_age") && e.contains("expected a string"),
+            "{e}"
+        );
         let e = err("[revocations]\nmaxage = \"1m\"\n");
         assert!(e.contains("maxage"), "{e}");
     }

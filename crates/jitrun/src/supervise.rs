@@ -40,6 +40,8 @@ pub struct Launch<'a> {
     pub plan: Plan,
     /// The grant's `exp` (None for standing access).
     pub expires: Option<OffsetDateTime>,
+    /// The grant to watch on the revocation list (None for standing access).
+    pub revocation: Option<crate::watchdog::RevocationWatch>,
     pub kill_grace: Duration,
     pub cgroup_name: &'a str,
 }
@@ -204,6 +206,7 @@ pub fn run(
         child,
         expires: launch.expires,
         kill_grace: launch.kill_grace,
+        revocation: launch.revocation.as_ref(),
     };
     let watchdog = match Watchdog::start(&guard, || supervisor_lost(child, started_at.elapsed())) {
         Ok(w) => {
@@ -292,7 +295,7 @@ pub fn run(
             let _ = term::set_foreground(t, me);
         }
     }
-    watchdog.finish();
+    let report = watchdog.finish();
     let exit_code = exec_code.unwrap_or(match status {
         WaitStatus::Exited(c) => c,
         WaitStatus::Signaled(s) | WaitStatus::Stopped(s) => 128 + s,
@@ -303,6 +306,9 @@ pub fn run(
         .is_some_and(|exp| OffsetDateTime::now_utc() >= exp);
     let reason = if identity_failed {
         EndReason::SupervisorKilled
+    } else if report.revoked {
+        // The watchdog ended it: the grant appeared on the revocation list.
+        EndReason::Revoked
     } else if !matches!(phase, Phase::Running)
         || (past_exp && matches!(status, WaitStatus::Signaled(_)))
     {

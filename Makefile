@@ -23,6 +23,7 @@ DESTDIR       ?=
 BINDIR        ?= $(PREFIX)/bin
 SYSCONFDIR    ?= /etc
 LOCALSTATEDIR ?= /var/lib
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
@@ -132,6 +133,13 @@ install: release
 	else \
 	  install -m 0644 $(INSTALL_OWNER) packaging/jitrun.toml $(DESTDIR)$(SYSCONFDIR)/jitrun/jitrun.toml; \
 	fi
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/jitrun/client.toml ]; then \
+	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/jitrun/client.toml"; \
+	else \
+	  install -m 0644 $(INSTALL_OWNER) packaging/client.toml $(DESTDIR)$(SYSCONFDIR)/jitrun/client.toml; \
+	fi
+	install -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 0644 packaging/systemd/jitrun-revocations.service packaging/systemd/jitrun-revocations.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOCALSTATEDIR)/jitrun
 ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"

@@ -1,0 +1,1150 @@
+//! Requests → approvals → signed grants → revocation, per the workflows of broker.toml.
+//! Every function runs its reads and writes in one transaction and returns the syslog
+//! events to send once it has committed.
+use crate::auth::Caller;
+use crate::broker::{new_id, Actor, Broker, Change};
+use crate::config::{in_any, Workflow};
+use crate::error::ApiError;
+use crate::model::{Approval, Grant, Host, HostState, Request, State};
+use crate::store::{read, write, RequestFilter, StoredRevocations, Tx};
+use jit_audit::{Event, EventType};
+use jit_grant::{
+    format_time, valid_user_name, Claims, CmdClaim, PublicKey, RevocationList, Revoked, TokenKind,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+pub type Events = Vec<Event>;
+
+const LIST_LIMIT: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    pub rule: String,
+    #[serde(default)]
+    pub cmd: Option<CmdClaim>,
+    #[serde(default)]
+    pub ttl: Option<String>,
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub break_glass: bool,
+    #[serde(default)]
+    pub run_as: Option<String>,
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    pub reason: String,
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::bad(
+            "invalid_body",
+            format!("{field} is empty; say why"),
+        ));
+    }
+    if value.len() > max {
+        return Err(ApiError::bad(
+            "invalid_body",
+            format!("{field} is longer than {max} bytes"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::bad(
+            "invalid_body",
+            format!("{field} contains control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn name_like(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-*?[]".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            "invalid_body",
+            format!(
+                "{field} {value:?} is not a name (letters, digits, . _ - and globs; at most 128)"
+            ),
+        ))
+    }
+}
+
+fn find_workflow<'a>(b: &'a Broker, rule: &str) -> Result<&'a Workflow, ApiError> {
+    b.config.workflow_for(rule).ok_or_else(|| {
+        ApiError::forbidden(
+            "no_workflow",
+            format!("no workflow in broker.toml covers rule {rule:?}; ask the broker's admin to add one"),
+        )
+    })
+}
+
+/// Does anyone in `groups` approve for `rule`? (Admins may see everything.)
+fn approves(b: &Broker, groups: &[String], rule: &str) -> bool {
+    b.config
+        .workflow_for(rule)
+        .is_some_and(|w| in_any(groups, &w.approvers))
+}
+
+fn can_see_request(b: &Broker, c: &Caller, r: &Request) -> bool {
+    r.user == c.user || b.config.is_admin(&c.groups) || approves(b, &c.groups, &r.rule)
+}
+
+fn request_event(kind: EventType, r: &Request) -> Event {
+    let mut e = Event::new(kind);
+    e.str("jitrun.request.id", r.id.as_str())
+        .str("jitrun.rule", r.rule.as_str());
+    if let Some(run_as) = &r.run_as {
+        e.str("jitrun.run_as", run_as.as_str());
+    }
+    e
+}
+
+fn grant_event(kind: EventType, b: &Broker, r: &Request, g: &Grant, claims: &Claims) -> Event {
+    let mut e = request_event(kind, r);
+    e.str("jitrun.grant.id", g.id.as_str())
+        .str("jitrun.grant.kid", b.kid.as_str())
+        .str("jitrun.grant.issuer", b.config.id.as_str())
+        .str("jitrun.grant.expires", format_time(g.exp))
+        .list(
+            "jitrun.grant.approvers",
+            claims.approvers.iter().map(String::as_str),
+        )
+        .str("jitrun.grant.reason", r.reason.as_str())
+        .bool("jitrun.grant.break_glass", g.break_glass);
+    if let Some(t) = &r.ticket {
+        e.str("jitrun.grant.ticket", t.as_str());
+    }
+    if kind == EventType::BreakGlass {
+        e.str("event.outcome", "success");
+    }
+    e
+}
+
+fn summary(r: &Request) -> String {
+    format!(
+        "{} asks for {} on {} for {}: {}{}",
+        r.user,
+        r.rule,
+        r.hosts.join(","),
+        jit_policy::format_duration(Duration::from_secs(r.ttl_secs)),
+        r.reason,
+        r.ticket
+            .as_ref()
+            .map(|t| format!(" (ticket {t})"))
+            .unwrap_or_default()
+    )
+}
+
+/// Sign the grant for `r` now, store it, mark the request approved.
+fn issue(
+    b: &Broker,
+    tx: &mut dyn Tx,
+    r: &mut Request,
+    approvers: Vec<String>,
+    actor: &Actor,
+    now: OffsetDateTime,
+    events: &mut Events,
+) -> Result<(), ApiError> {
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let exp = now + Duration::from_secs(r.ttl_secs);
+    let cmd: Option<CmdClaim> = match &r.cmd {
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+            ApiError::internal(format!("request {}: stored cmd unusable: {e}", r.id))
+        })?),
+        None => None,
+    };
+    let claims = Claims {
+        iss: b.config.id.clone(),
+        sub: r.user.clone(),
+        uid: Some(r.uid),
+        hosts: r.hosts.clone(),
+        jti: new_id(),
+        iat: now,
+        nbf: now,
+        exp,
+        rule: r.rule.clone(),
+        caps: None,
+        cmd,
+        run_as: r.run_as.clone(),
+        approvers,
+        ticket: r.ticket.clone(),
+        reason: Some(r.reason.clone()),
+        max_uses: None,
+        break_glass: r.break_glass,
+    };
+    let token = jit_grant::sign(&b.key, TokenKind::Grant, &claims)
+        .map_err(|e| ApiError::internal(format!("request {}: cannot sign the grant: {e}", r.id)))?;
+    let grant = Grant {
+        id: claims.jti.clone(),
+        request_id: r.id.clone(),
+        user: r.user.clone(),
+        rule: r.rule.clone(),
+        hosts: r.hosts.clone(),
+        iat: now,
+        exp,
+        token,
+        break_glass: r.break_glass,
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    };
+    tx.insert_grant(&grant)?;
+    r.state = State::Approved;
+    r.grant_id = Some(grant.id.clone());
+    tx.update_request(r)?;
+    b.metrics
+        .grants_issued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = json!({"request": r.to_json(), "grant": grant.to_json(false), "approvers": claims.approvers});
+    b.record(
+        tx,
+        now,
+        Change {
+            kind: "grant.issue",
+            actor,
+            subject: &grant.id,
+            data: data.clone(),
+            syslog: Some(grant_event(EventType::GrantIssue, b, r, &grant, &claims)),
+            summary: format!(
+                "grant {} issued to {} for {} until {}",
+                grant.id,
+                r.user,
+                r.rule,
+                format_time(exp)
+            ),
+        },
+        events,
+    )?;
+    if r.break_glass {
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "break_glass",
+                actor,
+                subject: &grant.id,
+                data,
+                syslog: Some(grant_event(EventType::BreakGlass, b, r, &grant, &claims)),
+                summary: format!(
+                    "BREAK-GLASS: {} took {} on {} without approval: {}",
+                    r.user,
+                    r.rule,
+                    r.hosts.join(","),
+                    r.reason
+                ),
+            },
+            events,
+        )?;
+    }
+    Ok(())
+}
+
+/// Is `c` auto-approved by `wf` at `now`? Returns the on-call group that applies.
+fn auto_group(wf: &Workflow, c: &Caller, now: OffsetDateTime) -> Option<String> {
+    let auto = wf.auto_approve.as_ref()?;
+    let group = c.groups.iter().find(|g| auto.groups.contains(g))?;
+    if auto.parsed.is_empty() || auto.parsed.iter().any(|w| w.contains(now)) {
+        Some(group.clone())
+    } else {
+        None
+    }
+}
+
+pub fn create(
+    b: &Broker,
+    c: &Caller,
+    body: CreateBody,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
+    name_like("rule", &body.rule)?;
+    if body.rule.bytes().any(|x| b"*?[]".contains(&x)) {
+        return Err(ApiError::bad(
+            "invalid_body",
+            "rule must be a rule name, not a glob",
+        ));
+    }
+    text("reason", &body.reason, 2000)?;
+    if let Some(t) = &body.ticket {
+        text("ticket", t, 200)?;
+    }
+    if let Some(cmd) = &body.cmd {
+        cmd.pattern()
+            .map_err(|e| ApiError::bad("invalid_cmd", format!("cmd: {e}")))?;
+    }
+    if let Some(run_as) = &body.run_as {
+        if !(run_as == "invoker" || run_as == "root" || valid_user_name(run_as)) {
+            return Err(ApiError::bad(
+                "invalid_body",
+                format!("run_as {run_as:?} is not \"invoker\", \"root\" or a user name"),
+            ));
+        }
+    }
+    let wf = find_workflow(b, &body.rule)?;
+    if !in_any(&c.groups, &wf.requesters) {
+        return Err(ApiError::forbidden(
+            "not_requester",
+            format!(
+                "{} is not in a group that may request {} (requesters: {}); ask to be added to one",
+                c.user,
+                body.rule,
+                wf.requesters.join(", ")
+            ),
+        ));
+    }
+    let ttl = match &body.ttl {
+        None => wf.max_ttl,
+        Some(t) => jit_policy::parse_duration(t)
+            .map_err(|e| ApiError::bad("invalid_ttl", format!("ttl: {e}")))?,
+    };
+    if ttl < Duration::from_secs(1) {
+        return Err(ApiError::bad("invalid_ttl", "ttl must be at least 1s"));
+    }
+    if ttl > wf.max_ttl {
+        return Err(ApiError::bad(
+            "ttl_too_long",
+            format!(
+                "ttl {} is longer than the {} that rule {} allows; ask for --ttl {} or less",
+                jit_policy::format_duration(ttl),
+                jit_policy::format_duration(wf.max_ttl),
+                body.rule,
+                jit_policy::format_duration(wf.max_ttl)
+            ),
+        ));
+    }
+    let hosts = body.hosts.clone().unwrap_or_else(|| vec![c.host.clone()]);
+    if hosts.is_empty() || hosts.len() > 64 {
+        return Err(ApiError::bad(
+            "invalid_body",
+            "hosts must name 1 to 64 hosts",
+        ));
+    }
+    for h in &hosts {
+        name_like("host", h)?;
+        let allowed = if wf.hosts.is_empty() {
+            h == &c.host
+        } else {
+            wf.hosts
+                .iter()
+                .any(|g| jit_policy::glob::glob_match(g.as_bytes(), h.as_bytes()))
+        };
+        if !allowed {
+            return Err(ApiError::forbidden(
+                "host_not_allowed",
+                if wf.hosts.is_empty() {
+                    format!(
+                        "rule {} grants only for the requesting host {}, not {h:?}",
+                        body.rule, c.host
+                    )
+                } else {
+                    format!(
+                        "rule {} grants only for hosts {:?}, not {h:?}",
+                        body.rule, wf.hosts
+                    )
+                },
+            ));
+        }
+    }
+    if body.break_glass && !wf.break_glass {
+        return Err(ApiError::forbidden(
+            "break_glass_not_allowed",
+            format!(
+                "rule {} has no break-glass in broker.toml; request it normally",
+                body.rule
+            ),
+        ));
+    }
+    let auto = if body.break_glass {
+        None
+    } else {
+        auto_group(wf, c, now)
+    };
+    let mut r = Request {
+        id: new_id(),
+        user: c.user.clone(),
+        uid: c.uid,
+        host: c.host.clone(),
+        rule: body.rule.clone(),
+        cmd: body
+            .cmd
+            .as_ref()
+            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null)),
+        ttl_secs: ttl.as_secs(),
+        reason: body.reason.clone(),
+        ticket: body.ticket.clone(),
+        run_as: body.run_as.clone(),
+        hosts,
+        break_glass: body.break_glass,
+        state: State::Pending,
+        created: now,
+        expires: now + b.config.pending_expiry,
+        approvals: Vec::new(),
+        needed_approvals: wf.min_approvals,
+        needed_groups: wf.approvers.clone(),
+        denied_by: None,
+        deny_reason: None,
+        grant_id: None,
+    };
+    let actor = c.actor();
+    let mut events = Vec::new();
+    let value = write(b.store.as_ref(), |tx| {
+        tx.insert_request(&r)?;
+        let mut e = request_event(EventType::RequestCreate, &r);
+        e.str("jitrun.grant.reason", r.reason.as_str())
+            .bool("jitrun.grant.break_glass", r.break_glass);
+        if let Some(t) = &r.ticket {
+            e.str("jitrun.grant.ticket", t.as_str());
+        }
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "request.create",
+                actor: &actor,
+                subject: &r.id,
+                data: json!({"request": r.to_json()}),
+                syslog: Some(e),
+                summary: summary(&r),
+            },
+            &mut events,
+        )?;
+        if r.break_glass {
+            issue(b, tx, &mut r, Vec::new(), &actor, now, &mut events)?;
+        } else if let Some(group) = &auto {
+            issue(
+                b,
+                tx,
+                &mut r,
+                vec![format!("auto-approve:{group}")],
+                &actor,
+                now,
+                &mut events,
+            )?;
+        } else if wf.min_approvals == 0 {
+            issue(b, tx, &mut r, Vec::new(), &actor, now, &mut events)?;
+        }
+        Ok(r.to_json())
+    })?;
+    Ok((value, events))
+}
+
+fn load_request(tx: &mut dyn Tx, id: &str) -> Result<Request, ApiError> {
+    tx.get_request(id)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no request {id}; list yours with `jitctl requests --mine`"
+        ))
+    })
+}
+
+/// Expire `r` if it is pending and overdue (recorded); true when it did.
+fn expire_if_due(
+    b: &Broker,
+    tx: &mut dyn Tx,
+    r: &mut Request,
+    now: OffsetDateTime,
+    events: &mut Events,
+) -> Result<bool, ApiError> {
+    if r.state != State::Pending || r.expires > now {
+        return Ok(false);
+    }
+    r.state = State::Expired;
+    tx.update_request(r)?;
+    let actor = Actor {
+        user: format!("jitbroker:{}", b.config.id),
+        uid: None,
+        host: String::new(),
+    };
+    b.record(
+        tx,
+        now,
+        Change {
+            kind: "request.expire",
+            actor: &actor,
+            subject: &r.id,
+            data: json!({"request": r.to_json()}),
+            syslog: None,
+            summary: format!(
+                "request {} by {} for {} expired unanswered",
+                r.id, r.user, r.rule
+            ),
+        },
+        events,
+    )?;
+    Ok(true)
+}
+
+/// Mark overdue pending requests expired (the maintenance task).
+pub fn expire_overdue(b: &Broker, now: OffsetDateTime) -> Result<Events, ApiError> {
+    let mut events = Vec::new();
+    write(b.store.as_ref(), |tx| {
+        for mut r in tx.overdue_pending(now)? {
+            expire_if_due(b, tx, &mut r, now, &mut events)?;
+        }
+        tx.prune_attestations(now)?;
+        Ok(())
+    })?;
+    Ok(events)
+}
+
+fn not_pending(r: &Request) -> ApiError {
+    ApiError::conflict(
+        "not_pending",
+        format!(
+            "request {} is {}, not pending; nothing to decide{}",
+            r.id,
+            r.state.as_str(),
+            r.grant_id
+                .as_ref()
+                .map(|g| format!(" (grant {g})"))
+                .unwrap_or_default()
+        ),
+    )
+}
+
+pub fn approve(
+    b: &Broker,
+    c: &Caller,
+    id: &str,
+    body: ApproveBody,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
+    if let Some(comment) = &body.comment {
+        text("comment", comment, 2000)?;
+    }
+    let actor = c.actor();
+    let mut events = Vec::new();
+    let value = write(b.store.as_ref(), |tx| {
+        let mut r = load_request(tx, id)?;
+        if !can_see_request(b, c, &r) {
+            return Err(ApiError::not_found(format!("no request {id}")));
+        }
+        if expire_if_due(b, tx, &mut r, now, &mut events)? {
+            return Err(ApiError::conflict(
+                "request_expired",
+                format!(
+                    "request {id} expired unanswered at {}; the requester must ask again",
+                    format_time(r.expires)
+                ),
+            ));
+        }
+        if r.state != State::Pending {
+            return Err(not_pending(&r));
+        }
+        let wf = find_workflow(b, &r.rule)?;
+        if r.user == c.user {
+            return Err(ApiError::forbidden(
+                "self_approval",
+                format!(
+                    "{} cannot approve their own request {id}; someone else in {} must",
+                    c.user,
+                    wf.approvers.join(", ")
+                ),
+            ));
+        }
+        if !in_any(&c.groups, &wf.approvers) {
+            return Err(ApiError::forbidden(
+                "not_approver",
+                format!(
+                    "{} is not in an approving group for rule {} ({})",
+                    c.user,
+                    r.rule,
+                    wf.approvers.join(", ")
+                ),
+            ));
+        }
+        if r.approvals.iter().any(|a| a.user == c.user) {
+            return Err(ApiError::conflict(
+                "already_approved",
+                format!(
+                    "{} already approved request {id}; it needs approvals from other people",
+                    c.user
+                ),
+            ));
+        }
+        let approval = Approval {
+            user: c.user.clone(),
+            host: c.host.clone(),
+            at: now,
+            comment: body.comment.clone(),
+        };
+        tx.add_approval(&r.id, &approval)?;
+        r.approvals.push(approval);
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "request.approve",
+                actor: &actor,
+                subject: &r.id,
+                data: json!({"request": r.to_json(), "comment": body.comment}),
+                syslog: Some(request_event(EventType::RequestApprove, &r)),
+                summary: format!(
+                    "{} approved request {} by {} for {} ({}/{})",
+                    c.user,
+                    r.id,
+                    r.user,
+                    r.rule,
+                    r.approvals.len(),
+                    r.needed_approvals
+                ),
+            },
+            &mut events,
+        )?;
+        if r.approvals.len() as u32 >= r.needed_approvals {
+            let approvers = r.approvals.iter().map(|a| a.user.clone()).collect();
+            issue(b, tx, &mut r, approvers, &actor, now, &mut events)?;
+        }
+        Ok(r.to_json())
+    })?;
+    Ok((value, events))
+}
+
+pub fn deny(
+    b: &Broker,
+    c: &Caller,
+    id: &str,
+    body: ReasonBody,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
+    text("reason", &body.reason, 2000)?;
+    let actor = c.actor();
+    let mut events = Vec::new();
+    let value = write(b.store.as_ref(), |tx| {
+        let mut r = load_request(tx, id)?;
+        if !can_see_request(b, c, &r) {
+            return Err(ApiError::not_found(format!("no request {id}")));
+        }
+        if expire_if_due(b, tx, &mut r, now, &mut events)? {
+            return Err(ApiError::conflict(
+                "request_expired",
+                format!("request {id} already expired unanswered"),
+            ));
+        }
+        if r.state != State::Pending {
+            return Err(not_pending(&r));
+        }
+        let wf = find_workflow(b, &r.rule)?;
+        if r.user == c.user {
+            return Err(ApiError::forbidden("self_approval", format!("{} cannot decide on their own request {id}; to withdraw it: jitctl cancel {id}", c.user)));
+        }
+        if !in_any(&c.groups, &wf.approvers) {
+            return Err(ApiError::forbidden(
+                "not_approver",
+                format!(
+                    "{} is not in an approving group for rule {} ({})",
+                    c.user,
+                    r.rule,
+                    wf.approvers.join(", ")
+                ),
+            ));
+        }
+        r.state = State::Denied;
+        r.denied_by = Some(c.user.clone());
+        r.deny_reason = Some(body.reason.clone());
+        tx.update_request(&r)?;
+        let mut e = request_event(EventType::RequestDeny, &r);
+        e.str("jitrun.deny_reason", body.reason.as_str());
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "request.deny",
+                actor: &actor,
+                subject: &r.id,
+                data: json!({"request": r.to_json()}),
+                syslog: Some(e),
+                summary: format!(
+                    "{} denied request {} by {} for {}: {}",
+                    c.user, r.id, r.user, r.rule, body.reason
+                ),
+            },
+            &mut events,
+        )?;
+        Ok(r.to_json())
+    })?;
+    Ok((value, events))
+}
+
+pub fn cancel(
+    b: &Broker,
+    c: &Caller,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
+    let actor = c.actor();
+    let mut events = Vec::new();
+    let value = write(b.store.as_ref(), |tx| {
+        let mut r = load_request(tx, id)?;
+        if !can_see_request(b, c, &r) {
+            return Err(ApiError::not_found(format!("no request {id}")));
+        }
+        if r.user != c.user {
+            return Err(ApiError::forbidden(
+                "not_requester",
+                format!(
+                    "only {} can cancel request {id}; approvers deny instead",
+                    r.user
+                ),
+            ));
+        }
+        if expire_if_due(b, tx, &mut r, now, &mut events)? {
+            return Err(ApiError::conflict(
+                "request_expired",
+                format!("request {id} already expired"),
+            ));
+        }
+        if r.state != State::Pending {
+            return Err(not_pending(&r));
+        }
+        r.state = State::Cancelled;
+        tx.update_request(&r)?;
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "request.cancel",
+                actor: &actor,
+                subject: &r.id,
+                data: json!({"request": r.to_json()}),
+                syslog: None,
+                summary: format!("{} cancelled request {} for {}", c.user, r.id, r.rule),
+            },
+            &mut events,
+        )?;
+        Ok(r.to_json())
+    })?;
+    Ok((value, events))
+}
+
+pub fn show_request(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
+    read(b.store.as_ref(), |tx| {
+        let r = load_request(tx, id)?;
+        if !can_see_request(b, c, &r) {
+            return Err(ApiError::not_found(format!("no request {id}")));
+        }
+        Ok(r.to_json())
+    })
+}
+
+/// Rules the caller approves for, as a filter (None = all: admins).
+fn visible_rules(
+    b: &Broker,
+    c: &Caller,
+    known: impl Iterator<Item = String>,
+) -> Option<Vec<String>> {
+    if b.config.is_admin(&c.groups) {
+        return None;
+    }
+    Some(known.filter(|rule| approves(b, &c.groups, rule)).collect())
+}
+
+pub fn list_requests(b: &Broker, c: &Caller, mine: bool, pending: bool) -> Result<Value, ApiError> {
+    read(b.store.as_ref(), |tx| {
+        let state = pending.then_some(State::Pending);
+        let mut out = if mine {
+            tx.list_requests(&RequestFilter {
+                user: Some(c.user.clone()),
+                state,
+                rules: None,
+                limit: LIST_LIMIT,
+            })?
+        } else {
+            let all = tx.list_requests(&RequestFilter {
+                user: None,
+                state,
+                rules: None,
+                limit: LIST_LIMIT * 4,
+            })?;
+            let rules = visible_rules(b, c, all.iter().map(|r| r.rule.clone()));
+            all.into_iter()
+                .filter(|r| {
+                    r.user == c.user || rules.as_ref().is_none_or(|rs| rs.contains(&r.rule))
+                })
+                .take(LIST_LIMIT as usize)
+                .collect()
+        };
+        out.truncate(LIST_LIMIT as usize);
+        Ok(json!({"requests": out.iter().map(Request::to_json).collect::<Vec<_>>()}))
+    })
+}
+
+fn can_manage_grant(b: &Broker, c: &Caller, g: &Grant) -> bool {
+    g.user == c.user || b.config.is_admin(&c.groups) || approves(b, &c.groups, &g.rule)
+}
+
+pub fn list_grants(
+    b: &Broker,
+    c: &Caller,
+    mine: bool,
+    active: bool,
+    now: OffsetDateTime,
+) -> Result<Value, ApiError> {
+    read(b.store.as_ref(), |tx| {
+        let grants = if mine {
+            tx.list_grants(Some(&c.user), None, LIST_LIMIT)?
+        } else {
+            let all = tx.list_grants(None, None, LIST_LIMIT * 4)?;
+            all.into_iter()
+                .filter(|g| can_manage_grant(b, c, g))
+                .take(LIST_LIMIT as usize)
+                .collect()
+        };
+        let list: Vec<Value> = grants
+            .iter()
+            .filter(|g| !active || (g.revoked_at.is_none() && g.exp > now))
+            .map(|g| g.to_json(g.user == c.user))
+            .collect();
+        Ok(json!({"grants": list}))
+    })
+}
+
+pub fn show_grant(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
+    read(b.store.as_ref(), |tx| {
+        let g = tx.get_grant(id)?.filter(|g| can_manage_grant(b, c, g));
+        let g = g.ok_or_else(|| {
+            ApiError::not_found(format!("no grant {id}; list yours with `jitctl grants`"))
+        })?;
+        Ok(g.to_json(g.user == c.user))
+    })
+}
+
+/// Build and sign the revocation list from the store; seq+1 when its entries changed.
+fn refresh_revocations(
+    b: &Broker,
+    tx: &mut dyn Tx,
+    now: OffsetDateTime,
+    force_change: bool,
+) -> Result<StoredRevocations, ApiError> {
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let revoked: Vec<Revoked> = tx
+        .revoked_grants(now)?
+        .into_iter()
+        .map(|g| Revoked {
+            jti: g.id,
+            exp: g.exp,
+            at: g.revoked_at.unwrap_or(now),
+            reason: g.revoke_reason.unwrap_or_default(),
+        })
+        .collect();
+    let content = serde_json::to_string(&revoked).unwrap_or_default();
+    let current = tx.revocations()?;
+    let seq = match &current {
+        Some(cur) if cur.content == content && !force_change => cur.seq,
+        Some(cur) => cur.seq + 1,
+        None => 1,
+    };
+    let list = RevocationList {
+        iss: b.config.id.clone(),
+        iat: now,
+        seq,
+        revoked,
+    };
+    let token = list
+        .sign(&b.key)
+        .map_err(|e| ApiError::internal(format!("cannot sign the revocation list: {e}")))?;
+    let stored = StoredRevocations {
+        seq,
+        iat: now,
+        content,
+        token,
+    };
+    tx.set_revocations(&stored)?;
+    Ok(stored)
+}
+
+pub fn revoke(
+    b: &Broker,
+    c: &Caller,
+    id: &str,
+    body: ReasonBody,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
+    text("reason", &body.reason, 2000)?;
+    let actor = c.actor();
+    let mut events = Vec::new();
+    let value = write(b.store.as_ref(), |tx| {
+        let g = tx.get_grant(id)?.filter(|g| can_manage_grant(b, c, g));
+        let mut g = g.ok_or_else(|| ApiError::not_found(format!("no grant {id}")))?;
+        if g.revoked_at.is_some() {
+            return Err(ApiError::conflict(
+                "already_revoked",
+                format!("grant {id} is already revoked"),
+            ));
+        }
+        if g.exp <= now {
+            return Err(ApiError::conflict(
+                "grant_expired",
+                format!(
+                    "grant {id} expired at {}; nothing to revoke",
+                    format_time(g.exp)
+                ),
+            ));
+        }
+        tx.revoke_grant(id, now, &c.user, &body.reason)?;
+        g.revoked_at = Some(now);
+        g.revoked_by = Some(c.user.clone());
+        g.revoke_reason = Some(body.reason.clone());
+        let list = refresh_revocations(b, tx, now, true)?;
+        let mut e = Event::new(EventType::GrantRevoke);
+        e.str("jitrun.rule", g.rule.as_str())
+            .str("jitrun.request.id", g.request_id.as_str())
+            .str("jitrun.grant.id", g.id.as_str())
+            .str("jitrun.grant.kid", b.kid.as_str())
+            .str("jitrun.grant.issuer", b.config.id.as_str())
+            .str("jitrun.grant.expires", format_time(g.exp))
+            .bool("jitrun.grant.break_glass", g.break_glass)
+            .str("jitrun.revoke_reason", body.reason.as_str());
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "grant.revoke",
+                actor: &actor,
+                subject: &g.id,
+                data: json!({"grant": g.to_json(false), "revocations_seq": list.seq}),
+                syslog: Some(e),
+                summary: format!(
+                    "{} revoked grant {} of {} for {}: {}",
+                    c.user, g.id, g.user, g.rule, body.reason
+                ),
+            },
+            &mut events,
+        )?;
+        Ok(g.to_json(g.user == c.user))
+    })?;
+    Ok((value, events))
+}
+
+/// The current signed list, re-signed when older than `revocations_refresh` (or when
+/// entries have expired).
+pub fn revocations(b: &Broker, now: OffsetDateTime) -> Result<Value, ApiError> {
+    let current = read(b.store.as_ref(), |tx| Ok(tx.revocations()?))?;
+    let fresh = current.filter(|cur| {
+        let age = (now - cur.iat).whole_seconds();
+        age >= 0 && (age as u64) < b.config.revocations_refresh.as_secs()
+    });
+    let list = match fresh {
+        Some(l) => l,
+        None => write(b.store.as_ref(), |tx| {
+            refresh_revocations(b, tx, now, false)
+        })?,
+    };
+    Ok(json!({"token": list.token, "seq": list.seq, "iat": format_time(list.iat)}))
+}
+
+// ---------------------------------------------------------------- hosts
+
+pub fn require_admin(b: &Broker, c: &Caller) -> Result<(), ApiError> {
+    if b.config.is_admin(&c.groups) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "not_admin",
+            format!(
+                "{} is not in an admin group ({})",
+                c.user,
+                b.config.admin_groups.join(", ")
+            ),
+        ))
+    }
+}
+
+pub fn valid_host_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !name.starts_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            "invalid_body",
+            format!("{name:?} is not a host name"),
+        ))
+    }
+}
+
+pub fn parse_host_key(key: &str) -> Result<PublicKey, ApiError> {
+    PublicKey::from_paserk(key)
+        .map_err(|e| ApiError::bad("invalid_key", format!("public_key: {e}")))
+}
+
+/// Enroll `name` with `key` (admin API, local CLI, or a consumed enrollment token).
+/// With `token`, the enrollment token is consumed in the same transaction.
+pub fn add_host(
+    b: &Broker,
+    actor: &Actor,
+    name: &str,
+    key: &PublicKey,
+    token: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
+    valid_host_name(name)?;
+    let how = if token.is_some() {
+        "enrollment token"
+    } else {
+        "admin"
+    };
+    let mut events = Vec::new();
+    let value = write(b.store.as_ref(), |tx| {
+        if let Some(token) = token {
+            let hash = crate::audit_chain::sha256_hex(token.as_bytes());
+            if !tx.take_enrollment_token(&hash, name, now)? {
+                return Err(ApiError::forbidden("enrollment_token_invalid", format!("the enrollment token is not valid for host {name} (unknown, used, expired, or made for another name); ask the broker's admin for a new one: jitbroker host enroll-token {name}")));
+            }
+        }
+        if let Some(existing) = tx.get_host(name)? {
+            return Err(ApiError::conflict("host_exists", format!("host {name} is already {} (key {}); retire it first to re-enroll under a new name, or pick another name", existing.state.as_str(), existing.kid)));
+        }
+        if let Some(other) = tx.host_by_kid(&key.kid())? {
+            return Err(ApiError::conflict(
+                "key_in_use",
+                format!(
+                    "key {} is already enrolled for host {}",
+                    key.kid(),
+                    other.name
+                ),
+            ));
+        }
+        let host = Host {
+            name: name.to_string(),
+            public_key: key.to_paserk(),
+            kid: key.kid(),
+            state: HostState::Enrolled,
+            created: now,
+            retired: None,
+        };
+        tx.insert_host(&host)?;
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "host.enroll",
+                actor,
+                subject: name,
+                data: json!({"host": host.to_json(), "how": how}),
+                syslog: None,
+                summary: format!("host {name} enrolled by {} ({how})", actor.user),
+            },
+            &mut events,
+        )?;
+        Ok(host.to_json())
+    })?;
+    Ok((value, events))
+}
+
+pub fn retire_host(
+    b: &Broker,
+    actor: &Actor,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
+    let mut events = Vec::new();
+    let value = write(b.store.as_ref(), |tx| {
+        let mut host = tx.get_host(name)?.ok_or_else(|| {
+            ApiError::not_found(format!("no host {name}; see `jitbroker host list`"))
+        })?;
+        if host.state == HostState::Retired {
+            return Err(ApiError::conflict(
+                "host_retired",
+                format!("host {name} is already retired"),
+            ));
+        }
+        tx.retire_host(name, now)?;
+        host.state = HostState::Retired;
+        host.retired = Some(now);
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "host.retire",
+                actor,
+                subject: name,
+                data: json!({"host": host.to_json()}),
+                syslog: None,
+                summary: format!("host {name} retired by {}", actor.user),
+            },
+            &mut events,
+        )?;
+        Ok(host.to_json())
+    })?;
+    Ok((value, events))
+}
+
+pub fn list_hosts(b: &Broker) -> Result<Vec<Host>, ApiError> {
+    read(b.store.as_ref(), |tx| Ok(tx.list_hosts()?))
+}
+
+/// A one-time enrollment token for `name` (only its hash is stored).
+pub fn enrollment_token(
+    b: &Broker,
+    actor: &Actor,
+    name: &str,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<String, ApiError> {
+    valid_host_name(name)?;
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    let token = format!("jitenroll-{}", crate::audit_chain::hex(&raw));
+    let hash = crate::audit_chain::sha256_hex(token.as_bytes());
+    let mut events = Vec::new();
+    write(b.store.as_ref(), |tx| {
+        if tx.get_host(name)?.is_some() {
+            return Err(ApiError::conflict(
+                "host_exists",
+                format!("host {name} already exists"),
+            ));
+        }
+        tx.insert_enrollment_token(&hash, name, now + ttl)?;
+        b.record(
+            tx,
+            now,
+            Change {
+                kind: "host.enroll_token",
+                actor,
+                subject: name,
+                data: json!({"expires": format_time(now + ttl)}),
+                syslog: None,
+                summary: format!("enrollment token for host {name} created by {}", actor.user),
+            },
+            &mut events,
+        )?;
+        Ok(())
+    })?;
+    Ok(token)
+}
+
+pub fn audit_list(b: &Broker, after: i64, limit: u32) -> Result<Value, ApiError> {
+    read(b.store.as_ref(), |tx| {
+        let rows = tx.list_audit(after, limit.clamp(1, 1000))?;
+        Ok(json!({"events": rows.iter().map(|e| e.to_json()).collect::<Vec<_>>()}))
+    })
+}

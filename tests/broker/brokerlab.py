@@ -291,7 +291,7 @@ class Broker:
 class HookReceiver:
     """A local HTTP server collecting webhook POSTs; answers 500 to the first `fail_first`."""
 
-    def __init__(self, fail_first: int = 0):
+    def __init__(self, fail_first: int = 0, port: int = 0):
         self.fail_first = fail_first
         self.received: list[dict] = []
         self.attempts = 0
@@ -315,7 +315,7 @@ class HookReceiver:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -157,7 +157,7 @@ class Broker:
 
     def __init__(self, root: Path, workflows: list[dict] | None = None, webhooks: list[dict] | None = None,
                  broker_id: str = "broker-test", admin_groups: list[str] | None = None,
-                 pending_expiry: str = "24h", extra: str = ""):
+                 pending_expiry: str = "24h", extra: str = "", audit_framing: str = "cee"):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = self.root / "broker.toml"
@@ -178,6 +178,7 @@ class Broker:
             extra,
             "[audit]",
             f"socket = {toml_value(str(self.audit.path))}",
+            f"framing = {toml_value(audit_framing)}",
         ]
         for wf in workflows or []:
             lines.append("[[workflow]]")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +49,12 @@ ATTEST = b"jitrun:attest:v1"
 GRANT = b"jitrun:grant:v1"
 REVOCATIONS = b"jitrun:revocations:v1"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+# Workflows most tests use: two approvals for net-*, on-call auto-approval and break-glass for db-*.
+NET = {"rules": ["net-*"], "requesters": ["netops"], "approvers": ["netleads"], "min_approvals": 2,
+       "max_ttl": "1h", "hosts": ["web-*"]}
+ONCALL = {"rules": ["db-*"], "requesters": ["dba"], "approvers": ["dbleads"], "min_approvals": 1,
+          "max_ttl": "30m", "auto_approve": {"groups": ["oncall"]}, "break_glass": True}
 
 
 def rfc3339(t: datetime) -> str:

@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from brokerlab import JITBROKER, Broker  # noqa: E402
-
-NET = {"rules": ["net-*"], "requesters": ["netops"], "approvers": ["netleads"], "min_approvals": 2,
-       "max_ttl": "1h", "hosts": ["web-*"]}
-ONCALL = {"rules": ["db-*"], "requesters": ["dba"], "approvers": ["dbleads"], "min_approvals": 1,
-          "max_ttl": "30m", "auto_approve": {"groups": ["oncall"]}, "break_glass": True}
-
+from brokerlab import JITBROKER, NET, ONCALL, Broker  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _binary():

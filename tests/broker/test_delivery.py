@@ -4,7 +4,6 @@ on X-Jitbroker-Delivery) and a broker restart in the middle of things (nothing l
 from __future__ import annotations
 
 from brokerlab import HookReceiver, free_port, wait_for
-from conftest import NET, ONCALL
 
 EVENTS = ["request.create", "request.approve", "request.deny", "grant.issue", "grant.revoke", "break_glass"]
 

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyseto
 import pytest
-from brokerlab import GRANT, REVOCATIONS, parse_time
-from conftest import NET, ONCALL
+from brokerlab import GRANT, ONCALL, REVOCATIONS, parse_time
 
 
 def grant_claims(broker, token: str) -> dict:
@@ -125,7 +124,8 @@ def test_deny_cancel_and_who_may_do_what(broker, people):
 
 
 @pytest.mark.parametrize("body,status,code", [
-    ({"rule": "net-debug", "reason": "x", "ttl": "2h"}, 400, "ttl_too_long"),
+    ({"rule": "net-debug", "reason": "x", "ttl": "2h"}, 403, "ttl_too_long"),
+    ({"rule": "net-debug", "reason": "x", "ttl": "0s"}, 403, "ttl_too_short"),
     ({"rule": "net-debug", "reason": "x", "ttl": "soon"}, 400, "invalid_ttl"),
     ({"rule": "net-debug", "reason": "x", "hosts": ["db-1"]}, 403, "host_not_allowed"),
     ({"rule": "net-debug", "reason": "x", "break_glass": True}, 403, "break_glass_not_allowed"),

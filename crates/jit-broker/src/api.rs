@@ -8,7 +8,7 @@ use crate::metrics::StoreGauges;
 use crate::store::read;
 use crate::workflow::{self, ApproveBody, Events, ReasonBody};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -62,6 +62,23 @@ impl<S: Send + Sync> FromRequest<S> for RawCall {
             },
             query,
         ))
+    }
+}
+
+/// A path parameter; a malformed one is a JSON 400 like every other error.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Id(id))
+            .map_err(|e| ApiError::bad("invalid_path", format!("the path is not usable: {e}")))
     }
 }
 
@@ -178,10 +195,17 @@ fn ok(status: StatusCode, value: Value) -> Response {
     (status, Json(value)).into_response()
 }
 
-/// Authenticate and run `f`; send syslog events after commit.
-async fn attested<F>(b: Shared, call: Call, f: F) -> Result<Value, ApiError>
+/// Authenticate, then parse the query (as `Q`), then run `f`; send syslog events after
+/// commit. Nothing about the request is looked at before the attestation is checked.
+async fn attested<Q, F>(
+    b: Shared,
+    call: Call,
+    query_text: Option<String>,
+    f: F,
+) -> Result<Value, ApiError>
 where
-    F: FnOnce(&Broker, &Caller, &Call, OffsetDateTime) -> Result<(Value, Events), ApiError>
+    Q: DeserializeOwned + Default + Send + 'static,
+    F: FnOnce(&Broker, &Caller, &Call, Q, OffsetDateTime) -> Result<(Value, Events), ApiError>
         + Send
         + 'static,
 {
@@ -189,7 +213,8 @@ where
     let (value, events) = blocking(move || {
         let now = now();
         let caller = authenticate(&b2, &call, None, now)?;
-        f(&b2, &caller, &call, now)
+        let q: Q = query(query_text.as_deref())?;
+        f(&b2, &caller, &call, q, now)
     })
     .await?;
     if !events.is_empty() {
@@ -197,6 +222,15 @@ where
     }
     Ok(value)
 }
+
+/// Reads only: no events.
+fn view(v: Result<Value, ApiError>) -> Result<(Value, Events), ApiError> {
+    v.map(|v| (v, Vec::new()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -235,52 +269,33 @@ struct HostBody {
 }
 
 async fn create_request(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, |b, c, call, now| {
+    let v = attested(b, call, q, |b, c, call, Empty {}, now| {
         workflow::create(b, c, parse(&call.body)?, now)
     })
     .await?;
     Ok(ok(StatusCode::CREATED, v))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
 async fn list_requests(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    let q: RequestsQuery = query(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, _| {
+    let v = attested(b, call, q, |b, c, call, q: RequestsQuery, _| {
         no_body(&call.body)?;
-        Ok((
-            workflow::list_requests(b, c, q.mine, q.pending)?,
-            Vec::new(),
-        ))
+        view(workflow::list_requests(b, c, q.mine, q.pending))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
 }
 
-async fn show_request(
-    State(b): State<Shared>,
-    Path(id): Path<String>,
-    RawCall(call, q): RawCall,
-) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, _| {
+async fn show_request(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, _| {
         no_body(&call.body)?;
-        Ok((workflow::show_request(b, c, &id)?, Vec::new()))
+        view(workflow::show_request(b, c, &id))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
 }
 
-async fn approve(
-    State(b): State<Shared>,
-    Path(id): Path<String>,
-    RawCall(call, q): RawCall,
-) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, now| {
+async fn approve(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
         let body: ApproveBody = if call.body.is_empty() {
             ApproveBody { comment: None }
         } else {
@@ -292,26 +307,16 @@ async fn approve(
     Ok(ok(StatusCode::OK, v))
 }
 
-async fn deny(
-    State(b): State<Shared>,
-    Path(id): Path<String>,
-    RawCall(call, q): RawCall,
-) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, now| {
+async fn deny(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
         workflow::deny(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
 }
 
-async fn cancel(
-    State(b): State<Shared>,
-    Path(id): Path<String>,
-    RawCall(call, q): RawCall,
-) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, now| {
+async fn cancel(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
         no_body(&call.body)?;
         workflow::cancel(b, c, &id, now)
     })
@@ -320,39 +325,25 @@ async fn cancel(
 }
 
 async fn list_grants(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    let q: GrantsQuery = query(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, now| {
+    let v = attested(b, call, q, |b, c, call, q: GrantsQuery, now| {
         no_body(&call.body)?;
-        Ok((
-            workflow::list_grants(b, c, q.mine, q.active, now)?,
-            Vec::new(),
-        ))
+        view(workflow::list_grants(b, c, q.mine, q.active, now))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
 }
 
-async fn show_grant(
-    State(b): State<Shared>,
-    Path(id): Path<String>,
-    RawCall(call, q): RawCall,
-) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, _| {
+async fn show_grant(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, _| {
         no_body(&call.body)?;
-        Ok((workflow::show_grant(b, c, &id)?, Vec::new()))
+        view(workflow::show_grant(b, c, &id))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
 }
 
-async fn revoke(
-    State(b): State<Shared>,
-    Path(id): Path<String>,
-    RawCall(call, q): RawCall,
-) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, now| {
+async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
         workflow::revoke(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
     })
     .await?;
@@ -360,32 +351,39 @@ async fn revoke(
 }
 
 async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, _, call, now| {
+    let v = attested(b, call, q, |b, _, call, Empty {}, now| {
         no_body(&call.body)?;
-        Ok((workflow::revocations(b, now)?, Vec::new()))
+        view(workflow::revocations(b, now))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
 }
 
 async fn add_host(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
     let b2 = b.clone();
     let (v, events) = blocking(move || {
         let now = now();
-        // The body says which key to check the attestation with when enrolling by token, so
-        // it is parsed first (its hash is still checked against the attestation).
+        // Enrolling with a token is attested by the key being enrolled, which only the body
+        // names: then the body is read first (the attestation still binds its hash).
+        let by_token: Option<HostBody> = serde_json::from_slice::<HostBody>(&call.body)
+            .ok()
+            .filter(|h| h.enrollment_token.is_some());
+        let caller = match &by_token {
+            Some(h) => {
+                workflow::valid_host_name(&h.name)?;
+                let key = workflow::parse_host_key(&h.public_key)?;
+                authenticate(&b2, &call, Some((&key, &h.name)), now)?
+            }
+            None => authenticate(&b2, &call, None, now)?,
+        };
+        query::<Empty>(q.as_deref())?;
         let body: HostBody = parse(&call.body)?;
         let key = workflow::parse_host_key(&body.public_key)?;
         match &body.enrollment_token {
             Some(token) => {
-                workflow::valid_host_name(&body.name)?;
-                let caller = authenticate(&b2, &call, Some((&key, &body.name)), now)?;
                 workflow::add_host(&b2, &caller.actor(), &body.name, &key, Some(token), now)
             }
             None => {
-                let caller = authenticate(&b2, &call, None, now)?;
                 workflow::require_admin(&b2, &caller)?;
                 workflow::add_host(&b2, &caller.actor(), &body.name, &key, None, now)
             }
@@ -397,14 +395,12 @@ async fn add_host(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResu
 }
 
 async fn list_hosts(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, _| {
+    let v = attested(b, call, q, |b, c, call, Empty {}, _| {
         no_body(&call.body)?;
         workflow::require_admin(b, c)?;
         let hosts = workflow::list_hosts(b)?;
-        Ok((
+        view(Ok(
             json!({"hosts": hosts.iter().map(|h| h.to_json()).collect::<Vec<_>>()}),
-            Vec::new(),
         ))
     })
     .await?;
@@ -413,11 +409,10 @@ async fn list_hosts(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiRe
 
 async fn retire_host(
     State(b): State<Shared>,
-    Path(name): Path<String>,
+    Id(name): Id,
     RawCall(call, q): RawCall,
 ) -> ApiResult {
-    query::<Empty>(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, now| {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
         no_body(&call.body)?;
         workflow::require_admin(b, c)?;
         workflow::retire_host(b, &c.actor(), &name, now)
@@ -427,14 +422,10 @@ async fn retire_host(
 }
 
 async fn audit(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    let q: AuditQuery = query(q.as_deref())?;
-    let v = attested(b, call, move |b, c, call, _| {
+    let v = attested(b, call, q, |b, c, call, q: AuditQuery, _| {
         no_body(&call.body)?;
         workflow::require_admin(b, c)?;
-        Ok((
-            workflow::audit_list(b, q.after, q.limit.unwrap_or(100))?,
-            Vec::new(),
-        ))
+        view(workflow::audit_list(b, q.after, q.limit.unwrap_or(100)))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))

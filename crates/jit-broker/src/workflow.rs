@@ -59,10 +59,10 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
             format!("{field} is empty; say why"),
         ));
     }
-    if value.len() > max {
+    if value.chars().count() > max {
         return Err(ApiError::bad(
             "invalid_body",
-            format!("{field} is longer than {max} bytes"),
+            format!("{field} is longer than {max} characters"),
         ));
     }
     if value
@@ -323,10 +323,13 @@ pub fn create(
             .map_err(|e| ApiError::bad("invalid_ttl", format!("ttl: {e}")))?,
     };
     if ttl < Duration::from_secs(1) {
-        return Err(ApiError::bad("invalid_ttl", "ttl must be at least 1s"));
+        return Err(ApiError::forbidden(
+            "ttl_too_short",
+            "ttl must be at least 1s",
+        ));
     }
     if ttl > wf.max_ttl {
-        return Err(ApiError::bad(
+        return Err(ApiError::forbidden(
             "ttl_too_long",
             format!(
                 "ttl {} is longer than the {} that rule {} allows; ask for --ttl {} or less",

@@ -8,6 +8,8 @@
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
+#   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
+#                 1, 16, 64 (scripts/bench_broker.py; BENCH_REQUESTS per level; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
 #   make clean
 
@@ -33,9 +35,9 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init).
 DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog
 # python module name = pip package name
-PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
+PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis
 
-.PHONY: all deps build release lint unit e2e test demo bench fuzz install clean
+.PHONY: all deps build release lint unit e2e test demo bench bench-broker fuzz install clean
 
 all: build
 
@@ -106,6 +108,12 @@ ifeq ($(IS_ROOT),yes)
 else
 	@echo "make bench needs root (it installs packages, creates a throwaway user and setuid copies)"; exit 1
 endif
+
+# Broker benchmark (never part of `make test`): a release jitbroker on loopback with a fresh SQLite
+# store; grants issued per second end to end (auto-approved requests) at concurrency 1, 16, 64.
+bench-broker:
+	$(CARGO) build --release -p jit-broker
+	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py
 
 # Fuzzing (never part of `make test`): cargo-fuzz needs nightly-only flags (-Zsanitizer); this
 # machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets it use them. Corpora are committed

@@ -105,3 +105,42 @@ def test_revoking_a_running_command_ends_it(lab, world):
         assert ends[0].get("jitrun.signal") == "SIGTERM", str(run)
         out = run.output.decode()
         assert "was revoked" in out and "incident over" in out and "jitctl request plain" in out, out
+
+
+def test_list_marks_a_revoked_grant(lab, world):
+    a = world.alice
+    token, other = lab.mint(a, "plain"), lab.mint(a, "plain")
+    lab.store_grant(a, token, name="revoked-one")
+    lab.store_grant(a, other, name="fine-one")
+    lab.write_revocations([lab.revocation_entry(token, reason="rotated")])
+    res = lab.run_as_user(a, None, options=["-l"])
+    assert res.returncode == 0, str(res)
+    lines = {l.split(":")[0].strip(): l for l in res.out.splitlines() if l.startswith("  ")}
+    assert "not usable now (revoked)" in lines["revoked-one"] and "rotated" in lines["revoked-one"], res.out
+    assert "left" in lines["fine-one"] and "revoked" not in lines["fine-one"], res.out
+
+
+def test_a_tiny_nofile_limit_does_not_hide_the_revocation_list(lab, world):
+    """Reading the list needs descriptors; a caller's RLIMIT_NOFILE must not make jitrun or its
+    watchdog see "no list" (fail open)."""
+    a = world.alice
+    for nofile in ("9:9", "6:6"):
+        token = lab.mint(a, "plain")
+        lab.write_revocations([lab.revocation_entry(token)])
+        res = lab.run_as_user(a, TRUE, grant=token, limits={"nofile": nofile})
+        assert res.returncode == 1 and "elevate.start" not in res.actions(), str(res)
+        # Refused as revoked, or because the list could not be read: never "no list".
+        codes = [e.get("jitrun.deny_code") for e in res.events if e.action in ("elevate.deny", "policy.error")]
+        assert codes and codes[0] in ("revoked", "resource_limit"), str(res)
+        lab.clear_revocations()
+    # While running: the watchdog still reads the list.
+    token = lab.mint(a, "plain", ttl="10m")
+    grant = lab.user_file(a, ".jitlab/nofile-grant", token + "\n")
+    argv = ["/usr/bin/prlimit", "--nofile=9:9", "--", str(lab.jitrun), "--grant", str(grant), "--",
+            "/usr/bin/sleep", "600"]
+    with lab.spawn_as_user(a, argv) as run:
+        _wait(lambda: "elevate.start" in [e.action for e in run.events()], "elevate.start")
+        lab.write_revocations([lab.revocation_entry(token)])
+        assert run.wait(timeout=60) is not None, str(run)
+        ends = [e for e in run.events() if e.action == "elevate.end"]
+        assert len(ends) == 1 and ends[0].get("jitrun.end_reason") == "revoked", str(run)

@@ -23,8 +23,10 @@ pub const MAX_LIST: usize = 4 << 20;
 #[derive(Debug, Clone)]
 pub enum ListState {
     Missing,
-    /// Unreadable, untrusted or not verifiable: why.
+    /// Untrusted or not verifiable: why.
     Invalid(String),
+    /// There, but could not be read now (the caller's open-file limit): the refusal.
+    Unreadable(Refusal),
     Valid(RevocationList),
 }
 
@@ -34,6 +36,7 @@ pub fn load(keys: &KeySet) -> ListState {
     let bytes = match trusted_files::read(path, MAX_LIST) {
         Ok(Some(b)) => b,
         Ok(None) => return ListState::Missing,
+        Err(r) if r.code == "resource_limit" => return ListState::Unreadable(r),
         Err(r) => return ListState::Invalid(r.message),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -77,6 +80,10 @@ pub fn check_not_revoked(
     rule: &str,
     now: OffsetDateTime,
 ) -> Result<(), Refusal> {
+    // Never "no list" because the caller made it unreadable: fail closed.
+    if let ListState::Unreadable(r) = list {
+        return Err(r.clone().with_rule(Some(rule.to_string())));
+    }
     match list.find(jti) {
         Some(entry) => Err(
             Refusal::deny("revoked", revoked_message(jti, rule, entry, now))
@@ -100,6 +107,7 @@ pub fn check_fresh(
     let problem = match list {
         ListState::Missing => format!("{} does not exist", paths::REVOCATIONS),
         ListState::Invalid(why) => format!("the list cannot be used: {why}"),
+        ListState::Unreadable(r) => format!("the list cannot be read: {}", r.message),
         ListState::Valid(l) => match settings.revocations.max_age {
             Some(max) if l.is_older_than(now, max) => l.stale_error(now, max).to_string(),
             _ => return Ok(()),

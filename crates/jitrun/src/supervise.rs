@@ -14,7 +14,7 @@ use crate::system::{fs, signals, term};
 use crate::watchdog::{Guard, Watchdog};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -207,6 +207,11 @@ pub fn run(
         expires: launch.expires,
         kill_grace: launch.kill_grace,
         revocation: launch.revocation.as_ref(),
+        unneeded: &[
+            go_w.as_raw_fd(),
+            rep_r.as_raw_fd(),
+            launch.program.fd.as_raw_fd(),
+        ],
     };
     let watchdog = match Watchdog::start(&guard, || supervisor_lost(child, started_at.elapsed())) {
         Ok(w) => {

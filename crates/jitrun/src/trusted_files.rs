@@ -46,6 +46,11 @@ fn io_refusal(path: &str, e: std::io::Error) -> Refusal {
         Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
             untrusted(path, "a symbolic link (or a path through one)")
         }
+        // The caller's open-file limit (jitrun cannot always raise a hard one): their doing.
+        Some(libc::EMFILE) | Some(libc::ENFILE) => Refusal::deny(
+            "resource_limit",
+            format!("{path}: {e}; your open-file limit is too low for jitrun (raise it: ulimit -n 1024)"),
+        ),
         _ => Refusal::config("untrusted_file", format!("{path}: {e}")),
     }
 }

@@ -42,14 +42,19 @@ pub struct Guard<'a> {
     pub expires: Option<OffsetDateTime>,
     pub kill_grace: Duration,
     pub revocation: Option<&'a RevocationWatch>,
+    /// Descriptors inherited from the supervisor that the watchdog has no use for: it closes
+    /// them, so that a caller's tiny RLIMIT_NOFILE leaves room to read the revocation list.
+    pub unneeded: &'a [std::os::fd::RawFd],
 }
 
 pub struct Watchdog {
     pid: libc::pid_t,
     tell: std::fs::File,
-    /// The watchdog writes `r` here when it ended the command because of a revocation.
-    hear: std::fs::File,
 }
+
+/// The watchdog's exit status when it ended the command because the grant was revoked
+/// (no extra descriptor: a caller's tiny RLIMIT_NOFILE must not stop the watchdog).
+const EXIT_REVOKED: i32 = 3;
 
 /// What the watchdog did, as the supervisor learns when it finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,21 +66,15 @@ impl Watchdog {
     /// Fork the watchdog. `supervisor_lost` runs in the watchdog if the supervisor vanishes.
     pub fn start(guard: &Guard<'_>, supervisor_lost: impl FnOnce()) -> std::io::Result<Watchdog> {
         let (r, w) = process::pipe()?;
-        let (hear_r, hear_w) = process::pipe()?;
         match process::fork()? {
             Fork::Child => {
                 drop(w);
-                drop(hear_r);
-                watch(guard, r, hear_w, supervisor_lost)
+                watch(guard, r, supervisor_lost)
             }
-            Fork::Parent(pid) => {
-                drop(hear_w);
-                Ok(Watchdog {
-                    pid,
-                    tell: std::fs::File::from(w),
-                    hear: std::fs::File::from(hear_r),
-                })
-            }
+            Fork::Parent(pid) => Ok(Watchdog {
+                pid,
+                tell: std::fs::File::from(w),
+            }),
         }
     }
 
@@ -87,12 +86,11 @@ impl Watchdog {
     pub fn finish(mut self) -> Report {
         let _ = self.tell.write_all(b"d");
         drop(self.tell);
-        let _ = process::wait_blocking(self.pid);
-        // The watchdog has exited: its end of the pipe is closed, so this read ends.
-        let mut heard = Vec::new();
-        let _ = self.hear.read_to_end(&mut heard);
         Report {
-            revoked: heard.contains(&b'r'),
+            revoked: matches!(
+                process::wait_blocking(self.pid),
+                Ok(process::WaitStatus::Exited(EXIT_REVOKED))
+            ),
         }
     }
 }
@@ -113,24 +111,34 @@ impl RevocationCheck<'_> {
         if !first && now == self.seen {
             return false;
         }
-        self.seen = now;
         match revocations::load(&self.watch.keys) {
-            ListState::Valid(list) => list.contains(&self.watch.jti),
+            ListState::Valid(list) => {
+                self.seen = now;
+                list.contains(&self.watch.jti)
+            }
             // A list that vanished or cannot be verified revokes nothing; jitrun refuses new
             // runs of rules that need a fresh list.
-            ListState::Missing | ListState::Invalid(_) => false,
+            ListState::Missing | ListState::Invalid(_) => {
+                self.seen = now;
+                false
+            }
+            // Not read this time (out of descriptors): look again at the next tick.
+            ListState::Unreadable(_) => false,
         }
     }
 }
 
-fn watch(
-    guard: &Guard<'_>,
-    from_supervisor: OwnedFd,
-    to_supervisor: OwnedFd,
-    supervisor_lost: impl FnOnce(),
-) -> ! {
+fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOnce()) -> ! {
     let mut from_supervisor = std::fs::File::from(from_supervisor);
-    let mut to_supervisor = std::fs::File::from(to_supervisor);
+    let mut revoked = false;
+    // The caller's RLIMIT_NOFILE (inherited, possibly tiny) must not keep the watchdog from
+    // reading the revocation list: drop what it does not need, and raise the limit where the
+    // kernel lets root (not in containers without CAP_SYS_RESOURCE).
+    fs::close_inherited(guard.unneeded);
+    if let Ok((_, hard)) = process::getrlimit(libc::RLIMIT_NOFILE) {
+        let want = hard.max(256);
+        let _ = process::setrlimit(libc::RLIMIT_NOFILE, want, want);
+    }
     let _ = process::setsid();
     let _ = fs::std_fds_to_null();
     let mut kill_at: Option<Instant> = None;
@@ -142,7 +150,7 @@ fn watch(
     // The list may have changed between the decision and the start.
     if let Some(check) = revocation.as_mut() {
         if check.revoked(true) {
-            let _ = to_supervisor.write_all(b"r");
+            revoked = true;
             terminate(guard.cgroup, guard.child, libc::SIGTERM);
             kill_at = Some(Instant::now() + guard.kill_grace);
         }
@@ -167,7 +175,7 @@ fn watch(
                     .map(|n| n == 1 && byte[0] == b'd')
                     .unwrap_or(false);
                 if done {
-                    process::exit_now(0);
+                    process::exit_now(if revoked { EXIT_REVOKED } else { 0 });
                 }
                 break; // end of file: the supervisor is gone
             }
@@ -187,7 +195,7 @@ fn watch(
                 None => {
                     if let Some(check) = revocation.as_mut() {
                         if Instant::now() >= check.next && check.revoked(false) {
-                            let _ = to_supervisor.write_all(b"r");
+                            revoked = true;
                             terminate(guard.cgroup, guard.child, libc::SIGTERM);
                             kill_at = Some(Instant::now() + guard.kill_grace);
                         }

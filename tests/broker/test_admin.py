@@ -31,15 +31,28 @@ def test_init_writes_keys_with_modes_and_is_idempotent(broker):
     key.chmod(0o600)
 
 
-def test_init_writes_a_first_config(tmp_path):
+def test_init_writes_a_first_config_and_key(tmp_path):
+    """`jitbroker init` with no broker.toml writes one with the documented defaults, then the key
+    and store at their default paths, here inside a private mount namespace whose /var/lib is
+    a fresh tmpfs (so nothing is left on the machine)."""
+    import os
+    import shutil
     from brokerlab import JITBROKER
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a private /var/lib")
     conf = tmp_path / "etc" / "broker.toml"
-    r = subprocess.run([JITBROKER, "--config", str(conf), "init"], capture_output=True, text=True)
-    # The default config points at /var/lib/jitbroker: as root init creates it there, else it fails
-    # naming the path. Either way the config was written and parses.
-    assert conf.exists() and 'admin_groups = ["jitadmin"]' in conf.read_text()
-    if r.returncode != 0:
-        assert "/var/lib/jitbroker" in r.stderr, r.stderr
+    script = (f"mount -t tmpfs tmpfs /var/lib && {JITBROKER} --config {conf} init && "
+              f"stat -c '%a %n' /var/lib/jitbroker /var/lib/jitbroker/signing.key /var/lib/jitbroker/signing.pub "
+              f"/var/lib/jitbroker/broker.db && {JITBROKER} --config {conf} pubkey")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr + r.stdout
+    text = conf.read_text()
+    assert 'admin_groups = ["jitadmin"]' in text and 'listen = "127.0.0.1:7443"' in text
+    assert 'store = "/var/lib/jitbroker/broker.db"' in text
+    assert "700 /var/lib/jitbroker\n" in r.stdout and "600 /var/lib/jitbroker/signing.key" in r.stdout
+    assert "644 /var/lib/jitbroker/signing.pub" in r.stdout
+    assert r.stdout.strip().splitlines()[-1].startswith("k4.public.")
 
 
 def test_bad_config_is_refused_with_its_path(tmp_path):

@@ -295,3 +295,20 @@ def test_wait_exits_0_once_approved_and_1_when_denied(bw):
             assert gid in stored(bw, a), out
         else:
             assert f"denied by {bw.bob.name}: not now" in out, out
+
+
+def test_wait_on_a_terminal_shows_a_progress_indicator(bw):
+    a, lab = bw.alice, bw.lab
+    reason = f"wait on a tty {os.urandom(4).hex()}"
+    argv = [str(bw.jitctl_bin), "request", "db-restart", "--reason", reason, "--wait"]
+    with lab.spawn_as_user(a, argv, pty=True) as run:
+        _wait(lambda: _pending_with_reason(bw, a, reason), "the request to be created")
+        (rid,) = _pending_with_reason(bw, a, reason)
+        assert run.wait_output(b"waiting for 2 approvals", timeout=30), run.output
+        bw.ok(bw.bob, "approve", rid)
+        bw.ok(bw.carol, "approve", rid)
+        assert run.wait(timeout=60) == 0, str(run)
+        out = run.output.decode(errors="replace")
+    # A line redrawn in place (carriage return + erase line), then the outcome on its own line.
+    assert "\r\x1b[K" in out and "Ctrl-C stops waiting" in out, repr(out)
+    assert f"request {rid}: approved" in out and "stored" in out, repr(out)

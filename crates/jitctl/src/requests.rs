@@ -205,6 +205,11 @@ pub fn request(broker: &Broker, args: &RequestArgs) -> Result<i32> {
     let id = text(&req, "id").to_string();
     if args.json {
         print_json(&req);
+    } else if text(&req, "state") == "approved" {
+        // Synced right below: no "run jitctl sync" hint.
+        let step = next_step(&req);
+        let step = step.split("; `jitctl sync`").next().unwrap_or(&step);
+        println!("request {id} for rule {}: {step}", text(&req, "rule"));
     } else {
         println!(
             "request {id} for rule {}: {}",
@@ -244,6 +249,7 @@ fn wait(broker: &Broker, id: &str, json_out: bool) -> Result<i32> {
             if json_out {
                 print_json(&req);
             } else {
+                let line = line.split("; `jitctl sync`").next().unwrap_or(&line);
                 println!("request {id}: {line}");
             }
             if state == "approved" {

@@ -35,7 +35,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init).
 DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog
 # python module name = pip package name
-PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis
+PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
 .PHONY: all deps build release lint unit e2e test demo bench bench-broker fuzz install clean
 

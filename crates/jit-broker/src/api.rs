@@ -2,11 +2,12 @@
 //! authenticate the attestation against it, parse it strictly (unknown fields refused), and
 //! run the workflow on a blocking thread (SQLite and signing are synchronous).
 use crate::auth::{authenticate, Call, Caller};
-use crate::broker::{Actor, Broker};
+use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::metrics::StoreGauges;
 use crate::store::read;
 use crate::workflow::{self, ApproveBody, Events, ReasonBody};
+use crate::{grants, hosts};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -327,7 +328,7 @@ async fn cancel(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) 
 async fn list_grants(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, q: GrantsQuery, now| {
         no_body(&call.body)?;
-        view(workflow::list_grants(b, c, q.mine, q.active, now))
+        view(grants::list_grants(b, c, q.mine, q.active, now))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -336,7 +337,7 @@ async fn list_grants(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
 async fn show_grant(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, _| {
         no_body(&call.body)?;
-        view(workflow::show_grant(b, c, &id))
+        view(grants::show_grant(b, c, &id))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -344,7 +345,7 @@ async fn show_grant(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCa
 
 async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
-        workflow::revoke(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
+        grants::revoke(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -353,7 +354,7 @@ async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) 
 async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, _, call, Empty {}, now| {
         no_body(&call.body)?;
-        view(workflow::revocations(b, now))
+        view(grants::revocations(b, now))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -370,22 +371,22 @@ async fn add_host(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResu
             .filter(|h| h.enrollment_token.is_some());
         let caller = match &by_token {
             Some(h) => {
-                workflow::valid_host_name(&h.name)?;
-                let key = workflow::parse_host_key(&h.public_key)?;
+                hosts::valid_host_name(&h.name)?;
+                let key = hosts::parse_host_key(&h.public_key)?;
                 authenticate(&b2, &call, Some((&key, &h.name)), now)?
             }
             None => authenticate(&b2, &call, None, now)?,
         };
         query::<Empty>(q.as_deref())?;
         let body: HostBody = parse(&call.body)?;
-        let key = workflow::parse_host_key(&body.public_key)?;
+        let key = hosts::parse_host_key(&body.public_key)?;
         match &body.enrollment_token {
             Some(token) => {
-                workflow::add_host(&b2, &caller.actor(), &body.name, &key, Some(token), now)
+                hosts::add_host(&b2, &caller.actor(), &body.name, &key, Some(token), now)
             }
             None => {
-                workflow::require_admin(&b2, &caller)?;
-                workflow::add_host(&b2, &caller.actor(), &body.name, &key, None, now)
+                hosts::require_admin(&b2, &caller)?;
+                hosts::add_host(&b2, &caller.actor(), &body.name, &key, None, now)
             }
         }
     })
@@ -397,8 +398,8 @@ async fn add_host(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResu
 async fn list_hosts(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, Empty {}, _| {
         no_body(&call.body)?;
-        workflow::require_admin(b, c)?;
-        let hosts = workflow::list_hosts(b)?;
+        hosts::require_admin(b, c)?;
+        let hosts = hosts::list_hosts(b)?;
         view(Ok(
             json!({"hosts": hosts.iter().map(|h| h.to_json()).collect::<Vec<_>>()}),
         ))
@@ -414,8 +415,8 @@ async fn retire_host(
 ) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
         no_body(&call.body)?;
-        workflow::require_admin(b, c)?;
-        workflow::retire_host(b, &c.actor(), &name, now)
+        hosts::require_admin(b, c)?;
+        hosts::retire_host(b, &c.actor(), &name, now)
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -424,8 +425,8 @@ async fn retire_host(
 async fn audit(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, q: AuditQuery, _| {
         no_body(&call.body)?;
-        workflow::require_admin(b, c)?;
-        view(workflow::audit_list(b, q.after, q.limit.unwrap_or(100)))
+        hosts::require_admin(b, c)?;
+        view(hosts::audit_list(b, q.after, q.limit.unwrap_or(100)))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -517,42 +518,4 @@ pub fn router(b: Shared) -> Router {
         // Our own extractor enforces the limit with a JSON error; this is the backstop.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(b)
-}
-
-/// For the admin CLI: the local actor (the Unix user running jitbroker).
-pub fn local_actor() -> Actor {
-    let uid = real_uid();
-    let user = std::env::var("SUDO_USER")
-        .ok()
-        .filter(|_| uid == 0)
-        .map(|u| format!("{u} (via sudo)"))
-        .unwrap_or_else(|| user_name(uid).unwrap_or_else(|| format!("uid {uid}")));
-    Actor {
-        user: format!("local:{user}"),
-        uid: Some(uid),
-        host: crate::broker::hostname(),
-    }
-}
-
-fn real_uid() -> u32 {
-    // The real uid from /proc (no libc call needed).
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
-}
-
-fn user_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let _ = f.next();
-        (f.next()?.parse::<u32>().ok()? == uid).then(|| name.to_string())
-    })
 }

@@ -1,11 +1,10 @@
 //! The command line: `init`, `serve`, the local admin commands on the store, `pubkey`.
-use crate::api::local_actor;
 use crate::audit_chain;
-use crate::broker::{Broker, Syslog};
+use crate::broker::{Actor, Broker, Syslog};
 use crate::config::{default_config_text, Config, DEFAULT_CONFIG};
+use crate::hosts;
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store};
-use crate::workflow;
 use clap::{Parser, Subcommand};
 use jit_grant::{format_time, PublicKey, SecretKey};
 use std::io::Write;
@@ -267,19 +266,19 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             match cmd {
                 HostCommand::Add { name, key } => {
                     let key = read_key_arg(&key)?;
-                    let (_, events) = workflow::add_host(&broker, &actor, &name, &key, None, now)?;
+                    let (_, events) = hosts::add_host(&broker, &actor, &name, &key, None, now)?;
                     broker.committed(events);
                     println!("enrolled host {name} (key {})", key.kid());
                 }
                 HostCommand::EnrollToken { name, ttl } => {
                     let ttl = jit_policy::parse_duration(&ttl)
                         .map_err(|e| CliError::Other(format!("--ttl: {e}")))?;
-                    let token = workflow::enrollment_token(&broker, &actor, &name, ttl, now)?;
+                    let token = hosts::enrollment_token(&broker, &actor, &name, ttl, now)?;
                     println!("{token}");
                     eprintln!("one-time token for host {name}, valid until {}; on the host: POST /v1/hosts with name, public_key and this enrollment_token, attested with the new host key", format_time(now + ttl));
                 }
                 HostCommand::List { json } => {
-                    let hosts = workflow::list_hosts(&broker)?;
+                    let hosts = hosts::list_hosts(&broker)?;
                     if json {
                         let list: Vec<_> = hosts.iter().map(|h| h.to_json()).collect();
                         println!("{}", serde_json::json!({ "hosts": list }));
@@ -300,7 +299,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     }
                 }
                 HostCommand::Retire { name } => {
-                    let (_, events) = workflow::retire_host(&broker, &actor, &name, now)?;
+                    let (_, events) = hosts::retire_host(&broker, &actor, &name, now)?;
                     broker.committed(events);
                     println!("retired host {name}");
                 }
@@ -308,4 +307,42 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(0)
         }
     }
+}
+
+/// For the admin CLI: the local actor (the Unix user running jitbroker).
+pub fn local_actor() -> Actor {
+    let uid = real_uid();
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|_| uid == 0)
+        .map(|u| format!("{u} (via sudo)"))
+        .unwrap_or_else(|| user_name(uid).unwrap_or_else(|| format!("uid {uid}")));
+    Actor {
+        user: format!("local:{user}"),
+        uid: Some(uid),
+        host: crate::broker::hostname(),
+    }
+}
+
+fn real_uid() -> u32 {
+    // The real uid from /proc (no libc call needed).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let _ = f.next();
+        (f.next()?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
 }

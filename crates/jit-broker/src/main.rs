@@ -6,6 +6,8 @@ mod broker;
 mod cli;
 mod config;
 mod error;
+mod grants;
+mod hosts;
 mod metrics;
 mod model;
 mod serve;

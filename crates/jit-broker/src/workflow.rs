@@ -1,16 +1,15 @@
-//! Requests → approvals → signed grants → revocation, per the workflows of broker.toml.
+//! Requests → approvals → signed grants, per the workflows of broker.toml (grants.rs:
+//! revocation; hosts.rs: hosts and the audit trail).
 //! Every function runs its reads and writes in one transaction and returns the syslog
 //! events to send once it has committed.
 use crate::auth::Caller;
 use crate::broker::{new_id, Actor, Broker, Change};
 use crate::config::{in_any, Workflow};
 use crate::error::ApiError;
-use crate::model::{Approval, Grant, Host, HostState, Request, State};
-use crate::store::{read, write, RequestFilter, StoredRevocations, Tx};
+use crate::model::{Approval, Grant, Request, State};
+use crate::store::{read, write, RequestFilter, Tx};
 use jit_audit::{Event, EventType};
-use jit_grant::{
-    format_time, valid_user_name, Claims, CmdClaim, PublicKey, RevocationList, Revoked, TokenKind,
-};
+use jit_grant::{format_time, valid_user_name, Claims, CmdClaim, TokenKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use time::OffsetDateTime;
 
 pub type Events = Vec<Event>;
 
-const LIST_LIMIT: u32 = 500;
+pub(crate) const LIST_LIMIT: u32 = 500;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +51,7 @@ pub struct ReasonBody {
     pub reason: String,
 }
 
-fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(ApiError::bad(
             "invalid_body",
@@ -105,7 +104,7 @@ fn find_workflow<'a>(b: &'a Broker, rule: &str) -> Result<&'a Workflow, ApiError
 }
 
 /// Does anyone in `groups` approve for `rule`? (Admins may see everything.)
-fn approves(b: &Broker, groups: &[String], rule: &str) -> bool {
+pub(crate) fn approves(b: &Broker, groups: &[String], rule: &str) -> bool {
     b.config
         .workflow_for(rule)
         .is_some_and(|w| in_any(groups, &w.approvers))
@@ -793,361 +792,5 @@ pub fn list_requests(b: &Broker, c: &Caller, mine: bool, pending: bool) -> Resul
         };
         out.truncate(LIST_LIMIT as usize);
         Ok(json!({"requests": out.iter().map(Request::to_json).collect::<Vec<_>>()}))
-    })
-}
-
-fn can_manage_grant(b: &Broker, c: &Caller, g: &Grant) -> bool {
-    g.user == c.user || b.config.is_admin(&c.groups) || approves(b, &c.groups, &g.rule)
-}
-
-pub fn list_grants(
-    b: &Broker,
-    c: &Caller,
-    mine: bool,
-    active: bool,
-    now: OffsetDateTime,
-) -> Result<Value, ApiError> {
-    read(b.store.as_ref(), |tx| {
-        let grants = if mine {
-            tx.list_grants(Some(&c.user), None, LIST_LIMIT)?
-        } else {
-            let all = tx.list_grants(None, None, LIST_LIMIT * 4)?;
-            all.into_iter()
-                .filter(|g| can_manage_grant(b, c, g))
-                .take(LIST_LIMIT as usize)
-                .collect()
-        };
-        let list: Vec<Value> = grants
-            .iter()
-            .filter(|g| !active || (g.revoked_at.is_none() && g.exp > now))
-            .map(|g| g.to_json(g.user == c.user))
-            .collect();
-        Ok(json!({"grants": list}))
-    })
-}
-
-pub fn show_grant(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
-    read(b.store.as_ref(), |tx| {
-        let g = tx.get_grant(id)?.filter(|g| can_manage_grant(b, c, g));
-        let g = g.ok_or_else(|| {
-            ApiError::not_found(format!("no grant {id}; list yours with `jitctl grants`"))
-        })?;
-        Ok(g.to_json(g.user == c.user))
-    })
-}
-
-/// Build and sign the revocation list from the store; seq+1 when its entries changed.
-fn refresh_revocations(
-    b: &Broker,
-    tx: &mut dyn Tx,
-    now: OffsetDateTime,
-    force_change: bool,
-) -> Result<StoredRevocations, ApiError> {
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    let revoked: Vec<Revoked> = tx
-        .revoked_grants(now)?
-        .into_iter()
-        .map(|g| Revoked {
-            jti: g.id,
-            exp: g.exp,
-            at: g.revoked_at.unwrap_or(now),
-            reason: g.revoke_reason.unwrap_or_default(),
-        })
-        .collect();
-    let content = serde_json::to_string(&revoked).unwrap_or_default();
-    let current = tx.revocations()?;
-    let seq = match &current {
-        Some(cur) if cur.content == content && !force_change => cur.seq,
-        Some(cur) => cur.seq + 1,
-        None => 1,
-    };
-    let list = RevocationList {
-        iss: b.config.id.clone(),
-        iat: now,
-        seq,
-        revoked,
-    };
-    let token = list
-        .sign(&b.key)
-        .map_err(|e| ApiError::internal(format!("cannot sign the revocation list: {e}")))?;
-    let stored = StoredRevocations {
-        seq,
-        iat: now,
-        content,
-        token,
-    };
-    tx.set_revocations(&stored)?;
-    Ok(stored)
-}
-
-pub fn revoke(
-    b: &Broker,
-    c: &Caller,
-    id: &str,
-    body: ReasonBody,
-    now: OffsetDateTime,
-) -> Result<(Value, Events), ApiError> {
-    text("reason", &body.reason, 2000)?;
-    let actor = c.actor();
-    let mut events = Vec::new();
-    let value = write(b.store.as_ref(), |tx| {
-        let g = tx.get_grant(id)?.filter(|g| can_manage_grant(b, c, g));
-        let mut g = g.ok_or_else(|| ApiError::not_found(format!("no grant {id}")))?;
-        if g.revoked_at.is_some() {
-            return Err(ApiError::conflict(
-                "already_revoked",
-                format!("grant {id} is already revoked"),
-            ));
-        }
-        if g.exp <= now {
-            return Err(ApiError::conflict(
-                "grant_expired",
-                format!(
-                    "grant {id} expired at {}; nothing to revoke",
-                    format_time(g.exp)
-                ),
-            ));
-        }
-        tx.revoke_grant(id, now, &c.user, &body.reason)?;
-        g.revoked_at = Some(now);
-        g.revoked_by = Some(c.user.clone());
-        g.revoke_reason = Some(body.reason.clone());
-        let list = refresh_revocations(b, tx, now, true)?;
-        let mut e = Event::new(EventType::GrantRevoke);
-        e.str("jitrun.rule", g.rule.as_str())
-            .str("jitrun.request.id", g.request_id.as_str())
-            .str("jitrun.grant.id", g.id.as_str())
-            .str("jitrun.grant.kid", b.kid.as_str())
-            .str("jitrun.grant.issuer", b.config.id.as_str())
-            .str("jitrun.grant.expires", format_time(g.exp))
-            .bool("jitrun.grant.break_glass", g.break_glass)
-            .str("jitrun.revoke_reason", body.reason.as_str());
-        b.record(
-            tx,
-            now,
-            Change {
-                kind: "grant.revoke",
-                actor: &actor,
-                subject: &g.id,
-                data: json!({"grant": g.to_json(false), "revocations_seq": list.seq}),
-                syslog: Some(e),
-                summary: format!(
-                    "{} revoked grant {} of {} for {}: {}",
-                    c.user, g.id, g.user, g.rule, body.reason
-                ),
-            },
-            &mut events,
-        )?;
-        Ok(g.to_json(g.user == c.user))
-    })?;
-    Ok((value, events))
-}
-
-/// The current signed list, re-signed when older than `revocations_refresh` (or when
-/// entries have expired).
-pub fn revocations(b: &Broker, now: OffsetDateTime) -> Result<Value, ApiError> {
-    let current = read(b.store.as_ref(), |tx| Ok(tx.revocations()?))?;
-    let fresh = current.filter(|cur| {
-        let age = (now - cur.iat).whole_seconds();
-        age >= 0 && (age as u64) < b.config.revocations_refresh.as_secs()
-    });
-    let list = match fresh {
-        Some(l) => l,
-        None => write(b.store.as_ref(), |tx| {
-            refresh_revocations(b, tx, now, false)
-        })?,
-    };
-    Ok(json!({"token": list.token, "seq": list.seq, "iat": format_time(list.iat)}))
-}
-
-// ---------------------------------------------------------------- hosts
-
-pub fn require_admin(b: &Broker, c: &Caller) -> Result<(), ApiError> {
-    if b.config.is_admin(&c.groups) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "not_admin",
-            format!(
-                "{} is not in an admin group ({})",
-                c.user,
-                b.config.admin_groups.join(", ")
-            ),
-        ))
-    }
-}
-
-pub fn valid_host_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        && !name.starts_with(['-', '.']);
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad(
-            "invalid_body",
-            format!("{name:?} is not a host name"),
-        ))
-    }
-}
-
-pub fn parse_host_key(key: &str) -> Result<PublicKey, ApiError> {
-    PublicKey::from_paserk(key)
-        .map_err(|e| ApiError::bad("invalid_key", format!("public_key: {e}")))
-}
-
-/// Enroll `name` with `key` (admin API, local CLI, or a consumed enrollment token).
-/// With `token`, the enrollment token is consumed in the same transaction.
-pub fn add_host(
-    b: &Broker,
-    actor: &Actor,
-    name: &str,
-    key: &PublicKey,
-    token: Option<&str>,
-    now: OffsetDateTime,
-) -> Result<(Value, Events), ApiError> {
-    valid_host_name(name)?;
-    let how = if token.is_some() {
-        "enrollment token"
-    } else {
-        "admin"
-    };
-    let mut events = Vec::new();
-    let value = write(b.store.as_ref(), |tx| {
-        if let Some(token) = token {
-            let hash = crate::audit_chain::sha256_hex(token.as_bytes());
-            if !tx.take_enrollment_token(&hash, name, now)? {
-                return Err(ApiError::forbidden("enrollment_token_invalid", format!("the enrollment token is not valid for host {name} (unknown, used, expired, or made for another name); ask the broker's admin for a new one: jitbroker host enroll-token {name}")));
-            }
-        }
-        if let Some(existing) = tx.get_host(name)? {
-            return Err(ApiError::conflict("host_exists", format!("host {name} is already {} (key {}); retire it first to re-enroll under a new name, or pick another name", existing.state.as_str(), existing.kid)));
-        }
-        if let Some(other) = tx.host_by_kid(&key.kid())? {
-            return Err(ApiError::conflict(
-                "key_in_use",
-                format!(
-                    "key {} is already enrolled for host {}",
-                    key.kid(),
-                    other.name
-                ),
-            ));
-        }
-        let host = Host {
-            name: name.to_string(),
-            public_key: key.to_paserk(),
-            kid: key.kid(),
-            state: HostState::Enrolled,
-            created: now,
-            retired: None,
-        };
-        tx.insert_host(&host)?;
-        b.record(
-            tx,
-            now,
-            Change {
-                kind: "host.enroll",
-                actor,
-                subject: name,
-                data: json!({"host": host.to_json(), "how": how}),
-                syslog: None,
-                summary: format!("host {name} enrolled by {} ({how})", actor.user),
-            },
-            &mut events,
-        )?;
-        Ok(host.to_json())
-    })?;
-    Ok((value, events))
-}
-
-pub fn retire_host(
-    b: &Broker,
-    actor: &Actor,
-    name: &str,
-    now: OffsetDateTime,
-) -> Result<(Value, Events), ApiError> {
-    let mut events = Vec::new();
-    let value = write(b.store.as_ref(), |tx| {
-        let mut host = tx.get_host(name)?.ok_or_else(|| {
-            ApiError::not_found(format!("no host {name}; see `jitbroker host list`"))
-        })?;
-        if host.state == HostState::Retired {
-            return Err(ApiError::conflict(
-                "host_retired",
-                format!("host {name} is already retired"),
-            ));
-        }
-        tx.retire_host(name, now)?;
-        host.state = HostState::Retired;
-        host.retired = Some(now);
-        b.record(
-            tx,
-            now,
-            Change {
-                kind: "host.retire",
-                actor,
-                subject: name,
-                data: json!({"host": host.to_json()}),
-                syslog: None,
-                summary: format!("host {name} retired by {}", actor.user),
-            },
-            &mut events,
-        )?;
-        Ok(host.to_json())
-    })?;
-    Ok((value, events))
-}
-
-pub fn list_hosts(b: &Broker) -> Result<Vec<Host>, ApiError> {
-    read(b.store.as_ref(), |tx| Ok(tx.list_hosts()?))
-}
-
-/// A one-time enrollment token for `name` (only its hash is stored).
-pub fn enrollment_token(
-    b: &Broker,
-    actor: &Actor,
-    name: &str,
-    ttl: Duration,
-    now: OffsetDateTime,
-) -> Result<String, ApiError> {
-    valid_host_name(name)?;
-    let mut raw = [0u8; 24];
-    getrandom::fill(&mut raw).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
-    let token = format!("jitenroll-{}", crate::audit_chain::hex(&raw));
-    let hash = crate::audit_chain::sha256_hex(token.as_bytes());
-    let mut events = Vec::new();
-    write(b.store.as_ref(), |tx| {
-        if tx.get_host(name)?.is_some() {
-            return Err(ApiError::conflict(
-                "host_exists",
-                format!("host {name} already exists"),
-            ));
-        }
-        tx.insert_enrollment_token(&hash, name, now + ttl)?;
-        b.record(
-            tx,
-            now,
-            Change {
-                kind: "host.enroll_token",
-                actor,
-                subject: name,
-                data: json!({"expires": format_time(now + ttl)}),
-                syslog: None,
-                summary: format!("enrollment token for host {name} created by {}", actor.user),
-            },
-            &mut events,
-        )?;
-        Ok(())
-    })?;
-    Ok(token)
-}
-
-pub fn audit_list(b: &Broker, after: i64, limit: u32) -> Result<Value, ApiError> {
-    read(b.store.as_ref(), |tx| {
-        let rows = tx.list_audit(after, limit.clamp(1, 1000))?;
-        Ok(json!({"events": rows.iter().map(|e| e.to_json()).collect::<Vec<_>>()}))
     })
 }

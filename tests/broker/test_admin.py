@@ -11,7 +11,9 @@ import subprocess
 import urllib.request
 
 import pytest
-from brokerlab import REPO, Broker, HostKey, raw_http, wait_for
+from datetime import datetime, timedelta, timezone
+
+from brokerlab import REPO, Broker, HostKey, parse_time, raw_http, wait_for
 
 
 def test_init_writes_keys_with_modes_and_is_idempotent(broker):
@@ -165,12 +167,19 @@ def test_pending_requests_expire(make_broker):
     b = make_broker(pending_expiry="1s")
     alice = b.person("alice", 1001, ["netops"], host="web-1")
     bob = b.person("bob", 1002, ["netleads"], host="web-2")
-    rid = b.ok(alice, "POST", "/v1/requests", {"rule": "net-debug", "reason": "slow"}, status=201)["id"]
+    r = b.ok(alice, "POST", "/v1/requests", {"rule": "net-debug", "reason": "slow"}, status=201)
+    rid, expires = r["id"], parse_time(r["expires"])
+    wait_for(lambda: datetime.now(timezone.utc) > expires + timedelta(seconds=1), 30, "the expiry to pass")
+    # Past its expiry it cannot be decided, whether or not the broker has marked it yet.
+    late = b.call(bob, "POST", f"/v1/requests/{rid}/approve", {})
+    assert late.status == 409 and late.error_code() in ("request_expired", "not_pending"), late.body
     wait_for(lambda: b.ok(alice, "GET", f"/v1/requests/{rid}")["state"] == "expired", 30, "the request to expire")
     r = b.call(bob, "POST", f"/v1/requests/{rid}/approve", {})
     assert r.status == 409 and r.error_code() == "not_pending"
+    assert b.call(alice, "POST", f"/v1/requests/{rid}/cancel").status == 409
     with b.db() as c:
         assert c.execute("SELECT COUNT(*) FROM audit WHERE type = 'request.expire' AND subject = ?", (rid,)).fetchone()[0] == 1
+        assert c.execute("SELECT COUNT(*) FROM approvals").fetchone()[0] == 0
 
 
 def test_health_metrics_and_openapi(broker):

@@ -500,6 +500,12 @@ fn expire_if_due(
     Ok(true)
 }
 
+/// Pending past its expiry (the maintenance task records it as expired within seconds;
+/// until then it can no longer be decided or cancelled).
+fn overdue(r: &Request, now: OffsetDateTime) -> bool {
+    r.state == State::Pending && r.expires <= now
+}
+
 /// Mark overdue pending requests expired (the maintenance task).
 pub fn expire_overdue(b: &Broker, now: OffsetDateTime) -> Result<Events, ApiError> {
     let mut events = Vec::new();
@@ -545,7 +551,7 @@ pub fn approve(
         if !can_see_request(b, c, &r) {
             return Err(ApiError::not_found(format!("no request {id}")));
         }
-        if expire_if_due(b, tx, &mut r, now, &mut events)? {
+        if overdue(&r, now) {
             return Err(ApiError::conflict(
                 "request_expired",
                 format!(
@@ -641,10 +647,13 @@ pub fn deny(
         if !can_see_request(b, c, &r) {
             return Err(ApiError::not_found(format!("no request {id}")));
         }
-        if expire_if_due(b, tx, &mut r, now, &mut events)? {
+        if overdue(&r, now) {
             return Err(ApiError::conflict(
                 "request_expired",
-                format!("request {id} already expired unanswered"),
+                format!(
+                    "request {id} expired unanswered at {}",
+                    format_time(r.expires)
+                ),
             ));
         }
         if r.state != State::Pending {
@@ -714,10 +723,13 @@ pub fn cancel(
                 ),
             ));
         }
-        if expire_if_due(b, tx, &mut r, now, &mut events)? {
+        if overdue(&r, now) {
             return Err(ApiError::conflict(
                 "request_expired",
-                format!("request {id} already expired"),
+                format!(
+                    "request {id} expired at {}; nothing to cancel",
+                    format_time(r.expires)
+                ),
             ));
         }
         if r.state != State::Pending {

@@ -214,6 +214,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "grant.issue",
     "grant.revoke",
     "break_glass",
+    "host.enroll",
+    "host.enroll_token",
+    "host.retire",
 ];
 
 impl Workflow {

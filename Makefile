@@ -133,6 +133,7 @@ install: release
 	install -d -m 0755 $(DESTDIR)$(BINDIR)
 	install -m 4755 $(INSTALL_OWNER) target/release/jitrun $(DESTDIR)$(BINDIR)/jitrun
 	install -m 0755 $(INSTALL_OWNER) target/release/jitctl $(DESTDIR)$(BINDIR)/jitctl
+	install -m 0755 $(INSTALL_OWNER) target/release/jitbroker $(DESTDIR)$(BINDIR)/jitbroker
 	install -d -m 0755 $(INSTALL_OWNER) $(DESTDIR)$(SYSCONFDIR)/jitrun
 	install -d -m 0755 $(INSTALL_OWNER) $(DESTDIR)$(SYSCONFDIR)/jitrun/policy.d
 	install -d -m 0755 $(INSTALL_OWNER) $(DESTDIR)$(SYSCONFDIR)/jitrun/keys.d

@@ -98,3 +98,25 @@ def test_restart_loses_neither_requests_nor_undelivered_webhooks(make_broker, tm
 
 def audit_chain_ok(b) -> bool:
     return b.cli("audit", "verify", check=False).returncode == 0
+
+
+def test_a_delivery_is_given_up_after_max_attempts(make_broker):
+    hook = HookReceiver(fail_first=10**6)
+    try:
+        b = make_broker(webhooks=[{"url": hook.url, "events": ["request.create"], "max_attempts": 3,
+                                   "backoff": "100ms", "max_backoff": "200ms"}])
+        alice = b.person("alice", 1001, ["netops"], host="web-1")
+        b.ok(alice, "POST", "/v1/requests", {"rule": "net-debug", "reason": "nobody listens"}, status=201)
+
+        def given_up():
+            with b.db() as c:
+                return c.execute("SELECT attempts, last_error FROM outbox WHERE failed_at IS NOT NULL").fetchall()
+
+        rows = wait_for(given_up, 60, "the delivery to be given up")
+        assert rows[0][0] == 3 and "500" in rows[0][1], rows
+        assert hook.attempts == 3 and hook.received == []
+        text = b.call(alice, "GET", "/metrics").body.decode()
+        assert "jitbroker_webhook_given_up_total 1" in text and 'jitbroker_outbox{state="failed"} 1' in text
+        assert "given up after 3 attempts" in b.log.read_text()
+    finally:
+        hook.close()

@@ -13,6 +13,8 @@
 #   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
+#   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
+#                 1, 16, 64 (scripts/bench_broker.py; BENCH_REQUESTS per level; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
 #   make clean
 
@@ -28,6 +30,7 @@ DESTDIR       ?=
 BINDIR        ?= $(PREFIX)/bin
 SYSCONFDIR    ?= /etc
 LOCALSTATEDIR ?= /var/lib
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
@@ -42,9 +45,9 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # `sudo -l -U` (tests/policy_tools).
 DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester sudo
 # python module name = pip package name
-PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema
+PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
-.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench fuzz install deb rpm clean
+.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz install deb rpm clean
 
 all: build
 
@@ -141,6 +144,12 @@ else
 	@echo "make bench needs root (it installs packages, creates a throwaway user and setuid copies)"; exit 1
 endif
 
+# Broker benchmark (never part of `make test`): a release jitbroker on loopback with a fresh SQLite
+# store; grants issued per second end to end (auto-approved requests) at concurrency 1, 16, 64.
+bench-broker:
+	$(CARGO) build --release -p jit-broker
+	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py
+
 # Fuzzing (never part of `make test`): cargo-fuzz needs nightly-only flags (-Zsanitizer); this
 # machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets it use them. Corpora are committed
 # under fuzz/corpus/; findings land in fuzz/artifacts/.
@@ -159,6 +168,7 @@ install: release
 	install -d -m 0755 $(DESTDIR)$(BINDIR)
 	install -m 4755 $(INSTALL_OWNER) target/release/jitrun $(DESTDIR)$(BINDIR)/jitrun
 	install -m 0755 $(INSTALL_OWNER) target/release/jitctl $(DESTDIR)$(BINDIR)/jitctl
+	install -m 0755 $(INSTALL_OWNER) target/release/jitbroker $(DESTDIR)$(BINDIR)/jitbroker
 	install -d -m 0755 $(INSTALL_OWNER) $(DESTDIR)$(SYSCONFDIR)/jitrun
 	install -d -m 0755 $(INSTALL_OWNER) $(DESTDIR)$(SYSCONFDIR)/jitrun/policy.d
 	install -d -m 0755 $(INSTALL_OWNER) $(DESTDIR)$(SYSCONFDIR)/jitrun/keys.d
@@ -167,6 +177,13 @@ install: release
 	else \
 	  install -m 0644 $(INSTALL_OWNER) packaging/jitrun.toml $(DESTDIR)$(SYSCONFDIR)/jitrun/jitrun.toml; \
 	fi
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/jitrun/client.toml ]; then \
+	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/jitrun/client.toml"; \
+	else \
+	  install -m 0644 $(INSTALL_OWNER) packaging/client.toml $(DESTDIR)$(SYSCONFDIR)/jitrun/client.toml; \
+	fi
+	install -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 0644 packaging/systemd/jitrun-revocations-sync.service packaging/systemd/jitrun-revocations-sync.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOCALSTATEDIR)/jitrun
 ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"

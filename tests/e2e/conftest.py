@@ -58,6 +58,7 @@ def _fresh(lab: Lab, world: World):
     lab.set_policy(world.policy, dropins={})
     for u in world.users():
         lab.clear_grants(u)
+    lab.clear_revocations()
     # Events an earlier test left in the audit spool would reach this test's listener first.
     for f in (lab.state / "spool").glob("*.dgram"):
         f.unlink()

@@ -2,7 +2,7 @@
 
 * the field table of docs/audit.md and the JSON Schema list the same fields with the same types;
 * jitrun, run as a throwaway user through every event it emits (start, end by exit, signal,
-  expiry, exec failure and a killed supervisor, deny, policy.error, break_glass, containment,
+  expiry, revocation, exec failure and a killed supervisor, deny, policy.error, break_glass, containment,
   truncation), in both framings: every event validates against the schema (RFC 5424 rebuilt
   from its structured data);
 * per event type, the fields docs/audit.md says the event carries ("always" and "when
@@ -118,6 +118,19 @@ def _supervisor_killed(lab, a, token) -> list:
         return run.events()
 
 
+def _revoked(lab, a, token) -> list:
+    """Start a long command, put its grant on the revocation list: the watchdog ends it."""
+    grant = lab.user_file(a, ".jitlab/schema-revoked-grant", token + "\n")
+    try:
+        with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep", "60"]) as run:
+            _wait(lambda: "elevate.start" in [e.action for e in run.events()], "elevate.start")
+            lab.write_revocations([lab.revocation_entry(token, reason="schema test")])
+            _wait(lambda: "elevate.end" in [e.action for e in run.events()], "elevate.end after revocation")
+            return run.events()
+    finally:
+        lab.clear_revocations()
+
+
 def drop_spooled(lab) -> None:
     """Forget events earlier tests left in the lab's spool (they would reach our runs first)."""
     for f in (lab.state / "spool").glob("*.dgram"):
@@ -151,6 +164,7 @@ def run_scenarios(lab, world, framing: str) -> list:
     run(["/usr/bin/sleep", "60"], grant=plain(ttl="2s"))
     assert run([str(b / BAD_INTERP)], grant=lab.mint(a, "bad-interp")).returncode == 127
     recs.extend(_supervisor_killed(lab, a, plain()))
+    recs.extend(_revoked(lab, a, plain()))
     # standing access (no grant), a named run-as user, root
     run(["/usr/bin/id"])
     run(["/usr/bin/cat", "/proc/self/status"], grant=lab.mint(a, "svc-bind"))
@@ -267,8 +281,7 @@ def test_every_jitrun_event_type_and_end_reason_was_seen(captured):
         actions = {o["event"]["action"] for o in objs}
         assert actions == set(JITRUN_EVENTS), framing
         reasons = {o["jitrun"]["end_reason"] for o in objs if o["event"]["action"] == "elevate.end"}
-        # `revoked` is reserved (docs/audit.md): this jitrun does not check revocation
-        assert reasons == {"exit", "signal", "expired", "supervisor_killed"}, framing
+        assert reasons == {"exit", "signal", "expired", "revoked", "supervisor_killed"}, framing
         assert {o["jitrun"].get("containment") for o in objs if o["event"]["action"] == "elevate.start"} <= {
             "cgroup", "process_group"}
 

@@ -71,6 +71,8 @@ DEFAULT_HOST = "jitlab-host"
 DEFAULT_SD_ID = "jitrun@32473"
 DEFAULT_SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GRANT_IA = b"jitrun:grant:v1"
+ATTEST_IA = b"jitrun:attest:v1"
+REVOCATIONS_IA = b"jitrun:revocations:v1"
 
 # Linux capability numbers (include/uapi/linux/capability.h), for masks and decoding.
 CAPS = [
@@ -1028,6 +1030,46 @@ class Lab:
         import pyseto
 
         return pyseto.Key.from_paserk(Path(public or self.public_key).read_text().strip()).to_paserk_id()
+
+    # -- host key and revocation list (docs/broker.md) ----------------------------------------
+
+    def install_host_key(self, mode: int = 0o600) -> tuple[Path, Path]:
+        """A new host attestation key pair; the secret goes to /etc/jitrun/host.key (root,
+        ``mode``). Returns (secret, public) in the lab's key dir."""
+        sec, pub = self.keygen(f"host-{secrets.token_hex(3)}")
+        dest = self.conf / "host.key"
+        tmp = dest.with_name(".host.key.tmp")
+        tmp.write_bytes(sec.read_bytes())
+        os.chown(tmp, 0, 0)
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+        return sec, pub
+
+    def revocation_entry(self, token: str, reason: str = "revoked by a test", at: datetime | None = None) -> dict:
+        """The list entry revoking ``token`` (its jti and exp)."""
+        claims = decode_token(token)[0]
+        return {"jti": claims["jti"], "exp": claims["exp"],
+                "at": _rfc3339(at or datetime.now(timezone.utc)), "reason": reason}
+
+    def write_revocations(self, revoked: Sequence[dict] = (), seq: int = 1, iat: datetime | None = None,
+                          iss: str = "jitlab", secret: Path | None = None, raw: bytes | None = None) -> Path:
+        """Sign a revocation list (pyseto, the revocation list's implicit assertion) and write it,
+        root 0644 and atomically (like ``jitctl revocations sync``), to /var/lib/jitrun/revocations.
+        ``raw`` writes those bytes instead."""
+        if raw is None:
+            payload = {"iss": iss, "iat": _rfc3339(iat or datetime.now(timezone.utc)), "seq": seq,
+                       "revoked": list(revoked)}
+            raw = (self.mint_with_pyseto(payload, implicit_assertion=REVOCATIONS_IA, secret=secret) + "\n").encode()
+        dest = self.state / "revocations"
+        tmp = self.state / ".revocations.jitlab-tmp"
+        tmp.write_bytes(raw)
+        os.chown(tmp, 0, 0)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+        return dest
+
+    def clear_revocations(self) -> None:
+        (self.state / "revocations").unlink(missing_ok=True)
 
     def grant_dir(self, user: User) -> Path:
         return user.home / ".local" / "state" / "jitrun" / "grants"

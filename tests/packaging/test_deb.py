@@ -172,7 +172,7 @@ def test_package_contents_show_setuid_jitrun_and_conffiles():
     assert re.search(r"^ +\d+ bytes, +\d+ lines +conffiles", info, re.M), info
     conf = subprocess.run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{deb('jitrun')}' | tar -xO ./conffiles"],
                           capture_output=True, text=True, check=True).stdout.split()
-    assert sorted(conf) == ["/etc/jitrun/jitrun.toml", "/etc/pam.d/jitrun"], conf
+    assert sorted(conf) == ["/etc/jitrun/client.toml", "/etc/jitrun/jitrun.toml", "/etc/pam.d/jitrun"], conf
     broker = run(["dpkg-deb", "-c", deb("jitbroker")]).stdout
     assert re.search(r"^-rwxr-xr-x (root/root|0/0) .* \./usr/bin/jitbroker$", broker, re.M), broker
     assert "./usr/lib/systemd/system/jitbroker.service" in broker

@@ -1,5 +1,30 @@
 //! jitbroker: see docs/broker.md.
+mod api;
+mod audit_chain;
+mod auth;
+mod broker;
+mod cli;
+mod config;
+mod error;
+mod grants;
+mod hosts;
+mod metrics;
+mod model;
+mod serve;
+mod store;
+mod webhooks;
+mod windows;
+mod workflow;
+
+use clap::Parser;
+
 fn main() {
-    eprintln!("jitbroker: not built yet");
-    std::process::exit(2);
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("jitbroker: {e}");
+            std::process::exit(1);
+        }
+    }
 }

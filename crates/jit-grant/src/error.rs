@@ -49,6 +49,21 @@ pub enum GrantError {
         hosts: Vec<String>,
         host: String,
     },
+    /// An attestation (`jitrun:attest:v1`) that is malformed, stale, or made for another
+    /// request; `fault` classifies it, `field` names the payload field at fault.
+    #[error("attestation {jti}: {field}: {message}")]
+    Attestation {
+        jti: String,
+        fault: crate::attest::AttestFault,
+        field: &'static str,
+        message: String,
+    },
+    /// A revocation list (`jitrun:revocations:v1`) that is malformed or too old.
+    #[error("revocation list: {field}: {message}")]
+    Revocations {
+        field: &'static str,
+        message: String,
+    },
     #[error("invalid key: {0}")]
     Key(String),
     #[error("{0}")]

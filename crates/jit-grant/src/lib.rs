@@ -7,19 +7,26 @@
 //! (`jitrun:grant:v1`, `jitrun:attest:v1`, `jitrun:revocations:v1`). The signature is
 //! verified over the raw footer bytes; the footer is parsed only to read `kid`.
 
+pub mod attest;
 pub mod claims;
 pub mod error;
 pub mod keys;
+pub mod revocations;
 pub mod token;
 
 #[cfg(test)]
 mod vector_tests;
 
+pub use attest::{
+    is_lower_hex, AttestCheck, AttestFault, Attestation, VerifiedAttestation, ATTESTATION_LIFETIME,
+    ATTESTATION_SKEW, ATTESTATION_VERSION, EMPTY_BODY_SHA256, MAX_ATTESTATION_LIFETIME,
+};
 pub use claims::{
     format_time, parse_time, valid_user_name, CheckContext, Claims, CmdClaim, UNKNOWN_JTI,
 };
 pub use error::GrantError;
 pub use keys::{KeySet, PublicKey, SecretKey};
+pub use revocations::{RevocationList, Revoked, VerifiedRevocations};
 pub use token::{
     decode_unverified, sign, sign_payload, verify, verify_payload, TokenKind, Unverified, Verified,
     VerifiedPayload, MAX_TOKEN_LEN,

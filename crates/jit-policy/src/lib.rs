@@ -25,7 +25,7 @@ pub use policy::{
     env_never_kept, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs, SourceLoc,
     NEVER_KEPT_ENV,
 };
-pub use settings::{AuditFraming, AuditSettings, PamSettings, Settings};
+pub use settings::{AuditFraming, AuditSettings, PamSettings, RevocationSettings, Settings};
 pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 
 mod text;

@@ -16,6 +16,9 @@
 //! env_keep = ["TERM", "LANG"]
 //! no_new_privs = true               # default true
 //! authenticate = false              # default false
+//! require_fresh_revocations = false # default false; true: refuse grants while the host's
+//!                                   # revocation list is missing, invalid or older than
+//!                                   # settings revocations.max_age
 //!
 //! [[test]]                          # for `jitctl policy test`: parsed and checked here,
 //! user = "alice"                    # evaluated by `jitctl policy test`, never by jitrun
@@ -89,6 +92,9 @@ pub struct Rule {
     pub env_keep: Vec<String>,
     pub no_new_privs: bool,
     pub authenticate: bool,
+    /// Refuse grants for this rule while `/var/lib/jitrun/revocations` is missing, invalid,
+    /// or older than settings `revocations.max_age` (deny code `revocations_stale`).
+    pub require_fresh_revocations: bool,
     pub source: SourceLoc,
     /// Where some keys were written, for the linter's messages.
     pub lines: RuleLines,
@@ -237,6 +243,7 @@ const RULE_KEYS: &[&str] = &[
     "env_keep",
     "no_new_privs",
     "authenticate",
+    "require_fresh_revocations",
 ];
 
 /// Rule names: `[A-Za-z0-9._-]+`.
@@ -567,6 +574,7 @@ fn parse_rule(
     };
     let no_new_privs = flag("no_new_privs", true)?;
     let authenticate = flag("authenticate", false)?;
+    let require_fresh_revocations = flag("require_fresh_revocations", false)?;
 
     let line_of = |key: &str| get(key).map_or(0, |e| doc.loc(doc.entry_span(e)).line);
     let commands_entry = get("commands");
@@ -607,6 +615,7 @@ fn parse_rule(
         env_keep,
         no_new_privs,
         authenticate,
+        require_fresh_revocations,
         source,
         lines,
     })
@@ -708,6 +717,7 @@ min_approvals = 2
 env_keep = ["TERM", "LANG"]
 no_new_privs = false
 authenticate = true
+require_fresh_revocations = true
 
 [[rule]]
 name = "db.restart_1"
@@ -735,6 +745,7 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert_eq!(r.env_keep, vec!["TERM", "LANG"]);
         assert!(!r.no_new_privs);
         assert!(r.authenticate);
+        assert!(r.require_fresh_revocations);
         assert_eq!(
             r.source,
             SourceLoc {
@@ -755,7 +766,8 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert!(d.env_keep.is_empty());
         assert!(d.no_new_privs);
         assert!(!d.authenticate);
-        assert_eq!(d.source.line, 17);
+        assert!(!d.require_fresh_revocations);
+        assert_eq!(d.source.line, 18);
         assert!(d.commands[0].matches(
             OsStr::new("/usr/bin/systemctl"),
             &[OsStr::new("restart"), OsStr::new("postgresql")]

@@ -13,6 +13,8 @@
 //! [pam]
 //! service = "jitrun"        # /etc/pam.d/<service>, for rules with authenticate = true
 //! auth_cache = "0s"         # "5m": no password again for 5 minutes on the same terminal
+//! [revocations]
+//! max_age = "15m"           # default unset: a list of any age counts as fresh
 //! ```
 
 use crate::text::quote;
@@ -58,6 +60,15 @@ pub struct Settings {
     pub kill_grace: Duration,
     pub audit: AuditSettings,
     pub pam: PamSettings,
+    pub revocations: RevocationSettings,
+}
+
+/// `[revocations]`: how old `/var/lib/jitrun/revocations` may be for rules that set
+/// `require_fresh_revocations = true` (docs/broker.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationSettings {
+    /// Oldest list `iat` accepted (now - iat). None: any age.
+    pub max_age: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -77,6 +88,7 @@ impl Default for Settings {
                 service: "jitrun".to_string(),
                 auth_cache: Duration::ZERO,
             },
+            revocations: RevocationSettings::default(),
         }
     }
 }
@@ -113,6 +125,27 @@ impl Settings {
                 }
                 "audit" => parse_audit(&doc, doc.table(e, field)?, &mut settings.audit)?,
                 "pam" => parse_pam(&doc, doc.table(e, field)?, &mut settings.pam)?,
+                "revocations" => {
+                    let table = doc.table(e, field)?;
+                    doc.check_keys(table, REVOCATION_KEYS, "revocations")?;
+                    for e in table {
+                        let field = format!("revocations.{}", e.key);
+                        match e.key.as_str() {
+                            "max_age" => {
+                                let d = duration(&doc, e, &field)?;
+                                if d.is_zero() {
+                                    return Err(doc.err(
+                                        doc.entry_span(e),
+                                        &field,
+                                        "must be longer than zero, e.g. \"15m\" (leave it out for no limit)",
+                                    ));
+                                }
+                                settings.revocations.max_age = Some(d);
+                            }
+                            _ => unreachable!("keys were checked"),
+                        }
+                    }
+                }
                 _ => unreachable!("keys were checked"),
             }
         }
@@ -132,7 +165,9 @@ const TOP_KEYS: &[&str] = &[
     "kill_grace",
     "audit",
     "pam",
+    "revocations",
 ];
+const REVOCATION_KEYS: &[&str] = &["max_age"];
 const PAM_KEYS: &[&str] = &["service", "auth_cache"];
 
 fn parse_pam(doc: &Doc<'_>, table: &[Entry], pam: &mut PamSettings) -> Result<(), PolicyError> {
@@ -356,11 +391,30 @@ sd_id = "acme@12345"
     }
 
     #[test]
+    fn revocations_max_age() {
+        assert_eq!(Settings::default().revocations.max_age, None);
+        let s = Settings::parse(NAME, "[revocations]\nmax_age = \"15m\"\n").unwrap();
+        assert_eq!(s.revocations.max_age, Some(Duration::from_secs(900)));
+        let e = err("[revocations]\nmax_age = \"0s\"\n");
+        assert!(
+            e.contains("revocations.max_age") && e.contains("longer than zero"),
+            "{e}"
+        );
+        let e = err("[revocations]\nmax_age = 60\n");
+        assert!(
+            e.contains("revocations.max_age") && e.contains("expected a string"),
+            "{e}"
+        );
+        let e = err("[revocations]\nmaxage = \"1m\"\n");
+        assert!(e.contains("maxage"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_name_the_key_and_the_valid_ones() {
         let e = err("host = \"a\"\nclock_skw = \"1m\"\n");
         assert_eq!(
             e,
-            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit, pam"
+            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit, pam, revocations"
         );
         let e = err("[audit]\nframing = \"cee\"\n\nfail_open = true\n");
         assert!(

@@ -6,16 +6,44 @@ use std::path::PathBuf;
 #[command(
     name = "jitctl",
     version,
-    about = "jitrun's unprivileged client: keys, offline grant minting, grant inspection, policy checks",
+    about = "jitrun's unprivileged client: ask the broker for access, approve, sync grants and revocations; keys, offline grants, policy checks",
     propagate_version = true
 )]
 pub struct Cli {
+    /// Broker URL, e.g. http://127.0.0.1:7443 (default: `broker` in ~/.config/jitrun/client.toml,
+    /// else /etc/jitrun/client.toml)
+    #[arg(long, global = true, value_name = "URL")]
+    pub broker: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Ask the broker for a grant for RULE (approvers are notified)
+    Request(RequestArgs),
+    /// List requests: yours (--mine, the default) or those waiting for you (--pending)
+    Requests(RequestsArgs),
+    /// Show one request: state, approvals, what happens next
+    Show(IdArgs),
+    /// Approve a pending request (you cannot approve your own)
+    Approve(ApproveArgs),
+    /// Deny a pending request
+    Deny(DenyArgs),
+    /// Cancel your own pending request
+    Cancel(CancelArgs),
+    /// List your grants
+    Grants(ListArgs),
+    /// Fetch your approved, unexpired, unrevoked grants into ~/.local/state/jitrun/grants/
+    Sync,
+    /// Revoke a grant: hosts refuse it and end commands running on it
+    Revoke(RevokeArgs),
+    /// The broker's revocation list on this host
+    #[command(subcommand)]
+    Revocations(RevocationsCommand),
+    /// This host's attestation key (/etc/jitrun/host.key)
+    #[command(subcommand, name = "host-key")]
+    HostKey(HostKeyCommand),
     /// Generate an Ed25519 signing key pair as PASERK (k4.secret, k4.public); prints its kid
     Keygen(KeygenArgs),
     /// Mint and inspect grant tokens
@@ -27,6 +55,133 @@ pub enum Command {
     /// jitrun's local audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The policy rule to activate (as named in /etc/jitrun/policy.toml)
+    #[arg(value_name = "RULE")]
+    pub rule: String,
+    /// Why you need it (shown to approvers, written to the grant and the audit trail)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Narrow the rule to one command pattern (policy syntax, e.g. "/usr/sbin/ip link **")
+    #[arg(long, value_name = "PATTERN")]
+    pub cmd: Option<String>,
+    /// How long the grant lasts, e.g. "30m" (at most the workflow's max_ttl)
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Ticket reference
+    #[arg(long, value_name = "T")]
+    pub ticket: Option<String>,
+    /// Run-as identity: "invoker", "root" or a user name (must be allowed by the rule)
+    #[arg(long, value_name = "USER")]
+    pub run_as: Option<String>,
+    /// Host name or glob the grant should be valid on (repeatable; default: this host)
+    #[arg(long = "host", value_name = "PATTERN")]
+    pub hosts: Vec<String>,
+    /// Emergency access without approval, where the workflow allows it (audited at alert severity)
+    #[arg(long)]
+    pub break_glass: bool,
+    /// Wait until the request is decided; exit 0 when approved (the grant is then synced), 1 otherwise
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the request as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestsArgs {
+    /// Your own requests (the default)
+    #[arg(long, conflicts_with = "pending")]
+    pub mine: bool,
+    /// Requests waiting for a decision that you may approve
+    #[arg(long)]
+    pub pending: bool,
+    /// JSON output, for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// Request id (a ULID, as `jitctl requests` shows it)
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// JSON output, for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Request id
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// A note for the requester and the audit trail
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    /// Request id
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Why (shown to the requester)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Request id
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// JSON output, for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// Grant id (the token's jti, as `jitctl grants` shows it)
+    #[arg(value_name = "GRANT_ID")]
+    pub id: String,
+    /// Why (written to the revocation list, shown by jitrun)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RevocationsCommand {
+    /// Fetch the broker's signed revocation list, verify it with /etc/jitrun/keys.d/ and
+    /// write it to /var/lib/jitrun/revocations (as root; a lower seq than on disk is refused)
+    Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostKeyCommand {
+    /// Create this host's attestation key pair (as root) and print how to enroll it
+    Init(HostKeyInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostKeyInitArgs {
+    /// Secret key file (created root 0600)
+    #[arg(long, value_name = "FILE", default_value = "/etc/jitrun/host.key")]
+    pub secret: PathBuf,
+    /// Public key file (0644), to enroll at the broker
+    #[arg(long, value_name = "FILE", default_value = "/etc/jitrun/host.pub")]
+    pub public: PathBuf,
+    /// Replace an existing key (the host must then be enrolled again)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +486,50 @@ mod tests {
             "d"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn broker_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "jitctl",
+            "request",
+            "db",
+            "--reason",
+            "fix",
+            "--ttl",
+            "30m",
+            "--wait",
+            "--broker",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.broker.as_deref(), Some("http://127.0.0.1:1"));
+        let Command::Request(r) = cli.command else {
+            panic!()
+        };
+        assert!(r.wait && !r.break_glass);
+        assert_eq!(r.ttl.as_deref(), Some("30m"));
+        // --reason is required for request, deny and revoke.
+        for argv in [
+            &["jitctl", "request", "db"][..],
+            &["jitctl", "deny", "01J"],
+            &["jitctl", "revoke", "01J"],
+        ] {
+            assert_eq!(Cli::try_parse_from(argv).unwrap_err().exit_code(), 2);
+        }
+        assert!(Cli::try_parse_from(["jitctl", "requests", "--mine", "--pending"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["jitctl", "revocations", "sync"])
+                .unwrap()
+                .command,
+            Command::Revocations(RevocationsCommand::Sync)
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["jitctl", "host-key", "init"])
+                .unwrap()
+                .command,
+            Command::HostKey(HostKeyCommand::Init(_))
+        ));
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// file must not exist (O_EXCL, so a file or symlink appearing meanwhile is not followed).
 /// With `force` it is written to a new file next to it and renamed over, so the old file
 /// is replaced atomically and its old mode is not inherited.
-fn write_key_file(path: &Path, text: &str, mode: u32, force: bool) -> Result<()> {
+pub(crate) fn write_key_file(path: &Path, text: &str, mode: u32, force: bool) -> Result<()> {
     if !force {
         return write_new(path, text, mode).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => CliError(format!(

@@ -257,6 +257,8 @@ pub enum EndReason {
     Exit,
     Signal,
     Expired,
+    /// The grant appeared on the revocation list while the command ran.
+    Revoked,
     SupervisorKilled,
 }
 
@@ -266,6 +268,7 @@ impl EndReason {
             EndReason::Exit => "exit",
             EndReason::Signal => "signal",
             EndReason::Expired => "expired",
+            EndReason::Revoked => "revoked",
             EndReason::SupervisorKilled => "supervisor_killed",
         }
     }

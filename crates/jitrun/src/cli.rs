@@ -1,8 +1,10 @@
 //! Command line, parsed by hand (no parser crate in the setuid binary).
 //!
 //! `jitrun [--grant FILE|-] [-u USER] [--rule NAME] [--] CMD [ARGS...]`, `jitrun -l`,
-//! `jitrun --version`, `jitrun --help`. Options come before the command; the first word
-//! that is not an option starts it (so `jitrun ls -l` runs `ls -l`).
+//! `jitrun --version`, `jitrun --help`, `jitrun attest --method M --path P --body-sha256 HEX`.
+//! Options come before the command; the first word that is not an option starts it (so
+//! `jitrun ls -l` runs `ls -l`), except `attest` as the very first word: that is the
+//! attestation subcommand (a program named `attest` runs with `jitrun -- attest`).
 
 use crate::refusal::Refusal;
 use std::ffi::OsString;
@@ -22,9 +24,18 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+/// `jitrun attest`: what the attestation binds (validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestArgs {
+    pub method: String,
+    pub path: String,
+    pub body_sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Run(RunArgs),
+    Attest(AttestArgs),
     List,
     /// `-k`: forget the caller's cached PAM authentications (`pam.auth_cache`).
     ResetAuth,
@@ -36,6 +47,7 @@ pub const USAGE: &str =
     "usage: jitrun [--grant FILE|-] [-u USER] [--rule NAME] [--] COMMAND [ARGS...]
        jitrun -l | --list
        jitrun -k | --reset-auth
+       jitrun attest --method METHOD --path /v1/... --body-sha256 HEX
        jitrun --version | --help";
 
 pub const HELP: &str =
@@ -55,7 +67,20 @@ Options:
   --version      print the version
   -h, --help     this help
 
+jitrun attest --method METHOD --path PATH --body-sha256 HEX
+                 print a short-lived attestation (who you are, on which host, for
+                 which broker request), signed with /etc/jitrun/host.key; jitctl
+                 sends it with every call to the broker. METHOD is one of GET, POST,
+                 PUT, PATCH, DELETE; PATH starts with /v1/; HEX is the lowercase
+                 SHA-256 of the request body. It elevates nothing and is not logged.
+                 (A program named attest runs with: jitrun -- attest)
+
 No grant? Ask for one: jitctl request RULE --reason \"why\"";
+
+/// Methods `jitrun attest` signs for (the broker's API uses no others).
+pub const ATTEST_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// Longest request path `jitrun attest` signs for.
+pub const MAX_ATTEST_PATH: usize = 1024;
 
 /// Longest user or rule name accepted on the command line.
 const MAX_NAME: usize = 256;
@@ -104,8 +129,88 @@ fn once<T>(slot: &mut Option<T>, opt: &str, value: T) -> Result<(), Refusal> {
     Ok(())
 }
 
+fn attest_usage(why: impl std::fmt::Display) -> Refusal {
+    Refusal::usage(format!(
+        "attest: {why}\nusage: jitrun attest --method METHOD --path /v1/... --body-sha256 HEX"
+    ))
+}
+
+fn utf8_value(opt: &str, v: OsString) -> Result<String, Refusal> {
+    v.into_string()
+        .map_err(|_| attest_usage(format!("{opt}: the value is not valid UTF-8")))
+}
+
+/// `attest --method M --path P --body-sha256 HEX`, each exactly once, strictly checked.
+fn parse_attest(args: Vec<OsString>) -> Result<Mode, Refusal> {
+    let (mut method, mut path, mut hash) = (None, None, None);
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let bytes = arg.as_bytes().to_vec();
+        let (opt, attached) = split_attached(&bytes);
+        let opt = String::from_utf8_lossy(opt).into_owned();
+        if opt == "-h" || opt == "--help" {
+            return Ok(Mode::Help);
+        }
+        let slot = match opt.as_str() {
+            "--method" => &mut method,
+            "--path" => &mut path,
+            "--body-sha256" => &mut hash,
+            _ => {
+                return Err(attest_usage(format!(
+                    "unexpected argument {:?}",
+                    String::from_utf8_lossy(&bytes)
+                )))
+            }
+        };
+        let v = attached
+            .or_else(|| it.next())
+            .ok_or_else(|| attest_usage(format!("{opt} needs a value")))?;
+        let v = utf8_value(&opt, v)?;
+        if slot.is_some() {
+            return Err(attest_usage(format!("{opt} given twice")));
+        }
+        *slot = Some(v);
+    }
+    let method = method.ok_or_else(|| attest_usage("--method is missing"))?;
+    let path = path.ok_or_else(|| attest_usage("--path is missing"))?;
+    let body_sha256 = hash.ok_or_else(|| attest_usage("--body-sha256 is missing"))?;
+    if !ATTEST_METHODS.contains(&method.as_str()) {
+        return Err(attest_usage(format!(
+            "--method {method:?}: expected one of {} (upper case)",
+            ATTEST_METHODS.join(", ")
+        )));
+    }
+    if !path.starts_with("/v1/")
+        || path.len() > MAX_ATTEST_PATH
+        || path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(attest_usage(format!(
+            "--path {path:?}: expected the broker request path, starting with /v1/, at most {MAX_ATTEST_PATH} characters, without query string, spaces or control characters"
+        )));
+    }
+    if body_sha256.len() != 64
+        || !body_sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(attest_usage(format!(
+            "--body-sha256 {body_sha256:?}: expected exactly 64 lowercase hex digits (the SHA-256 of the request body)"
+        )));
+    }
+    Ok(Mode::Attest(AttestArgs {
+        method,
+        path,
+        body_sha256,
+    }))
+}
+
 /// Parse `args` (without argv[0]).
 pub fn parse(args: Vec<OsString>) -> Result<Mode, Refusal> {
+    if args.first().is_some_and(|a| a.as_bytes() == b"attest") {
+        return parse_attest(args.into_iter().skip(1).collect());
+    }
     let mut it = args.into_iter();
     let mut run = RunArgs {
         grant: None,
@@ -239,6 +344,150 @@ mod tests {
             (r.grant, r.user.as_deref(), r.rule.as_deref()),
             (Some(GrantSource::Stdin), Some("root"), Some("r"))
         );
+    }
+
+    const HASH: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn attest_is_parsed_strictly() {
+        let ok = parse(args(&[
+            "attest",
+            "--method",
+            "POST",
+            "--path=/v1/requests",
+            "--body-sha256",
+            HASH,
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok,
+            Mode::Attest(AttestArgs {
+                method: "POST".into(),
+                path: "/v1/requests".into(),
+                body_sha256: HASH.into()
+            })
+        );
+        let upper = HASH.to_uppercase();
+        let long_path = format!("/v1/{}", "a".repeat(MAX_ATTEST_PATH));
+        for bad in [
+            vec![
+                "attest",
+                "--method",
+                "post",
+                "--path",
+                "/v1/x",
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "CONNECT",
+                "--path",
+                "/v1/x",
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                "/v2/x",
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                "/v1/x?a=1",
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                "/v1/x\n",
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                "/v1/a b",
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                &long_path,
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                "/v1/x",
+                "--body-sha256",
+                &upper,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                "/v1/x",
+                "--body-sha256",
+                "abc",
+            ],
+            vec!["attest", "--method", "GET", "--path", "/v1/x"],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--method",
+                "GET",
+                "--path",
+                "/v1/x",
+                "--body-sha256",
+                HASH,
+            ],
+            vec![
+                "attest",
+                "--method",
+                "GET",
+                "--path",
+                "/v1/x",
+                "--body-sha256",
+                HASH,
+                "extra",
+            ],
+            vec!["attest", "--method"],
+        ] {
+            let e = parse(args(&bad)).unwrap_err();
+            assert_eq!(e.exit, 2, "{bad:?}");
+            assert!(e.message.starts_with("attest: "), "{}", e.message);
+        }
+        // Only the first word: `jitrun -- attest` and `jitrun -u x attest` run a program.
+        let Mode::Run(r) = parse(args(&["--", "attest"])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.command, args(&["attest"]));
+        assert!(matches!(
+            parse(args(&["-u", "x", "attest"])).unwrap(),
+            Mode::Run(_)
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::cli::{GrantSource, RunArgs};
 use crate::command::Program;
 use crate::identity::Invoker;
 use crate::refusal::Refusal;
+use crate::revocations::{self, ListState};
 use crate::user_files;
 use crate::uses;
 use jit_grant::{CheckContext, Claims, GrantError, KeySet, TokenKind};
@@ -38,6 +39,8 @@ pub struct Inputs<'a> {
     pub host: &'a str,
     pub program: &'a Program,
     pub run: &'a RunArgs,
+    /// `/var/lib/jitrun/revocations`, read once per run.
+    pub revocations: &'a ListState,
     pub now: OffsetDateTime,
 }
 
@@ -51,9 +54,11 @@ pub fn grant_code(e: &GrantError) -> &'static str {
         GrantError::WrongUser { .. } => "grant_wrong_user",
         GrantError::WrongUid { .. } => "grant_wrong_uid",
         GrantError::WrongHost { .. } => "grant_wrong_host",
-        GrantError::Claim { .. } | GrantError::Key(_) | GrantError::Sign(_) => {
-            "grant_invalid_claim"
-        }
+        GrantError::Claim { .. }
+        | GrantError::Key(_)
+        | GrantError::Sign(_)
+        | GrantError::Attestation { .. }
+        | GrantError::Revocations { .. } => "grant_invalid_claim",
     }
 }
 
@@ -116,8 +121,15 @@ fn policy_decide<'p>(
 
 fn with_grant<'p>(token: &str, inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
     let used = verify_grant(token, inp)?;
+    revocations::check_not_revoked(
+        inp.revocations,
+        &used.claims.jti,
+        &used.claims.rule,
+        inp.now,
+    )?;
     let view = used.claims.view().map_err(grant_refusal)?;
     let mut approved = policy_decide(inp, Some(&view))?;
+    revocations::check_fresh(inp.revocations, approved.rule, inp.settings, inp.now)?;
     approved.grant = Some(used);
     Ok(approved)
 }

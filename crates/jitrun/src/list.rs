@@ -2,6 +2,7 @@
 
 use crate::decide::grant_code;
 use crate::identity::Invoker;
+use crate::revocations;
 use crate::user_files;
 use jit_grant::{CheckContext, KeySet, TokenKind};
 use jit_policy::{format_duration, GrantMode, Policy, Settings};
@@ -47,6 +48,7 @@ pub fn print(policy: &Policy, keys: &KeySet, settings: &Settings, inv: &Invoker,
     }
     show!("\nGrants in {}:", dir.display());
     let now = OffsetDateTime::now_utc();
+    let revoked = revocations::load(keys);
     let ctx = CheckContext {
         user: &inv.name,
         uid: inv.uid,
@@ -84,6 +86,15 @@ pub fn print(policy: &Policy, keys: &KeySet, settings: &Settings, inv: &Invoker,
                     },
                     None => String::new(),
                 };
+                if let Some(entry) = revoked.find(&c.jti) {
+                    show!(
+                        "  {name}: grant {} for rule {} not usable now (revoked): {}",
+                        c.jti,
+                        c.rule,
+                        revocations::revoked_message(&c.jti, &c.rule, entry, now)
+                    );
+                    continue;
+                }
                 match c.check(&ctx) {
                     Ok(()) => show!(
                         "  {name}: grant {} for rule {}, capabilities {caps}, {} left{uses}",

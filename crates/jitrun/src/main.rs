@@ -22,6 +22,7 @@ macro_rules! show {
     }};
 }
 
+mod attest;
 mod audit;
 mod authenticate;
 mod cli;
@@ -35,6 +36,7 @@ mod identity;
 mod list;
 mod paths;
 mod refusal;
+mod revocations;
 mod supervise;
 mod system;
 mod trusted_files;
@@ -90,6 +92,17 @@ fn run() -> i32 {
         }
         Mode::List => list_mode(),
         Mode::ResetAuth => reset_auth_mode(),
+        Mode::Attest(a) => match attest::attest(&a) {
+            Ok(token) => {
+                show!("{token}");
+                0
+            }
+            Err(r) => {
+                // Not logged (see attest.rs): printed for the caller, with the fix.
+                say!("jitrun: attest: {}", r.message.replace('\n', " "));
+                r.exit
+            }
+        },
         Mode::Run(r) => run_mode(r, env, limits),
     }
 }
@@ -216,6 +229,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
     let result = (|| -> Result<i32, Refusal> {
         let policy = config::load_policy()?;
         let keys = config::load_keys()?;
+        let revocation_list = revocations::load(&keys);
         let program = command::resolve(&run.command[0], &settings.secure_path, &invoker)?;
         executable = Some(program.canonical.clone());
         let facts = Facts {
@@ -232,6 +246,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             host: &host,
             program: &program,
             run: &run,
+            revocations: &revocation_list,
             now: time::OffsetDateTime::now_utc(),
         };
         let approved = decide::decide(&inputs)?;
@@ -277,6 +292,10 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                 limits: limits.clone(),
             },
             expires: approved.grant.as_ref().map(|g| g.claims.exp),
+            revocation: approved.grant.as_ref().map(|g| watchdog::RevocationWatch {
+                jti: g.claims.jti.clone(),
+                keys: keys.clone(),
+            }),
             kill_grace: settings.kill_grace,
             cgroup_name: &auditor.session_id,
         };
@@ -354,6 +373,22 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                 jit_grant::format_time(g.claims.exp),
                 g.claims.rule
             );
+        }
+        if let (audit::EndReason::Revoked, Some(g)) = (outcome.reason, &approved.grant) {
+            match revocations::load(&keys).find(&g.claims.jti) {
+                Some(entry) => say!(
+                    "jitrun: grant {} was revoked at {}: {}; the command was ended. Request a new grant: jitctl request {}",
+                    g.claims.jti,
+                    jit_grant::format_time(entry.at),
+                    entry.reason,
+                    g.claims.rule
+                ),
+                None => say!(
+                    "jitrun: grant {} was revoked; the command was ended. Request a new grant: jitctl request {}",
+                    g.claims.jti,
+                    g.claims.rule
+                ),
+            }
         }
         if let Err(e) = logged {
             say!("jitrun: warning: the end of this run was not logged: {e}");

@@ -14,7 +14,7 @@ use crate::system::{fs, signals, term};
 use crate::watchdog::{Guard, Watchdog};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -40,6 +40,8 @@ pub struct Launch<'a> {
     pub plan: Plan,
     /// The grant's `exp` (None for standing access).
     pub expires: Option<OffsetDateTime>,
+    /// The grant to watch on the revocation list (None for standing access).
+    pub revocation: Option<crate::watchdog::RevocationWatch>,
     pub kill_grace: Duration,
     pub cgroup_name: &'a str,
 }
@@ -204,6 +206,12 @@ pub fn run(
         child,
         expires: launch.expires,
         kill_grace: launch.kill_grace,
+        revocation: launch.revocation.as_ref(),
+        unneeded: &[
+            go_w.as_raw_fd(),
+            rep_r.as_raw_fd(),
+            launch.program.fd.as_raw_fd(),
+        ],
     };
     let watchdog = match Watchdog::start(&guard, || supervisor_lost(child, started_at.elapsed())) {
         Ok(w) => {
@@ -292,7 +300,7 @@ pub fn run(
             let _ = term::set_foreground(t, me);
         }
     }
-    watchdog.finish();
+    let report = watchdog.finish();
     let exit_code = exec_code.unwrap_or(match status {
         WaitStatus::Exited(c) => c,
         WaitStatus::Signaled(s) | WaitStatus::Stopped(s) => 128 + s,
@@ -303,6 +311,9 @@ pub fn run(
         .is_some_and(|exp| OffsetDateTime::now_utc() >= exp);
     let reason = if identity_failed {
         EndReason::SupervisorKilled
+    } else if report.revoked {
+        // The watchdog ended it: the grant appeared on the revocation list.
+        EndReason::Revoked
     } else if !matches!(phase, Phase::Running)
         || (past_exp && matches!(status, WaitStatus::Signaled(_)))
     {

@@ -46,6 +46,11 @@ fn io_refusal(path: &str, e: std::io::Error) -> Refusal {
         Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
             untrusted(path, "a symbolic link (or a path through one)")
         }
+        // The caller's open-file limit (jitrun cannot always raise a hard one): their doing.
+        Some(libc::EMFILE) | Some(libc::ENFILE) => Refusal::deny(
+            "resource_limit",
+            format!("{path}: {e}; your open-file limit is too low for jitrun (raise it: ulimit -n 1024)"),
+        ),
         _ => Refusal::config("untrusted_file", format!("{path}: {e}")),
     }
 }
@@ -94,6 +99,16 @@ fn split(path: &str) -> (&str, &str) {
 
 /// Read a trusted file. Ok(None) when it (or its directory) does not exist.
 pub fn read(path: &str, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
+    read_checked(path, max, false)
+}
+
+/// Read a secret (a private key): a trusted file that, on top, nobody but its owner (root)
+/// may read: mode 0600 or stricter. Ok(None) when it does not exist.
+pub fn read_secret(path: &str, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
+    read_checked(path, max, true)
+}
+
+fn read_checked(path: &str, max: usize, secret: bool) -> Result<Option<Vec<u8>>, Refusal> {
     let (dir, name) = split(path);
     let Some(dirfd) = walk_dir(dir)? else {
         return Ok(None);
@@ -114,6 +129,15 @@ pub fn read(path: &str, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
         return Err(untrusted(path, "not a regular file"));
     }
     check_owner_mode(path, &st)?;
+    if secret && st.mode & 0o077 != 0 {
+        return Err(Refusal::config(
+            "untrusted_file",
+            format!(
+                "{path}: a secret key readable by group or others (mode {:04o}); it must be root's alone (fix: chown root:root {path} && chmod 0600 {path})",
+                st.mode & 0o7777
+            ),
+        ));
+    }
     if st.size > max as u64 {
         return Err(untrusted(
             path,

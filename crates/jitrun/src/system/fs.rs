@@ -232,6 +232,19 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Re
     Ok(r > 0)
 }
 
+/// Close descriptors inherited across fork that this (child) process will never use. Only for
+/// a forked process that then ends with `_exit` and never touches the objects that own them.
+pub fn close_inherited(fds: &[RawFd]) {
+    for &fd in fds {
+        if fd > 2 {
+            // SAFETY: called in a forked child (the watchdog) that never reads, writes or
+            // drops the Rust objects owning these descriptors in the parent's copy of memory;
+            // closing them here affects only this process's descriptor table.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// Point descriptors 0, 1 and 2 at /dev/null.
 pub fn std_fds_to_null() -> io::Result<()> {
     let null = open(c"/dev/null", libc::O_RDWR)?;

@@ -1,0 +1,521 @@
+//! HTTP API (docs/broker.md, docs/openapi.json). Handlers read the raw body (≤ 64 KiB),
+//! authenticate the attestation against it, parse it strictly (unknown fields refused), and
+//! run the workflow on a blocking thread (SQLite and signing are synchronous).
+use crate::auth::{authenticate, Call, Caller};
+use crate::broker::Broker;
+use crate::error::ApiError;
+use crate::metrics::StoreGauges;
+use crate::store::read;
+use crate::workflow::{self, ApproveBody, Events, ReasonBody};
+use crate::{grants, hosts};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+pub const BODY_LIMIT: usize = 64 * 1024;
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+type Shared = Arc<Broker>;
+type ApiResult = Result<Response, ApiError>;
+
+/// The raw call: method, path, Authorization, body (at most [`BODY_LIMIT`] bytes).
+pub struct RawCall(pub Call, pub Option<String>);
+
+impl<S: Send + Sync> FromRequest<S> for RawCall {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > BODY_LIMIT as u64 {
+                return Err(too_large());
+            }
+        }
+        let body = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+            .await
+            .map_err(|_| too_large())?;
+        Ok(RawCall(
+            Call {
+                method,
+                path,
+                authorization,
+                body,
+            },
+            query,
+        ))
+    }
+}
+
+/// A path parameter; a malformed one is a JSON 400 like every other error.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Id(id))
+            .map_err(|e| ApiError::bad("invalid_path", format!("the path is not usable: {e}")))
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body is larger than {BODY_LIMIT} bytes"),
+    )
+}
+
+/// Parse a JSON body strictly.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad(
+            "invalid_body",
+            "the body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad(
+            "invalid_body",
+            format!("the body is not what this endpoint takes: {e}"),
+        )
+    })
+}
+
+/// Endpoints without a body take an empty one (or `{}`).
+fn no_body(body: &Bytes) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    parse::<Empty>(body).map(drop)
+}
+
+/// Query parameters strictly (unknown ones refused).
+fn query<T: DeserializeOwned + Default>(q: Option<&str>) -> Result<T, ApiError> {
+    match q {
+        None | Some("") => Ok(T::default()),
+        Some(q) => {
+            let pairs: serde_json::Map<String, Value> = url_pairs(q)?
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = match v.as_str() {
+                        "true" => Value::Bool(true),
+                        "false" => Value::Bool(false),
+                        s => s
+                            .parse::<i64>()
+                            .map(Value::from)
+                            .unwrap_or(Value::String(v.clone())),
+                    };
+                    (k, value)
+                })
+                .collect();
+            serde_json::from_value(Value::Object(pairs))
+                .map_err(|e| ApiError::bad("invalid_query", format!("query: {e}")))
+        }
+    }
+}
+
+fn url_pairs(q: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |s: &str| -> Result<String, ApiError> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
+                    let v = u8::from_str_radix(hex, 16)
+                        .map_err(|_| ApiError::bad("invalid_query", "bad %-escape in the query"))?;
+                    out.push(v);
+                    i += 2;
+                }
+                b'%' => return Err(ApiError::bad("invalid_query", "bad %-escape in the query")),
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).map_err(|_| ApiError::bad("invalid_query", "the query is not UTF-8"))
+    };
+    let mut pairs = Vec::new();
+    for part in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let k = decode(k)?;
+        if pairs.iter().any(|(seen, _): &(String, String)| *seen == k) {
+            return Err(ApiError::bad(
+                "invalid_query",
+                format!("query parameter {k:?} given twice"),
+            ));
+        }
+        pairs.push((k, decode(v)?));
+    }
+    Ok(pairs)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request handler failed: {e}")))?
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn ok(status: StatusCode, value: Value) -> Response {
+    (status, Json(value)).into_response()
+}
+
+/// Authenticate, then parse the query (as `Q`), then run `f`; send syslog events after
+/// commit. Nothing about the request is looked at before the attestation is checked.
+async fn attested<Q, F>(
+    b: Shared,
+    call: Call,
+    query_text: Option<String>,
+    f: F,
+) -> Result<Value, ApiError>
+where
+    Q: DeserializeOwned + Default + Send + 'static,
+    F: FnOnce(&Broker, &Caller, &Call, Q, OffsetDateTime) -> Result<(Value, Events), ApiError>
+        + Send
+        + 'static,
+{
+    let b2 = b.clone();
+    let (value, events) = blocking(move || {
+        let now = now();
+        let caller = authenticate(&b2, &call, None, now)?;
+        let q: Q = query(query_text.as_deref())?;
+        f(&b2, &caller, &call, q, now)
+    })
+    .await?;
+    if !events.is_empty() {
+        b.committed(events);
+    }
+    Ok(value)
+}
+
+/// Reads only: no events.
+fn view(v: Result<Value, ApiError>) -> Result<(Value, Events), ApiError> {
+    v.map(|v| (v, Vec::new()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RequestsQuery {
+    #[serde(default)]
+    mine: bool,
+    #[serde(default)]
+    pending: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GrantsQuery {
+    #[serde(default)]
+    mine: bool,
+    #[serde(default)]
+    active: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostBody {
+    name: String,
+    public_key: String,
+    #[serde(default)]
+    enrollment_token: Option<String>,
+}
+
+async fn create_request(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, |b, c, call, Empty {}, now| {
+        workflow::create(b, c, parse(&call.body)?, now)
+    })
+    .await?;
+    Ok(ok(StatusCode::CREATED, v))
+}
+
+async fn list_requests(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, |b, c, call, q: RequestsQuery, _| {
+        no_body(&call.body)?;
+        view(workflow::list_requests(b, c, q.mine, q.pending))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn show_request(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, _| {
+        no_body(&call.body)?;
+        view(workflow::show_request(b, c, &id))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn approve(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
+        let body: ApproveBody = if call.body.is_empty() {
+            ApproveBody { comment: None }
+        } else {
+            parse(&call.body)?
+        };
+        workflow::approve(b, c, &id, body, now)
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn deny(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
+        workflow::deny(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn cancel(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
+        no_body(&call.body)?;
+        workflow::cancel(b, c, &id, now)
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn list_grants(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, |b, c, call, q: GrantsQuery, now| {
+        no_body(&call.body)?;
+        view(grants::list_grants(b, c, q.mine, q.active, now))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn show_grant(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, _| {
+        no_body(&call.body)?;
+        view(grants::show_grant(b, c, &id))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
+        grants::revoke(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, |b, _, call, Empty {}, now| {
+        no_body(&call.body)?;
+        view(grants::revocations(b, now))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn add_host(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let b2 = b.clone();
+    let (v, events) = blocking(move || {
+        let now = now();
+        // Enrolling with a token is attested by the key being enrolled, which only the body
+        // names: then the body is read first (the attestation still binds its hash).
+        let by_token: Option<HostBody> = serde_json::from_slice::<HostBody>(&call.body)
+            .ok()
+            .filter(|h| h.enrollment_token.is_some());
+        let caller = match &by_token {
+            Some(h) => {
+                hosts::valid_host_name(&h.name)?;
+                let key = hosts::parse_host_key(&h.public_key)?;
+                authenticate(&b2, &call, Some((&key, &h.name)), now)?
+            }
+            None => authenticate(&b2, &call, None, now)?,
+        };
+        query::<Empty>(q.as_deref())?;
+        let body: HostBody = parse(&call.body)?;
+        let key = hosts::parse_host_key(&body.public_key)?;
+        match &body.enrollment_token {
+            Some(token) => {
+                hosts::add_host(&b2, &caller.actor(), &body.name, &key, Some(token), now)
+            }
+            None => {
+                hosts::require_admin(&b2, &caller)?;
+                hosts::add_host(&b2, &caller.actor(), &body.name, &key, None, now)
+            }
+        }
+    })
+    .await?;
+    b.committed(events);
+    Ok(ok(StatusCode::CREATED, v))
+}
+
+async fn list_hosts(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, |b, c, call, Empty {}, _| {
+        no_body(&call.body)?;
+        hosts::require_admin(b, c)?;
+        let hosts = hosts::list_hosts(b)?;
+        view(Ok(
+            json!({"hosts": hosts.iter().map(|h| h.to_json()).collect::<Vec<_>>()}),
+        ))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn retire_host(
+    State(b): State<Shared>,
+    Id(name): Id,
+    RawCall(call, q): RawCall,
+) -> ApiResult {
+    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
+        no_body(&call.body)?;
+        hosts::require_admin(b, c)?;
+        hosts::retire_host(b, &c.actor(), &name, now)
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn audit(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, |b, c, call, q: AuditQuery, _| {
+        no_body(&call.body)?;
+        hosts::require_admin(b, c)?;
+        view(hosts::audit_list(b, q.after, q.limit.unwrap_or(100)))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn healthz() -> Response {
+    ok(StatusCode::OK, json!({"status": "ok"}))
+}
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn metrics(State(b): State<Shared>) -> ApiResult {
+    let b2 = b.clone();
+    let gauges = blocking(move || {
+        read(b2.store.as_ref(), |tx| {
+            Ok(StoreGauges {
+                requests_by_state: tx.request_counts()?,
+                grants_total: tx.grants_issued()?,
+                outbox: tx.outbox_counts()?,
+            })
+        })
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        b.metrics.render(&gauges),
+    )
+        .into_response())
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no endpoint {} {}; see /v1/openapi.json",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; see /v1/openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn count_status(State(b): State<Shared>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    b.metrics.http(resp.status().as_u16());
+    resp
+}
+
+pub fn router(b: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/requests", post(create_request).get(list_requests))
+        .route("/v1/requests/{id}", get(show_request))
+        .route("/v1/requests/{id}/approve", post(approve))
+        .route("/v1/requests/{id}/deny", post(deny))
+        .route("/v1/requests/{id}/cancel", post(cancel))
+        .route("/v1/grants", get(list_grants))
+        .route("/v1/grants/{id}", get(show_grant))
+        .route("/v1/grants/{id}/revoke", post(revoke))
+        .route("/v1/revocations", get(revocations))
+        .route("/v1/hosts", post(add_host).get(list_hosts))
+        .route("/v1/hosts/{name}/retire", post(retire_host))
+        .route("/v1/audit", get(audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(b.clone(), count_status))
+        // Our own extractor enforces the limit with a JSON error; this is the backstop.
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(b)
+}

@@ -1,0 +1,348 @@
+//! The command line: `init`, `serve`, the local admin commands on the store, `pubkey`.
+use crate::audit_chain;
+use crate::broker::{Actor, Broker, Syslog};
+use crate::config::{default_config_text, Config, DEFAULT_CONFIG};
+use crate::hosts;
+use crate::metrics::Metrics;
+use crate::store::{SqliteStore, Store};
+use clap::{Parser, Subcommand};
+use jit_grant::{format_time, PublicKey, SecretKey};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+#[derive(Parser)]
+#[command(
+    name = "jitbroker",
+    version,
+    about = "jitrun's broker: requests, approvals, signed grants, revocation lists (docs/broker.md)"
+)]
+pub struct Cli {
+    /// Settings file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create the signing key (and broker.toml if missing) and an empty store.
+    Init,
+    /// Serve the HTTP API.
+    Serve,
+    /// Enrolled hosts.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// The audit table.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the public key (PASERK) that hosts install in /etc/jitrun/keys.d/.
+    Pubkey,
+}
+
+#[derive(Subcommand)]
+pub enum HostCommand {
+    /// Enroll host NAME with its public key (k4.public.… or a file holding it).
+    Add { name: String, key: String },
+    /// Print a one-time enrollment token for host NAME.
+    EnrollToken {
+        name: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List hosts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retire host NAME: its attestations are refused from now on.
+    Retire { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first broken row.
+    Verify,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] crate::error::StoreError),
+    #[error("{0}")]
+    Api(#[from] crate::error::ApiError),
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError::File {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Load the signing key; refuse one readable by group or others.
+pub fn load_key(path: &Path) -> Result<SecretKey, CliError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        file_err(
+            path,
+            format!("cannot read the signing key: {e}; run `jitbroker init`"),
+        )
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(file_err(
+            path,
+            format!(
+                "the signing key is readable by others (mode {:o}); chmod 600 it",
+                meta.permissions().mode() & 0o777
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+    SecretKey::from_paserk(&text).map_err(|e| file_err(path, e))
+}
+
+pub fn open_broker(config: Config) -> Result<Broker, CliError> {
+    let key = load_key(&config.signing_key)?;
+    let store = SqliteStore::open(&config.store)?;
+    Ok(Broker {
+        kid: key.public_key().kid(),
+        key,
+        syslog: Syslog::new(&config),
+        metrics: Metrics::default(),
+        outbox: tokio::sync::Notify::new(),
+        store: Arc::new(store),
+        config,
+    })
+}
+
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), CliError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| file_err(path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| file_err(path, e))?;
+    f.sync_all().map_err(|e| file_err(path, e))
+}
+
+fn ensure_dir(dir: &Path, mode: u32) -> Result<(), CliError> {
+    if !dir.as_os_str().is_empty() && !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| file_err(dir, e))?;
+    }
+    Ok(())
+}
+
+fn init(config_path: &Path) -> Result<(), CliError> {
+    if !config_path.exists() {
+        if let Some(dir) = config_path.parent() {
+            ensure_dir(dir, 0o755)?;
+        }
+        let id = format!("jitbroker@{}", crate::broker::hostname());
+        write_new(config_path, &default_config_text(&id), 0o644)?;
+        println!(
+            "wrote {} (broker id {id}); add [[workflow]] sections",
+            config_path.display()
+        );
+    }
+    let config = Config::load(config_path)?;
+    if let Some(dir) = config.signing_key.parent() {
+        ensure_dir(dir, 0o700)?;
+    }
+    if config.signing_key.exists() {
+        load_key(&config.signing_key)?;
+        println!(
+            "keeping the existing signing key {}",
+            config.signing_key.display()
+        );
+    } else {
+        let key = SecretKey::generate().map_err(|e| CliError::Other(e.to_string()))?;
+        write_new(
+            &config.signing_key,
+            &format!("{}\n", key.to_paserk()),
+            0o600,
+        )?;
+        let public = config.public_key_path();
+        let _ = std::fs::remove_file(&public);
+        write_new(
+            &public,
+            &format!("{}\n", key.public_key().to_paserk()),
+            0o644,
+        )?;
+        println!(
+            "signing key {} (0600), public key {} (kid {})",
+            config.signing_key.display(),
+            public.display(),
+            key.public_key().kid()
+        );
+    }
+    if let Some(dir) = config.store.parent() {
+        ensure_dir(dir, 0o700)?;
+    }
+    let store = SqliteStore::open(&config.store)?;
+    println!(
+        "store {} at schema version {}",
+        config.store.display(),
+        store.schema_version()?
+    );
+    println!("next: install the public key on every host (jitbroker pubkey > /etc/jitrun/keys.d/{}.paserk), enroll hosts (jitbroker host add NAME KEY), then jitbroker serve", config.id.replace(['@', '/'], "-"));
+    Ok(())
+}
+
+fn read_key_arg(key: &str) -> Result<PublicKey, CliError> {
+    let text = if key.trim_start().starts_with("k4.") {
+        key.to_string()
+    } else {
+        std::fs::read_to_string(key).map_err(|e| {
+            file_err(
+                Path::new(key),
+                format!("not a k4.public PASERK, and not a readable file: {e}"),
+            )
+        })?
+    };
+    PublicKey::from_paserk(&text).map_err(|e| CliError::Other(format!("host key: {e}")))
+}
+
+fn audit_verify(config: &Config) -> Result<bool, CliError> {
+    let store = SqliteStore::open(&config.store)?;
+    let rows = store.audit_rows()?;
+    match audit_chain::verify(&rows) {
+        Ok(n) => {
+            println!(
+                "audit chain intact: {n} rows{}",
+                rows.last()
+                    .map(|r| format!(", last hash {}", r.hash))
+                    .unwrap_or_default()
+            );
+            Ok(true)
+        }
+        Err(broken) => {
+            println!("audit chain BROKEN at row {}: {}", broken.id, broken.why);
+            Ok(false)
+        }
+    }
+}
+
+/// Run a command; returns the exit status.
+pub fn run(cli: Cli) -> Result<i32, CliError> {
+    let now = OffsetDateTime::now_utc();
+    match cli.command {
+        Command::Init => init(&cli.config).map(|_| 0),
+        Command::Serve => {
+            let config = Config::load(&cli.config)?;
+            let broker = open_broker(config)?;
+            crate::serve::serve(broker)?;
+            Ok(0)
+        }
+        Command::Pubkey => {
+            let config = Config::load(&cli.config)?;
+            println!(
+                "{}",
+                load_key(&config.signing_key)?.public_key().to_paserk()
+            );
+            Ok(0)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let config = Config::load(&cli.config)?;
+            Ok(if audit_verify(&config)? { 0 } else { 1 })
+        }
+        Command::Host(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let broker = open_broker(config)?;
+            let actor = local_actor();
+            match cmd {
+                HostCommand::Add { name, key } => {
+                    let key = read_key_arg(&key)?;
+                    let (_, events) = hosts::add_host(&broker, &actor, &name, &key, None, now)?;
+                    broker.committed(events);
+                    println!("enrolled host {name} (key {})", key.kid());
+                }
+                HostCommand::EnrollToken { name, ttl } => {
+                    let ttl = jit_policy::parse_duration(&ttl)
+                        .map_err(|e| CliError::Other(format!("--ttl: {e}")))?;
+                    let token = hosts::enrollment_token(&broker, &actor, &name, ttl, now)?;
+                    println!("{token}");
+                    eprintln!("one-time token for host {name}, valid until {}; on the host: POST /v1/hosts with name, public_key and this enrollment_token, attested with the new host key", format_time(now + ttl));
+                }
+                HostCommand::List { json } => {
+                    let hosts = hosts::list_hosts(&broker)?;
+                    if json {
+                        let list: Vec<_> = hosts.iter().map(|h| h.to_json()).collect();
+                        println!("{}", serde_json::json!({ "hosts": list }));
+                    } else if hosts.is_empty() {
+                        println!(
+                            "no hosts enrolled; enroll one with `jitbroker host add NAME KEY`"
+                        );
+                    } else {
+                        for h in &hosts {
+                            println!(
+                                "{:<32} {:<9} {} since {}",
+                                h.name,
+                                h.state.as_str(),
+                                h.kid,
+                                format_time(h.created)
+                            );
+                        }
+                    }
+                }
+                HostCommand::Retire { name } => {
+                    let (_, events) = hosts::retire_host(&broker, &actor, &name, now)?;
+                    broker.committed(events);
+                    println!("retired host {name}");
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// For the admin CLI: the local actor (the Unix user running jitbroker).
+pub fn local_actor() -> Actor {
+    let uid = real_uid();
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|_| uid == 0)
+        .map(|u| format!("{u} (via sudo)"))
+        .unwrap_or_else(|| user_name(uid).unwrap_or_else(|| format!("uid {uid}")));
+    Actor {
+        user: format!("local:{user}"),
+        uid: Some(uid),
+        host: crate::broker::hostname(),
+    }
+}
+
+fn real_uid() -> u32 {
+    // The real uid from /proc (no libc call needed).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let _ = f.next();
+        (f.next()?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
+}

@@ -1,0 +1,417 @@
+//! broker.toml (docs/broker.md): identity, listen address, store, key, workflows, webhooks.
+use crate::windows::Window;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/jitbroker/broker.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the broker settings: {source}; write one (see docs/broker.md) or run `jitbroker init`")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    jit_policy::parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7443".into()
+}
+fn default_store() -> PathBuf {
+    "/var/lib/jitbroker/broker.db".into()
+}
+fn default_key() -> PathBuf {
+    "/var/lib/jitbroker/signing.key".into()
+}
+fn default_admins() -> Vec<String> {
+    vec!["jitadmin".into()]
+}
+fn default_pending() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `iss` of grants and revocation lists.
+    pub id: String,
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_store")]
+    pub store: PathBuf,
+    #[serde(default = "default_key")]
+    pub signing_key: PathBuf,
+    #[serde(default = "default_admins")]
+    pub admin_groups: Vec<String>,
+    #[serde(default = "default_pending", deserialize_with = "de_duration")]
+    pub pending_expiry: Duration,
+    /// The revocation list is re-signed (new `iat`) when older than this.
+    #[serde(default = "default_refresh", deserialize_with = "de_duration")]
+    pub revocations_refresh: Duration,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub audit: AuditSettings,
+    #[serde(default)]
+    pub workflow: Vec<Workflow>,
+    #[serde(default)]
+    pub webhook: Vec<Webhook>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// syslog socket (unix datagram); events that cannot be sent are reported on stderr
+    /// (the hash-chained audit table holds every event regardless).
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    #[serde(default = "default_framing")]
+    pub framing: String,
+    #[serde(default = "default_sd_id")]
+    pub sd_id: String,
+}
+
+fn default_socket() -> PathBuf {
+    jit_audit::DEFAULT_SOCKET.into()
+}
+fn default_framing() -> String {
+    "cee".into()
+}
+fn default_sd_id() -> String {
+    jit_audit::DEFAULT_SD_ID.into()
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            socket: default_socket(),
+            framing: default_framing(),
+            sd_id: default_sd_id(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoApprove {
+    pub groups: Vec<String>,
+    /// UTC windows such as "Mon-Fri 09:00-18:00"; none = always.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    #[serde(skip)]
+    pub parsed: Vec<Window>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    /// Rule names or globs.
+    pub rules: Vec<String>,
+    /// Groups that may request.
+    pub requesters: Vec<String>,
+    /// Groups that approve.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    #[serde(default = "one")]
+    pub min_approvals: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub max_ttl: Duration,
+    /// Hosts (globs) a grant may name; empty = only the requesting host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub auto_approve: Option<AutoApprove>,
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFormat {
+    Json,
+    Slack,
+}
+
+fn default_attempts() -> u32 {
+    12
+}
+fn default_backoff() -> Option<Duration> {
+    Some(Duration::from_secs(1))
+}
+fn default_max_backoff() -> Option<Duration> {
+    Some(Duration::from_secs(300))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    #[serde(default = "default_format")]
+    pub format: HookFormat,
+    /// Event types to send; empty = all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Attempts before a delivery is given up (then counted as failed).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, doubled each attempt up to `max_backoff`.
+    #[serde(default = "default_backoff", deserialize_with = "de_opt_duration")]
+    pub backoff: Option<Duration>,
+    #[serde(default = "default_max_backoff", deserialize_with = "de_opt_duration")]
+    pub max_backoff: Option<Duration>,
+}
+
+fn default_format() -> HookFormat {
+    HookFormat::Json
+}
+
+impl Webhook {
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
+    /// Delay before attempt number `attempts + 1` (attempts already made ≥ 1).
+    pub fn delay(&self, attempts: u32) -> Duration {
+        let base = self.backoff.unwrap_or(Duration::from_secs(1));
+        let max = self.max_backoff.unwrap_or(Duration::from_secs(300));
+        let factor = 1u32 << attempts.saturating_sub(1).min(20);
+        base.saturating_mul(factor).min(max)
+    }
+}
+
+/// Event types a webhook may ask for.
+pub const EVENT_TYPES: &[&str] = &[
+    "request.create",
+    "request.approve",
+    "request.deny",
+    "request.cancel",
+    "request.expire",
+    "grant.issue",
+    "grant.revoke",
+    "break_glass",
+    "host.enroll",
+    "host.enroll_token",
+    "host.retire",
+];
+
+impl Workflow {
+    pub fn covers(&self, rule: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|g| jit_policy::glob::glob_match(g.as_bytes(), rule.as_bytes()))
+    }
+}
+
+/// Does `groups` share a member with `allowed`?
+pub fn in_any(groups: &[String], allowed: &[String]) -> bool {
+    groups.iter().any(|g| allowed.contains(g))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let mut config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if config.id.trim().is_empty() {
+            return Err(invalid("id: the broker id (iss of grants) is empty".into()));
+        }
+        if config.audit.framing.parse::<jit_audit::Framing>().is_err() {
+            return Err(invalid(format!(
+                "audit.framing: {:?} is not \"cee\" or \"rfc5424\"",
+                config.audit.framing
+            )));
+        }
+        for (i, wf) in config.workflow.iter_mut().enumerate() {
+            let at = format!("workflow #{} (rules {:?})", i + 1, wf.rules);
+            if wf.rules.is_empty() {
+                return Err(invalid(format!("{at}: rules is empty")));
+            }
+            if wf.requesters.is_empty() {
+                return Err(invalid(format!(
+                    "{at}: requesters is empty; name the groups that may request"
+                )));
+            }
+            if wf.min_approvals > 0 && wf.approvers.is_empty() {
+                return Err(invalid(format!(
+                    "{at}: min_approvals is {} but approvers is empty; name the approving groups",
+                    wf.min_approvals
+                )));
+            }
+            if wf.max_ttl.is_zero() {
+                return Err(invalid(format!("{at}: max_ttl must be positive")));
+            }
+            if let Some(auto) = &mut wf.auto_approve {
+                if auto.groups.is_empty() {
+                    return Err(invalid(format!("{at}: auto_approve.groups is empty")));
+                }
+                auto.parsed = auto
+                    .windows
+                    .iter()
+                    .map(|w| {
+                        Window::parse(w)
+                            .map_err(|e| invalid(format!("{at}: auto_approve.windows: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+        }
+        for (i, hook) in config.webhook.iter().enumerate() {
+            let at = format!("webhook #{} ({})", i + 1, hook.url);
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "{at}: url must start with http:// or https://"
+                )));
+            }
+            if let Some(bad) = hook
+                .events
+                .iter()
+                .find(|e| !EVENT_TYPES.contains(&e.as_str()))
+            {
+                return Err(invalid(format!(
+                    "{at}: unknown event {bad:?}; known: {}",
+                    EVENT_TYPES.join(", ")
+                )));
+            }
+            if hook.max_attempts == 0 {
+                return Err(invalid(format!("{at}: max_attempts must be at least 1")));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The first workflow covering `rule`.
+    pub fn workflow_for(&self, rule: &str) -> Option<&Workflow> {
+        self.workflow.iter().find(|w| w.covers(rule))
+    }
+
+    pub fn is_admin(&self, groups: &[String]) -> bool {
+        in_any(groups, &self.admin_groups)
+    }
+
+    /// The public key file written next to the signing key.
+    pub fn public_key_path(&self) -> PathBuf {
+        self.signing_key.with_extension("pub")
+    }
+}
+
+/// A first broker.toml, written by `jitbroker init` when none exists.
+pub fn default_config_text(id: &str) -> String {
+    format!(
+        r#"# jitbroker settings: see docs/broker.md
+id = "{id}"
+listen = "127.0.0.1:7443"
+store = "/var/lib/jitbroker/broker.db"
+signing_key = "/var/lib/jitbroker/signing.key"
+admin_groups = ["jitadmin"]
+pending_expiry = "24h"
+
+# [[workflow]]
+# rules = ["net-*"]
+# requesters = ["netops"]
+# approvers = ["netleads"]
+# min_approvals = 1
+# max_ttl = "1h"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses() {
+        let text = r#"
+id = "broker-1"
+listen = "127.0.0.1:7443"
+store = "/var/lib/jitbroker/broker.db"
+signing_key = "/var/lib/jitbroker/signing.key"
+admin_groups = ["jitadmin"]
+pending_expiry = "24h"
+
+[tls]
+cert = "/etc/jitbroker/tls.crt"
+key = "/etc/jitbroker/tls.key"
+
+[[workflow]]
+rules = ["net-*"]
+requesters = ["netops"]
+approvers = ["netleads"]
+min_approvals = 1
+max_ttl = "1h"
+hosts = ["web*"]
+auto_approve = { groups = ["oncall"], windows = ["Mon-Fri 09:00-18:00"] }
+break_glass = false
+
+[[webhook]]
+url = "http://127.0.0.1:9000/hook"
+format = "json"
+events = ["request.create", "request.approve", "grant.issue", "grant.revoke", "break_glass"]
+"#;
+        let c = Config::parse(text, Path::new("broker.toml")).unwrap();
+        assert_eq!(c.id, "broker-1");
+        assert_eq!(c.workflow[0].max_ttl, Duration::from_secs(3600));
+        assert_eq!(c.workflow[0].auto_approve.as_ref().unwrap().parsed.len(), 1);
+        assert!(c.workflow_for("net-debug").is_some());
+        assert!(c.workflow_for("db-admin").is_none());
+        assert_eq!(c.webhook[0].format, HookFormat::Json);
+        assert_eq!(c.webhook[0].delay(1), Duration::from_secs(1));
+        assert_eq!(c.webhook[0].delay(3), Duration::from_secs(4));
+        assert_eq!(c.webhook[0].delay(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let e = Config::parse("id = \"b\"\nbogus = 1\n", Path::new("/x/broker.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("/x/broker.toml") && e.to_string().contains("bogus"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "id = \"b\"\n[[workflow]]\nrules=[\"a\"]\nrequesters=[\"g\"]\nmax_ttl=\"1h\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("approvers is empty"), "{e}");
+        let e = Config::parse(
+            "id = \"b\"\n[[webhook]]\nurl=\"http://x\"\nevents=[\"nope\"]\n",
+            Path::new("b.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown event \"nope\""), "{e}");
+    }
+}

@@ -1,0 +1,119 @@
+//! `/metrics`, Prometheus text format 0.0.4.
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Metrics {
+    http: Mutex<BTreeMap<u16, u64>>,
+    pub grants_issued: AtomicU64,
+    pub webhook_delivered: AtomicU64,
+    pub webhook_attempts_failed: AtomicU64,
+    pub webhook_given_up: AtomicU64,
+}
+
+/// Values read from the store at scrape time.
+pub struct StoreGauges {
+    pub requests_by_state: Vec<(String, u64)>,
+    pub grants_total: u64,
+    pub outbox: (u64, u64, u64),
+}
+
+impl Metrics {
+    pub fn http(&self, status: u16) {
+        *self
+            .http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    pub fn render(&self, g: &StoreGauges) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let states = ["pending", "approved", "denied", "cancelled", "expired"];
+        metric(
+            "jitbroker_requests",
+            "gauge",
+            "Requests in the store by state.",
+            states
+                .iter()
+                .map(|s| {
+                    let n = g
+                        .requests_by_state
+                        .iter()
+                        .find(|(k, _)| k == s)
+                        .map_or(0, |(_, n)| *n);
+                    (format!("{{state=\"{s}\"}}"), n)
+                })
+                .collect(),
+        );
+        metric(
+            "jitbroker_grants_issued_total",
+            "counter",
+            "Grants signed by this process since it started.",
+            vec![(String::new(), self.grants_issued.load(Ordering::Relaxed))],
+        );
+        metric(
+            "jitbroker_grants",
+            "gauge",
+            "Grants in the store.",
+            vec![(String::new(), g.grants_total)],
+        );
+        metric(
+            "jitbroker_webhook_deliveries_total",
+            "counter",
+            "Webhook deliveries accepted by their receiver (2xx).",
+            vec![(
+                String::new(),
+                self.webhook_delivered.load(Ordering::Relaxed),
+            )],
+        );
+        metric(
+            "jitbroker_webhook_failures_total",
+            "counter",
+            "Webhook delivery attempts that failed (will be retried unless given up).",
+            vec![(
+                String::new(),
+                self.webhook_attempts_failed.load(Ordering::Relaxed),
+            )],
+        );
+        metric(
+            "jitbroker_webhook_given_up_total",
+            "counter",
+            "Webhook deliveries given up after max_attempts.",
+            vec![(String::new(), self.webhook_given_up.load(Ordering::Relaxed))],
+        );
+        metric(
+            "jitbroker_outbox",
+            "gauge",
+            "Webhook deliveries in the outbox by state.",
+            vec![
+                ("{state=\"waiting\"}".into(), g.outbox.0),
+                ("{state=\"delivered\"}".into(), g.outbox.1),
+                ("{state=\"failed\"}".into(), g.outbox.2),
+            ],
+        );
+        let http: Vec<(String, u64)> = self
+            .http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(code, n)| (format!("{{status=\"{code}\"}}"), *n))
+            .collect();
+        metric(
+            "jitbroker_http_requests_total",
+            "counter",
+            "HTTP requests answered, by status.",
+            http,
+        );
+        out
+    }
+}

@@ -1,0 +1,171 @@
+//! The store: one narrow interface ([`Store`], [`Tx`]) so that a PostgreSQL backend is an
+//! addition; [`SqliteStore`] is the embedded default (WAL, migrations from `migrations/`).
+use crate::error::{ApiError, StoreError};
+use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, Request, State};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+mod sqlite;
+pub use sqlite::SqliteStore;
+
+/// Filters of a request listing.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub user: Option<String>,
+    pub state: Option<State>,
+    /// Only these rules (None = any).
+    pub rules: Option<Vec<String>>,
+    pub limit: u32,
+}
+
+/// What a new audit row says (id, hashes and event id are filled in by the store).
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub event_id: String,
+    pub at: OffsetDateTime,
+    pub kind: String,
+    pub actor: String,
+    pub host: String,
+    pub subject: String,
+    pub data: Value,
+}
+
+/// The current signed revocation list.
+#[derive(Debug, Clone)]
+pub struct StoredRevocations {
+    pub seq: u64,
+    pub iat: OffsetDateTime,
+    pub content: String,
+    pub token: String,
+}
+
+pub type TxResult<T> = Result<T, StoreError>;
+
+/// Operations inside one transaction.
+pub trait Tx {
+    fn insert_request(&mut self, r: &Request) -> TxResult<()>;
+    fn get_request(&mut self, id: &str) -> TxResult<Option<Request>>;
+    /// State, decision and grant id.
+    fn update_request(&mut self, r: &Request) -> TxResult<()>;
+    fn list_requests(&mut self, f: &RequestFilter) -> TxResult<Vec<Request>>;
+    fn add_approval(&mut self, request_id: &str, a: &Approval) -> TxResult<()>;
+    /// Pending requests whose `expires` ≤ now.
+    fn overdue_pending(&mut self, now: OffsetDateTime) -> TxResult<Vec<Request>>;
+    fn request_counts(&mut self) -> TxResult<Vec<(String, u64)>>;
+
+    fn insert_grant(&mut self, g: &Grant) -> TxResult<()>;
+    fn get_grant(&mut self, id: &str) -> TxResult<Option<Grant>>;
+    fn list_grants(
+        &mut self,
+        user: Option<&str>,
+        rules: Option<&[String]>,
+        limit: u32,
+    ) -> TxResult<Vec<Grant>>;
+    fn revoke_grant(
+        &mut self,
+        id: &str,
+        at: OffsetDateTime,
+        by: &str,
+        reason: &str,
+    ) -> TxResult<()>;
+    /// Revoked grants not yet expired at `now`.
+    fn revoked_grants(&mut self, now: OffsetDateTime) -> TxResult<Vec<Grant>>;
+    fn grants_issued(&mut self) -> TxResult<u64>;
+
+    fn insert_host(&mut self, h: &Host) -> TxResult<()>;
+    fn get_host(&mut self, name: &str) -> TxResult<Option<Host>>;
+    fn host_by_kid(&mut self, kid: &str) -> TxResult<Option<Host>>;
+    fn list_hosts(&mut self) -> TxResult<Vec<Host>>;
+    fn retire_host(&mut self, name: &str, at: OffsetDateTime) -> TxResult<()>;
+    fn insert_enrollment_token(
+        &mut self,
+        token_sha256: &str,
+        name: &str,
+        expires: OffsetDateTime,
+    ) -> TxResult<()>;
+    /// Consume a token for `name` (true when it existed, matched and had not expired).
+    fn take_enrollment_token(
+        &mut self,
+        token_sha256: &str,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> TxResult<bool>;
+
+    /// Remember an attestation jti until `exp`; false when it was seen before.
+    fn remember_attestation(&mut self, jti: &str, exp: OffsetDateTime) -> TxResult<bool>;
+    fn prune_attestations(&mut self, now: OffsetDateTime) -> TxResult<usize>;
+
+    fn revocations(&mut self) -> TxResult<Option<StoredRevocations>>;
+    fn set_revocations(&mut self, r: &StoredRevocations) -> TxResult<()>;
+
+    /// Append to the hash chain; returns the stored entry.
+    fn append_audit(&mut self, a: &NewAudit) -> TxResult<AuditEntry>;
+    fn list_audit(&mut self, after: i64, limit: u32) -> TxResult<Vec<AuditEntry>>;
+
+    fn enqueue(
+        &mut self,
+        delivery_id: &str,
+        url: &str,
+        event_id: &str,
+        event_type: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> TxResult<()>;
+    fn due_deliveries(&mut self, now_ms: i64, limit: u32) -> TxResult<Vec<Delivery>>;
+    fn mark_delivered(&mut self, id: i64, now: OffsetDateTime) -> TxResult<()>;
+    /// Record a failed attempt; `next_ms` None = given up.
+    fn mark_attempt_failed(
+        &mut self,
+        id: i64,
+        attempts: u32,
+        next_ms: Option<i64>,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> TxResult<()>;
+    /// (waiting, delivered, failed)
+    fn outbox_counts(&mut self) -> TxResult<(u64, u64, u64)>;
+}
+
+/// A store: runs closures in transactions (writes are serialized).
+pub trait Store: Send + Sync {
+    fn write_tx(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError>;
+    fn read_tx(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError>;
+    /// Every audit row, in order (for `jitbroker audit verify`).
+    fn audit_rows(&self) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Run `f` in a write transaction and return its value.
+pub fn write<R>(
+    store: &dyn Store,
+    f: impl FnOnce(&mut dyn Tx) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    let mut f = Some(f);
+    let mut out = None;
+    store.write_tx(&mut |tx| {
+        let f = f.take().expect("a transaction closure runs once");
+        out = Some(f(tx)?);
+        Ok(())
+    })?;
+    Ok(out.expect("the closure ran"))
+}
+
+/// Run `f` in a read transaction and return its value.
+pub fn read<R>(
+    store: &dyn Store,
+    f: impl FnOnce(&mut dyn Tx) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    let mut f = Some(f);
+    let mut out = None;
+    store.read_tx(&mut |tx| {
+        let f = f.take().expect("a transaction closure runs once");
+        out = Some(f(tx)?);
+        Ok(())
+    })?;
+    Ok(out.expect("the closure ran"))
+}

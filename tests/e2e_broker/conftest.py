@@ -1,0 +1,48 @@
+"""The full broker flow as it runs for real: a real `jitbroker` on 127.0.0.1 (random port,
+real SQLite file), this machine enrolled with its host key, throwaway users and groups, and
+the real setuid `jitrun` and `jitctl` run as those users inside the lab's private mount
+namespace, where /etc/jitrun (keys.d with the broker's public key, host.key, client.toml,
+policy) and /var/lib/jitrun are the test's."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+
+from broker_lab import BrokerWorld, start_world  # noqa: E402
+from jitlab import Lab  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def blab():
+    if os.geteuid() != 0:
+        pytest.skip("the broker end-to-end tests need root (users, a setuid jitrun, mount namespaces)")
+    with Lab() as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
+def bw(blab: Lab) -> BrokerWorld:
+    world = start_world(blab)
+    try:
+        yield world
+    finally:
+        world.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh(blab: Lab, bw: BrokerWorld):
+    """Before each test: the default jitrun settings and policy, empty grant stores, no
+    revocation list on the host. After: no process of the throwaway users survives."""
+    blab.write_settings()
+    blab.set_policy(bw.policy, dropins={})
+    for u in bw.users():
+        blab.clear_grants(u)
+    blab.clear_revocations()
+    yield
+    blab.kill_user_processes()

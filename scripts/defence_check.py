@@ -110,7 +110,7 @@ DEFENCES: list[Defence] = [
                    "loader, iconv and locale-path variables for a setuid start (AT_SECURE), jitrun's code reads "
                    "none, PAM modules start programs with the PAM environment only, and the command's "
                    "environment is built from the snapshot. Only syslog(3) timestamps that PAM modules write to "
-                   "/dev/log would follow a caller's TZ; this host has no /dev/log. It guards future code"),
+                   "/dev/log could follow a caller's TZ; this host has no /dev/log. It guards future code"),
     Defence(
         "fds above 2 closed", f"{SRC}/harden.rs",
         [("    let _ = fs::close_from_3();\n", "")],
@@ -448,14 +448,20 @@ def markdown(rows: list[Row], started: datetime.datetime, seconds: float, comman
     testable = [r for r in rows if r.ok is not None]
     out = [f"Run on {started:%Y-%m-%d %H:%M} UTC with `{command}` ({seconds / 60:.0f} min): "
            f"{sum(r.ok is True for r in testable)} of {len(testable)} testable defences detected, "
-           f"{len(rows) - len(testable)} not testable end to end.", "",
-           "| defence | removed at | tests that must fail | result |", "|---|---|---|---|"]
-    for r in rows:
-        tests = "<br>".join(f"`{t.removeprefix('tests/e2e/')}`" for t in r.defence.tests) or "(none)"
-        res = r.result + (f": {r.defence.untestable}" if r.ok is None else "") + (
-            f" ({r.defence.note})" if r.defence.note else "")
-        out.append(f"| {r.defence.name} | `{r.where}` | {tests} | {res} |")
-    return "\n".join(out) + "\n"
+           f"{len(rows) - len(testable)} not testable end to end (notes below the table).", "",
+           "| # | defence | removed at | tests that must fail | result |", "|---|---|---|---|---|"]
+    notes = []
+    for i, r in enumerate(rows, 1):
+        tests = "<br>".join(f"`{t.removeprefix('tests/e2e/')}`" for t in r.defence.tests) or "—"
+        res = r.result
+        if r.ok is None:
+            res = "not testable end to end"
+        for text in (r.defence.untestable, r.defence.note):
+            if text:
+                notes.append(f"{len(notes) + 1}. **{r.defence.name}**: {text}.")
+                res += f" (note {len(notes)})"
+        out.append(f"| {i} | {r.defence.name} | `{r.where}` | {tests} | {res} |")
+    return "\n".join(out + [""] + notes) + "\n"
 
 
 def main() -> int:

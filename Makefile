@@ -16,6 +16,8 @@
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
 #                 1, 16, 64 (scripts/bench_broker.py; BENCH_REQUESTS per level; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
+#   make defence-check  remove each security defence once from a scratch copy and check that its
+#                 end-to-end tests then fail (root only; rebuilds jitrun per defence; not in make test)
 #   make clean
 
 SHELL := /bin/bash
@@ -47,7 +49,7 @@ DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
-.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz install deb rpm clean
+.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
 
 all: build
 
@@ -161,6 +163,17 @@ fuzz:
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
+
+# Issue 4's "every attack has a test that fails if the defence is removed": each defence in
+# scripts/defence_check.py is removed once from a scratch copy under target/defence-check/ (own
+# CARGO_TARGET_DIR, incremental), jitrun rebuilt, and its tests must then fail (never in make test).
+DEFENCE_CHECK_ARGS ?=
+defence-check:
+ifeq ($(IS_ROOT),yes)
+	CARGO="$(CARGO)" $(PYTHON) scripts/defence_check.py $(DEFENCE_CHECK_ARGS)
+else
+	@echo "make defence-check needs root (the end-to-end tests create users and install setuid copies)"; exit 1
+endif
 
 INSTALL_OWNER := $(if $(IS_ROOT),-o root -g root,)
 

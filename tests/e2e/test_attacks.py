@@ -8,6 +8,8 @@ marker file in every process that loads it)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -16,11 +18,12 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from e2e_support import TEST_SECURE_PATH, assert_denied, assert_ok
-from jitlab import HELPERS_SRC, _run, decode_token
+from jitlab import HELPERS_SRC, User, _run, decode_token
 
 RAN = ["/usr/bin/sh", "-c", "echo RAN"]
 
@@ -305,6 +308,40 @@ def test_closed_standard_descriptors_cannot_redirect_refusals_into_state(lab, wo
     bob = lab.run_jitrun(world.bob, ["--", "/usr/bin/true"], prefix=[str(kit["exec_argv"]), "closed"])
     assert bob.returncode == 1 and [e.action for e in bob.events] == ["elevate.deny"], str(bob)
     assert all(e.framing == "cee" for e in bob.events), str(bob)
+
+
+ROOT = User(name="root", uid=0, gid=0, home=Path("/root"), groups=[])
+SHOW_STD_FDS = ("import os, sys\n"
+                "fds = [os.readlink(f'/proc/self/fd/{i}') if os.path.exists(f'/proc/self/fd/{i}') else '-' "
+                "for i in range(3)]\n"
+                "open(sys.argv[1], 'w').write(' '.join(fds))\n")
+
+
+def test_closed_standard_descriptors_are_harmless_devices_for_a_root_caller(lab, world, kit):
+    """The tests above start jitrun setuid, where glibc itself reopens closed fds 0-2 (AT_SECURE).
+    glibc does nothing for root (no AT_SECURE: a cron job or a service running jitrun with its
+    descriptors closed): then Rust's runtime (before main) and harden.rs (`ensure_std_fds`) put
+    /dev/null there, so the files jitrun opens (settings, policy, the audit socket, the checked
+    executable) never land on 0-2 and the command gets harmless devices."""
+    report = Path(tempfile.mkdtemp(prefix="jitattack-fds-")) / "fd-report"
+    # what fds 0-2 are, read before the report file is opened (it would take the lowest free fd)
+    show = ["/usr/bin/python3", "-c", SHOW_STD_FDS, str(report)]
+    try:
+        # control: started this way as root, a plain program really gets fds 0-2 closed
+        # (nothing else reopens them), so the assertion below is jitrun's doing
+        ctl = subprocess.run([str(kit["exec_argv"]), "closed", *show], timeout=60)
+        assert ctl.returncode == 0 and report.read_text().split() == ["-"] * 3, report.read_text()
+        lab.set_policy(world.policy, dropins={"30-root.toml": '[[rule]]\nname = "root-fds"\nusers = ["root"]\n'
+                                                              'commands = ["/usr/bin/python3 **"]\n'
+                                                              'grant = "none"\n'})
+        res = lab.run_jitrun(ROOT, ["--", *show], prefix=[str(kit["exec_argv"]), "closed"])
+        assert res.returncode == 0, str(res)
+        assert res.actions() == ["elevate.start", "elevate.end"], str(res)
+        assert res.event("elevate.start").get("jitrun.rule") == "root-fds", str(res)
+        links = report.read_text().split()
+        assert links == ["/dev/null"] * 3, links
+    finally:
+        shutil.rmtree(report.parent, ignore_errors=True)
 
 
 # ---- trusted files (what test_audit_config.py::test_untrusted_config_files_are_refused lacks)
@@ -628,6 +665,57 @@ def test_max_uses_holds_under_20_concurrent_runs(lab, world):
     assert counter_file(lab, token).read_bytes() == b"%020d\n" % 5
 
 
+def flock_waiters(path: Path) -> int:
+    """How many processes wait in flock(2) for ``path``: the blocked (`->`) lines of /proc/locks."""
+    st = os.stat(path)
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines()
+               if "->" in line.split() and key in line.split())
+
+
+def wait_until(pred, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_max_uses_counter_is_read_and_rewritten_under_its_lock(lab, world):
+    """The 20-way race above starts its runs as close together as it can, yet they seldom meet
+    inside the few instructions between reading and rewriting the counter: it passes even with
+    the lock removed (scripts/defence_check.py showed it). Here the overlap is certain: the
+    test holds the counter's lock itself while 20 runs start. Each must wait for the lock (seen
+    in /proc/locks) rather than read the count; none may get past it; once it is released, they
+    go one at a time and exactly the uses left start."""
+    a = world.alice
+    token = plain(lab, world, max_uses=5)
+    grant = lab.user_file(a, ".jitlab/locked-grant", token)
+    args = ["--grant", str(grant), "--", "/usr/bin/true"]
+    assert_ok(lab.run_jitrun(a, args))  # one use: the counter file exists now
+    counter = counter_file(lab, token)
+    mark = lab.audit.mark()
+    with contextlib.ExitStack() as stack:
+        with open(counter, "rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            runs = [stack.enter_context(lab.spawn_as_user(a, [str(lab.jitrun), *args])) for _ in range(20)]
+
+            def finished():
+                return [r.popen.poll() for r in runs if r.popen.poll() is not None]
+
+            # every run ends up waiting for the lock, or (a regression) goes past it
+            settled = wait_until(lambda: flock_waiters(counter) + len(finished()) >= 20, 120)
+            assert finished() == [], f"runs went past the locked counter: exit statuses {finished()}"
+            assert settled and flock_waiters(counter) == 20, f"{flock_waiters(counter)} runs wait for the lock"
+        rcs = sorted(r.wait(120) for r in runs)  # released: one at a time
+    assert rcs == [0] * 4 + [1] * 16, rcs
+    assert counter.read_bytes() == b"%020d\n" % 5
+    lab.audit.sync()
+    starts = [e for e in lab.audit.since(mark) if e.action == "elevate.start"]
+    assert len(starts) == 4, [e.raw for e in starts]
+
+
 # ---- TIOCSTI (doas CVE-2023-28339): keystrokes pushed into the caller's terminal
 
 
@@ -642,7 +730,8 @@ def test_command_cannot_inject_keystrokes_into_the_callers_terminal(lab, world):
     a = world.alice
     with lab.spawn_as_user(a, [str(helper)], pty=True) as control:
         assert control.wait(30) == 0, str(control)
-        assert b"TIOCSTI ok" in control.output, str(control)
+        # (the pty reader may lag behind the exit: wait for the text, do not just look)
+        assert control.wait_output(b"TIOCSTI ok"), str(control)
     lab.set_policy(world.policy, dropins={"20-tiocsti.toml": f"""
 [[rule]]
 name = "as-service"
@@ -653,6 +742,6 @@ grant = "none"
 """})
     with lab.spawn_as_user(a, [str(lab.jitrun), "--", str(helper)], pty=True) as run:
         assert run.wait(30) == 3, str(run)
-        assert b"TIOCSTI refused: Operation not permitted" in run.output, str(run)
+        assert run.wait_output(b"TIOCSTI refused: Operation not permitted"), str(run)
         start = [e for e in run.events() if e.action == "elevate.start"]
         assert start and start[0].get("user.target.name") == world.svc.name, str(run)

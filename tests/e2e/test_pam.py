@@ -246,3 +246,32 @@ def test_shipped_service_file_with_pamtester(lab, pam_users):
     bad = pamtester("not-the-password", "authenticate")
     assert bad.returncode != 0, bad
     assert b"Authentication failure" in bad.stdout + bad.stderr, bad
+
+
+def test_the_checked_file_is_the_one_executed_even_if_replaced_during_authentication(lab, pam_users):
+    """The command is opened and checked once (command.rs) and that open file is what runs
+    (execveat on its descriptor), so nothing that replaces the file at that path between the
+    check and the exec changes what runs. PAM runs in between; here its auth stage (pam_exec,
+    as root) replaces the root-owned file with another one, standing in for anything that can
+    (the user cannot: the directory is root's). The original must run, never the replacement."""
+    user = pam_users[0]
+    target = lab.install_file("swap-target", b"#!/bin/sh\necho ORIGINAL\n", 0o755)
+    lab.install_file("swap-target.new", b"#!/bin/sh\necho SWAPPED\n", 0o755)
+    swap = lab.install_file("swap-hook", f"#!/bin/sh\nmv -f {target}.new {target}\n".encode(), 0o755)
+    lab.set_policy(f"""
+[[rule]]
+name = "swap"
+users = ["{user.name}"]
+commands = ["{target}"]
+grant = "none"
+authenticate = true
+""", dropins={})
+    # pam_exec runs the hook for pam_authenticate only (pam_setcred: pam_permit answers)
+    d = pam_dir(lab, "swap", f"auth required pam_exec.so type=auth {swap}\nauth required pam_permit.so\n"
+                             "account required pam_permit.so\nsession required pam_permit.so\n")
+    res = assert_ok(lab.run_as_user(user, [str(target)], binds=[(d, "/etc/pam.d")]))
+    # control: the hook did replace the file before the exec (else this proves nothing)
+    now = lab.run_without_jitrun(user, [str(target)])
+    assert now.out == "SWAPPED\n", str(now)
+    assert res.out == "ORIGINAL\n", str(res)
+    assert res.event("elevate.start").get("process.executable") == str(target)

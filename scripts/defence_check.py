@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""Remove each defence once: the check issue 4's "Done when" asks for.
+
+For every defence in DEFENCES below (a file under crates/, an exact source snippet, the text
+that replaces it and removes the defence, and the end-to-end tests that must then FAIL):
+
+1. the workspace sources are copied to a scratch tree (default
+   target/defence-check/src; only changed files are rewritten, so rebuilds stay incremental)
+   and built there with a persistent CARGO_TARGET_DIR (default target/defence-check/target);
+2. the unmodified build runs the union of all listed tests: every one must PASS (else a
+   failing test would prove nothing);
+3. for each defence: the edit is applied to the scratch copy (each snippet must occur exactly
+   once, so the table cannot silently rot), `cargo build -p jitrun`, the binary is kept under
+   target/defence-check/bins/NAME (it must differ from the unmodified one), the source is
+   restored, and the listed tests run with JITRUN_BIN=that binary: every one must FAIL (a
+   failure in the test body; a skip, a setup error or a pass is not detection);
+4. a table is printed (and written as Markdown with --markdown FILE): defence, snippet
+   location, tests, result. The exit status is 0 only if every testable defence was detected.
+
+A defence that no end-to-end test can see removed (another layer does the same, or only a
+host-wide setting would show it) has no tests and says why in `untestable`: it is still built
+without the defence (the snippet must exist, the binary must change) and reported as such.
+
+Tests run from this repository's tests/ (pytest), against the setuid copy the harness
+(tests/harness/jitlab.py) installs of the given JITRUN_BIN. Root only. Builds of the next
+mutant overlap with the tests of the previous one (one pytest session at a time).
+
+    sudo python3 scripts/defence_check.py            # all (make defence-check)
+    sudo python3 scripts/defence_check.py --list     # the table and a snippet check, no build
+    sudo python3 scripts/defence_check.py --only fd  # defences whose name contains "fd"
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import datetime
+import filecmp
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = "crates/jitrun/src"
+A = "tests/e2e/test_attacks.py"
+G = "tests/e2e/test_grants.py"
+C = "tests/e2e/test_audit_config.py"
+R = "tests/e2e/test_refusals.py"
+P = "tests/e2e/test_pam.py"
+X = "tests/e2e/test_execution.py"
+K = "tests/e2e/test_capabilities.py"
+RR = "tests/e2e/test_review_regressions.py"
+
+
+@dataclasses.dataclass
+class Defence:
+    name: str
+    file: str  # relative to the repository
+    edits: list[tuple[str, str]]  # (exact snippet, replacement), each snippet found exactly once
+    tests: list[str]  # pytest node ids that must fail without the defence
+    note: str = ""
+    # Why no end-to-end test can see this defence removed (then `tests` is empty): the row is
+    # still built (the snippet must exist and the binary must change) and reported, not failed.
+    untestable: str = ""
+
+
+DEFENCES: list[Defence] = [
+    Defence(
+        "argc == 0 / empty argv[0] refused (PwnKit)", f"{SRC}/harden.rs",
+        [("    if args.is_empty() {\n", "    if false {\n"),
+         ("    if args[0].is_empty() {\n", "    if false {\n")],
+        [f"{A}::test_argc_zero_and_empty_argv0_are_refused"]),
+    Defence(
+        "-u takes a plain name only (CVE-2019-14287)", f"{SRC}/cli.rs",
+        [("    if bytes.is_empty() || bytes.len() > MAX_NAME {\n", "    if bytes.is_empty() {\n"),
+         ("    if s.chars()\n"
+          "        .any(|c| c.is_control() || c.is_whitespace() || c == '/' || c == ':')\n"
+          "        || s.starts_with('-')\n"
+          "        || s.starts_with('#')\n"
+          "    {\n", "    if false {\n")],
+        [f"{A}::test_dash_u_numeric_forms_are_usage_errors"]),
+    Defence(
+        "command gets only the built environment (env_keep)", f"{SRC}/env.rs",
+        [("    out\n}\n\n#[cfg(test)]",
+          "    let mut all: Vec<CString> = snapshot\n"
+          "        .iter()\n"
+          "        .filter_map(|(k, v)| entry(&k.to_string_lossy(), v.as_bytes()))\n"
+          "        .collect();\n"
+          "    all.extend(out);\n"
+          "    all\n}\n\n#[cfg(test)]")],
+        [f"{A}::test_hostile_environment_reaches_neither_jitrun_nor_the_command",
+         f"{X}::test_environment_is_clean"]),
+    Defence(
+        "kept variables must have sane values (TZ/LANG/LC_* not paths)", f"{SRC}/env.rs",
+        [("        if let Some(v) = lookup(name).filter(|v| sane_value(name, v)) {\n",
+          "        if let Some(v) = lookup(name) {\n")],
+        [f"{A}::test_env_keep_drops_path_tricks_in_kept_locale_and_tz"]),
+    Defence(
+        "jitrun's own environment cleared at start", f"{SRC}/harden.rs",
+        [("    process::clear_env();\n", "")],
+        [],
+        untestable="nothing jitrun runs after the snapshot reads the environment: glibc already drops the "
+                   "loader, iconv and locale-path variables for a setuid start (AT_SECURE), jitrun's code reads "
+                   "none, PAM modules start programs with the PAM environment only, and the command's "
+                   "environment is built from the snapshot. Only syslog(3) timestamps that PAM modules write to "
+                   "/dev/log could follow a caller's TZ; this host has no /dev/log. It guards future code"),
+    Defence(
+        "fds above 2 closed", f"{SRC}/harden.rs",
+        [("    let _ = fs::close_from_3();\n", "")],
+        [f"{A}::test_descriptors_above_2_do_not_reach_the_command"]),
+    Defence(
+        "closed fds 0-2 reopened on /dev/null", f"{SRC}/harden.rs",
+        [("    fs::ensure_std_fds().map_err(|e| {\n"
+          "        Refusal::config(\"harden\", format!(\"cannot set up standard descriptors: {e}\"))\n"
+          "    })?;\n", "")],
+        [],
+        untestable="two layers below it do the same before main: Rust's runtime reopens closed fds 0-2 on "
+                   "/dev/null for every caller, and glibc does it for a setuid start (AT_SECURE). The fd tests "
+                   "(test_closed_standard_descriptors_*, also as root) pass with it removed"),
+    Defence(
+        "PR_SET_DUMPABLE 0", f"{SRC}/harden.rs",
+        [("    caps::set_dumpable(false).map_err(|e| {\n"
+          "        Refusal::config(\n"
+          "            \"harden\",\n"
+          "            format!(\"cannot make the process non-dumpable: {e}\"),\n"
+          "        )\n"
+          "    })?;\n", "")],
+        [],
+        untestable="the kernel already makes a setuid start non-dumpable (fs.suid_dumpable is 0 here), the "
+                   "caller's uid never matches jitrun's effective uid 0 (ptrace and /proc/PID/mem need all "
+                   "uids to match), and RLIMIT_CORE is 0. It matters with fs.suid_dumpable = 1 or a core_pattern "
+                   "pipe, host-wide settings a test must not change under other runs; "
+                   "test_user_cannot_trace_read_or_signal_the_supervisor passes without it"),
+    Defence(
+        "supervisor fully root after fork (setresuid 0)", f"{SRC}/supervise.rs",
+        [("    if let Err(e) = process::setresgid(0).and_then(|_| process::setresuid(0)) {\n",
+          "    if let Err(e) = Ok::<(), std::io::Error>(()) {\n")],
+        [f"{A}::test_user_cannot_trace_read_or_signal_the_supervisor",
+         f"{X}::test_user_cannot_kill_the_supervisor_to_escape_expiry"]),
+    Defence(
+        "trusted files: owned by root", f"{SRC}/trusted_files.rs",
+        [("    if st.uid != 0 {\n        return Err(untrusted(\n", "    if false {\n        return Err(untrusted(\n")],
+        [f"{A}::test_more_untrusted_files_are_refused[settings-user-owned]",
+         f"{A}::test_more_untrusted_files_are_refused[uses-dir-user-owned]",
+         f"{C}::test_untrusted_config_files_are_refused[policy-not-root]",
+         f"{C}::test_untrusted_config_files_are_refused[key-not-root]"]),
+    Defence(
+        "trusted files: not group/world-writable", f"{SRC}/trusted_files.rs",
+        [("    if st.mode & 0o022 != 0 {\n        return Err(untrusted(\n",
+          "    if false {\n        return Err(untrusted(\n")],
+        [f"{A}::test_more_untrusted_files_are_refused[key-group-writable]",
+         f"{A}::test_more_untrusted_files_are_refused[keysdir-world-writable]",
+         f"{A}::test_more_untrusted_files_are_refused[state-group-writable]",
+         f"{C}::test_untrusted_config_files_are_refused[policy-group-writable]",
+         f"{C}::test_untrusted_config_files_are_refused[dropin-world-writable]",
+         f"{C}::test_untrusted_config_files_are_refused[confdir-group-writable]"]),
+    Defence(
+        "trusted files: O_NOFOLLOW on the file", f"{SRC}/trusted_files.rs",
+        [("        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,\n",
+          "        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,\n")],
+        [f"{A}::test_more_untrusted_files_are_refused[settings-symlink]",
+         f"{C}::test_untrusted_config_files_are_refused[policy-symlink]"]),
+    Defence(
+        "trusted files: O_NOFOLLOW on each directory", f"{SRC}/trusted_files.rs",
+        [("            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,\n",
+          "            libc::O_PATH | libc::O_DIRECTORY,\n")],
+        [f"{A}::test_more_untrusted_files_are_refused[policydir-symlink]"]),
+    Defence(
+        "grant file read with the caller's identity (as_user_fs)", f"{SRC}/user_files.rs",
+        [("    let out = fs::as_user_fs(inv.uid, inv.gid, || -> Result<Vec<u8>, String> {\n",
+          "    let out = std::io::Result::Ok((|| -> Result<Vec<u8>, String> {\n"),
+         ("        Ok(buf)\n    })\n    .map_err(|e| format!(\"{shown}: {e}\"))??;\n",
+          "        Ok(buf)\n    })())\n    .map_err(|e: std::io::Error| format!(\"{shown}: {e}\"))??;\n")],
+        [f"{G}::test_grant_symlink_to_shadow_is_refused",
+         f"{G}::test_grant_file_the_user_cannot_read_is_refused"]),
+    Defence(
+        "grant size limit (64 KiB) checked before decoding", f"{SRC}/user_files.rs",
+        [("        if st.size > MAX_TOKEN_LEN as u64 {\n", "        if false {\n"),
+         ("    if bytes.len() > MAX_TOKEN_LEN {\n", "    if false {\n")],
+        [f"{A}::test_oversized_token_is_refused_before_decoding",
+         f"{A}::test_grant_path_that_is_not_a_small_file_is_refused_without_reading_it[sparse-1GB]"],
+        note="the bounded read (take(64 KiB + 1)) stays: without it a test would read /dev/zero until "
+             "the OOM killer stepped in"),
+    Defence(
+        "grant file must be a regular file", f"{SRC}/user_files.rs",
+        [("        if !st.is_file() {\n            return Err(format!(\"{shown}: not a regular file\"));\n",
+          "        if false {\n            return Err(format!(\"{shown}: not a regular file\"));\n")],
+        [f"{A}::test_grant_path_that_is_not_a_small_file_is_refused_without_reading_it[fifo]"]),
+    Defence(
+        "grant file opened non-blocking (a FIFO cannot hang jitrun)", f"{SRC}/user_files.rs",
+        [("        let fd = fs::open(&c, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)\n",
+          "        let fd = fs::open(&c, libc::O_RDONLY | libc::O_NOCTTY)\n")],
+        [f"{A}::test_grant_path_that_is_not_a_small_file_is_refused_without_reading_it[fifo]"]),
+    Defence(
+        "relative command paths refused", f"{SRC}/command.rs",
+        [("        if !name.starts_with(b\"/\") {\n", "        if false {\n")],
+        [f"{A}::test_relative_command_paths_are_refused"]),
+    Defence(
+        "command's directories must be trusted (no user-writable directory)", f"{SRC}/command.rs",
+        [("    let dirfd = trusted_files::walk_dir(&parent.to_string_lossy())\n",
+          "    let dirfd = Ok::<_, Refusal>(\n"
+          "        fs::open(\n"
+          "            &CString::new(parent.as_os_str().as_bytes()).unwrap(),\n"
+          "            libc::O_PATH | libc::O_DIRECTORY,\n"
+          "        )\n"
+          "        .ok(),\n"
+          "    )\n")],
+        [f"{A}::test_command_in_a_user_writable_directory_is_refused"]),
+    Defence(
+        "command file: root-owned, not writable, no setuid/setgid, no file caps", f"{SRC}/command.rs",
+        [("    if st.mode & (libc::S_ISUID | libc::S_ISGID) != 0 {\n", "    if false {\n"),
+         ("    if st.uid != 0 {\n        return Err(unsafe_target(", "    if false {\n        return Err(unsafe_target("),
+         ("    if st.mode & 0o022 != 0 {\n        return Err(unsafe_target(",
+          "    if false {\n        return Err(unsafe_target("),
+         ("        Ok(false) => {}\n", "        Ok(_) => {}\n")],
+        [f"{K}::test_unsafe_target_is_refused"]),
+    Defence(
+        "command executed by its checked fd (execveat, no swap)", f"{SRC}/supervise.rs",
+        [("    let e = process::exec_fd(launch.program.fd.as_fd(), &launch.argv, &launch.envp);\n",
+          "    let e = {\n"
+          "        use std::os::unix::ffi::OsStrExt as _;\n"
+          "        use std::os::unix::process::CommandExt as _;\n"
+          "        let os = |c: &CString| std::ffi::OsStr::from_bytes(c.as_bytes()).to_os_string();\n"
+          "        let mut cmd = std::process::Command::new(&launch.program.canonical);\n"
+          "        cmd.arg0(os(&launch.argv[0]))\n"
+          "            .args(launch.argv[1..].iter().map(os))\n"
+          "            .env_clear();\n"
+          "        for kv in &launch.envp {\n"
+          "            let b = kv.as_bytes();\n"
+          "            let eq = b.iter().position(|&x| x == b'=').unwrap_or(b.len());\n"
+          "            cmd.env(std::ffi::OsStr::from_bytes(&b[..eq]), std::ffi::OsStr::from_bytes(&b[eq + 1..]));\n"
+          "        }\n"
+          "        cmd.exec()\n"
+          "    };\n")],
+        [f"{P}::test_the_checked_file_is_the_one_executed_even_if_replaced_during_authentication"]),
+    Defence(
+        "max_uses counter locked (flock)", f"{SRC}/uses.rs",
+        [("    fs::lock_exclusive(&file).map_err(|e| {\n"
+          "        Refusal::config(\n"
+          "            \"state\",\n"
+          "            format!(\"{}/{jti}: cannot lock: {e}\", counter_dir()),\n"
+          "        )\n"
+          "    })?;\n", "")],
+        [f"{A}::test_max_uses_counter_is_read_and_rewritten_under_its_lock"],
+        note="test_max_uses_holds_under_20_concurrent_runs passes without the lock: its runs seldom meet "
+             "inside the read-rewrite window"),
+    Defence(
+        "grant id cannot become a path (use counter file name)", f"{SRC}/uses.rs",
+        [("    if jti.is_empty()\n"
+          "        || jti.len() > 64\n"
+          "        || !jti\n"
+          "            .bytes()\n"
+          "            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')\n"
+          "    {\n", "    if jti.is_empty() {\n")],
+        [f"{A}::test_grant_id_cannot_traverse_out_of_the_use_counter_directory"]),
+    Defence(
+        "audit fail_closed: nothing runs unlogged", f"{SRC}/audit.rs",
+        [("        match self.deliver(event, !self.fail_closed) {\n", "        match self.deliver(event, true) {\n")],
+        [f"{C}::test_audit_fail_closed_runs_nothing"]),
+    Defence(
+        "token kind: a grant's implicit assertion", f"{SRC}/decide.rs",
+        [("    let v = jit_grant::verify(token, inp.keys, TokenKind::Grant).map_err(grant_refusal)?;\n",
+          "    let v = jit_grant::verify(token, inp.keys, TokenKind::Grant)\n"
+          "        .or_else(|_| jit_grant::verify(token, inp.keys, TokenKind::Revocations))\n"
+          "        .or_else(|_| jit_grant::verify(token, inp.keys, TokenKind::Attestation))\n"
+          "        .map_err(grant_refusal)?;\n")],
+        [f"{A}::test_revocation_list_token_is_not_a_grant",
+         f"{R}::test_wrong_implicit_assertion"]),
+    Defence(
+        "TIOCSTI/TIOCLINUX seccomp filter (doas CVE-2023-28339)", f"{SRC}/elevate.rs",
+        [("    step(\n"
+          "        \"installing the TIOCSTI filter\",\n"
+          "        seccomp::deny_terminal_injection(),\n"
+          "    )?;\n", "")],
+        [f"{A}::test_command_cannot_inject_keystrokes_into_the_callers_terminal"]),
+    Defence(
+        "PAM: a rule with authenticate = true authenticates", f"{SRC}/main.rs",
+        [("        let pam_session = if approved.rule.authenticate {\n",
+          "        let pam_session = if false {\n")],
+        [f"{P}::test_pam_deny_refuses_and_runs_nothing",
+         f"{R}::test_rule_asking_for_authentication_never_runs_unauthenticated"]),
+    Defence(
+        "PAM: account checks (pam_acct_mgmt)", f"{SRC}/authenticate/mod.rs",
+        [("    if let Err(e) = pam.account() {\n", "    if let Err(e) = Ok::<(), PamError>(()) {\n")],
+        [f"{P}::test_expired_account_is_refused_by_the_account_check"]),
+    Defence(
+        "caller's resource limits cannot kill jitrun (FSIZE, CPU)", f"{SRC}/harden.rs",
+        [("        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { hard };\n",
+          "        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { soft };\n"),
+         ("    signals::ignore(libc::SIGXFSZ);\n    signals::ignore(libc::SIGXCPU);\n", "")],
+        [f"{RR}::test_caller_cpu_limit_cannot_kill_the_supervisor",
+         f"{G}::test_tiny_file_size_limit_cannot_reset_the_use_counter"],
+        note="raising the soft limits and ignoring SIGXFSZ/SIGXCPU cover for each other, so both go; "
+             "RLIMIT_NOFILE is lifted too but jitrun works within 9 descriptors: "
+             "test_tiny_nofile_limit_cannot_disable_containment passes without it"),
+]
+
+
+# ---- the scratch tree
+
+
+def sync_tree(dest: Path) -> None:
+    """Make dest hold the workspace sources (Cargo.toml, Cargo.lock, crates/). A file is written
+    only when its content differs, and always with a fresh mtime (never an older one: cargo
+    would take an older mtime for "unchanged" and keep a mutant's artifacts)."""
+    wanted: dict[Path, Path] = {}
+    for name in ("Cargo.toml", "Cargo.lock"):
+        wanted[Path(name)] = REPO / name
+    for p in (REPO / "crates").rglob("*"):
+        if p.is_file() and "target" not in p.relative_to(REPO).parts:
+            wanted[p.relative_to(REPO)] = p
+    for rel, src in wanted.items():
+        out = dest / rel
+        data = src.read_bytes()
+        if out.is_file() and out.read_bytes() == data:
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+    for p in sorted(dest.rglob("*"), reverse=True):
+        rel = p.relative_to(dest)
+        if p.is_file() and rel not in wanted:
+            p.unlink()
+        elif p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
+
+
+def locate(text: str, snippet: str) -> tuple[int, int]:
+    """(count, line number of the first occurrence)."""
+    n = text.count(snippet)
+    i = text.find(snippet)
+    return n, (text[:i].count("\n") + 1 if i >= 0 else 0)
+
+
+def check_snippets(defences: list[Defence]) -> list[str]:
+    problems = []
+    for d in defences:
+        text = (REPO / d.file).read_text()
+        for old, _ in d.edits:
+            n, _ = locate(text, old)
+            if n != 1:
+                problems.append(f"{d.name}: snippet found {n} times in {d.file} (must be exactly once):\n{old}")
+    return problems
+
+
+def where(d: Defence) -> str:
+    text = (REPO / d.file).read_text()
+    lines = sorted({locate(text, old)[1] for old, _ in d.edits})
+    return f"{d.file.removeprefix('crates/')}:{','.join(map(str, lines))}"
+
+
+# ---- building
+
+
+def cargo_build(tree: Path, target: Path, packages: list[str], log: Path) -> bool:
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+    cmd = [os.environ.get("CARGO", "cargo"), "build", "--quiet"]
+    for p in packages:
+        cmd += ["-p", p]
+    with open(log, "wb") as f:
+        p = subprocess.run(cmd, cwd=tree, env=env, stdout=f, stderr=subprocess.STDOUT)
+    return p.returncode == 0
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+# ---- running tests
+
+
+@dataclasses.dataclass
+class Outcome:
+    node: str
+    result: str  # passed, failed, error, skipped
+    message: str = ""
+
+
+def run_tests(nodes: list[str], jitrun: Path, jitctl: Path, junit: Path, log: Path) -> tuple[int, list[Outcome]]:
+    env = dict(os.environ, JITRUN_BIN=str(jitrun), JITCTL_BIN=str(jitctl))
+    env.pop("CARGO_TARGET_DIR", None)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *nodes]
+    with open(log, "wb") as f:
+        p = subprocess.run(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    outcomes = []
+    if junit.exists():
+        for tc in ET.parse(junit).getroot().iter("testcase"):
+            file = tc.get("classname", "").replace(".", "/") + ".py"
+            node = f"{file}::{tc.get('name')}"
+            kids = {c.tag: c for c in tc}
+            if "failure" in kids:
+                outcomes.append(Outcome(node, "failed", kids["failure"].get("message", "")))
+            elif "error" in kids:
+                outcomes.append(Outcome(node, "error", kids["error"].get("message", "")))
+            elif "skipped" in kids:
+                outcomes.append(Outcome(node, "skipped", kids["skipped"].get("message", "")))
+            else:
+                outcomes.append(Outcome(node, "passed"))
+    return p.returncode, outcomes
+
+
+def belongs(outcome: Outcome, node: str) -> bool:
+    return outcome.node == node or outcome.node.startswith(node + "[")
+
+
+def short(msg: str, n: int = 110) -> str:
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= n else msg[: n - 1] + "…"
+
+
+# ---- main
+
+
+@dataclasses.dataclass
+class Row:
+    defence: Defence
+    where: str
+    result: str
+    detail: list[str]
+    ok: bool | None  # None: not testable end to end (see Defence.untestable)
+
+
+def verdict(d: Defence, rc: int, outcomes: list[Outcome]) -> tuple[str, list[str], bool]:
+    detail, ok = [], True
+    for node in d.tests:
+        mine = [o for o in outcomes if belongs(o, node)]
+        if not mine:
+            detail.append(f"{node}: NOT COLLECTED (pytest exit {rc})")
+            ok = False
+        for o in mine:
+            if o.result == "failed":
+                detail.append(f"{o.node}: failed: {short(o.message)}")
+            else:
+                detail.append(f"{o.node}: {o.result.upper()} {short(o.message)}".rstrip())
+                ok = False
+    n = sum(1 for o in outcomes if any(belongs(o, t) for t in d.tests))
+    failed = sum(1 for o in outcomes if any(belongs(o, t) for t in d.tests) and o.result == "failed")
+    return (f"detected: {failed}/{n} tests fail" if ok else f"NOT DETECTED: {failed}/{n} tests fail"), detail, ok
+
+
+def markdown(rows: list[Row], started: datetime.datetime, seconds: float, command: str) -> str:
+    testable = [r for r in rows if r.ok is not None]
+    out = [f"Run on {started:%Y-%m-%d %H:%M} UTC with `{command}` ({seconds / 60:.0f} min): "
+           f"{sum(r.ok is True for r in testable)} of {len(testable)} testable defences detected, "
+           f"{len(rows) - len(testable)} not testable end to end (notes below the table).", "",
+           "| # | defence | removed at | tests that must fail | result |", "|---|---|---|---|---|"]
+    notes = []
+    for i, r in enumerate(rows, 1):
+        tests = "<br>".join(f"`{t.removeprefix('tests/e2e/')}`" for t in r.defence.tests) or "—"
+        res = r.result
+        if r.ok is None:
+            res = "not testable end to end"
+        for text in (r.defence.untestable, r.defence.note):
+            if text:
+                notes.append(f"{len(notes) + 1}. **{r.defence.name}**: {text}.")
+                res += f" (note {len(notes)})"
+        out.append(f"| {i} | {r.defence.name} | `{r.where}` | {tests} | {res} |")
+    return "\n".join(out + [""] + notes) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--list", action="store_true", help="print the table and check the snippets; build nothing")
+    ap.add_argument("--only", action="append", default=[], help="defences whose name contains this (repeatable)")
+    ap.add_argument("--work", default=str(REPO / "target" / "defence-check"),
+                    help="scratch tree, target dir, binaries and logs (default: target/defence-check)")
+    ap.add_argument("--markdown", help="also write the result table as Markdown to this file")
+    args = ap.parse_args()
+
+    defences = [d for d in DEFENCES if not args.only or any(o.lower() in d.name.lower() for o in args.only)]
+    if not defences:
+        print("no defence matches --only", file=sys.stderr)
+        return 2
+    problems = check_snippets(defences)
+    if problems:
+        print("defence_check: the table does not match the sources:\n" + "\n".join(problems), file=sys.stderr)
+        return 1
+    if args.list:
+        for d in defences:
+            print(f"{d.name}\n    {where(d)}\n" + "".join(f"    {t}\n" for t in d.tests or ["(no test)"]))
+        print(f"{len(defences)} defences; every snippet found exactly once")
+        return 0
+    if os.geteuid() != 0:
+        print("defence_check needs root (the end-to-end tests create users and install setuid binaries)",
+              file=sys.stderr)
+        return 2
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.monotonic()
+    work = Path(args.work)
+    tree, target, bins, logs = work / "src", work / "target", work / "bins", work / "logs"
+    for d in (tree, target, bins, logs):
+        d.mkdir(parents=True, exist_ok=True)
+    print(f"== scratch tree {tree}, CARGO_TARGET_DIR {target}", flush=True)
+    sync_tree(tree)
+    if not cargo_build(tree, target, ["jitrun", "jitctl"], logs / "build-baseline.log"):
+        print((logs / "build-baseline.log").read_text()[-4000:], file=sys.stderr)
+        print("defence_check: the unmodified tree does not build", file=sys.stderr)
+        return 1
+    base = bins / "baseline"
+    base.mkdir(exist_ok=True)
+    for b in ("jitrun", "jitctl"):
+        shutil.copy2(target / "debug" / b, base / b)
+    jitctl = base / "jitctl"
+
+    # the unmodified build must pass every listed test
+    every = list(dict.fromkeys(t for d in defences for t in d.tests))
+    print(f"== baseline: {len(every)} test ids against the unmodified build", flush=True)
+    rc, outcomes = run_tests(every, base / "jitrun", jitctl, logs / "baseline.xml", logs / "baseline.log")
+    bad = [o for o in outcomes if o.result != "passed"]
+    missing = [t for t in every if not any(belongs(o, t) for o in outcomes)]
+    if bad or missing or rc != 0:
+        for o in bad:
+            print(f"  {o.node}: {o.result}: {short(o.message)}", file=sys.stderr)
+        for t in missing:
+            print(f"  {t}: not collected", file=sys.stderr)
+        print(f"defence_check: the unmodified build must pass every listed test (pytest exit {rc}; "
+              f"log {logs / 'baseline.log'})", file=sys.stderr)
+        return 1
+    print(f"   {len(outcomes)} passed", flush=True)
+
+    rows: list[Row] = []
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    pending: list[tuple[Defence, str, concurrent.futures.Future | None, str]] = []
+    for i, d in enumerate(defences):
+        slug = f"{i:02d}"
+        path = tree / d.file
+        original = path.read_text()
+        text = original
+        for old, new in d.edits:
+            text = text.replace(old, new, 1)
+        print(f"== [{slug}] {d.name}: build without it", flush=True)
+        try:
+            path.write_text(text)
+            built = cargo_build(tree, target, ["jitrun"], logs / f"build-{slug}.log")
+        finally:
+            path.write_text(original)  # a fresh mtime: the next build sees the change back
+        if not built:
+            pending.append((d, where(d), None, f"BUILD FAILED (log {logs / f'build-{slug}.log'})"))
+            continue
+        out = bins / slug
+        out.mkdir(exist_ok=True)
+        shutil.copy2(target / "debug" / "jitrun", out / "jitrun")
+        if filecmp.cmp(out / "jitrun", base / "jitrun", shallow=False):
+            pending.append((d, where(d), None, "BINARY UNCHANGED: the edit had no effect"))
+            continue
+        if d.untestable:
+            pending.append((d, where(d), None, "not testable end to end (built; binary differs)"))
+            continue
+        if not d.tests:
+            pending.append((d, where(d), None, "NO TEST: nothing fails without it"))
+            continue
+        fut = pool.submit(run_tests, d.tests, out / "jitrun", jitctl, logs / f"{slug}.xml", logs / f"{slug}.log")
+        pending.append((d, where(d), fut, ""))
+    sync_tree(tree)  # the scratch tree ends as the sources are
+    for d, loc, fut, problem in pending:
+        if fut is None:
+            untestable = problem.startswith("not testable")
+            rows.append(Row(d, loc, problem, [d.untestable] if untestable else [], None if untestable else False))
+            continue
+        rc, outcomes = fut.result()
+        result, detail, ok = verdict(d, rc, outcomes)
+        rows.append(Row(d, loc, result, detail, ok))
+    pool.shutdown()
+    seconds = time.monotonic() - t0
+
+    print("\n== Removing each defence once\n")
+    w = max(len(r.defence.name) for r in rows)
+    for r in rows:
+        mark = {True: "ok  ", False: "FAIL", None: "n/a "}[r.ok]
+        print(f"{mark} {r.defence.name:<{w}}  {r.where}\n     {r.result}")
+        for line in r.detail:
+            print(f"       {line}")
+    detected = sum(r.ok is True for r in rows)
+    testable = sum(r.ok is not None for r in rows)
+    print(f"\n{detected} of {testable} testable defences detected by their tests; "
+          f"{len(rows) - testable} not testable end to end ({seconds / 60:.1f} min); logs in {logs}")
+    if args.markdown:
+        command = "make defence-check" if not args.only else "python3 scripts/defence_check.py " + " ".join(
+            f"--only {o!r}" for o in args.only)
+        Path(args.markdown).write_text(markdown(rows, started, seconds, command))
+        print(f"table written to {args.markdown}")
+    return 0 if detected == testable else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

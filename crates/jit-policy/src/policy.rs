@@ -647,34 +647,55 @@ fn parse_commands(
     items
         .iter()
         .map(|n| {
-            let sp = n.span.as_ref().or(doc.entry_span(e));
-            let parsed = match &n.value {
-                Raw::Str(s) => CommandPattern::parse_str(s),
-                Raw::Array(words) => {
-                    let words = words
-                        .iter()
-                        .map(|w| match &w.value {
-                            Raw::Str(s) => Ok(s.as_str()),
-                            other => Err(doc.err(
-                                w.span.as_ref().or(sp),
-                                field,
-                                format!("expected strings in a command array, found {}", other.kind()),
-                            )),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    CommandPattern::parse_words(&words)
-                }
-                other => {
-                    return Err(doc.err(
-                        sp,
-                        field,
-                        format!("expected a string or an array of strings for each command, found {}; {EXAMPLE}", other.kind()),
-                    ))
-                }
-            };
-            parsed.map_err(|err| doc.locate(err, sp, field))
+            parse_pattern_node(
+                doc,
+                n,
+                doc.entry_span(e),
+                field,
+                &format!("a string or an array of strings for each command; {EXAMPLE}"),
+            )
         })
         .collect()
+}
+
+/// One command pattern: a string (`"/usr/sbin/ip **"`) or an array of words (the array form,
+/// for arguments with spaces). `expected` says what was expected when it is neither.
+pub(crate) fn parse_pattern_node(
+    doc: &Doc<'_>,
+    n: &crate::toml_doc::Node,
+    fallback: Option<&Range<usize>>,
+    field: &str,
+    expected: &str,
+) -> Result<CommandPattern, PolicyError> {
+    let sp = n.span.as_ref().or(fallback);
+    let parsed = match &n.value {
+        Raw::Str(s) => CommandPattern::parse_str(s),
+        Raw::Array(words) => {
+            let words = words
+                .iter()
+                .map(|w| match &w.value {
+                    Raw::Str(s) => Ok(s.as_str()),
+                    other => Err(doc.err(
+                        w.span.as_ref().or(sp),
+                        field,
+                        format!(
+                            "expected strings in a command array, found {}",
+                            other.kind()
+                        ),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            CommandPattern::parse_words(&words)
+        }
+        other => {
+            return Err(doc.err(
+                sp,
+                field,
+                format!("expected {expected}, found {}", other.kind()),
+            ))
+        }
+    };
+    parsed.map_err(|err| doc.locate(err, sp, field))
 }
 
 #[cfg(test)]

@@ -133,38 +133,13 @@ fn parse_caps(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<CapSet, PolicyErr
 fn parse_cmd(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<Vec<CommandPattern>, PolicyError> {
     let sp = doc.entry_span(e);
     let one = |n: &crate::toml_doc::Node| -> Result<CommandPattern, PolicyError> {
-        let sp = n.span.as_ref().or(sp);
-        let parsed = match &n.value {
-            Raw::Str(s) => CommandPattern::parse_str(s),
-            Raw::Array(words) => {
-                let words = words
-                    .iter()
-                    .map(|w| match &w.value {
-                        Raw::Str(s) => Ok(s.as_str()),
-                        other => Err(doc.err(
-                            sp,
-                            field,
-                            format!(
-                                "expected strings in a command array, found {}",
-                                other.kind()
-                            ),
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                CommandPattern::parse_words(&words)
-            }
-            other => {
-                return Err(doc.err(
-                    sp,
-                    field,
-                    format!(
-                        "expected a command pattern (a string or an array of strings), found {}",
-                        other.kind()
-                    ),
-                ))
-            }
-        };
-        parsed.map_err(|err| doc.locate(err, sp, field))
+        crate::policy::parse_pattern_node(
+            doc,
+            n,
+            sp,
+            field,
+            "a command pattern (a string or an array of strings)",
+        )
     };
     match &e.node.value {
         // One pattern: a string, or an array of words (the array form) ...

@@ -4,8 +4,7 @@
 
 use crate::cli::HostKeyInitArgs;
 use crate::error::{io_error, CliError, Result};
-use crate::keygen::write_key_file;
-use jit_grant::SecretKey;
+use crate::keygen::generate_pair;
 
 pub fn init(args: &HostKeyInitArgs) -> Result<i32> {
     if !nix::unistd::geteuid().is_root() {
@@ -14,20 +13,7 @@ pub fn init(args: &HostKeyInitArgs) -> Result<i32> {
                 .into(),
         ));
     }
-    let secret = SecretKey::generate()?;
-    let public = secret.public_key();
-    write_key_file(
-        &args.secret,
-        &format!("{}\n", secret.to_paserk()),
-        0o600,
-        args.force,
-    )?;
-    write_key_file(
-        &args.public,
-        &format!("{}\n", public.to_paserk()),
-        0o644,
-        args.force,
-    )?;
+    let public = generate_pair(&args.secret, &args.public, args.force)?;
     let settings = "/etc/jitrun/jitrun.toml";
     let host = match std::fs::read_to_string(settings) {
         Ok(text) => jit_policy::Settings::parse(settings, &text)

@@ -1,11 +1,25 @@
 //! `jitctl keygen --secret FILE --public FILE [--force]`.
 use crate::cli::KeygenArgs;
 use crate::error::{io_error, CliError, Result};
-use jit_grant::SecretKey;
+use jit_grant::{PublicKey, SecretKey};
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// A new key pair: the secret PASERK to `secret` (0600), the public one to `public` (0644).
+pub fn generate_pair(secret: &Path, public: &Path, force: bool) -> Result<PublicKey> {
+    let key = SecretKey::generate()?;
+    let public_key = key.public_key();
+    write_key_file(secret, &format!("{}\n", key.to_paserk()), 0o600, force)?;
+    write_key_file(
+        public,
+        &format!("{}\n", public_key.to_paserk()),
+        0o644,
+        force,
+    )?;
+    Ok(public_key)
+}
 
 pub fn run(args: &KeygenArgs) -> Result<()> {
     if same_file(&args.secret, &args.public) {
@@ -21,20 +35,7 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
             }
         }
     }
-    let secret = SecretKey::generate()?;
-    let public = secret.public_key();
-    write_key_file(
-        &args.secret,
-        &format!("{}\n", secret.to_paserk()),
-        0o600,
-        args.force,
-    )?;
-    write_key_file(
-        &args.public,
-        &format!("{}\n", public.to_paserk()),
-        0o644,
-        args.force,
-    )?;
+    let public = generate_pair(&args.secret, &args.public, args.force)?;
     println!("{}", public.kid());
     Ok(())
 }

@@ -455,6 +455,57 @@ pub fn create(
     Ok((value, events))
 }
 
+/// A pending request `c` may decide on (approve or deny): visible to them, not overdue, still
+/// pending, not their own, and they are in one of its workflow's approving groups.
+fn decidable<'b>(
+    b: &'b Broker,
+    c: &Caller,
+    tx: &mut dyn Tx,
+    id: &str,
+    now: OffsetDateTime,
+    verb: &str,
+) -> Result<(Request, &'b Workflow), ApiError> {
+    let r = load_request(tx, id)?;
+    if !can_see_request(b, c, &r) {
+        return Err(ApiError::not_found(format!("no request {id}")));
+    }
+    if overdue(&r, now) {
+        return Err(ApiError::conflict(
+            "request_expired",
+            format!(
+                "request {id} expired unanswered at {}; the requester must ask again",
+                format_time(r.expires)
+            ),
+        ));
+    }
+    if r.state != State::Pending {
+        return Err(not_pending(&r));
+    }
+    let wf = find_workflow(b, &r.rule)?;
+    if r.user == c.user {
+        return Err(ApiError::forbidden(
+            "self_approval",
+            format!(
+                "{} cannot {verb} their own request {id}; someone else in {} must decide (to withdraw it: jitctl cancel {id})",
+                c.user,
+                wf.approvers.join(", ")
+            ),
+        ));
+    }
+    if !in_any(&c.groups, &wf.approvers) {
+        return Err(ApiError::forbidden(
+            "not_approver",
+            format!(
+                "{} is not in an approving group for rule {} ({})",
+                c.user,
+                r.rule,
+                wf.approvers.join(", ")
+            ),
+        ));
+    }
+    Ok((r, wf))
+}
+
 fn load_request(tx: &mut dyn Tx, id: &str) -> Result<Request, ApiError> {
     tx.get_request(id)?.ok_or_else(|| {
         ApiError::not_found(format!(
@@ -547,44 +598,7 @@ pub fn approve(
     let actor = c.actor();
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
-        let mut r = load_request(tx, id)?;
-        if !can_see_request(b, c, &r) {
-            return Err(ApiError::not_found(format!("no request {id}")));
-        }
-        if overdue(&r, now) {
-            return Err(ApiError::conflict(
-                "request_expired",
-                format!(
-                    "request {id} expired unanswered at {}; the requester must ask again",
-                    format_time(r.expires)
-                ),
-            ));
-        }
-        if r.state != State::Pending {
-            return Err(not_pending(&r));
-        }
-        let wf = find_workflow(b, &r.rule)?;
-        if r.user == c.user {
-            return Err(ApiError::forbidden(
-                "self_approval",
-                format!(
-                    "{} cannot approve their own request {id}; someone else in {} must",
-                    c.user,
-                    wf.approvers.join(", ")
-                ),
-            ));
-        }
-        if !in_any(&c.groups, &wf.approvers) {
-            return Err(ApiError::forbidden(
-                "not_approver",
-                format!(
-                    "{} is not in an approving group for rule {} ({})",
-                    c.user,
-                    r.rule,
-                    wf.approvers.join(", ")
-                ),
-            ));
-        }
+        let (mut r, _) = decidable(b, c, tx, id, now, "approve")?;
         if r.approvals.iter().any(|a| a.user == c.user) {
             return Err(ApiError::conflict(
                 "already_approved",
@@ -643,37 +657,7 @@ pub fn deny(
     let actor = c.actor();
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
-        let mut r = load_request(tx, id)?;
-        if !can_see_request(b, c, &r) {
-            return Err(ApiError::not_found(format!("no request {id}")));
-        }
-        if overdue(&r, now) {
-            return Err(ApiError::conflict(
-                "request_expired",
-                format!(
-                    "request {id} expired unanswered at {}",
-                    format_time(r.expires)
-                ),
-            ));
-        }
-        if r.state != State::Pending {
-            return Err(not_pending(&r));
-        }
-        let wf = find_workflow(b, &r.rule)?;
-        if r.user == c.user {
-            return Err(ApiError::forbidden("self_approval", format!("{} cannot decide on their own request {id}; to withdraw it: jitctl cancel {id}", c.user)));
-        }
-        if !in_any(&c.groups, &wf.approvers) {
-            return Err(ApiError::forbidden(
-                "not_approver",
-                format!(
-                    "{} is not in an approving group for rule {} ({})",
-                    c.user,
-                    r.rule,
-                    wf.approvers.join(", ")
-                ),
-            ));
-        }
+        let (mut r, _) = decidable(b, c, tx, id, now, "deny")?;
         r.state = State::Denied;
         r.denied_by = Some(c.user.clone());
         r.deny_reason = Some(body.reason.clone());

@@ -13,6 +13,7 @@ pub mod glob;
 pub mod pattern;
 pub mod policy;
 pub mod settings;
+pub mod snapshot;
 
 pub use caps::{CapSet, Capability};
 pub use decide::{decide, Decision, Denial, DenyCode, GrantView, Request};

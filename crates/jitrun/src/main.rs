@@ -34,6 +34,7 @@ mod harden;
 mod identity;
 mod list;
 mod paths;
+mod policy_cache;
 mod refusal;
 mod supervise;
 mod system;
@@ -144,7 +145,8 @@ fn list_mode() -> i32 {
         harden::require_root()?;
         let inv = Invoker::current()?;
         let settings = config::load_settings()?;
-        let policy = config::load_policy()?;
+        // The rules that name the caller are the ones -l shows: the snapshot's subset will do.
+        let policy = policy_cache::load_for(&inv)?.policy;
         let keys = config::load_keys()?;
         Ok((inv, settings, policy, keys))
     })();
@@ -214,7 +216,9 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
     // The resolved program, once known, so that a refusal names it in its audit event.
     let mut executable: Option<std::path::PathBuf> = None;
     let result = (|| -> Result<i32, Refusal> {
-        let policy = config::load_policy()?;
+        // Usually only the rules that name the caller, from the compiled snapshot.
+        let loaded = policy_cache::load_for(&invoker)?;
+        let full_policy: jit_policy::Policy;
         let keys = config::load_keys()?;
         let program = command::resolve(&run.command[0], &settings.secure_path, &invoker)?;
         executable = Some(program.canonical.clone());
@@ -225,7 +229,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             executable: Some(&program.canonical),
         };
         let inputs = decide::Inputs {
-            policy: &policy,
+            policy: &loaded.policy,
             keys: &keys,
             settings: &settings,
             invoker: &invoker,
@@ -234,7 +238,19 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             run: &run,
             now: time::OffsetDateTime::now_utc(),
         };
-        let approved = decide::decide(&inputs)?;
+        let approved = match decide::decide(&inputs) {
+            Ok(a) => a,
+            // The subset allows exactly what the whole policy allows; a refusal is decided
+            // again on the whole policy, for the message and code a full load gives.
+            Err(_) if !loaded.complete => {
+                full_policy = config::load_policy()?;
+                decide::decide(&decide::Inputs {
+                    policy: &full_policy,
+                    ..inputs
+                })?
+            }
+            Err(r) => return Err(r),
+        };
         let target = match &approved.run_as {
             RunAs::Invoker => Target::invoker(&invoker)?,
             RunAs::Root => Target::named("root")?,

@@ -134,6 +134,51 @@ pub fn read(path: &str, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
     Ok(Some(buf))
 }
 
+/// The identity of a trusted file without reading it: the same walk and the same checks as
+/// [`read`] (every directory on the way, `O_NOFOLLOW`, a regular file owned by root and
+/// writable by root alone, at most `max` bytes), on an `O_PATH` descriptor. Ok(None) when it
+/// (or its directory) does not exist.
+pub fn stat(path: &str, max: usize) -> Result<Option<Stat>, Refusal> {
+    let (dir, name) = split(path);
+    let Some(dirfd) = walk_dir(dir)? else {
+        return Ok(None);
+    };
+    let c = CString::new(name).map_err(|_| untrusted(path, "NUL in path"))?;
+    let fd = match fs::openat(dirfd.as_fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(io_refusal(path, e)),
+    };
+    let st = fs::fstat(fd.as_fd()).map_err(|e| io_refusal(path, e))?;
+    if st.file_type() == libc::S_IFLNK {
+        return Err(untrusted(path, "a symbolic link (or a path through one)"));
+    }
+    if !st.is_file() {
+        return Err(untrusted(path, "not a regular file"));
+    }
+    check_owner_mode(path, &st)?;
+    if st.size > max as u64 {
+        return Err(untrusted(
+            path,
+            format!(
+                "{} bytes, larger than the {max} bytes jitrun reads",
+                st.size
+            ),
+        ));
+    }
+    Ok(Some(st))
+}
+
+/// The identity of a trusted directory (checked like [`walk_dir`]). Ok(None) when it does not exist.
+pub fn stat_dir(dir: &str) -> Result<Option<Stat>, Refusal> {
+    match walk_dir(dir)? {
+        None => Ok(None),
+        Some(fd) => fs::fstat(fd.as_fd())
+            .map(Some)
+            .map_err(|e| io_refusal(dir, e)),
+    }
+}
+
 /// Read a trusted file as UTF-8 text.
 pub fn read_text(path: &str) -> Result<Option<String>, Refusal> {
     match read(path, MAX_TRUSTED_FILE)? {

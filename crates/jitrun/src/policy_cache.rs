@@ -1,0 +1,238 @@
+//! The compiled policy cache: `/var/lib/jitrun/policy.snapshot`.
+//!
+//! Parsing every policy file on every run costs time in proportion to the policy (about
+//! 120 ms at 10 000 rules). Instead, a run that finds a snapshot built from exactly the
+//! files on disk decodes only the rules that name the caller (see `jit_policy::snapshot`).
+//!
+//! * The key is a format/version line, then for each source (policy.toml, the policy.d
+//!   directory itself, each policy.d/*.toml in name order) its device, inode, size,
+//!   mtime and ctime in nanoseconds, from `fstat` on the trusted, opened file: every run
+//!   still walks and checks every policy file (owner, mode, no symbolic links) as a full
+//!   load would, only without reading it. Any edit changes the ctime (which no one can
+//!   set back), so an edited policy is never decided from an old snapshot.
+//! * A snapshot is written only when every source is older than [`SETTLE`]: a file changed
+//!   twice within one tick of the file system's clock could otherwise keep its times and
+//!   size across the edit (the "racy" case); until then runs load the files in full.
+//! * The snapshot must be a regular file owned by root, mode 0600, one link, in the
+//!   root-owned state directory that no one else may even read (0700); anything else
+//!   (damaged, stale, a symbolic link, another owner or mode) is ignored and replaced.
+//! * On a miss, the policy is loaded in full as before, and the snapshot is written
+//!   atomically (temporary file, then rename); a failure to write only costs the next run
+//!   its speed.
+//! * The subset allows exactly what the full policy allows; a refusal is re-decided on the
+//!   full policy by the caller ([`Loaded::complete`]), so its message and deny code are
+//!   those of a full load. Refusals are the slow path.
+
+use crate::config;
+use crate::identity::Invoker;
+use crate::paths;
+use crate::refusal::Refusal;
+use crate::system::{self, fs};
+use crate::trusted_files::{self, MAX_TRUSTED_FILE};
+use jit_policy::snapshot::{self, Header, Index, HEADER_LEN};
+use jit_policy::Policy;
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Bump when the key's meaning changes.
+const KEY_FORMAT: u32 = 1;
+pub const SNAPSHOT_NAME: &str = "policy.snapshot";
+/// Sources younger than this are not cached (see the module documentation).
+const SETTLE: Duration = Duration::from_secs(2);
+/// Largest snapshot read: the policy files themselves are bounded by MAX_TRUSTED_FILE each.
+const MAX_SNAPSHOT: u64 = 1 << 30;
+
+/// A policy, possibly only the rules that name the caller.
+pub struct Loaded {
+    pub policy: Policy,
+    /// False when `policy` holds only the caller's rules: re-decide a refusal on the full
+    /// policy ([`config::load_policy`]).
+    pub complete: bool,
+}
+
+struct Key {
+    bytes: Vec<u8>,
+    /// Newest mtime or ctime of any source, in nanoseconds since the epoch.
+    newest_ns: i128,
+}
+
+fn identity(out: &mut String, newest: &mut i128, path: &str, st: Option<fs::Stat>) {
+    match st {
+        None => {
+            let _ = writeln!(out, "{path} absent");
+        }
+        Some(st) => {
+            let _ = writeln!(
+                out,
+                "{path} dev={} ino={} size={} mtime={} ctime={} mode={:o}",
+                st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns, st.mode
+            );
+            *newest = (*newest).max(st.mtime_ns).max(st.ctime_ns);
+        }
+    }
+}
+
+/// The key of the policy files on disk, checking each as a full load would.
+fn key() -> Result<Key, Refusal> {
+    let mut out = format!(
+        "jitrun policy cache {KEY_FORMAT}; snapshot format {}; jitrun {}\n",
+        snapshot::FORMAT,
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut newest = i128::MIN;
+    identity(
+        &mut out,
+        &mut newest,
+        paths::POLICY,
+        trusted_files::stat(paths::POLICY, MAX_TRUSTED_FILE)?,
+    );
+    let dir = trusted_files::stat_dir(paths::POLICY_DIR)?;
+    let present = dir.is_some();
+    identity(&mut out, &mut newest, paths::POLICY_DIR, dir);
+    if present {
+        for path in trusted_files::list(paths::POLICY_DIR, ".toml")? {
+            let st = trusted_files::stat(&path, MAX_TRUSTED_FILE)?;
+            identity(&mut out, &mut newest, &path, st);
+        }
+    }
+    Ok(Key {
+        bytes: out.into_bytes(),
+        newest_ns: newest,
+    })
+}
+
+/// The policy for `inv`: from the snapshot when it is current, else loaded in full (and
+/// the snapshot rebuilt).
+pub fn load_for(inv: &Invoker) -> Result<Loaded, Refusal> {
+    // A policy file that cannot be checked: the full load reports it, with today's message.
+    let Ok(key) = key() else {
+        return full(None);
+    };
+    if let Some(policy) = read_subset(&key.bytes, &inv.name, &inv.groups) {
+        return Ok(Loaded {
+            policy,
+            complete: false,
+        });
+    }
+    full(Some(&key))
+}
+
+fn full(key: Option<&Key>) -> Result<Loaded, Refusal> {
+    let policy = config::load_policy()?;
+    if let Some(key) = key {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        if key.newest_ns < now - SETTLE.as_nanos() as i128 {
+            // Best effort: a snapshot that cannot be written only makes the next run slower.
+            let _ = write(&policy, &key.bytes);
+        }
+    }
+    Ok(Loaded {
+        policy,
+        complete: true,
+    })
+}
+
+/// The state directory, if it is root's alone (walk-checked, and no access for others).
+fn state_dir(create: bool) -> Option<std::os::fd::OwnedFd> {
+    let dir = if create {
+        trusted_files::state_dir(paths::STATE_DIR).ok()?
+    } else {
+        trusted_files::walk_dir(paths::STATE_DIR).ok()??
+    };
+    let st = fs::fstat(dir.as_fd()).ok()?;
+    (st.uid == 0 && st.mode & 0o077 == 0).then_some(dir)
+}
+
+fn read_subset(key: &[u8], user: &str, groups: &[String]) -> Option<Policy> {
+    let dir = state_dir(false)?;
+    let name = CString::new(SNAPSHOT_NAME).expect("no NUL");
+    let fd = fs::openat(
+        dir.as_fd(),
+        &name,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    )
+    .ok()?;
+    let st = fs::fstat(fd.as_fd()).ok()?;
+    if !st.is_file()
+        || st.uid != 0
+        || st.mode & 0o7777 != 0o600
+        || st.nlink != 1
+        || st.size > MAX_SNAPSHOT
+    {
+        return None;
+    }
+    decode_subset(fd.as_fd(), st.size, key, user, groups)
+}
+
+fn decode_subset(
+    fd: BorrowedFd<'_>,
+    size: u64,
+    key: &[u8],
+    user: &str,
+    groups: &[String],
+) -> Option<Policy> {
+    let head = fs::pread_exact(fd, 0, HEADER_LEN).ok()?;
+    let header = Header::parse(&head).ok()?;
+    if header.prefix_len() as u64 > size {
+        return None;
+    }
+    let prefix = fs::pread_exact(fd, 0, header.prefix_len()).ok()?;
+    let index = Index::parse(&prefix, key).ok()?;
+    if index.file_len() != size {
+        return None;
+    }
+    let wanted = index.rules_naming(user, groups).ok()?;
+    let mut rules = Vec::with_capacity(wanted.len());
+    // Consecutive rules are adjacent in the file: one read per run of them.
+    let mut i = 0;
+    while i < wanted.len() {
+        let mut j = i;
+        while j + 1 < wanted.len() && wanted[j + 1] == wanted[j] + 1 {
+            j += 1;
+        }
+        let start = index.record_range(wanted[i]).start;
+        let end = index.record_range(wanted[j]).end;
+        let bytes = fs::pread_exact(fd, start, usize::try_from(end - start).ok()?).ok()?;
+        for &k in &wanted[i..=j] {
+            let r = index.record_range(k);
+            let at = (r.start - start) as usize..(r.end - start) as usize;
+            rules.push(snapshot::decode_rule(&bytes[at]).ok()?);
+        }
+        i = j + 1;
+    }
+    Some(Policy {
+        rules,
+        tests: Vec::new(),
+    })
+}
+
+fn write(policy: &Policy, key: &[u8]) -> std::io::Result<()> {
+    let dir = state_dir(true).ok_or_else(|| std::io::Error::other("state directory"))?;
+    let bytes = snapshot::encode(policy, key);
+    let tmp =
+        CString::new(format!(".{SNAPSHOT_NAME}.{}", system::random_hex16()?)).expect("no NUL");
+    let fd = fs::openat(
+        dir.as_fd(),
+        &tmp,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        0o600,
+    )?;
+    let done = (|| {
+        fs::fchmod(fd.as_fd(), 0o600)?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(&bytes)?;
+        drop(f);
+        let name = CString::new(SNAPSHOT_NAME).expect("no NUL");
+        fs::renameat(dir.as_fd(), &tmp, &name)
+    })();
+    if done.is_err() {
+        let _ = fs::unlinkat(dir.as_fd(), &tmp);
+    }
+    done
+}

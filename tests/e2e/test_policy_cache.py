@@ -36,11 +36,21 @@ def settle() -> None:
     time.sleep(SETTLE + 0.3)
 
 
-def fnv1a(data: bytes) -> int:
-    h = 0xCBF29CE484222325
-    for b in data:
-        h ^= b
-        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+def checksum(*parts: bytes) -> int:
+    """The snapshot's checksum (snapshot.rs `checksum`)."""
+    k, m = 0x9E3779B97F4A7C15, 0xFFFFFFFFFFFFFFFF
+
+    def mix(h: int, w: int) -> int:
+        h = ((h ^ w) * k) & m
+        return ((h << 31) | (h >> 33)) & m
+
+    h = 0x6A09E667F3BCC908
+    for p in parts:
+        full = len(p) - len(p) % 8
+        for i in range(0, full, 8):
+            h = mix(h, int.from_bytes(p[i:i + 8], "little"))
+        h = mix(h, int.from_bytes(p[full:].ljust(8, b"\0"), "little"))
+        h = mix(h, len(p))
     return h
 
 
@@ -65,7 +75,7 @@ def forge(snap: bytes, key: bytes) -> bytes:
     offsets = struct.unpack_from(f"<{count + 1}Q", index)
     shifted = struct.pack(f"<{count + 1}Q", *(o - old_start + new_start for o in offsets))
     index = shifted + index[(count + 1) * 8:]
-    return HEADER.pack(MAGIC, 1, len(key), len(index), count, fnv1a(key + index)) + key + index + records
+    return HEADER.pack(MAGIC, 1, len(key), len(index), count, checksum(key, index)) + key + index + records
 
 
 def write_snapshot(lab, data: bytes, uid: int = 0, mode: int = 0o600) -> Path:
@@ -279,6 +289,7 @@ def _cases(lab, w):
     g_bob = lab.mint(w.bob, "net-debug")  # a rule that does not name bob
     g_dave_elsewhere = lab.mint(w.dave, "elsewhere")  # erin's rule
     g_unknown = lab.mint(w.alice, "no-such-rule")
+    lab.store_grant(w.carol, lab.mint(w.carol, "net-debug"))  # carol's runs without --grant use it
     return [
         (w.alice, ["/usr/bin/id"], [], None),  # standing
         (w.alice, ["/usr/bin/id"], ["-u", "root"], None),  # standing, wrong -u
@@ -291,9 +302,14 @@ def _cases(lab, w):
         (w.alice, STATUS, ["-u", "root"], g_net),
         (w.alice, STATUS, ["-u", "root"], g_read),
         (w.alice, ["/usr/bin/id"], [], g_net),  # grant's rule does not allow it
+        (w.alice, STATUS, ["--rule", "read-all"], g_net),  # --rule and the grant disagree
+        (w.alice, ["/usr/bin/id"], [], "not a token"),
         (w.alice, STATUS, [], g_unknown),
         (w.carol, STATUS, [], g_carol),  # through the group
         (w.carol, ["/usr/bin/id"], [], None),
+        (w.carol, STATUS, [], None),  # the grant store
+        (w.carol, STATUS, ["--rule", "net-debug"], None),
+        (w.carol, STATUS, ["--rule", "net-admin"], None),
         (w.bob, STATUS, [], g_bob),
         (w.bob, ["/usr/bin/true"], [], None),
         (w.dave, ["/usr/bin/true"], [], g_dave_elsewhere),

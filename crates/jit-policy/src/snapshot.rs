@@ -21,13 +21,15 @@
 //! header   "JITPSNAP" | u32 FORMAT | u32 key_len | u32 index_len | u32 rule_count | u64 index_hash
 //! key      key_len bytes
 //! index    (rule_count + 1) × u64 record offsets (absolute; the last is the end of the file)
-//!          users:  u32 n, n × (str name, u32 k, k × u32 rule index ascending)
+//!          users:  u32 table_len, then u32 n, n × u32 entry offset (from the first entry),
+//!                  n entries sorted by name: str name, u32 k, k × u32 rule index ascending
 //!          groups: the same
+//!          names:  the same, rule name → its index (names are unique)
 //! records  one per rule, in load order: fields, then u64 hash of those fields
 //! ```
 //!
-//! `str` is a u32 length and UTF-8 bytes. `index_hash` is FNV-1a 64 over key and index;
-//! each record carries the FNV-1a 64 of its own fields, so a reader checks exactly the
+//! `str` is a u32 length and UTF-8 bytes. `index_hash` is a checksum over key and index;
+//! each record carries the checksum of its own fields, so a reader checks exactly the
 //! bytes it decodes (a torn or damaged file is an error, never a different policy).
 //! Command patterns are stored as their words and parsed again on decoding, and every
 //! name is validated again, so a decoded rule is one the loader could have produced.
@@ -59,14 +61,23 @@ fn corrupt(what: impl Into<String>) -> SnapshotError {
     SnapshotError::Corrupt(what.into())
 }
 
-/// FNV-1a, 64 bits: cheap, and enough to detect damage (the file is root's own).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+/// A 64-bit checksum that takes 8 bytes per step: `h = rotl((h ^ word) * K, 31)`, then the
+/// part's length. Each step is a bijection of `h` for a given word and injective in the word
+/// for a given `h`, so changing the bytes of any one word (or the length) always changes the
+/// result. It detects damage; it is no defence against whoever can write the file (root).
+fn checksum(parts: &[&[u8]]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(31);
+    let mut h: u64 = 0x6a09_e667_f3bc_c908;
     for p in parts {
-        for &b in *p {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        let mut chunks = p.chunks_exact(8);
+        for c in &mut chunks {
+            h = mix(h, u64::from_le_bytes(c.try_into().expect("8 bytes")));
         }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        h = mix(h, u64::from_le_bytes(tail));
+        h = mix(h, p.len() as u64);
     }
     h
 }
@@ -133,7 +144,7 @@ fn encode_rule(rule: &Rule) -> Vec<u8> {
     o.u8(u8::from(rule.authenticate));
     o.str(&rule.source.file);
     o.u64(rule.source.line as u64);
-    let h = fnv1a(&[&o.0]);
+    let h = checksum(&[&o.0]);
     o.u64(h);
     o.0
 }
@@ -142,8 +153,10 @@ fn encode_rule(rule: &Rule) -> Vec<u8> {
 pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
     let mut users: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let mut rule_names: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (i, r) in policy.rules.iter().enumerate() {
         let i = u32::try_from(i).expect("fewer than 4 billion rules");
+        rule_names.entry(&r.name).or_default().push(i);
         for u in &r.users {
             let v = users.entry(u).or_default();
             if v.last() != Some(&i) {
@@ -160,15 +173,25 @@ pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
     let records: Vec<Vec<u8>> = policy.rules.iter().map(encode_rule).collect();
 
     let mut names = Out(Vec::new());
-    for map in [&users, &groups] {
-        names.len(map.len());
+    for map in [&users, &groups, &rule_names] {
+        // Entries sorted by name (BTreeMap order = byte order), found by binary search
+        // through a table of their offsets.
+        let mut entries = Out(Vec::new());
+        let mut offsets = Vec::with_capacity(map.len());
         for (name, list) in map {
-            names.str(name);
-            names.len(list.len());
+            offsets.push(entries.0.len());
+            entries.str(name);
+            entries.len(list.len());
             for &i in list {
-                names.u32(i);
+                entries.u32(i);
             }
         }
+        names.len(4 + offsets.len() * 4 + entries.0.len());
+        names.len(offsets.len());
+        for o in offsets {
+            names.len(o);
+        }
+        names.0.extend_from_slice(&entries.0);
     }
     let index_len = (records.len() + 1) * 8 + names.0.len();
     let mut offset = (HEADER_LEN + key.len() + index_len) as u64;
@@ -186,7 +209,7 @@ pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
     o.len(key.len());
     o.len(index.0.len());
     o.len(records.len());
-    o.u64(fnv1a(&[key, &index.0]));
+    o.u64(checksum(&[key, &index.0]));
     o.0.extend_from_slice(key);
     o.0.extend_from_slice(&index.0);
     for r in &records {
@@ -299,8 +322,10 @@ impl Header {
 pub struct Index<'a> {
     offsets: &'a [u8],
     rule_count: usize,
+    prefix_len: u64,
     users: &'a [u8],
     groups: &'a [u8],
+    rule_names: &'a [u8],
 }
 
 impl<'a> Index<'a> {
@@ -316,38 +341,30 @@ impl<'a> Index<'a> {
             return Err(SnapshotError::Stale);
         }
         let index = &prefix[HEADER_LEN + h.key_len..h.prefix_len()];
-        if fnv1a(&[stored_key, index]) != h.index_hash {
+        if checksum(&[stored_key, index]) != h.index_hash {
             return Err(corrupt("index checksum mismatch"));
         }
         let (offsets, names) = index.split_at((h.rule_count + 1) * 8);
-        // Find where the user table ends and the group table begins, checking both.
         let mut r = In { b: names, at: 0 };
-        let users_start = r.at;
-        skip_table(&mut r, h.rule_count)?;
-        let users = &names[users_start..r.at];
-        let groups_start = r.at;
-        skip_table(&mut r, h.rule_count)?;
-        let groups = &names[groups_start..r.at];
+        let n = r.u32()? as usize;
+        let users = r.take(n)?;
+        let n = r.u32()? as usize;
+        let groups = r.take(n)?;
+        let n = r.u32()? as usize;
+        let rule_names = r.take(n)?;
         if r.at != names.len() {
             return Err(corrupt("trailing bytes after the index"));
         }
         let idx = Index {
             offsets,
             rule_count: h.rule_count,
+            prefix_len: h.prefix_len() as u64,
             users,
             groups,
+            rule_names,
         };
-        // Offsets: ascending, starting right after the index.
-        let mut prev = h.prefix_len() as u64;
-        for i in 0..=h.rule_count {
-            let o = idx.offset(i);
-            if o < prev {
-                return Err(corrupt("record offsets out of order"));
-            }
-            prev = o;
-        }
-        if h.rule_count > 0 && idx.offset(0) != h.prefix_len() as u64 {
-            return Err(corrupt("first record misplaced"));
+        if idx.offset(0) != idx.prefix_len || idx.file_len() < idx.prefix_len {
+            return Err(corrupt("records misplaced"));
         }
         Ok(idx)
     }
@@ -366,8 +383,22 @@ impl<'a> Index<'a> {
     }
 
     /// Byte range (in the file) of rule `i`'s record.
-    pub fn record_range(&self, i: usize) -> Range<u64> {
-        self.offset(i)..self.offset(i + 1)
+    pub fn record_range(&self, i: usize) -> Result<Range<u64>, SnapshotError> {
+        if i >= self.rule_count {
+            return Err(corrupt("rule index out of range"));
+        }
+        let (start, end) = (self.offset(i), self.offset(i + 1));
+        if start < self.prefix_len || end < start || end > self.file_len() {
+            return Err(corrupt("record offsets out of order"));
+        }
+        Ok(start..end)
+    }
+
+    /// The index of the rule called `name`, if there is one.
+    pub fn rule_named(&self, name: &str) -> Result<Option<usize>, SnapshotError> {
+        Ok(lookup(self.rule_names, name, self.rule_count)?
+            .first()
+            .copied())
     }
 
     /// The indices, ascending (= load order), of the rules that name `user` or one of `groups`.
@@ -382,39 +413,42 @@ impl<'a> Index<'a> {
     }
 }
 
-fn skip_table(r: &mut In<'_>, rule_count: usize) -> Result<(), SnapshotError> {
-    let n = r.count(8)?;
-    for _ in 0..n {
-        r.str()?;
-        let k = r.count(4)?;
-        for _ in 0..k {
-            if r.u32()? as usize >= rule_count {
-                return Err(corrupt("rule index out of range"));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The rule indices listed under `name` in a (checked) name table.
+/// The rule indices listed under `name` in a name table (binary search).
 fn lookup(table: &[u8], name: &str, rule_count: usize) -> Result<Vec<usize>, SnapshotError> {
     let mut r = In { b: table, at: 0 };
-    let n = r.u32()? as usize;
-    for _ in 0..n {
-        let this = r.str()?;
-        let k = r.u32()? as usize;
-        if this == name {
-            let mut v = Vec::with_capacity(k);
-            for _ in 0..k {
-                let i = r.u32()? as usize;
-                if i >= rule_count {
-                    return Err(corrupt("rule index out of range"));
-                }
-                v.push(i);
-            }
-            return Ok(v);
+    let n = r.count(4)?;
+    let offsets = r.take(n * 4)?;
+    let entries = &table[r.at..];
+    let entry = |k: usize| -> Result<(In<'_>, &[u8]), SnapshotError> {
+        let o = u32::from_le_bytes(offsets[k * 4..k * 4 + 4].try_into().expect("4 bytes")) as usize;
+        if o > entries.len() {
+            return Err(corrupt("name offset out of range"));
         }
-        r.take(k * 4)?;
+        let mut e = In { b: entries, at: o };
+        let len = e.u32()? as usize;
+        let this = e.take(len)?;
+        Ok((e, this))
+    };
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (mut e, this) = entry(mid)?;
+        match this.cmp(name.as_bytes()) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                let k = e.count(4)?;
+                let mut v = Vec::with_capacity(k);
+                for _ in 0..k {
+                    let i = e.u32()? as usize;
+                    if i >= rule_count {
+                        return Err(corrupt("rule index out of range"));
+                    }
+                    v.push(i);
+                }
+                return Ok(v);
+            }
+        }
     }
     Ok(Vec::new())
 }
@@ -434,7 +468,7 @@ pub fn decode_rule(record: &[u8]) -> Result<Rule, SnapshotError> {
         return Err(corrupt("record too short"));
     }
     let (fields, hash) = record.split_at(record.len() - 8);
-    if fnv1a(&[fields]) != u64::from_le_bytes(hash.try_into().expect("8 bytes")) {
+    if checksum(&[fields]) != u64::from_le_bytes(hash.try_into().expect("8 bytes")) {
         return Err(corrupt("record checksum mismatch"));
     }
     let mut r = In { b: fields, at: 0 };
@@ -455,12 +489,12 @@ pub fn decode_rule(record: &[u8]) -> Result<Rule, SnapshotError> {
     let ncmd = r.count(9)?;
     let mut commands = Vec::with_capacity(ncmd);
     for _ in 0..ncmd {
-        let mut words = vec![r.str()?.to_string()];
-        words.extend(r.strs()?);
-        if r.bool()? {
-            words.push("**".to_string());
-        }
-        commands.push(CommandPattern::parse_words(&words).map_err(|e| corrupt(e.to_string()))?);
+        let program = r.str()?.to_string();
+        let args = r.strs()?;
+        let rest = r.bool()?;
+        commands.push(
+            CommandPattern::from_parts(program, args, rest).map_err(|e| corrupt(e.to_string()))?,
+        );
     }
     check(!commands.is_empty(), "commands")?;
     let run_as = match r.u8()? {
@@ -538,7 +572,7 @@ fn decode(
     let rules = wanted
         .into_iter()
         .map(|i| {
-            let r = idx.record_range(i);
+            let r = idx.record_range(i)?;
             decode_rule(&bytes[r.start as usize..r.end as usize])
         })
         .collect::<Result<_, _>>()?;
@@ -804,7 +838,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|i| {
-                let r = idx.record_range(i);
+                let r = idx.record_range(i).unwrap();
                 decode_rule(&bytes[r.start as usize..r.end as usize]).unwrap()
             })
             .collect();
@@ -813,5 +847,13 @@ mod tests {
             decode_for(&bytes, b"key", "bob", &groups).unwrap().rules
         );
         assert!(!rules.is_empty());
+        // Rules by name.
+        for (i, r) in p.rules.iter().enumerate() {
+            assert_eq!(idx.rule_named(&r.name).unwrap(), Some(i));
+        }
+        assert_eq!(idx.rule_named("no-such-rule").unwrap(), None);
+        assert_eq!(idx.rule_named("").unwrap(), None);
+        // Out of range.
+        assert!(idx.record_range(p.rules.len()).is_err());
     }
 }

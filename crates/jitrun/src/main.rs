@@ -146,7 +146,7 @@ fn list_mode() -> i32 {
         let inv = Invoker::current()?;
         let settings = config::load_settings()?;
         // The rules that name the caller are the ones -l shows: the snapshot's subset will do.
-        let policy = policy_cache::load_for(&inv)?.policy;
+        let policy = policy_cache::load_for(&inv, None)?.policy;
         let keys = config::load_keys()?;
         Ok((inv, settings, policy, keys))
     })();
@@ -216,8 +216,16 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
     // The resolved program, once known, so that a refusal names it in its audit event.
     let mut executable: Option<std::path::PathBuf> = None;
     let result = (|| -> Result<i32, Refusal> {
-        // Usually only the rules that name the caller, from the compiled snapshot.
-        let loaded = policy_cache::load_for(&invoker)?;
+        // Usually only the rules that could allow this run, from the compiled snapshot: with
+        // a grant (or --rule), the rule it names; else every rule that names the caller.
+        let token = decide::read_grant(&run, &invoker);
+        let only: Option<Vec<String>> = match (&token, &run.rule) {
+            (Some(Ok(t)), _) => Some(decide::claimed_rule(t).into_iter().collect()),
+            (Some(Err(_)), _) => Some(Vec::new()),
+            (None, Some(r)) => Some(vec![r.clone()]),
+            (None, None) => None,
+        };
+        let loaded = policy_cache::load_for(&invoker, only.as_deref())?;
         let full_policy: jit_policy::Policy;
         let keys = config::load_keys()?;
         let program = command::resolve(&run.command[0], &settings.secure_path, &invoker)?;
@@ -230,6 +238,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
         };
         let inputs = decide::Inputs {
             policy: &loaded.policy,
+            token: token.as_ref(),
             keys: &keys,
             settings: &settings,
             invoker: &invoker,

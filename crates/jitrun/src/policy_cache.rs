@@ -19,6 +19,9 @@
 //! * On a miss, the policy is loaded in full as before, and the snapshot is written
 //!   atomically (temporary file, then rename); a failure to write only costs the next run
 //!   its speed.
+//! * The subset: with a grant (or `--rule`), only the rule it names, if that rule names the
+//!   caller; else (`jitrun -l`, the grant store, standing rules) every rule that names the
+//!   caller. Either way it holds every rule that could allow the run, in load order.
 //! * The subset allows exactly what the full policy allows; a refusal is re-decided on the
 //!   full policy by the caller ([`Loaded::complete`]), so its message and deny code are
 //!   those of a full load. Refusals are the slow path.
@@ -29,6 +32,7 @@ use crate::paths;
 use crate::refusal::Refusal;
 use crate::system::{self, fs};
 use crate::trusted_files::{self, MAX_TRUSTED_FILE};
+use jit_policy::decide::names_user;
 use jit_policy::snapshot::{self, Header, Index, HEADER_LEN};
 use jit_policy::Policy;
 use std::ffi::CString;
@@ -105,13 +109,14 @@ fn key() -> Result<Key, Refusal> {
 }
 
 /// The policy for `inv`: from the snapshot when it is current, else loaded in full (and
-/// the snapshot rebuilt).
-pub fn load_for(inv: &Invoker) -> Result<Loaded, Refusal> {
+/// the snapshot rebuilt). From the snapshot: with `only`, just the rules of those names
+/// that name the caller (a grant's rule, `--rule`); else every rule that names the caller.
+pub fn load_for(inv: &Invoker, only: Option<&[String]>) -> Result<Loaded, Refusal> {
     // A policy file that cannot be checked: the full load reports it, with today's message.
     let Ok(key) = key() else {
         return full(None);
     };
-    if let Some(policy) = read_subset(&key.bytes, &inv.name, &inv.groups) {
+    if let Some(policy) = read_subset(&key.bytes, inv, only) {
         return Ok(Loaded {
             policy,
             complete: false,
@@ -148,7 +153,7 @@ fn state_dir(create: bool) -> Option<std::os::fd::OwnedFd> {
     (st.uid == 0 && st.mode & 0o077 == 0).then_some(dir)
 }
 
-fn read_subset(key: &[u8], user: &str, groups: &[String]) -> Option<Policy> {
+fn read_subset(key: &[u8], inv: &Invoker, only: Option<&[String]>) -> Option<Policy> {
     let dir = state_dir(false)?;
     let name = CString::new(SNAPSHOT_NAME).expect("no NUL");
     let fd = fs::openat(
@@ -167,15 +172,15 @@ fn read_subset(key: &[u8], user: &str, groups: &[String]) -> Option<Policy> {
     {
         return None;
     }
-    decode_subset(fd.as_fd(), st.size, key, user, groups)
+    decode_subset(fd.as_fd(), st.size, key, inv, only)
 }
 
 fn decode_subset(
     fd: BorrowedFd<'_>,
     size: u64,
     key: &[u8],
-    user: &str,
-    groups: &[String],
+    inv: &Invoker,
+    only: Option<&[String]>,
 ) -> Option<Policy> {
     let head = fs::pread_exact(fd, 0, HEADER_LEN).ok()?;
     let header = Header::parse(&head).ok()?;
@@ -187,7 +192,18 @@ fn decode_subset(
     if index.file_len() != size {
         return None;
     }
-    let wanted = index.rules_naming(user, groups).ok()?;
+    let mut wanted = match only {
+        None => index.rules_naming(&inv.name, &inv.groups).ok()?,
+        Some(names) => {
+            let mut v = Vec::new();
+            for n in names {
+                v.extend(index.rule_named(n).ok()?);
+            }
+            v
+        }
+    };
+    wanted.sort_unstable();
+    wanted.dedup();
     let mut rules = Vec::with_capacity(wanted.len());
     // Consecutive rules are adjacent in the file: one read per run of them.
     let mut i = 0;
@@ -196,13 +212,22 @@ fn decode_subset(
         while j + 1 < wanted.len() && wanted[j + 1] == wanted[j] + 1 {
             j += 1;
         }
-        let start = index.record_range(wanted[i]).start;
-        let end = index.record_range(wanted[j]).end;
+        let start = index.record_range(wanted[i]).ok()?.start;
+        let end = index.record_range(wanted[j]).ok()?.end;
         let bytes = fs::pread_exact(fd, start, usize::try_from(end - start).ok()?).ok()?;
         for &k in &wanted[i..=j] {
-            let r = index.record_range(k);
+            let r = index.record_range(k).ok()?;
             let at = (r.start - start) as usize..(r.end - start) as usize;
-            rules.push(snapshot::decode_rule(&bytes[at]).ok()?);
+            let rule = snapshot::decode_rule(&bytes[at]).ok()?;
+            if let Some(names) = only {
+                if !names.contains(&rule.name) {
+                    return None; // the name index disagrees with the record: rebuild
+                }
+                if !names_user(&rule, &inv.name, &inv.groups) {
+                    continue;
+                }
+            }
+            rules.push(rule);
         }
         i = j + 1;
     }

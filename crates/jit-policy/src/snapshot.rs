@@ -1,6 +1,6 @@
-//! A compiled policy snapshot: the rules of a loaded [`Policy`] as bytes, with an index
-//! from user and group names to rules, so that `jitrun` can decode only the rules that
-//! name the caller instead of parsing every TOML file on every run.
+//! A compiled policy snapshot: the rules of a loaded [`Policy`] as bytes, with indexes from
+//! user, group and rule names to rules, so that `jitrun` can decode only the rules that can
+//! matter for one run instead of parsing every TOML file on every run.
 //!
 //! Pure: this module encodes and decodes byte slices; reading, writing and trusting the
 //! file is the caller's business (`jitrun`'s `policy_cache`). The caller hands over an
@@ -9,30 +9,33 @@
 //!
 //! Who-matching in [`crate::decide`] compares exact names only (a rule names the caller
 //! when one of its `users` equals the user name or one of its `groups` is one of the
-//! caller's groups), so the index is exact: the rules listed under the user's name and
+//! caller's groups), so the indexes are exact: the rules listed under the user's name and
 //! under each of their groups are exactly the rules that name them. Every decision that
 //! ALLOWS only ever uses such a rule, so deciding on that subset allows exactly what the
 //! full policy allows; a refusal from the subset must be re-decided on the full policy
 //! for its message (another user's rule, "no rule ..." naming the closest rule).
 //!
-//! Layout (integers little-endian):
+//! The file is laid out so that a reader touches a few small pieces, whatever the size of
+//! the policy (integers little-endian, `str` = u32 length + UTF-8):
 //!
 //! ```text
-//! header   "JITPSNAP" | u32 FORMAT | u32 key_len | u32 index_len | u32 rule_count | u64 index_hash
-//! key      key_len bytes
-//! index    (rule_count + 1) × u64 record offsets (absolute; the last is the end of the file)
-//!          users:  u32 table_len, then u32 n, n × u32 entry offset (from the first entry),
-//!                  n entries sorted by name: str name, u32 k, k × u32 rule index ascending
-//!          groups: the same
-//!          names:  the same, rule name → its index (names are unique)
-//! records  one per rule, in load order: fields, then u64 hash of those fields
+//! header    "JITPSNAP" | u32 FORMAT | u32 key_len | u32 rule_count | u64 records_at
+//!           | 3 × (u32 bucket_count, u64 directory_at)   (users, groups, rule names)
+//!           | u64 checksum of the header and the key
+//! key       key_len bytes
+//! records   per rule, in load order: u32 len | u32 rule index | fields | u64 checksum
+//! buckets   per table and bucket: u8 table | u32 bucket | u32 n
+//!           | n × (str name, u32 k, k × (u32 rule index, u64 record_at, u32 record_len))
+//!           | u64 checksum
+//! directory per table: bucket_count × (u64 bucket_at, u32 bucket_len)
 //! ```
 //!
-//! `str` is a u32 length and UTF-8 bytes. `index_hash` is a checksum over key and index;
-//! each record carries the checksum of its own fields, so a reader checks exactly the
-//! bytes it decodes (a torn or damaged file is an error, never a different policy).
-//! Command patterns are stored as their words and parsed again on decoding, and every
-//! name is validated again, so a decoded rule is one the loader could have produced.
+//! A name lives in bucket `hash(table, name) mod bucket_count`. Every bucket exists (an
+//! empty one too) and names its table and number under its checksum, so a damaged
+//! directory entry can never make a name look absent; each record names its rule index
+//! under its checksum, so an entry can never lead to another rule. Command patterns are
+//! stored as their parts and checked again on decoding, and every name is validated
+//! again, so a decoded rule is one the loader could have produced.
 
 use crate::caps::CapSet;
 use crate::policy::{valid_env_name, valid_rule_name, valid_user_name, GrantMode, RunAs};
@@ -42,10 +45,21 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Bump whenever the layout or the meaning of a field changes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 const MAGIC: &[u8; 8] = b"JITPSNAP";
-/// Bytes of the fixed header.
-pub const HEADER_LEN: usize = 8 + 4 + 4 + 4 + 4 + 8;
+const TABLES: usize = 3;
+/// Bytes of the fixed header (the key follows it).
+pub const HEADER_LEN: usize = 8 + 4 + 4 + 4 + 8 + TABLES * (4 + 8) + 8;
+/// Bytes of one directory entry.
+pub const DIR_ENTRY_LEN: usize = 12;
+
+/// The three indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Users = 0,
+    Groups = 1,
+    RuleNames = 2,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -82,6 +96,11 @@ fn checksum(parts: &[&[u8]]) -> u64 {
     h
 }
 
+/// Which bucket of `table` (with `count` buckets, a power of two) holds `name`.
+fn bucket_of(table: Table, name: &str, count: u32) -> u32 {
+    (checksum(&[&[table as u8], name.as_bytes()]) & u64::from(count - 1)) as u32
+}
+
 // ---------------------------------------------------------------- encoding
 
 struct Out(Vec<u8>);
@@ -111,8 +130,9 @@ impl Out {
     }
 }
 
-fn encode_rule(rule: &Rule) -> Vec<u8> {
+fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
     let mut o = Out(Vec::with_capacity(256));
+    o.u32(index);
     o.str(&rule.name);
     o.strs(&rule.users);
     o.strs(&rule.groups);
@@ -146,75 +166,90 @@ fn encode_rule(rule: &Rule) -> Vec<u8> {
     o.u64(rule.source.line as u64);
     let h = checksum(&[&o.0]);
     o.u64(h);
-    o.0
+    let mut rec = Out(Vec::with_capacity(o.0.len() + 4));
+    rec.len(o.0.len());
+    rec.0.extend_from_slice(&o.0);
+    rec.0
 }
 
 /// The snapshot of `policy`'s rules (its `[[test]]` tables are not kept), tagged with `key`.
 pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
-    let mut users: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    let mut rule_names: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let mut maps: [BTreeMap<&str, Vec<u32>>; TABLES] = Default::default();
     for (i, r) in policy.rules.iter().enumerate() {
         let i = u32::try_from(i).expect("fewer than 4 billion rules");
-        rule_names.entry(&r.name).or_default().push(i);
-        for u in &r.users {
-            let v = users.entry(u).or_default();
-            if v.last() != Some(&i) {
-                v.push(i);
+        let names = [&r.users, &r.groups];
+        for (t, list) in names.into_iter().enumerate() {
+            for n in list {
+                let v = maps[t].entry(n).or_default();
+                if v.last() != Some(&i) {
+                    v.push(i);
+                }
             }
         }
-        for g in &r.groups {
-            let v = groups.entry(g).or_default();
-            if v.last() != Some(&i) {
-                v.push(i);
-            }
-        }
+        maps[Table::RuleNames as usize]
+            .entry(&r.name)
+            .or_default()
+            .push(i);
     }
-    let records: Vec<Vec<u8>> = policy.rules.iter().map(encode_rule).collect();
-
-    let mut names = Out(Vec::new());
-    for map in [&users, &groups, &rule_names] {
-        // Entries sorted by name (BTreeMap order = byte order), found by binary search
-        // through a table of their offsets.
-        let mut entries = Out(Vec::new());
-        let mut offsets = Vec::with_capacity(map.len());
+    let records_at = (HEADER_LEN + key.len()) as u64;
+    let mut body = Out(Vec::new());
+    let at = |body: &Out| records_at + body.0.len() as u64;
+    let mut records: Vec<(u64, u32)> = Vec::with_capacity(policy.rules.len());
+    for (i, r) in policy.rules.iter().enumerate() {
+        let rec = encode_rule(r, i as u32);
+        records.push((at(&body), rec.len() as u32));
+        body.0.extend_from_slice(&rec);
+    }
+    let mut tables = [(0u32, 0u64); TABLES];
+    for (t, table) in [Table::Users, Table::Groups, Table::RuleNames]
+        .into_iter()
+        .enumerate()
+    {
+        let map = &maps[t];
+        let count = (map.len() / 2).max(1).next_power_of_two() as u32;
+        let mut buckets: Vec<Vec<(&str, &Vec<u32>)>> = vec![Vec::new(); count as usize];
         for (name, list) in map {
-            offsets.push(entries.0.len());
-            entries.str(name);
-            entries.len(list.len());
-            for &i in list {
-                entries.u32(i);
+            buckets[bucket_of(table, name, count) as usize].push((name, list));
+        }
+        let mut dir = Out(Vec::with_capacity(count as usize * DIR_ENTRY_LEN));
+        for (b, entries) in buckets.iter().enumerate() {
+            let mut blob = Out(Vec::new());
+            blob.u8(table as u8);
+            blob.u32(b as u32);
+            blob.len(entries.len());
+            for (name, list) in entries {
+                blob.str(name);
+                blob.len(list.len());
+                for &i in *list {
+                    let (rec_at, rec_len) = records[i as usize];
+                    blob.u32(i);
+                    blob.u64(rec_at);
+                    blob.u32(rec_len);
+                }
             }
+            let h = checksum(&[&blob.0]);
+            blob.u64(h);
+            dir.u64(at(&body));
+            dir.len(blob.0.len());
+            body.0.extend_from_slice(&blob.0);
         }
-        names.len(4 + offsets.len() * 4 + entries.0.len());
-        names.len(offsets.len());
-        for o in offsets {
-            names.len(o);
-        }
-        names.0.extend_from_slice(&entries.0);
+        tables[t] = (count, at(&body));
+        body.0.extend_from_slice(&dir.0);
     }
-    let index_len = (records.len() + 1) * 8 + names.0.len();
-    let mut offset = (HEADER_LEN + key.len() + index_len) as u64;
-    let mut index = Out(Vec::with_capacity(index_len));
-    for r in &records {
-        index.u64(offset);
-        offset += r.len() as u64;
-    }
-    index.u64(offset);
-    index.0.extend_from_slice(&names.0);
-
-    let mut o = Out(Vec::with_capacity(offset as usize));
+    let mut o = Out(Vec::with_capacity(HEADER_LEN + key.len() + body.0.len()));
     o.0.extend_from_slice(MAGIC);
     o.u32(FORMAT);
     o.len(key.len());
-    o.len(index.0.len());
-    o.len(records.len());
-    o.u64(checksum(&[key, &index.0]));
-    o.0.extend_from_slice(key);
-    o.0.extend_from_slice(&index.0);
-    for r in &records {
-        o.0.extend_from_slice(r);
+    o.len(policy.rules.len());
+    o.u64(records_at);
+    for (count, dir_at) in tables {
+        o.u32(count);
+        o.u64(dir_at);
     }
+    let h = checksum(&[&o.0, key]);
+    o.u64(h);
+    o.0.extend_from_slice(key);
+    o.0.extend_from_slice(&body.0);
     o.0
 }
 
@@ -259,10 +294,14 @@ impl<'a> In<'a> {
     /// A count of items each at least `min` bytes long: never more than the bytes left.
     fn count(&mut self, min: usize) -> Result<usize, SnapshotError> {
         let n = self.u32()? as usize;
-        if n.saturating_mul(min) > self.b.len() - self.at {
+        if n.saturating_mul(min) > self.b.len().saturating_sub(self.at) {
             return Err(corrupt("count beyond the end"));
         }
         Ok(n)
+    }
+    fn take_str_bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
+        let n = self.u32()? as usize;
+        self.take(n)
     }
     fn str(&mut self) -> Result<&'a str, SnapshotError> {
         let n = self.u32()? as usize;
@@ -274,183 +313,213 @@ impl<'a> In<'a> {
     }
 }
 
-/// What the fixed header says; see [`Index::parse`].
-#[derive(Debug, Clone, Copy)]
-pub struct Header {
-    key_len: usize,
-    index_len: usize,
+/// The header of a snapshot whose key matched.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
     rule_count: usize,
-    index_hash: u64,
+    records_at: u64,
+    file_len: u64,
+    tables: [(u32, u64); TABLES],
 }
 
-impl Header {
-    /// Parse the first [`HEADER_LEN`] bytes.
-    pub fn parse(bytes: &[u8]) -> Result<Header, SnapshotError> {
-        if bytes.len() < HEADER_LEN {
+/// Which rules to decode.
+#[derive(Debug, Clone, Copy)]
+pub enum Want<'a> {
+    /// The rules that name this user or one of these groups.
+    Naming { user: &'a str, groups: &'a [String] },
+    /// The rules of these names (whoever they name).
+    Named(&'a [String]),
+}
+
+impl Snapshot {
+    /// From the first [`HEADER_LEN`] bytes: how many key bytes follow the header.
+    pub fn key_len(head: &[u8]) -> Result<usize, SnapshotError> {
+        if head.len() < HEADER_LEN {
             return Err(corrupt("shorter than its header"));
         }
-        let mut r = In { b: bytes, at: 0 };
+        let mut r = In { b: head, at: 0 };
         if r.take(8)? != MAGIC {
             return Err(corrupt("not a policy snapshot"));
         }
         if r.u32()? != FORMAT {
             return Err(SnapshotError::Stale);
         }
-        let key_len = r.u32()? as usize;
-        let index_len = r.u32()? as usize;
-        let rule_count = r.u32()? as usize;
-        let index_hash = r.u64()?;
-        if index_len < (rule_count + 1) * 8 {
-            return Err(corrupt("index shorter than its offsets"));
-        }
-        Ok(Header {
-            key_len,
-            index_len,
-            rule_count,
-            index_hash,
-        })
+        Ok(r.u32()? as usize)
     }
 
-    /// Bytes from the start of the file up to the end of the index: what [`Index::parse`] needs.
-    pub fn prefix_len(&self) -> usize {
-        HEADER_LEN + self.key_len + self.index_len
-    }
-}
-
-/// The header, key and index of a snapshot whose key matched: where each rule's record is.
-#[derive(Debug, Clone)]
-pub struct Index<'a> {
-    offsets: &'a [u8],
-    rule_count: usize,
-    prefix_len: u64,
-    users: &'a [u8],
-    groups: &'a [u8],
-    rule_names: &'a [u8],
-}
-
-impl<'a> Index<'a> {
-    /// Check magic, format, key and the index's hash. `prefix` holds at least
-    /// [`Header::prefix_len`] bytes from the start of the file.
-    pub fn parse(prefix: &'a [u8], key: &[u8]) -> Result<Index<'a>, SnapshotError> {
-        let h = Header::parse(prefix)?;
-        if prefix.len() < h.prefix_len() {
-            return Err(corrupt("truncated index"));
+    /// Check magic, format, key and the header's checksum. `prefix` holds the first
+    /// `HEADER_LEN + key_len` bytes of a file of `file_len` bytes.
+    pub fn open(prefix: &[u8], key: &[u8], file_len: u64) -> Result<Snapshot, SnapshotError> {
+        let key_len = Snapshot::key_len(prefix)?;
+        if prefix.len() < HEADER_LEN + key_len {
+            return Err(corrupt("truncated header"));
         }
-        let stored_key = &prefix[HEADER_LEN..HEADER_LEN + h.key_len];
-        if stored_key != key {
+        let stored = &prefix[HEADER_LEN..HEADER_LEN + key_len];
+        if stored != key {
             return Err(SnapshotError::Stale);
         }
-        let index = &prefix[HEADER_LEN + h.key_len..h.prefix_len()];
-        if checksum(&[stored_key, index]) != h.index_hash {
-            return Err(corrupt("index checksum mismatch"));
-        }
-        let (offsets, names) = index.split_at((h.rule_count + 1) * 8);
-        let mut r = In { b: names, at: 0 };
-        let n = r.u32()? as usize;
-        let users = r.take(n)?;
-        let n = r.u32()? as usize;
-        let groups = r.take(n)?;
-        let n = r.u32()? as usize;
-        let rule_names = r.take(n)?;
-        if r.at != names.len() {
-            return Err(corrupt("trailing bytes after the index"));
-        }
-        let idx = Index {
-            offsets,
-            rule_count: h.rule_count,
-            prefix_len: h.prefix_len() as u64,
-            users,
-            groups,
-            rule_names,
+        let mut r = In {
+            b: &prefix[..HEADER_LEN],
+            at: 16,
         };
-        if idx.offset(0) != idx.prefix_len || idx.file_len() < idx.prefix_len {
+        let rule_count = r.u32()? as usize;
+        let records_at = r.u64()?;
+        let mut tables = [(0u32, 0u64); TABLES];
+        for t in &mut tables {
+            *t = (r.u32()?, r.u64()?);
+        }
+        let sum = r.u64()?;
+        if checksum(&[&prefix[..HEADER_LEN - 8], stored]) != sum {
+            return Err(corrupt("header checksum mismatch"));
+        }
+        if records_at != (HEADER_LEN + key_len) as u64 {
             return Err(corrupt("records misplaced"));
         }
-        Ok(idx)
-    }
-
-    fn offset(&self, i: usize) -> u64 {
-        u64::from_le_bytes(self.offsets[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+        for &(count, dir_at) in &tables {
+            let end = u64::from(count)
+                .checked_mul(DIR_ENTRY_LEN as u64)
+                .and_then(|n| n.checked_add(dir_at));
+            if !count.is_power_of_two() || dir_at < records_at || end.is_none_or(|e| e > file_len) {
+                return Err(corrupt("directory out of range"));
+            }
+        }
+        Ok(Snapshot {
+            rule_count,
+            records_at,
+            file_len,
+            tables,
+        })
     }
 
     pub fn rule_count(&self) -> usize {
         self.rule_count
     }
 
-    /// Total size the file must have.
-    pub fn file_len(&self) -> u64 {
-        self.offset(self.rule_count)
+    fn range(&self, at: u64, len: u64, min: u64) -> Result<Range<u64>, SnapshotError> {
+        let end = at
+            .checked_add(len)
+            .ok_or_else(|| corrupt("offset overflow"))?;
+        if at < self.records_at || end > self.file_len || len < min {
+            return Err(corrupt("offset out of range"));
+        }
+        Ok(at..end)
     }
 
-    /// Byte range (in the file) of rule `i`'s record.
-    pub fn record_range(&self, i: usize) -> Result<Range<u64>, SnapshotError> {
-        if i >= self.rule_count {
-            return Err(corrupt("rule index out of range"));
-        }
-        let (start, end) = (self.offset(i), self.offset(i + 1));
-        if start < self.prefix_len || end < start || end > self.file_len() {
-            return Err(corrupt("record offsets out of order"));
-        }
-        Ok(start..end)
+    /// Where the directory entry for `name` in `table` is: (bucket number, file range).
+    pub fn dir_entry(&self, table: Table, name: &str) -> (u32, Range<u64>) {
+        let (count, dir_at) = self.tables[table as usize];
+        let b = bucket_of(table, name, count);
+        let at = dir_at + u64::from(b) * DIR_ENTRY_LEN as u64;
+        (b, at..at + DIR_ENTRY_LEN as u64)
     }
 
-    /// The index of the rule called `name`, if there is one.
-    pub fn rule_named(&self, name: &str) -> Result<Option<usize>, SnapshotError> {
-        Ok(lookup(self.rule_names, name, self.rule_count)?
-            .first()
-            .copied())
+    /// The bucket a directory entry points to.
+    pub fn bucket_range(&self, entry: &[u8]) -> Result<Range<u64>, SnapshotError> {
+        let mut r = In { b: entry, at: 0 };
+        let at = r.u64()?;
+        let len = u64::from(r.u32()?);
+        self.range(at, len, 1 + 4 + 4 + 8)
     }
 
-    /// The indices, ascending (= load order), of the rules that name `user` or one of `groups`.
-    pub fn rules_naming(&self, user: &str, groups: &[String]) -> Result<Vec<usize>, SnapshotError> {
-        let mut out: Vec<usize> = lookup(self.users, user, self.rule_count)?;
-        for g in groups {
-            out.extend(lookup(self.groups, g, self.rule_count)?);
+    /// The rules (index and record range) listed under `name` in bucket `bucket` of `table`.
+    pub fn lookup(
+        &self,
+        table: Table,
+        bucket: u32,
+        blob: &[u8],
+        name: &str,
+    ) -> Result<Vec<(usize, Range<u64>)>, SnapshotError> {
+        if blob.len() < 17 {
+            return Err(corrupt("bucket too short"));
         }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
-    }
-}
-
-/// The rule indices listed under `name` in a name table (binary search).
-fn lookup(table: &[u8], name: &str, rule_count: usize) -> Result<Vec<usize>, SnapshotError> {
-    let mut r = In { b: table, at: 0 };
-    let n = r.count(4)?;
-    let offsets = r.take(n * 4)?;
-    let entries = &table[r.at..];
-    let entry = |k: usize| -> Result<(In<'_>, &[u8]), SnapshotError> {
-        let o = u32::from_le_bytes(offsets[k * 4..k * 4 + 4].try_into().expect("4 bytes")) as usize;
-        if o > entries.len() {
-            return Err(corrupt("name offset out of range"));
+        let (fields, sum) = blob.split_at(blob.len() - 8);
+        if checksum(&[fields]) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+            return Err(corrupt("bucket checksum mismatch"));
         }
-        let mut e = In { b: entries, at: o };
-        let len = e.u32()? as usize;
-        let this = e.take(len)?;
-        Ok((e, this))
-    };
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let (mut e, this) = entry(mid)?;
-        match this.cmp(name.as_bytes()) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => {
-                let k = e.count(4)?;
-                let mut v = Vec::with_capacity(k);
-                for _ in 0..k {
-                    let i = e.u32()? as usize;
-                    if i >= rule_count {
-                        return Err(corrupt("rule index out of range"));
-                    }
-                    v.push(i);
+        let mut r = In { b: fields, at: 0 };
+        if r.u8()? != table as u8 || r.u32()? != bucket {
+            return Err(corrupt("bucket misplaced"));
+        }
+        let n = r.count(8)?;
+        for _ in 0..n {
+            let this = r.take_str_bytes()?;
+            let k = r.count(16)?;
+            if this != name.as_bytes() {
+                r.take(k * 16)?;
+                continue;
+            }
+            let mut out = Vec::with_capacity(k);
+            for _ in 0..k {
+                let i = r.u32()? as usize;
+                let at = r.u64()?;
+                let len = u64::from(r.u32()?);
+                if i >= self.rule_count {
+                    return Err(corrupt("rule index out of range"));
                 }
-                return Ok(v);
+                out.push((i, self.range(at, len, 4 + 4 + 8)?));
+            }
+            return Ok(out);
+        }
+        Ok(Vec::new())
+    }
+
+    /// The wanted rules, in load order, reading the file through `read(range)`.
+    pub fn read_rules(
+        &self,
+        want: Want<'_>,
+        read: &mut dyn FnMut(Range<u64>) -> Result<Vec<u8>, SnapshotError>,
+    ) -> Result<Vec<Rule>, SnapshotError> {
+        let mut find =
+            |table: Table, name: &str| -> Result<Vec<(usize, Range<u64>)>, SnapshotError> {
+                let (bucket, entry) = self.dir_entry(table, name);
+                let entry = read(entry)?;
+                let blob = read(self.bucket_range(&entry)?)?;
+                self.lookup(table, bucket, &blob, name)
+            };
+        let mut found = Vec::new();
+        match want {
+            Want::Naming { user, groups } => {
+                found.extend(find(Table::Users, user)?);
+                for g in groups {
+                    found.extend(find(Table::Groups, g)?);
+                }
+            }
+            Want::Named(names) => {
+                for n in names {
+                    found.extend(find(Table::RuleNames, n)?);
+                }
             }
         }
+        found.sort_by_key(|(i, _)| *i);
+        found.dedup_by_key(|(i, _)| *i);
+        let mut rules = Vec::with_capacity(found.len());
+        for (i, range) in found {
+            let rule = decode_record(&read(range)?, i)?;
+            if let Want::Named(names) = want {
+                if !names.contains(&rule.name) {
+                    return Err(corrupt("rule name index disagrees with the record"));
+                }
+            }
+            rules.push(rule);
+        }
+        Ok(rules)
     }
-    Ok(Vec::new())
+
+    /// Every rule, in load order.
+    pub fn read_all(&self, bytes: &[u8]) -> Result<Vec<Rule>, SnapshotError> {
+        let mut r = In {
+            b: bytes,
+            at: self.records_at as usize,
+        };
+        (0..self.rule_count)
+            .map(|i| {
+                let start = r.at;
+                let len = r.u32()? as usize;
+                r.take(len)?;
+                decode_record(&bytes[start..r.at], i)
+            })
+            .collect()
+    }
 }
 
 fn check(ok: bool, what: &str) -> Result<(), SnapshotError> {
@@ -461,17 +530,24 @@ fn check(ok: bool, what: &str) -> Result<(), SnapshotError> {
     }
 }
 
-/// Decode one record (the bytes of [`Index::record_range`]), checking its hash and
-/// validating it again as the loader would.
-pub fn decode_rule(record: &[u8]) -> Result<Rule, SnapshotError> {
-    if record.len() < 8 {
+/// Decode one record (the bytes of the range an index gave for rule `index`), checking
+/// its length, its checksum and its rule index, and validating it again as the loader would.
+pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError> {
+    if record.len() < 4 + 4 + 8 {
         return Err(corrupt("record too short"));
     }
-    let (fields, hash) = record.split_at(record.len() - 8);
+    let (len, rest) = record.split_at(4);
+    if u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize != rest.len() {
+        return Err(corrupt("record length mismatch"));
+    }
+    let (fields, hash) = rest.split_at(rest.len() - 8);
     if checksum(&[fields]) != u64::from_le_bytes(hash.try_into().expect("8 bytes")) {
         return Err(corrupt("record checksum mismatch"));
     }
     let mut r = In { b: fields, at: 0 };
+    if r.u32()? as usize != index {
+        return Err(corrupt("record of another rule"));
+    }
     let name = r.str()?.to_string();
     check(valid_rule_name(&name), "rule name")?;
     let users = r.strs()?;
@@ -556,35 +632,52 @@ pub fn decode_rule(record: &[u8]) -> Result<Rule, SnapshotError> {
     })
 }
 
-fn decode(
-    bytes: &[u8],
-    key: &[u8],
-    which: Option<(&str, &[String])>,
-) -> Result<Policy, SnapshotError> {
-    let idx = Index::parse(bytes, key)?;
-    if idx.file_len() != bytes.len() as u64 {
-        return Err(corrupt("length differs from the index"));
+fn open_slice(bytes: &[u8], key: &[u8]) -> Result<Snapshot, SnapshotError> {
+    let key_len = Snapshot::key_len(bytes)?;
+    let end = HEADER_LEN
+        .checked_add(key_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| corrupt("truncated header"))?;
+    Snapshot::open(&bytes[..end], key, bytes.len() as u64)
+}
+
+fn slice_reader(bytes: &[u8]) -> impl FnMut(Range<u64>) -> Result<Vec<u8>, SnapshotError> + '_ {
+    move |r: Range<u64>| {
+        bytes
+            .get(r.start as usize..r.end as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| corrupt("truncated"))
     }
-    let wanted: Vec<usize> = match which {
-        Some((user, groups)) => idx.rules_naming(user, groups)?,
-        None => (0..idx.rule_count()).collect(),
-    };
-    let rules = wanted
+}
+
+/// Every rule, in load order; every part of the file is checked (each bucket of each index
+/// too, and that nothing follows the last directory).
+pub fn decode_all(bytes: &[u8], key: &[u8]) -> Result<Policy, SnapshotError> {
+    let snap = open_slice(bytes, key)?;
+    let rules = snap.read_all(bytes)?;
+    let mut read = slice_reader(bytes);
+    let mut end = 0;
+    for (t, table) in [Table::Users, Table::Groups, Table::RuleNames]
         .into_iter()
-        .map(|i| {
-            let r = idx.record_range(i)?;
-            decode_rule(&bytes[r.start as usize..r.end as usize])
-        })
-        .collect::<Result<_, _>>()?;
+        .enumerate()
+    {
+        let (count, dir_at) = snap.tables[t];
+        for b in 0..count {
+            let at = dir_at + u64::from(b) * DIR_ENTRY_LEN as u64;
+            let entry = read(at..at + DIR_ENTRY_LEN as u64)?;
+            let blob = read(snap.bucket_range(&entry)?)?;
+            // A name that cannot occur: checks the bucket without matching anything.
+            snap.lookup(table, b, &blob, "")?;
+        }
+        end = end.max(dir_at + u64::from(count) * DIR_ENTRY_LEN as u64);
+    }
+    if end != bytes.len() as u64 {
+        return Err(corrupt("length differs from the layout"));
+    }
     Ok(Policy {
         rules,
         tests: Vec::new(),
     })
-}
-
-/// Every rule, in load order.
-pub fn decode_all(bytes: &[u8], key: &[u8]) -> Result<Policy, SnapshotError> {
-    decode(bytes, key, None)
 }
 
 /// Only the rules that name `user` or one of `groups`, in load order.
@@ -594,7 +687,22 @@ pub fn decode_for(
     user: &str,
     groups: &[String],
 ) -> Result<Policy, SnapshotError> {
-    decode(bytes, key, Some((user, groups)))
+    let snap = open_slice(bytes, key)?;
+    let rules = snap.read_rules(Want::Naming { user, groups }, &mut slice_reader(bytes))?;
+    Ok(Policy {
+        rules,
+        tests: Vec::new(),
+    })
+}
+
+/// Only the rules of these names, in load order.
+pub fn decode_named(bytes: &[u8], key: &[u8], names: &[String]) -> Result<Policy, SnapshotError> {
+    let snap = open_slice(bytes, key)?;
+    let rules = snap.read_rules(Want::Named(names), &mut slice_reader(bytes))?;
+    Ok(Policy {
+        rules,
+        tests: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -826,34 +934,66 @@ mod tests {
 
     #[test]
     fn pieces_compose_like_decode_for() {
-        // jitrun reads the header, then the prefix, then each record: the same rules.
+        // jitrun reads the header and key, then one directory entry and one bucket per
+        // name, then each record: the same rules as decoding from the whole file.
         let p = &policies()[4];
         let bytes = encode(p, b"key");
-        let h = Header::parse(&bytes[..HEADER_LEN]).unwrap();
-        let idx = Index::parse(&bytes[..h.prefix_len()], b"key").unwrap();
-        assert_eq!(idx.file_len(), bytes.len() as u64);
+        let key_len = Snapshot::key_len(&bytes[..HEADER_LEN]).unwrap();
+        let snap =
+            Snapshot::open(&bytes[..HEADER_LEN + key_len], b"key", bytes.len() as u64).unwrap();
+        assert_eq!(snap.rule_count(), p.rules.len());
+        let mut reads = 0;
+        let mut read = |r: Range<u64>| {
+            reads += 1;
+            Ok(bytes[r.start as usize..r.end as usize].to_vec())
+        };
         let groups = vec!["dba".to_string()];
-        let rules: Vec<Rule> = idx
-            .rules_naming("bob", &groups)
-            .unwrap()
-            .into_iter()
-            .map(|i| {
-                let r = idx.record_range(i).unwrap();
-                decode_rule(&bytes[r.start as usize..r.end as usize]).unwrap()
-            })
-            .collect();
+        let rules = snap
+            .read_rules(
+                Want::Naming {
+                    user: "bob",
+                    groups: &groups,
+                },
+                &mut read,
+            )
+            .unwrap();
+        assert!(!rules.is_empty());
+        assert_eq!(reads, 2 * 2 + rules.len());
         assert_eq!(
             rules,
             decode_for(&bytes, b"key", "bob", &groups).unwrap().rules
         );
-        assert!(!rules.is_empty());
-        // Rules by name.
-        for (i, r) in p.rules.iter().enumerate() {
-            assert_eq!(idx.rule_named(&r.name).unwrap(), Some(i));
+        // Rules by name: exactly that rule, in load order, whoever it names.
+        for r in p.rules.iter().step_by(7) {
+            let got = decode_named(&bytes, b"key", std::slice::from_ref(&r.name)).unwrap();
+            assert_eq!(got.rules, vec![r.clone()]);
         }
-        assert_eq!(idx.rule_named("no-such-rule").unwrap(), None);
-        assert_eq!(idx.rule_named("").unwrap(), None);
-        // Out of range.
-        assert!(idx.record_range(p.rules.len()).is_err());
+        let two = vec![p.rules[9].name.clone(), p.rules[3].name.clone()];
+        assert_eq!(
+            decode_named(&bytes, b"key", &two).unwrap().rules,
+            vec![p.rules[3].clone(), p.rules[9].clone()]
+        );
+        let none = vec!["no-such-rule".to_string(), String::new()];
+        assert!(decode_named(&bytes, b"key", &none)
+            .unwrap()
+            .rules
+            .is_empty());
+        // A record read for another index is refused.
+        let (_, entry) = snap.dir_entry(Table::RuleNames, &p.rules[5].name);
+        let blob = snap
+            .bucket_range(&bytes[entry.start as usize..entry.end as usize])
+            .unwrap();
+        let found = snap
+            .lookup(
+                Table::RuleNames,
+                snap.dir_entry(Table::RuleNames, &p.rules[5].name).0,
+                &bytes[blob.start as usize..blob.end as usize],
+                &p.rules[5].name,
+            )
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let rec = &bytes[found[0].1.start as usize..found[0].1.end as usize];
+        assert_eq!(decode_record(rec, 5).unwrap(), p.rules[5]);
+        assert!(decode_record(rec, 6).is_err());
     }
 }

@@ -33,7 +33,7 @@ use crate::refusal::Refusal;
 use crate::system::{self, fs};
 use crate::trusted_files::{self, MAX_TRUSTED_FILE};
 use jit_policy::decide::names_user;
-use jit_policy::snapshot::{self, Header, Index, HEADER_LEN};
+use jit_policy::snapshot::{self, Snapshot, SnapshotError, Want, HEADER_LEN};
 use jit_policy::Policy;
 use std::ffi::CString;
 use std::fmt::Write as _;
@@ -183,54 +183,26 @@ fn decode_subset(
     only: Option<&[String]>,
 ) -> Option<Policy> {
     let head = fs::pread_exact(fd, 0, HEADER_LEN).ok()?;
-    let header = Header::parse(&head).ok()?;
-    if header.prefix_len() as u64 > size {
+    let key_len = Snapshot::key_len(&head).ok()?;
+    if (HEADER_LEN + key_len) as u64 > size {
         return None;
     }
-    let prefix = fs::pread_exact(fd, 0, header.prefix_len()).ok()?;
-    let index = Index::parse(&prefix, key).ok()?;
-    if index.file_len() != size {
-        return None;
-    }
-    let mut wanted = match only {
-        None => index.rules_naming(&inv.name, &inv.groups).ok()?,
-        Some(names) => {
-            let mut v = Vec::new();
-            for n in names {
-                v.extend(index.rule_named(n).ok()?);
-            }
-            v
-        }
+    let prefix = fs::pread_exact(fd, 0, HEADER_LEN + key_len).ok()?;
+    let snap = Snapshot::open(&prefix, key, size).ok()?;
+    let want = match only {
+        None => Want::Naming {
+            user: &inv.name,
+            groups: &inv.groups,
+        },
+        Some(names) => Want::Named(names),
     };
-    wanted.sort_unstable();
-    wanted.dedup();
-    let mut rules = Vec::with_capacity(wanted.len());
-    // Consecutive rules are adjacent in the file: one read per run of them.
-    let mut i = 0;
-    while i < wanted.len() {
-        let mut j = i;
-        while j + 1 < wanted.len() && wanted[j + 1] == wanted[j] + 1 {
-            j += 1;
-        }
-        let start = index.record_range(wanted[i]).ok()?.start;
-        let end = index.record_range(wanted[j]).ok()?.end;
-        let bytes = fs::pread_exact(fd, start, usize::try_from(end - start).ok()?).ok()?;
-        for &k in &wanted[i..=j] {
-            let r = index.record_range(k).ok()?;
-            let at = (r.start - start) as usize..(r.end - start) as usize;
-            let rule = snapshot::decode_rule(&bytes[at]).ok()?;
-            if let Some(names) = only {
-                if !names.contains(&rule.name) {
-                    return None; // the name index disagrees with the record: rebuild
-                }
-                if !names_user(&rule, &inv.name, &inv.groups) {
-                    continue;
-                }
-            }
-            rules.push(rule);
-        }
-        i = j + 1;
-    }
+    let mut read = |r: std::ops::Range<u64>| {
+        let len = usize::try_from(r.end - r.start).map_err(|_| SnapshotError::Stale)?;
+        fs::pread_exact(fd, r.start, len).map_err(|e| SnapshotError::Corrupt(e.to_string()))
+    };
+    let mut rules = snap.read_rules(want, &mut read).ok()?;
+    // A rule named by a grant or --rule is of use only if it names the caller.
+    rules.retain(|r| names_user(r, &inv.name, &inv.groups));
     Some(Policy {
         rules,
         tests: Vec::new(),

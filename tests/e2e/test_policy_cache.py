@@ -157,6 +157,20 @@ def test_snapshot_is_written_root_0600_once_the_files_settle(lab, world):
     assert identity(p) == before
 
 
+def test_list_reads_the_snapshot_but_never_writes_it(lab, world):
+    lab.set_policy(world.policy, dropins={})
+    settle()
+    p = snapshot_path(lab)
+    p.unlink(missing_ok=True)
+    cold = assert_ok(lab.run_as_user(world.alice, None, options=["-l"]))
+    assert "net-debug" in cold.out
+    assert not p.exists(), "jitrun -l wrote the policy snapshot"
+    assert_ok(lab.run_as_user(world.alice, ["/usr/bin/id"]))  # a run writes it
+    before = identity(p)
+    assert assert_ok(lab.run_as_user(world.alice, None, options=["-l"])).out == cold.out
+    assert identity(p) == before
+
+
 def test_a_trusted_snapshot_is_used(lab, world):
     """The control for the tests below: a forged snapshot that is root's own 0600 file and
     carries the current key IS believed (root can always change the policy)."""
@@ -355,7 +369,8 @@ def test_decisions_with_a_warm_cache_equal_those_without(lab, world):
     for c in cases:
         p.unlink(missing_ok=True)
         cold.append(_summary(_run(lab, c)))
-        assert p.is_file()  # each cold run rebuilt it
+        assert p.is_file() == (c[1] is not None)  # each cold run rebuilt it (-l never writes)
+    assert_ok(_run(lab, cases[0]))
     snap = identity(p)
     warm_results = [_summary(_run(lab, c)) for c in cases]
     assert identity(p) == snap, "a warm run rewrote the snapshot: it was not used"

@@ -146,7 +146,7 @@ fn list_mode() -> i32 {
         let inv = Invoker::current()?;
         let settings = config::load_settings()?;
         // The rules that name the caller are the ones -l shows: the snapshot's subset will do.
-        let policy = policy_cache::load_for(&inv, None)?.policy;
+        let policy = policy_cache::load_for(&inv, None, false)?.policy;
         let keys = config::load_keys()?;
         Ok((inv, settings, policy, keys))
     })();
@@ -225,7 +225,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             (None, Some(r)) => Some(vec![r.clone()]),
             (None, None) => None,
         };
-        let loaded = policy_cache::load_for(&invoker, only.as_deref())?;
+        let loaded = policy_cache::load_for(&invoker, only.as_deref(), true)?;
         let full_policy: jit_policy::Policy;
         let keys = config::load_keys()?;
         let program = command::resolve(&run.command[0], &settings.secure_path, &invoker)?;

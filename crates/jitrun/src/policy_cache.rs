@@ -87,18 +87,35 @@ fn key() -> Result<Key, Refusal> {
         env!("CARGO_PKG_VERSION")
     );
     let mut newest = i128::MIN;
-    identity(
-        &mut out,
-        &mut newest,
-        paths::POLICY,
-        trusted_files::stat(paths::POLICY, MAX_TRUSTED_FILE)?,
-    );
-    let dir = trusted_files::stat_dir(paths::POLICY_DIR)?;
-    let present = dir.is_some();
+    // One checked walk to /etc/jitrun, then each file relative to it: the same checks as a
+    // full load (every directory and file root-owned, writable by root alone, no links).
+    let (conf, policy_name) = paths::POLICY.rsplit_once('/').expect("an absolute path");
+    let (_, dir_name) = paths::POLICY_DIR
+        .rsplit_once('/')
+        .expect("an absolute path");
+    let conf_fd = trusted_files::walk_dir(conf)?;
+    let policy = match &conf_fd {
+        Some(fd) => {
+            trusted_files::stat_in(fd.as_fd(), paths::POLICY, policy_name, MAX_TRUSTED_FILE)?
+        }
+        None => None,
+    };
+    identity(&mut out, &mut newest, paths::POLICY, policy);
+    let dir_fd = match &conf_fd {
+        Some(fd) => trusted_files::subdir(fd.as_fd(), paths::POLICY_DIR, dir_name)?,
+        None => None,
+    };
+    let dir = match &dir_fd {
+        Some(fd) => Some(fs::fstat(fd.as_fd()).map_err(|e| {
+            Refusal::config("untrusted_file", format!("{}: {e}", paths::POLICY_DIR))
+        })?),
+        None => None,
+    };
     identity(&mut out, &mut newest, paths::POLICY_DIR, dir);
-    if present {
-        for path in trusted_files::list(paths::POLICY_DIR, ".toml")? {
-            let st = trusted_files::stat(&path, MAX_TRUSTED_FILE)?;
+    if let Some(fd) = &dir_fd {
+        for name in trusted_files::names(paths::POLICY_DIR, ".toml")? {
+            let path = format!("{}/{name}", paths::POLICY_DIR);
+            let st = trusted_files::stat_in(fd.as_fd(), &path, &name, MAX_TRUSTED_FILE)?;
             identity(&mut out, &mut newest, &path, st);
         }
     }
@@ -108,10 +125,11 @@ fn key() -> Result<Key, Refusal> {
     })
 }
 
-/// The policy for `inv`: from the snapshot when it is current, else loaded in full (and
-/// the snapshot rebuilt). From the snapshot: with `only`, just the rules of those names
-/// that name the caller (a grant's rule, `--rule`); else every rule that names the caller.
-pub fn load_for(inv: &Invoker, only: Option<&[String]>) -> Result<Loaded, Refusal> {
+/// The policy for `inv`: from the snapshot when it is current, else loaded in full (and,
+/// with `rebuild`, the snapshot written again). From the snapshot: with `only`, just the
+/// rules of those names that name the caller (a grant's rule, `--rule`); else every rule
+/// that names the caller. `jitrun -l` passes `rebuild = false`: it creates no state.
+pub fn load_for(inv: &Invoker, only: Option<&[String]>, rebuild: bool) -> Result<Loaded, Refusal> {
     // A policy file that cannot be checked: the full load reports it, with today's message.
     let Ok(key) = key() else {
         return full(None);
@@ -122,7 +140,7 @@ pub fn load_for(inv: &Invoker, only: Option<&[String]>) -> Result<Loaded, Refusa
             complete: false,
         });
     }
-    full(Some(&key))
+    full(Some(&key).filter(|_| rebuild))
 }
 
 fn full(key: Option<&Key>) -> Result<Loaded, Refusal> {

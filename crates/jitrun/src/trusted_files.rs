@@ -9,7 +9,7 @@ use crate::refusal::Refusal;
 use crate::system::fs::{self, Stat};
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// Largest trusted file read (policy files included).
@@ -134,17 +134,19 @@ pub fn read(path: &str, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
     Ok(Some(buf))
 }
 
-/// The identity of a trusted file without reading it: the same walk and the same checks as
-/// [`read`] (every directory on the way, `O_NOFOLLOW`, a regular file owned by root and
-/// writable by root alone, at most `max` bytes), on an `O_PATH` descriptor. Ok(None) when it
-/// (or its directory) does not exist.
-pub fn stat(path: &str, max: usize) -> Result<Option<Stat>, Refusal> {
-    let (dir, name) = split(path);
-    let Some(dirfd) = walk_dir(dir)? else {
-        return Ok(None);
-    };
+/// The identity of a trusted file without reading it: the same checks as [`read`] (every
+/// directory on the way, `O_NOFOLLOW`, a regular file owned by root and writable by root
+/// alone, at most `max` bytes), on an `O_PATH` descriptor, for `name` in a directory
+/// reached through [`walk_dir`] or [`subdir`] (`path` is the file's full path, for
+/// messages). Ok(None) when it does not exist.
+pub fn stat_in(
+    dirfd: BorrowedFd<'_>,
+    path: &str,
+    name: &str,
+    max: usize,
+) -> Result<Option<Stat>, Refusal> {
     let c = CString::new(name).map_err(|_| untrusted(path, "NUL in path"))?;
-    let fd = match fs::openat(dirfd.as_fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+    let fd = match fs::openat(dirfd, &c, libc::O_PATH | libc::O_NOFOLLOW, 0) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(io_refusal(path, e)),
@@ -169,14 +171,25 @@ pub fn stat(path: &str, max: usize) -> Result<Option<Stat>, Refusal> {
     Ok(Some(st))
 }
 
-/// The identity of a trusted directory (checked like [`walk_dir`]). Ok(None) when it does not exist.
-pub fn stat_dir(dir: &str) -> Result<Option<Stat>, Refusal> {
-    match walk_dir(dir)? {
-        None => Ok(None),
-        Some(fd) => fs::fstat(fd.as_fd())
-            .map(Some)
-            .map_err(|e| io_refusal(dir, e)),
-    }
+/// The subdirectory `name` of a directory reached through [`walk_dir`] (`path` is its full
+/// path, for messages), checked like every directory of a walk. Ok(None) when it does not exist.
+pub fn subdir(dirfd: BorrowedFd<'_>, path: &str, name: &str) -> Result<Option<OwnedFd>, Refusal> {
+    let c = CString::new(name).map_err(|_| untrusted(path, "NUL in path"))?;
+    let fd = match fs::openat(
+        dirfd,
+        &c,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(io_refusal(path, e)),
+    };
+    check_owner_mode(
+        path,
+        &fs::fstat(fd.as_fd()).map_err(|e| io_refusal(path, e))?,
+    )?;
+    Ok(Some(fd))
 }
 
 /// Read a trusted file as UTF-8 text.
@@ -195,6 +208,15 @@ pub fn list(dir: &str, suffix: &str) -> Result<Vec<String>, Refusal> {
     if walk_dir(dir)?.is_none() {
         return Ok(Vec::new());
     }
+    Ok(names(dir, suffix)?
+        .into_iter()
+        .map(|n| format!("{dir}/{n}"))
+        .collect())
+}
+
+/// The names in `dir` (a directory just reached through a checked walk) ending with
+/// `suffix`, in name (byte) order, hidden files skipped: what [`list`] lists.
+pub fn names(dir: &str, suffix: &str) -> Result<Vec<String>, Refusal> {
     let entries = std::fs::read_dir(Path::new(dir))
         .map_err(|e| Refusal::config("untrusted_file", format!("{dir}: {e}")))?;
     let mut names: Vec<String> = entries
@@ -203,7 +225,7 @@ pub fn list(dir: &str, suffix: &str) -> Result<Vec<String>, Refusal> {
         .filter(|n| !n.starts_with('.') && n.ends_with(suffix) && n.len() > suffix.len())
         .collect();
     names.sort();
-    Ok(names.into_iter().map(|n| format!("{dir}/{n}")).collect())
+    Ok(names)
 }
 
 /// Open (creating if needed, mode 0700) a trusted directory for state, e.g. /var/lib/jitrun/uses.

@@ -390,6 +390,11 @@ def ms(x: float) -> str:
     return f"{x * 1000:.2f}"
 
 
+def cold_ms(seconds: float) -> str:
+    """/usr/bin/time's %e counts in 10 ms steps."""
+    return f"{seconds * 1000:.0f}" if seconds >= 0.01 else "< 10"
+
+
 def render_report(ctx: dict) -> str:
     main, scale, rss, scale_rss = ctx["main"], ctx["scale"], ctx["rss"], ctx["scale_rss"]
     floor = main["floor"]["mean"]
@@ -453,7 +458,7 @@ def render_report(ctx: dict) -> str:
         r = scale[n]
         cold_s, cold_kib = ctx["scale_cold"][n]
         L.append(f"| {n:,} | {ctx['scale_files'][n]} | {r['runs']} | {ms(r['mean'])} ± {ms(r['stddev'] or 0)} | {ms(r['median'])} | {ms(r['user'])} | "
-                 f"{(r['mean'] - base) * 1000:+.2f} | {scale_rss[n]:,} | {cold_s * 1000:.0f} | {cold_kib:,} |")
+                 f"{(r['mean'] - base) * 1000:+.2f} | {scale_rss[n]:,} | {cold_ms(cold_s)} | {cold_kib:,} |")
     L.append("")
     L.append("## Peak RSS")
     L.append("")

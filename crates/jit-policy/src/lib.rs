@@ -14,6 +14,7 @@ pub mod glob;
 pub mod pattern;
 pub mod policy;
 pub mod settings;
+pub mod snapshot;
 pub mod test_case;
 
 pub use caps::{CapSet, Capability};

@@ -116,6 +116,49 @@ impl CommandPattern {
         Self::build(&words, &shown)
     }
 
+    /// From the parts a pattern was split into (a program, its argument patterns, and whether
+    /// a final `**` followed), with the same checks as [`CommandPattern::parse_words`] on
+    /// `[program, args..., "**"?]`: for patterns stored in a compiled form.
+    pub fn from_parts(
+        program: String,
+        args: Vec<String>,
+        rest: bool,
+    ) -> Result<CommandPattern, PolicyError> {
+        let shown = || {
+            let mut words = vec![program.as_str()];
+            words.extend(args.iter().map(String::as_str));
+            if rest {
+                words.push("**");
+            }
+            format!(
+                "[{}]",
+                words
+                    .iter()
+                    .map(|w| quote(w))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        if program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+            return Err(invalid(
+                &shown,
+                "NUL characters cannot occur in a command line",
+            ));
+        }
+        check_program(&program, &shown)?;
+        if args.iter().any(|a| a == "**") {
+            return Err(invalid(
+                &shown,
+                "\"**\" (any remaining arguments) may only be the last word; use \"*\" for one argument",
+            ));
+        }
+        Ok(CommandPattern {
+            program,
+            args,
+            rest,
+        })
+    }
+
     fn build(words: &[&str], shown: Shown<'_>) -> Result<CommandPattern, PolicyError> {
         if words.iter().any(|w| w.contains('\0')) {
             return Err(invalid(

@@ -74,7 +74,7 @@ pub enum GrantMode {
     None,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub name: String,
     pub users: Vec<String>,

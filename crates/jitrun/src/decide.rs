@@ -33,6 +33,8 @@ pub struct Approved<'p> {
 
 pub struct Inputs<'a> {
     pub policy: &'a Policy,
+    /// The token `--grant` names, as [`read_grant`] read it (None without `--grant`).
+    pub token: Option<&'a Result<String, Refusal>>,
     pub keys: &'a KeySet,
     pub settings: &'a Settings,
     pub invoker: &'a Invoker,
@@ -145,19 +147,36 @@ pub fn consume_use(approved: &Approved<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
-pub fn decide<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
-    match &inp.run.grant {
-        Some(GrantSource::File(path)) => {
-            let token = user_files::read_as_user(inp.invoker, std::path::Path::new(path))
-                .map_err(|m| Refusal::deny("grant_unreadable", format!("cannot read grant {m}")))?;
-            with_grant(&token, inp)
-        }
+/// Read the token `--grant` names (a file, as the invoker, or stdin), once: the policy cache
+/// needs its rule claim before the decision, and a refusal to read it is reported by
+/// [`decide`], in its place among the other refusals.
+pub fn read_grant(run: &RunArgs, inv: &Invoker) -> Option<Result<String, Refusal>> {
+    match &run.grant {
+        Some(GrantSource::File(path)) => Some(
+            user_files::read_as_user(inv, std::path::Path::new(path))
+                .map_err(|m| Refusal::deny("grant_unreadable", format!("cannot read grant {m}"))),
+        ),
         Some(GrantSource::Stdin) => {
-            let token = user_files::read_stdin().map_err(|m| {
+            Some(user_files::read_stdin().map_err(|m| {
                 Refusal::deny("grant_unreadable", format!("cannot read grant from {m}"))
-            })?;
-            with_grant(&token, inp)
+            }))
         }
+        None => None,
+    }
+}
+
+/// The `rule` claim of a token, unverified: only to choose which rules to decode (a token
+/// that lies about it fails verification, and a refusal is decided on the whole policy).
+pub fn claimed_rule(token: &str) -> Option<String> {
+    jit_grant::decode_unverified(token)
+        .ok()
+        .and_then(|u| serde_rule(&u.payload))
+}
+
+pub fn decide<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
+    match inp.token {
+        Some(Ok(token)) => with_grant(token, inp),
+        Some(Err(r)) => Err(r.clone()),
         None => {
             let standing = match policy_decide(inp, None) {
                 Ok(a) => return Ok(a),

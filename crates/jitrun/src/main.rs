@@ -35,6 +35,7 @@ mod harden;
 mod identity;
 mod list;
 mod paths;
+mod policy_cache;
 mod refusal;
 mod revocations;
 mod supervise;
@@ -157,7 +158,8 @@ fn list_mode() -> i32 {
         harden::require_root()?;
         let inv = Invoker::current()?;
         let settings = config::load_settings()?;
-        let policy = config::load_policy()?;
+        // The rules that name the caller are the ones -l shows: the snapshot's subset will do.
+        let policy = policy_cache::load_for(&inv, None, false)?.policy;
         let keys = config::load_keys()?;
         Ok((inv, settings, policy, keys))
     })();
@@ -227,7 +229,17 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
     // The resolved program, once known, so that a refusal names it in its audit event.
     let mut executable: Option<std::path::PathBuf> = None;
     let result = (|| -> Result<i32, Refusal> {
-        let policy = config::load_policy()?;
+        // Usually only the rules that could allow this run, from the compiled snapshot: with
+        // a grant (or --rule), the rule it names; else every rule that names the caller.
+        let token = decide::read_grant(&run, &invoker);
+        let only: Option<Vec<String>> = match (&token, &run.rule) {
+            (Some(Ok(t)), _) => Some(decide::claimed_rule(t).into_iter().collect()),
+            (Some(Err(_)), _) => Some(Vec::new()),
+            (None, Some(r)) => Some(vec![r.clone()]),
+            (None, None) => None,
+        };
+        let loaded = policy_cache::load_for(&invoker, only.as_deref(), true)?;
+        let full_policy: jit_policy::Policy;
         let keys = config::load_keys()?;
         let revocation_list = revocations::load(&keys);
         let program = command::resolve(&run.command[0], &settings.secure_path, &invoker)?;
@@ -239,7 +251,8 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             executable: Some(&program.canonical),
         };
         let inputs = decide::Inputs {
-            policy: &policy,
+            policy: &loaded.policy,
+            token: token.as_ref(),
             keys: &keys,
             settings: &settings,
             invoker: &invoker,
@@ -249,7 +262,19 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             revocations: &revocation_list,
             now: time::OffsetDateTime::now_utc(),
         };
-        let approved = decide::decide(&inputs)?;
+        let approved = match decide::decide(&inputs) {
+            Ok(a) => a,
+            // The subset allows exactly what the whole policy allows; a refusal is decided
+            // again on the whole policy, for the message and code a full load gives.
+            Err(_) if !loaded.complete => {
+                full_policy = config::load_policy()?;
+                decide::decide(&decide::Inputs {
+                    policy: &full_policy,
+                    ..inputs
+                })?
+            }
+            Err(r) => return Err(r),
+        };
         let target = match &approved.run_as {
             RunAs::Invoker => Target::invoker(&invoker)?,
             RunAs::Root => Target::named("root")?,

@@ -9,7 +9,7 @@ use crate::refusal::Refusal;
 use crate::system::fs::{self, Stat};
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// Largest trusted file read (policy files included).
@@ -158,6 +158,64 @@ fn read_checked(path: &str, max: usize, secret: bool) -> Result<Option<Vec<u8>>,
     Ok(Some(buf))
 }
 
+/// The identity of a trusted file without reading it: the same checks as [`read`] (every
+/// directory on the way, `O_NOFOLLOW`, a regular file owned by root and writable by root
+/// alone, at most `max` bytes), on an `O_PATH` descriptor, for `name` in a directory
+/// reached through [`walk_dir`] or [`subdir`] (`path` is the file's full path, for
+/// messages). Ok(None) when it does not exist.
+pub fn stat_in(
+    dirfd: BorrowedFd<'_>,
+    path: &str,
+    name: &str,
+    max: usize,
+) -> Result<Option<Stat>, Refusal> {
+    let c = CString::new(name).map_err(|_| untrusted(path, "NUL in path"))?;
+    let fd = match fs::openat(dirfd, &c, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(io_refusal(path, e)),
+    };
+    let st = fs::fstat(fd.as_fd()).map_err(|e| io_refusal(path, e))?;
+    if st.file_type() == libc::S_IFLNK {
+        return Err(untrusted(path, "a symbolic link (or a path through one)"));
+    }
+    if !st.is_file() {
+        return Err(untrusted(path, "not a regular file"));
+    }
+    check_owner_mode(path, &st)?;
+    if st.size > max as u64 {
+        return Err(untrusted(
+            path,
+            format!(
+                "{} bytes, larger than the {max} bytes jitrun reads",
+                st.size
+            ),
+        ));
+    }
+    Ok(Some(st))
+}
+
+/// The subdirectory `name` of a directory reached through [`walk_dir`] (`path` is its full
+/// path, for messages), checked like every directory of a walk. Ok(None) when it does not exist.
+pub fn subdir(dirfd: BorrowedFd<'_>, path: &str, name: &str) -> Result<Option<OwnedFd>, Refusal> {
+    let c = CString::new(name).map_err(|_| untrusted(path, "NUL in path"))?;
+    let fd = match fs::openat(
+        dirfd,
+        &c,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(io_refusal(path, e)),
+    };
+    check_owner_mode(
+        path,
+        &fs::fstat(fd.as_fd()).map_err(|e| io_refusal(path, e))?,
+    )?;
+    Ok(Some(fd))
+}
+
 /// Read a trusted file as UTF-8 text.
 pub fn read_text(path: &str) -> Result<Option<String>, Refusal> {
     match read(path, MAX_TRUSTED_FILE)? {
@@ -174,6 +232,15 @@ pub fn list(dir: &str, suffix: &str) -> Result<Vec<String>, Refusal> {
     if walk_dir(dir)?.is_none() {
         return Ok(Vec::new());
     }
+    Ok(names(dir, suffix)?
+        .into_iter()
+        .map(|n| format!("{dir}/{n}"))
+        .collect())
+}
+
+/// The names in `dir` (a directory just reached through a checked walk) ending with
+/// `suffix`, in name (byte) order, hidden files skipped: what [`list`] lists.
+pub fn names(dir: &str, suffix: &str) -> Result<Vec<String>, Refusal> {
     let entries = std::fs::read_dir(Path::new(dir))
         .map_err(|e| Refusal::config("untrusted_file", format!("{dir}: {e}")))?;
     let mut names: Vec<String> = entries
@@ -182,7 +249,7 @@ pub fn list(dir: &str, suffix: &str) -> Result<Vec<String>, Refusal> {
         .filter(|n| !n.starts_with('.') && n.ends_with(suffix) && n.len() > suffix.len())
         .collect();
     names.sort();
-    Ok(names.into_iter().map(|n| format!("{dir}/{n}")).collect())
+    Ok(names)
 }
 
 /// Open (creating if needed, mode 0700) a trusted directory for state, e.g. /var/lib/jitrun/uses.

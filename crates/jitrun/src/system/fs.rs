@@ -149,6 +149,12 @@ pub struct Stat {
     pub mode: u32,
     pub uid: u32,
     pub size: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    /// Nanoseconds since the epoch (negative before it).
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
 }
 
 impl Stat {
@@ -165,10 +171,16 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable struct stat for the duration of the call.
     check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
     Ok(Stat {
         mode: st.st_mode,
         uid: st.st_uid,
         size: st.st_size as u64,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        nlink: st.st_nlink as u64,
+        mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+        ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
     })
 }
 
@@ -253,4 +265,53 @@ pub fn std_fds_to_null() -> io::Result<()> {
         check(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
     }
     Ok(())
+}
+
+/// `pread` exactly `len` bytes at `offset` (a short read is an error: the file shrank).
+pub fn pread_exact(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let at = libc::off_t::try_from(offset + done as u64)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: `buf[done..]` is writable for `len - done` bytes for the whole call.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf[done..].as_mut_ptr().cast(),
+                len - done,
+                at,
+            )
+        };
+        match n {
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            n => done += n as usize,
+        }
+    }
+    Ok(buf)
+}
+
+/// `renameat(dir, from, dir, to)`: atomically replace `to` in one directory.
+pub fn renameat(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
+    // SAFETY: both names are NUL-terminated and outlive the call.
+    check(unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) })
+        .map(drop)
+}
+
+/// `unlinkat(dir, name, 0)`.
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) }).map(drop)
+}
+
+/// `fchmod(fd, mode)`.
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: fchmod on a descriptor we hold; touches no memory.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
 }

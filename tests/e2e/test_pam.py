@@ -137,6 +137,7 @@ def test_pam_unix_password_on_the_terminal_with_no_echo(lab, pam_users):
         assert run.wait_output(prompt), str(run)
         run.send(PASSWORD.encode() + b"\r")
         assert run.wait(60) == 0, str(run)
+        assert run.wait_output(b"\n0\r\n"), str(run)  # the reader thread has it all
         out = run.output
         assert PASSWORD.encode() not in out, out  # not echoed
         assert out.rstrip().endswith(b"0"), out
@@ -156,6 +157,7 @@ def test_pam_unix_wrong_password_three_times_is_refused(lab, pam_users):
             assert wait_count(run, prompt, i + 1), str(run)
             run.send(b"wrong-password\r")
         assert run.wait(60) == 1, str(run)
+        assert run.wait_output(b"nothing was run"), str(run)  # the reader thread has it all
         out = run.output.decode(errors="replace")
         assert out.count("Sorry, try again.") == 2, out
         assert f"authentication failed for {user.name} after 3 attempt(s)" in out, out

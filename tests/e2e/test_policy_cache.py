@@ -24,7 +24,10 @@ import bench_policy  # noqa: E402
 # jitrun writes a snapshot only when every policy file is older than this (policy_cache.rs).
 SETTLE = 2.0
 MAGIC = b"JITPSNAP"
-FORMAT = 2
+# the format version the built jitrun writes (jit-policy's snapshot.rs), read from the source so
+# that a format change cannot leave this test checking the old number
+FORMAT = int(re.search(r"pub const FORMAT: u32 = (\d+);",
+                       (Path(__file__).resolve().parents[2] / "crates/jit-policy/src/snapshot.rs").read_text()).group(1))
 # magic, format, key_len, rule_count, records_at, 3 × (bucket_count, directory_at); then the checksum
 HEAD = struct.Struct("<8sIIIQ" + "IQ" * 3)
 STATUS = ["/usr/bin/cat", "/proc/self/status"]

@@ -648,6 +648,7 @@ class Lab:
                 raise JitlabError(f"{b} does not exist: run `cargo build --workspace` (or `make build`) first")
         sweep_stale()
         self._closed = False
+        _OPEN_LABS.add(id(self))
         atexit.register(self.close)
         for sig in (signal.SIGTERM, signal.SIGHUP):
             try:
@@ -723,6 +724,7 @@ class Lab:
         if self._closed:
             return
         self._closed = True
+        _OPEN_LABS.discard(id(self))
         errors = []
         try:
             kill_processes(uids=[u.uid for u in self.users], exes=[str(self.jitrun)] if self.install_dir else [])
@@ -757,7 +759,7 @@ class Lab:
             shutil.rmtree(self.install_dir, ignore_errors=True)
         if self.tmp and self.tmp.exists():
             shutil.rmtree(self.tmp, ignore_errors=True)
-        if not _live_labs():
+        if not _live_labs() and not _OPEN_LABS:
             errors += _remove_created_mountpoints()
         if INSTALL_BASE.exists() and not any(INSTALL_BASE.iterdir()):
             try:
@@ -1457,6 +1459,11 @@ def _remove_created_mountpoints() -> list[str]:
     except FileNotFoundError:
         pass
     return problems
+
+
+# Labs of this process that are set up and not closed yet (the mount points they share are
+# removed by the last one to close).
+_OPEN_LABS: set[int] = set()
 
 
 def _live_labs() -> bool:

@@ -23,8 +23,8 @@ pub use duration::{format_duration, parse_duration};
 pub use error::PolicyError;
 pub use pattern::CommandPattern;
 pub use policy::{
-    env_never_kept, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs, SourceLoc,
-    NEVER_KEPT_ENV,
+    env_never_kept, valid_user_name, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs,
+    SourceLoc, NEVER_KEPT_ENV,
 };
 pub use settings::{AuditFraming, AuditSettings, PamSettings, RevocationSettings, Settings};
 pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};

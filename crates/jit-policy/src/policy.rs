@@ -256,7 +256,7 @@ pub(crate) fn valid_rule_name(s: &str) -> bool {
 /// User and group names as shadow-utils accepts them: `[A-Za-z0-9._-]`, optionally a
 /// final `$`, not starting with `-`, not all digits (a number would be read as an id),
 /// at most 256 bytes.
-pub(crate) fn valid_user_name(s: &str) -> bool {
+pub fn valid_user_name(s: &str) -> bool {
     let body = s.strip_suffix('$').unwrap_or(s);
     !body.is_empty()
         && s.len() <= 256

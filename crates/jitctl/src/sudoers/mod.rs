@@ -20,6 +20,7 @@ pub mod parse;
 
 use crate::cli::ImportSudoersArgs;
 use crate::error::{io_error, CliError, Result};
+use jit_policy::valid_user_name;
 use jit_policy::{CommandPattern, Policy, PolicySource};
 use parse::{AliasKind, Cmnd, CmndSpec, Entry, Member};
 use std::collections::{BTreeMap, BTreeSet};
@@ -243,20 +244,6 @@ fn rule_prefix(path: &str) -> String {
     }
 }
 
-/// A user or group name jitrun policy accepts (as `jit_policy` checks them).
-fn valid_name(s: &str) -> bool {
-    let body = s.strip_suffix('$').unwrap_or(s);
-    !body.is_empty()
-        && s.len() <= 256
-        && !body.starts_with('-')
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && !body.bytes().all(|b| b.is_ascii_digit())
-        && body != "."
-        && body != ".."
-}
-
 /// Convert sudoers text; `name` is used in comments and messages.
 pub fn convert(name: &str, text: &str) -> Conversion {
     let mut skipped: Vec<Skipped> = Vec::new();
@@ -366,7 +353,7 @@ pub fn convert(name: &str, text: &str) -> Conversion {
                     let anyone = who.is_empty()
                         || who
                             .iter()
-                            .any(|m| m.neg || !valid_name(&m.name) || m.name == "ALL");
+                            .any(|m| m.neg || !valid_user_name(&m.name) || m.name == "ALL");
                     let names: Vec<String> = who.iter().map(|m| m.name.clone()).collect();
                     for part in &parts {
                         for cs in &part.cmnds {
@@ -576,7 +563,7 @@ fn spec(
                 &format!("user {n}"),
                 "numeric user ids and netgroups are not converted (name the users)".into(),
             );
-        } else if !valid_name(n) {
+        } else if !valid_user_name(n) {
             skip(
                 line,
                 &format!("user {n}"),
@@ -723,7 +710,7 @@ fn spec(
                     } else if m.name.starts_with('%')
                         || m.name.starts_with('#')
                         || m.name.starts_with('+')
-                        || !valid_name(&m.name)
+                        || !valid_user_name(&m.name)
                     {
                         skip(
                             line,

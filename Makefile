@@ -15,7 +15,8 @@
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
 #                 1, 16, 64 (scripts/bench_broker.py; BENCH_REQUESTS per level; not in make test)
-#   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
+#   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens, settings and the policy
+#                 snapshot decoder (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
 #                 end-to-end tests then fail (root only; rebuilds jitrun per defence; not in make test)
 #   make clean
@@ -154,9 +155,11 @@ bench-broker:
 
 # Fuzzing (never part of `make test`): cargo-fuzz needs nightly-only flags (-Zsanitizer); this
 # machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets it use them. Corpora are committed
-# under fuzz/corpus/; findings land in fuzz/artifacts/.
+# under fuzz/corpus/ (for `snapshot`, the policy snapshot decoder of the setuid path, only its
+# seeds: the snapshots of policy-examples/, from `cargo run --example snapshot_seeds --
+# corpus/snapshot` in fuzz/); findings land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := policy pattern token settings
+FUZZ_TARGETS := policy pattern token settings snapshot
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -205,10 +205,12 @@ ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"
 endif
 
-# The packages: one release build of the binaries and of jit-docgen (which writes jitctl's man
-# pages and the completions), the copyright files from `cargo metadata`, the hand-written man
-# pages (all into PKG_DIR); then cargo-deb / cargo-generate-rpm with the metadata in
-# crates/jitrun and crates/jit-broker.
+# The packages: one release build of the binaries and of jit-docgen (which writes the man pages
+# of jitctl and jitbroker and the completions), the copyright files from `cargo metadata`, the
+# hand-written man pages (all into PKG_DIR); then cargo-deb / cargo-generate-rpm with the
+# metadata in crates/jitrun and crates/jit-broker. The generated man pages are dated
+# SOURCE_DATE_EPOCH: by default the last commit's time, so the same commit gives the same pages.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
 PKG_DIR := target/release/pkg
 DEB_DIR := target/debian
 RPM_DIR := target/generate-rpm
@@ -218,9 +220,9 @@ pkg-assets:
 	mkdir -p $(PKG_DIR)
 	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitrun jitrun jitctl
 	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitbroker jit-broker
-	target/release/jit-docgen $(PKG_DIR) >/dev/null
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) target/release/jit-docgen $(PKG_DIR) >/dev/null
 	cp packaging/man/*.1 packaging/man/*.5 $(PKG_DIR)/man/
-	gzip -9nf $(PKG_DIR)/man/*.1 $(PKG_DIR)/man/*.5
+	gzip -9nf $(PKG_DIR)/man/*.1 $(PKG_DIR)/man/*.5 $(PKG_DIR)/broker-man/*.1
 
 deb: deb-tools pkg-assets
 	rm -rf $(DEB_DIR)

@@ -251,6 +251,8 @@ def test_man_pages_render(host):
     pack = man("jitctl-policy-pack")
     assert "--priority" in pack and "SYNOPSIS" in pack, pack
     assert "SYNOPSIS" in man("jitctl")
+    broker = man("jitbroker")
+    assert "SYNOPSIS" in broker and "enroll-token" in man("jitbroker-host"), broker
 
 
 def test_jitrun_works_for_a_user(host, user):

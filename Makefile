@@ -42,11 +42,12 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # capsh/setcap/getcap (libcap2-bin), procps, pip, and rsyslog (the audit round trip through a
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init),
 # and for `make deb` and tests/packaging: dpkg-dev (dpkg-shlibdeps for the packages' Depends)
-# man-db (the tests render the installed man pages) and rpm (the tests read and install the .rpm),
+# man-db (the tests render the installed man pages), rpm (the tests read and install the .rpm),
+# lintian (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped),
 # and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py);
 # sudo: import-sudoers is tested against Debian's default /etc/sudoers, sudo's examples file and
 # `sudo -l -U` (tests/policy_tools).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester sudo
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm lintian mandoc libpam0g-dev libpam-modules libpam-runtime pamtester sudo
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 

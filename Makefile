@@ -15,7 +15,8 @@
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
 #                 1, 16, 64 (scripts/bench_broker.py; BENCH_REQUESTS per level; not in make test)
-#   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
+#   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens, settings and the policy
+#                 snapshot decoder (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
 #                 end-to-end tests then fail (root only; rebuilds jitrun per defence; not in make test)
 #   make clean
@@ -41,11 +42,12 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # capsh/setcap/getcap (libcap2-bin), procps, pip, and rsyslog (the audit round trip through a
 # real rsyslogd, started privately by the tests; the package starts no daemon without an init),
 # and for `make deb` and tests/packaging: dpkg-dev (dpkg-shlibdeps for the packages' Depends)
-# man-db (the tests render the installed man pages) and rpm (the tests read and install the .rpm),
+# man-db (the tests render the installed man pages), rpm (the tests read and install the .rpm),
+# lintian (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped),
 # and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py);
 # sudo: import-sudoers is tested against Debian's default /etc/sudoers, sudo's examples file and
 # `sudo -l -U` (tests/policy_tools).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester sudo
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm lintian mandoc libpam0g-dev libpam-modules libpam-runtime pamtester sudo
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
@@ -154,9 +156,11 @@ bench-broker:
 
 # Fuzzing (never part of `make test`): cargo-fuzz needs nightly-only flags (-Zsanitizer); this
 # machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets it use them. Corpora are committed
-# under fuzz/corpus/; findings land in fuzz/artifacts/.
+# under fuzz/corpus/ (for `snapshot`, the policy snapshot decoder of the setuid path, only its
+# seeds: the snapshots of policy-examples/, from `cargo run --example snapshot_seeds --
+# corpus/snapshot` in fuzz/); findings land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := policy pattern token settings
+FUZZ_TARGETS := policy pattern token settings snapshot
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
@@ -202,10 +206,12 @@ ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"
 endif
 
-# The packages: one release build of the binaries and of jit-docgen (which writes jitctl's man
-# pages and the completions), the copyright files from `cargo metadata`, the hand-written man
-# pages (all into PKG_DIR); then cargo-deb / cargo-generate-rpm with the metadata in
-# crates/jitrun and crates/jit-broker.
+# The packages: one release build of the binaries and of jit-docgen (which writes the man pages
+# of jitctl and jitbroker and the completions), the copyright files from `cargo metadata`, the
+# hand-written man pages (all into PKG_DIR); then cargo-deb / cargo-generate-rpm with the
+# metadata in crates/jitrun and crates/jit-broker. The generated man pages are dated
+# SOURCE_DATE_EPOCH: by default the last commit's time, so the same commit gives the same pages.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
 PKG_DIR := target/release/pkg
 DEB_DIR := target/debian
 RPM_DIR := target/generate-rpm
@@ -215,9 +221,9 @@ pkg-assets:
 	mkdir -p $(PKG_DIR)
 	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitrun jitrun jitctl
 	$(PYTHON) packaging/gen-copyright.py $(PKG_DIR)/copyright-jitbroker jit-broker
-	target/release/jit-docgen $(PKG_DIR) >/dev/null
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) target/release/jit-docgen $(PKG_DIR) >/dev/null
 	cp packaging/man/*.1 packaging/man/*.5 $(PKG_DIR)/man/
-	gzip -9nf $(PKG_DIR)/man/*.1 $(PKG_DIR)/man/*.5
+	gzip -9nf $(PKG_DIR)/man/*.1 $(PKG_DIR)/man/*.5 $(PKG_DIR)/broker-man/*.1
 
 deb: deb-tools pkg-assets
 	rm -rf $(DEB_DIR)

@@ -2,7 +2,8 @@
 """Write a package's /usr/share/doc/PACKAGE/copyright: jitrun's own licence, then every crate
 statically linked into the package's binaries (the normal dependencies of the given workspace
 crates, from `cargo metadata` and Cargo.lock) with its version, licence, source, and the text
-of its licence files (each distinct text once).
+of its licence files (each distinct text once; the Apache License 2.0's terms become a reference
+to /usr/share/common-licenses/Apache-2.0, as Debian policy asks).
 
 usage: gen-copyright.py OUT_FILE CRATE [CRATE...]     e.g. gen-copyright.py copyright jitrun jitctl
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +65,30 @@ def license_files(pkg: dict) -> list[Path]:
     return files
 
 
+APACHE_HEADING = re.compile(r"^[ \t]*Apache License[ \t]*\n[ \t]*Version 2\.0, January 2004", re.M)
+APACHE_TERMS = "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION"
+APACHE_END = "END OF TERMS AND CONDITIONS"
+APACHE_REFERENCE = "The Apache License, Version 2.0: see /usr/share/common-licenses/Apache-2.0."
+
+
+def without_apache_terms(text: str) -> str:
+    """The Apache License 2.0 is in every Debian system's /usr/share/common-licenses (Debian
+    policy 12.5: refer to it, do not copy it). Its terms are replaced by a reference; what a
+    crate put around them stays (a copyright line before; after them, the copyright notice that
+    the appendix's template was filled in with, not the template or its instructions)."""
+    start = APACHE_HEADING.search(text)
+    end = text.find(APACHE_END)
+    if not start or end < start.end() or APACHE_TERMS not in text[start.end():end]:
+        return text
+    before = text[:start.start()].strip("\n")
+    after = text[end + len(APACHE_END):]
+    notice = re.search(r"^[ \t]*Copyright\b", after, re.M)
+    after = after[notice.start():].strip("\n") if notice else ""
+    if "[yyyy]" in after or "{yyyy}" in after:
+        after = ""
+    return "\n\n".join(part for part in (before, APACHE_REFERENCE, after) if part.strip())
+
+
 def indent(text: str) -> str:
     return "\n".join(("  " + line) if line.strip() else "" for line in text.strip("\n").splitlines())
 
@@ -98,7 +124,7 @@ def main() -> None:
         if not files:
             lines.append("  (the crate ships no licence file; its licence is the SPDX expression above)")
         for f in files:
-            text = f.read_text(errors="replace")
+            text = without_apache_terms(f.read_text(errors="replace"))
             digest = hashlib.sha256(text.encode()).hexdigest()
             if digest in seen:
                 lines.append(f"  {f.name}: the same text as {seen[digest]}")

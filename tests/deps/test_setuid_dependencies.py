@@ -1,5 +1,5 @@
 """The setuid binary's dependency tree stays small and offline: no async runtime, no HTTP,
-no TLS, no network or plugin crates (DESIGN.md: jitrun never talks to a network)."""
+no TLS, no network or plugin crates (docs/architecture.md: jitrun never talks to a network)."""
 
 import subprocess
 from pathlib import Path

@@ -586,7 +586,7 @@ def nested_claims(lab, a, key: str, depth: int = 20000) -> bytes:
 
 def test_deeply_nested_claims_do_not_crash_jitrun(lab, world):
     """20000 levels of nesting (no stack overflow, no abort): in a claim jitrun reads it is a
-    refusal; in an unknown claim, which DESIGN.md says is ignored, it is skipped."""
+    refusal; in an unknown claim, which docs/tokens.md says is ignored, it is skipped."""
     a = world.alice
     token = lab.mint_with_pyseto(nested_claims(lab, a, "caps"))
     assert len(token) < 64 * 1024

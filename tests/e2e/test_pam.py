@@ -1,4 +1,4 @@
-"""PAM (DESIGN.md flow step 7; issue 4): rules with `authenticate = true` go through the PAM
+"""PAM (step 7 in docs/architecture.md; issue 4): rules with `authenticate = true` go through the PAM
 service `jitrun` with real modules: pam_permit, pam_deny, pam_unix with a real password typed
 on a pseudo-terminal, pam_unix account checks on an expired account, and a session opened and
 closed around the command (seen by pam_exec). Each run gets its own /etc/pam.d, bound over the

@@ -1,6 +1,6 @@
 """Interoperability of jitrun grant tokens with an independent PASETO implementation (pyseto).
 
-DESIGN.md, "Grant token": v4.public, footer {"kid": "<k4.pid>"}, implicit assertion
+docs/tokens.md: v4.public, footer {"kid": "<k4.pid>"}, implicit assertion
 jitrun:grant:v1, keys as PASERK. The signature covers the footer bytes as they arrive, so a
 footer spaced differently by another implementation must still verify.
 

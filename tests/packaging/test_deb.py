@@ -213,6 +213,12 @@ def test_installed_files_and_modes(host):
     st = os.stat("/etc/jitbroker/broker.toml")
     assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)) == (0, "jitbroker", 0o640)
     assert os.stat("/var/lib/jitbroker").st_uid == pw.pw_uid
+    # The units are registered with deb-systemd-helper (so that purge removes the links an
+    # admin makes with `systemctl enable`), and nothing is enabled at installation.
+    state = Path("/var/lib/systemd/deb-systemd-helper-enabled")
+    for unit, target in (("jitbroker.service", "multi-user.target"), ("jitrun-revocations-sync.timer", "timers.target")):
+        assert (state / f"{unit}.dsh-also").is_file(), f"{unit} not registered with deb-systemd-helper"
+        assert not Path(f"/etc/systemd/system/{target}.wants/{unit}").exists(), f"{unit} enabled at installation"
 
 
 def test_completions_are_installed_and_parse(host):
@@ -251,6 +257,8 @@ def test_man_pages_render(host):
     pack = man("jitctl-policy-pack")
     assert "--priority" in pack and "SYNOPSIS" in pack, pack
     assert "SYNOPSIS" in man("jitctl")
+    broker = man("jitbroker")
+    assert "SYNOPSIS" in broker and "enroll-token" in man("jitbroker-host"), broker
 
 
 def test_jitrun_works_for_a_user(host, user):

@@ -69,6 +69,10 @@ def test_jitbroker_rpm_creates_its_user_before_its_files():
     scripts = rpm("-qp", "--scripts", pkg)
     pre = scripts.split("preinstall scriptlet", 1)[1].split("scriptlet", 1)[0]
     assert "useradd --system" in pre, scripts
+    # Its man pages (generated from its clap definitions by jit-docgen), marked %doc.
+    for page in ("jitbroker.1.gz", "jitbroker-serve.1.gz", "jitbroker-host-add.1.gz"):
+        path = f"/usr/share/man/man1/{page}"
+        assert path in t and "d" in t[path][2], (path, sorted(t))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="rpm --root sets root ownership and setuid bits only as root")

@@ -1,73 +1,18 @@
-//! The command line: `init`, `serve`, the local admin commands on the store, `pubkey`.
+//! The command line: `init`, `serve`, the local admin commands on the store, `pubkey`
+//! (parsed by clap as `args.rs` defines it).
+use crate::args::{AuditCommand, Cli, Command, HostCommand};
 use crate::audit_chain;
 use crate::broker::{Actor, Broker, Syslog};
-use crate::config::{default_config_text, Config, DEFAULT_CONFIG};
+use crate::config::{default_config_text, Config};
 use crate::hosts;
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store};
-use clap::{Parser, Subcommand};
 use jit_grant::{format_time, PublicKey, SecretKey};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use time::OffsetDateTime;
-
-#[derive(Parser)]
-#[command(
-    name = "jitbroker",
-    version,
-    about = "jitrun's broker: requests, approvals, signed grants, revocation lists (docs/broker.md)"
-)]
-pub struct Cli {
-    /// Settings file.
-    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand)]
-pub enum Command {
-    /// Create the signing key (and broker.toml if missing) and an empty store.
-    Init,
-    /// Serve the HTTP API.
-    Serve,
-    /// Enrolled hosts.
-    #[command(subcommand)]
-    Host(HostCommand),
-    /// The audit table.
-    #[command(subcommand)]
-    Audit(AuditCommand),
-    /// Print the public key (PASERK) that hosts install in /etc/jitrun/keys.d/.
-    Pubkey,
-}
-
-#[derive(Subcommand)]
-pub enum HostCommand {
-    /// Enroll host NAME with its public key (k4.public.… or a file holding it).
-    Add { name: String, key: String },
-    /// Print a one-time enrollment token for host NAME.
-    EnrollToken {
-        name: String,
-        /// How long the token is valid.
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-    },
-    /// List hosts.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Retire host NAME: its attestations are refused from now on.
-    Retire { name: String },
-}
-
-#[derive(Subcommand)]
-pub enum AuditCommand {
-    /// Check the hash chain; names the first broken row.
-    Verify,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

@@ -4,8 +4,6 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEFAULT_CONFIG: &str = "/etc/jitbroker/broker.toml";
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read the broker settings: {source}; write one (see docs/broker.md) or run `jitbroker init`")]

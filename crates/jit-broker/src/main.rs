@@ -1,5 +1,6 @@
 //! jitbroker: see docs/broker.md.
 mod api;
+mod args;
 mod audit_chain;
 mod auth;
 mod broker;
@@ -19,7 +20,7 @@ mod workflow;
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = args::Cli::parse();
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-/// `cmd`: ONE command pattern in the policy's syntax (DESIGN.md, "Contract details"):
+/// `cmd`: ONE command pattern in the policy's syntax (docs/tokens.md, "Claims"):
 /// either the string form (`"/usr/sbin/ip link **"`, split on ASCII whitespace) or the
 /// array form (`["/usr/bin/printf", "%s with spaces\n", "*"]`, one element per word, for
 /// arguments that contain spaces).
@@ -29,7 +29,7 @@ impl CmdClaim {
     }
 }
 
-/// The claims of a grant (DESIGN.md table). Times are RFC 3339 (UTC when we write them;
+/// The claims of a grant (docs/tokens.md, "Claims"). Times are RFC 3339 (UTC when we write them;
 /// any offset accepted when reading).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

@@ -2,7 +2,7 @@
 //! lists), PASERK keys, and the claim checks a host makes. No network, no files:
 //! callers hand over bytes.
 //!
-//! Token contract (DESIGN.md): `v4.public.` payload, footer exactly as it arrives,
+//! Token contract (docs/tokens.md): `v4.public.` payload, footer exactly as it arrives,
 //! JSON `{"kid":"k4.pid.…"}` (mandatory), implicit assertion per kind
 //! (`jitrun:grant:v1`, `jitrun:attest:v1`, `jitrun:revocations:v1`). The signature is
 //! verified over the raw footer bytes; the footer is parsed only to read `kid`.

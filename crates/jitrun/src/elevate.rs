@@ -1,7 +1,8 @@
 //! Step 9, in the child: from root to exactly the granted identity and capabilities.
 //!
-//! Order (DESIGN.md, verified on this kernel): bounding set reduced to the grant; securebits
-//! (KEEP_CAPS + NOROOT locked, and NO_SETUID_FIXUP locked for root); groups, setresgid,
+//! Order (docs/architecture.md, "The capability recipe"; verified on this kernel): bounding
+//! set reduced to the grant; securebits (KEEP_CAPS + NOROOT locked, and NO_SETUID_FIXUP
+//! locked for root); groups, setresgid,
 //! setresuid; inheritable/permitted/effective = the set; ambient cleared then raised;
 //! no_new_privs; then verify what the kernel now says before exec. Before all of it, a seccomp
 //! filter that makes `ioctl(TIOCSTI/TIOCLINUX)` fail (`system::seccomp`).

@@ -1,7 +1,7 @@
 //! jitrun: run ONE command with the capabilities a signed, short-lived grant and this
 //! host's policy allow; end it when the grant expires; log every step.
 //!
-//! This file only orders the steps of DESIGN.md's flow; each step is a module:
+//! This file only orders the steps of docs/architecture.md's flow; each step is a module:
 //! `harden` → `identity` → `config` (via `trusted_files`) → `command` → `decide`
 //! (grant + policy) → `audit` → `supervise` (fork, `elevate`, wait).
 

@@ -1,5 +1,6 @@
-//! Where jitrun's files live (DESIGN.md "Files"). Tests put their own files at these very
-//! paths inside a private mount namespace; there is no other way to point jitrun elsewhere.
+//! Where jitrun's files live (docs/admin-guide.md, "Files"). Tests put their own files at
+//! these very paths inside a private mount namespace; there is no other way to point jitrun
+//! elsewhere.
 
 pub const SETTINGS: &str = "/etc/jitrun/jitrun.toml";
 pub const POLICY: &str = "/etc/jitrun/policy.toml";

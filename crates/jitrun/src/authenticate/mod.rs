@@ -1,4 +1,4 @@
-//! Step 7: PAM, for rules with `authenticate = true` (DESIGN.md flow).
+//! Step 7: PAM, for rules with `authenticate = true` (docs/architecture.md, step 7).
 //!
 //! The invoking user authenticates (`pam_authenticate`, up to three tries, like sudo) and
 //! passes the account checks (`pam_acct_mgmt`) on service `pam.service` (default `jitrun`);

@@ -1,0 +1,74 @@
+//! The command line as clap parses it: what `jitbroker --help` shows. Only clap and std
+//! here: `crates/jit-docgen` compiles this file in to write jitbroker's man pages, so they
+//! cannot drift from the binary. `cli.rs` runs the commands.
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The settings file when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/jitbroker/broker.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "jitbroker",
+    version,
+    about = "jitrun's broker: requests, approvals, signed grants, revocation lists (docs/broker.md)"
+)]
+pub struct Cli {
+    /// Settings file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create the signing key (and broker.toml if missing) and an empty store.
+    Init,
+    /// Serve the HTTP API.
+    Serve,
+    /// Enrolled hosts.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// The audit table.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the public key (PASERK) that hosts install in /etc/jitrun/keys.d/.
+    Pubkey,
+}
+
+#[derive(Subcommand)]
+pub enum HostCommand {
+    /// Enroll host NAME with its public key (k4.public.… or a file holding it).
+    Add {
+        /// The host's name, as its attestations give it (its settings' `host`, else uname).
+        name: String,
+        /// Its public key: a k4.public.… PASERK, or a file holding one (/etc/jitrun/host.pub).
+        key: String,
+    },
+    /// Print a one-time enrollment token for host NAME.
+    EnrollToken {
+        /// The name the host will enroll under.
+        name: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List hosts.
+    List {
+        /// Print JSON: {"hosts": [{"name", "public_key", "kid", "state", "created", "retired"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retire host NAME: its attestations are refused from now on.
+    Retire {
+        /// The host's enrolled name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first broken row.
+    Verify,
+}

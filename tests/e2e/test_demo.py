@@ -4,37 +4,24 @@ events of the real jitrun, jitctl and jitbroker it ran), not only its narration.
 
 import json
 import os
-import pwd
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from jitlab import cap_mask, pid_alive
+from jitlab import AuditRecord, _user_exists, cap_mask, pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 RULE = "net-debug"
 
 
 def field(event: dict, dotted: str):
-    cur = event
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
+    """A field of a recorded (JSON) event by its dotted name."""
+    return AuditRecord(raw=b"", framing="cee", json=event).get(dotted)
 
 
 def events(run: dict, action: str) -> list[dict]:
     return [e for e in run["events"] if field(e, "event.action") == action]
-
-
-def user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +119,7 @@ def test_a_grant_expiring_ends_its_command(demo):
 def test_nothing_is_left_behind(demo):
     rec = demo[3]
     for name in rec["users"].values():
-        assert not user_exists(name), name
+        assert not _user_exists(name), name
     for path in rec["paths"]:
         assert not Path(path).exists(), path
     pid = rec["broker_pid"]

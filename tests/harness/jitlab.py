@@ -622,6 +622,7 @@ class Lab:
         self._created_dirs: list[Path] = []
         self.tmp: Path | None = None
         self.install_dir: Path | None = None
+        self.jitrun: Path | None = None  # the setuid copy, once installed
         self.audit: AuditListener | None = None
         self.settings: dict[str, Any] = {}
         self._closed = True
@@ -727,7 +728,7 @@ class Lab:
         _OPEN_LABS.discard(id(self))
         errors = []
         try:
-            kill_processes(uids=[u.uid for u in self.users], exes=[str(self.jitrun)] if self.install_dir else [])
+            kill_processes(uids=[u.uid for u in self.users], exes=[str(self.jitrun)] if self.jitrun else [])
         except Exception as e:  # noqa: BLE001 - teardown goes on
             errors.append(f"killing processes: {e}")
         for u in reversed(self.users):

@@ -1,12 +1,14 @@
 # jitrun: build, test, lint, demo, install.
 #
 #   make deps     install what the tests need (Debian packages via apt-get when root; Python modules via pip)
-#   make build    cargo build --workspace
+#   make build    cargo build --workspace (first installs the Debian packages the build needs, when root;
+#                 every target that builds does: see "What the machine needs" below)
 #   make lint     cargo fmt --check + clippy -D warnings
 #   make test     deps, build, lint, audit, cargo test, policy-test, packages, then the end-to-end tests (root only)
 #   make audit    cargo-deny: banned crates, licences, sources (offline); make audit-advisories: RustSec (needs GitHub)
 #   make policy-test  jitctl policy check --strict and policy test on policy-examples/
-#   make demo     a narrated run of jitrun as a throwaway user (root only)
+#   make demo     the whole just-in-time flow, narrated, with a real jitbroker on loopback and throwaway
+#                 users: request, two approvals, the run, revocation, expiry (root only; about a minute)
 #   make install  PREFIX/DESTDIR-aware install of jitrun (setuid root), jitctl and /etc/jitrun
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
 #                 completions) and jitbroker_*.deb, from one release build (installs cargo-deb)
@@ -37,38 +39,38 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-# Debian packages the end-to-end tests and the demo use: unshare/setpriv/setsid/findmnt
-# (util-linux), mount, useradd/userdel (passwd), gcc + libc headers for the C helpers,
-# capsh/setcap/getcap (libcap2-bin), procps, pip, and rsyslog (the audit round trip through a
-# real rsyslogd, started privately by the tests; the package starts no daemon without an init),
-# and for `make deb` and tests/packaging: dpkg-dev (dpkg-shlibdeps for the packages' Depends)
-# man-db (the tests render the installed man pages), rpm (the tests read and install the .rpm),
-# lintian (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped),
-# and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py);
-# sudo: import-sudoers is tested against Debian's default /etc/sudoers, sudo's examples file and
-# `sudo -l -U` (tests/policy_tools).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm lintian mandoc libpam0g-dev libpam-modules libpam-runtime pamtester sudo
+# ---- What the machine needs: the Debian/Ubuntu package lists, all here ---------------------------
+# scripts/need-deb-packages installs what is missing (root: apt-get, saying what it installs) or
+# says in one line what is missing and how to install it (not root), before the target runs.
+# The Rust toolchain (rust-version in Cargo.toml, with rustfmt and clippy) is not a Debian package.
+#
+# DEB_BUILD_PACKAGES: what every target that builds needs: gcc + libc headers (ring's C code, the
+# bundled SQLite, cargo install) and libpam0g-dev (jitrun links libpam and libpam_misc).
+DEB_BUILD_PACKAGES := gcc libc6-dev libpam0g-dev
+# DEB_DEMO_PACKAGES: what `make demo` (scripts/demo.py, tests/harness/jitlab.py) runs, besides the
+# build: unshare/setpriv/findmnt (util-linux), mount, useradd/userdel (passwd), capsh (libcap2-bin).
+DEB_DEMO_PACKAGES := util-linux mount passwd libcap2-bin
+# DEB_PKG_PACKAGES: what `make deb` and `make rpm` run besides the build: dpkg-shlibdeps (dpkg-dev,
+# the .deb's Depends), strip (binutils).
+DEB_PKG_PACKAGES := dpkg-dev binutils
+# DEB_PACKAGES: what the tests need on top of those (`make deps` installs them all): setcap/getcap
+# (libcap2-bin, above), procps, pip, rsyslog (the audit round trip through a real rsyslogd, started
+# privately by the tests; the package starts no daemon without an init); for tests/packaging: man-db
+# (the tests render the installed man pages), rpm (the tests read and install the .rpm), lintian
+# (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped); for PAM:
+# the PAM modules, pamtester (tests/e2e/test_pam.py); sudo: import-sudoers is tested against
+# Debian's default /etc/sudoers, sudo's examples file and `sudo -l -U` (tests/policy_tools).
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo
+NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
-.PHONY: all deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
+.PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
 
 all: build
 
-deps:
-ifeq ($(IS_ROOT),yes)
-	@missing=""; \
-	for p in $(DEB_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "deps: installing Debian packages:$$missing"; \
-	  apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-else
-	@echo "deps: not root: not installing Debian packages ($(DEB_PACKAGES)); the end-to-end tests need root anyway"
-endif
+deps: build-deps
+	@$(NEED_DEB) --warn-if-not-root "make test (the end-to-end tests, root only)" $(DEB_DEMO_PACKAGES) $(DEB_PKG_PACKAGES) $(DEB_PACKAGES)
 	@missing=""; \
 	for pair in $(PY_MODULES); do \
 	  mod=$${pair%%=*}; pkg=$${pair#*=}; \
@@ -87,7 +89,7 @@ endif
 # sources (crates.io only). These need no network. The RustSec advisory check needs the advisory
 # database, which cargo-deny fetches from GitHub: `make audit-advisories` where that is reachable
 # (this project's CI reaches only the package registries, so it is not part of `make test`).
-deny-tools:
+deny-tools: build-deps
 	@$(CARGO) deny --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
 
 audit: deny-tools
@@ -96,20 +98,27 @@ audit: deny-tools
 audit-advisories: deny-tools
 	$(CARGO) deny check advisories
 
-deb-tools:
+deb-tools: build-deps
 	@$(CARGO) deb --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-deb
 
-build:
+# Every target that compiles depends on build-deps (cargo install included: the tools build from source).
+build-deps:
+	@$(NEED_DEB) "building jitrun (it links libpam)" $(DEB_BUILD_PACKAGES)
+
+demo-deps:
+	@$(NEED_DEB) "make demo" $(DEB_DEMO_PACKAGES)
+
+build: build-deps
 	$(CARGO) build --workspace
 
-release:
+release: build-deps
 	$(CARGO) build --workspace --release
 
-lint:
+lint: build-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: build-deps
 	$(CARGO) test --workspace
 
 # The harness self-tests need nothing; the end-to-end tests need root (they create users,
@@ -132,11 +141,13 @@ policy-test: build
 # and installs the .rpm packages into a throwaway root with Debian's rpm.
 test: deps build lint audit unit policy-test deb rpm e2e
 
-demo: build
+# DEMO_FAST=1: no pauses between the steps (tests/e2e/test_demo.py).
 ifeq ($(IS_ROOT),yes)
+demo: build demo-deps
 	$(PYTHON) scripts/demo.py
 else
-	@echo "make demo needs root (it creates a throwaway user and installs a setuid copy of jitrun)"; exit 1
+demo:
+	@echo "make demo needs root: it creates throwaway users, installs a setuid copy of jitrun and runs a broker (sudo make demo)"; exit 1
 endif
 
 # Benchmarks (never part of `make test`): installs its tools, runs as a throwaway user against the
@@ -150,7 +161,7 @@ endif
 
 # Broker benchmark (never part of `make test`): a release jitbroker on loopback with a fresh SQLite
 # store; grants issued per second end to end (auto-approved requests) at concurrency 1, 16, 64.
-bench-broker:
+bench-broker: build-deps
 	$(CARGO) build --release -p jit-broker
 	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py
 
@@ -161,7 +172,7 @@ bench-broker:
 # corpus/snapshot` in fuzz/); findings land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := policy pattern token settings snapshot
-fuzz:
+fuzz: build-deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
@@ -172,7 +183,7 @@ fuzz:
 # scripts/defence_check.py is removed once from a scratch copy under target/defence-check/ (own
 # CARGO_TARGET_DIR, incremental), jitrun rebuilt, and its tests must then fail (never in make test).
 DEFENCE_CHECK_ARGS ?=
-defence-check:
+defence-check: build-deps
 ifeq ($(IS_ROOT),yes)
 	CARGO="$(CARGO)" $(PYTHON) scripts/defence_check.py $(DEFENCE_CHECK_ARGS)
 else
@@ -215,7 +226,8 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
 PKG_DIR := target/release/pkg
 DEB_DIR := target/debian
 RPM_DIR := target/generate-rpm
-pkg-assets:
+pkg-assets: build-deps
+	@$(NEED_DEB) "make deb and make rpm" $(DEB_PKG_PACKAGES)
 	$(CARGO) build --release --locked -p jitrun -p jitctl -p jit-broker -p jit-docgen
 	rm -rf $(PKG_DIR)
 	mkdir -p $(PKG_DIR)
@@ -231,7 +243,7 @@ deb: deb-tools pkg-assets
 	$(CARGO) deb --locked -p jit-broker --no-build -o $(DEB_DIR)
 	@ls -1 $(DEB_DIR)/*.deb
 
-rpm-tools:
+rpm-tools: build-deps
 	@$(CARGO) generate-rpm --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-generate-rpm
 
 # cargo-generate-rpm does not strip (cargo-deb strips its own copies): strip the release

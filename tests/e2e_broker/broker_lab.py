@@ -115,13 +115,8 @@ class BrokerWorld:
         if self._stopped:
             return
         self._stopped = True
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc:
+            stop_process(self.proc)
 
     def broker_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
@@ -220,26 +215,43 @@ def start_world(lab: Lab) -> BrokerWorld:
     w.policy = jitrun_policy(w)
     lab.set_policy(w.policy)
     w.log = d / "serve.log"
-    with open(w.log, "wb") as log:
-        w.proc = subprocess.Popen([str(JITBROKER), "--config", str(w.config), "serve"], stdin=subprocess.DEVNULL,
-                                  stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+    w.proc = serve(w.config, w.url, w.log)
+    return w
+
+
+def serve(config: Path, url: str, log: Path, timeout: float = 60) -> subprocess.Popen:
+    """Start ``jitbroker --config CONFIG serve`` (its output into LOG) and wait until URL/healthz
+    answers 200; the process, for :func:`stop_process`."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(JITBROKER), "--config", str(config), "serve"], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(w.url + "/healthz", timeout=2) as r:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
                 if r.status == 200:
-                    break
+                    return proc
         except OSError:
             pass
-        if w.proc.poll() is not None or time.monotonic() > deadline:
-            w.stop()
-            raise AssertionError(f"jitbroker serve did not come up on {w.url}:\n{w.broker_log()}")
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            raise AssertionError(f"jitbroker serve did not come up on {url}:\n{log.read_text(errors='replace')}")
         time.sleep(0.1)
-    return w
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s; reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def ids_in(text: str) -> list[str]:
     return ULID_RE.findall(text)
 
 
-__all__ = ["BrokerWorld", "start_world", "ROOT", "ids_in"]
+__all__ = ["BrokerWorld", "start_world", "serve", "stop_process", "free_port", "JITBROKER", "ROOT", "ids_in"]

@@ -622,6 +622,7 @@ class Lab:
         self._created_dirs: list[Path] = []
         self.tmp: Path | None = None
         self.install_dir: Path | None = None
+        self.jitrun: Path | None = None  # the setuid copy, once installed
         self.audit: AuditListener | None = None
         self.settings: dict[str, Any] = {}
         self._closed = True
@@ -727,7 +728,7 @@ class Lab:
         _OPEN_LABS.discard(id(self))
         errors = []
         try:
-            kill_processes(uids=[u.uid for u in self.users], exes=[str(self.jitrun)] if self.install_dir else [])
+            kill_processes(uids=[u.uid for u in self.users], exes=[str(self.jitrun)] if self.jitrun else [])
         except Exception as e:  # noqa: BLE001 - teardown goes on
             errors.append(f"killing processes: {e}")
         for u in reversed(self.users):
@@ -793,16 +794,19 @@ class Lab:
                 return name
         raise JitlabError("could not find a free name")
 
-    def add_group(self) -> str:
-        name = self._name("jtg")
+    def add_group(self, label: str = "") -> str:
+        """A throwaway group ``jtg`` + ``label`` + a random suffix."""
+        name = self._name("jtg" + label)
         _run(["groupadd", name])
         self.groups.append(name)
         with open(self.install_dir / GROUPS_MARKER, "a") as f:
             f.write(name + "\n")
         return name
 
-    def add_user(self, groups: Sequence[str] = (), shell: str = "/bin/sh") -> User:
-        name = self._name("jt")
+    def add_user(self, groups: Sequence[str] = (), shell: str = "/bin/sh", label: str = "") -> User:
+        """A throwaway user ``jt`` + ``label`` + a random suffix (``label``: lower-case letters, for
+        names a reader can follow, e.g. in the demo), with its own group and home."""
+        name = self._name("jt" + label)
         cmd = ["useradd", "-m", "-U", "-s", shell, "-c", f"{GECOS_TAG}{os.getpid()}"]
         if groups:
             cmd += ["-G", ",".join(groups)]

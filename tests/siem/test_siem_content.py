@@ -44,6 +44,7 @@ DENIED_BURST = SIGMA_DIR / "jitrun_denied_burst.yml"
 INGEST_PIPELINE = SIEM / "elastic" / "jitrun-ingest-pipeline.json"
 INDEX_TEMPLATE = SIEM / "elastic" / "jitrun-index-template.json"
 EVENTS_FILE = "/var/log/jitrun/events.json"
+FORGED_FILE = "/var/log/jitrun/forged.json"
 SD_ALIASES = {"process.thread.capabilities.effective": "process.thread.caps.effective"}
 
 # ECS fields that the rsyslog snippets and the ingest pipeline add around the event (not part
@@ -143,14 +144,14 @@ def wrapper_config(tmp_path, snippet_text, sock, events, rest):
     """A private rsyslog: no system socket, our own imuxsock input with the special parser off
     (what the snippets' comments ask of /etc/rsyslog.conf), the snippet included as a drop-in,
     then a catch-all standing in for the host's other rules."""
-    assert EVENTS_FILE in snippet_text
+    assert EVENTS_FILE in snippet_text and FORGED_FILE in snippet_text
     snippet = tmp_path / "snippet.conf"
-    snippet.write_text(snippet_text.replace(EVENTS_FILE, str(events)))
+    snippet.write_text(snippet_text.replace(EVENTS_FILE, str(events)).replace(FORGED_FILE, str(tmp_path / "forged.json")))
     conf = tmp_path / "rsyslog.conf"
     conf.write_text(
         f'global(workDirectory="{tmp_path}")\n'
         'module(load="imuxsock" SysSock.Use="off")\n'
-        f'input(type="imuxsock" Socket="{sock}" UseSpecialParser="off")\n'
+        f'input(type="imuxsock" Socket="{sock}" UseSpecialParser="off" Annotate="on" ParseTrusted="on")\n'
         f'include(file="{snippet}")\n'
         'template(name="rest" type="string" string="%programname% %msg%\\n")\n'
         f'action(type="omfile" file="{rest}" template="rest")\n'
@@ -180,11 +181,16 @@ def test_rsyslog_snippet_documents_its_input_and_filter(framing):
     text = RSYSLOG_SNIPPETS[framing].read_text()
     comments = "\n".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    # The imuxsock guidance is there, as a comment (module parameters may be given only once).
-    assert 'module(load="imuxsock" SysSock.UseSpecialParser="off")' in comments
-    assert "imuxsock" not in code
+    # The imuxsock guidance is there, as a comment (module parameters may be given only once):
+    # the special parser off, the sender's credentials on (docs/audit.md, "Trusting the sender").
+    assert ('module(load="imuxsock" SysSock.UseSpecialParser="off" SysSock.Annotate="on" '
+            'SysSock.ParseTrusted="on")') in comments
+    assert 'module(load="imuxsock"' not in code and 'type="imuxsock"' not in code
     assert '$programname == "jitrun" or $programname == "jitbroker"' in code
-    assert f'file="{EVENTS_FILE}"' in code
+    assert f'file="{EVENTS_FILE}"' in code and f'file="{FORGED_FILE}"' in code
+    # The sender check comes before the framing's parser (a parsed payload could set $!uid).
+    assert code.index("exists($!uid)") < code.index(f'type="{ {"cee": "mmjsonparse", "rfc5424": "mmpstrucdata"}[framing]}"')
+    assert code.count("set $.jitrun_broker_uid = -1;") == 1
     module = {"cee": "mmjsonparse", "rfc5424": "mmpstrucdata"}[framing]
     assert f'module(load="{module}")' in code and f'type="{module}"' in code
 

@@ -17,7 +17,10 @@ on a socket every user may reach (as /dev/log). Then:
   output; each is in forged.json with the attacker's real uid, and none reaches the host's
   other rules either;
 - a broker event sent by the broker's user arrives; the same event from another user is
-  forged.
+  forged;
+- on a host where journald owns /dev/log (a private systemd-journald, tests/harness/journald.py,
+  forwarding to rsyslog as Debian does), the cee drop-in reads the credentials journald forwards
+  with each message: jitrun's events (its refusal too) arrive, a user's forgery does not.
 
 Referenced from test_attacks.py; `make defence-check` removes the check (and jitrun's
 credentials) and watches these tests fail.
@@ -36,6 +39,7 @@ import pytest
 from jitlab import User
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+import journald  # noqa: E402
 from rsyslog import Rsyslog, find_rsyslogd, flatten  # noqa: E402
 
 pytestmark = pytest.mark.skipif(find_rsyslogd() is None and not os.environ.get("CI"),
@@ -214,3 +218,34 @@ def test_forged_audit_events_from_a_user_never_reach_the_events_output(lab, worl
                 in reasons), reasons
         # ... and none of them goes on to the host's other rules (auth.log) either.
         assert not any(token in line for line in rs.read_rest()), rs.read_rest()
+
+
+@pytest.mark.skipif(not journald.available() and not os.environ.get("CI"),
+                    reason="systemd-journald is not installed (Debian package systemd)")
+def test_forged_events_through_journald_are_caught_by_the_credentials_it_forwards(lab, world, mallory):
+    """journald owns /dev/log; it keeps each sender's credentials (_UID) and forwards every
+    message to rsyslog's socket with them. jitrun (cee framing, the one journald understands)
+    logs to journald; so does the attacker."""
+    token = f"FORGED-{secrets.token_hex(6)}"
+    with journald.Journald() as jd, Rsyslog(snippet=DROPINS / "60-jitrun-cee.conf",
+                                            socket_path=jd.forward_socket) as rs:
+        try:
+            lab.write_settings(framing="cee", socket=str(jd.dev_log))
+            for f in (lab.state / "spool").glob("*.dgram"):
+                f.unlink()
+            ok = lab.run_as_user(world.alice, ["/usr/bin/true", "genuine"], grant=lab.mint(world.alice, "plain"))
+            refused = lab.run_as_user(world.alice, ["/usr/bin/uname", "-a"])
+            assert ok.returncode == 0 and refused.returncode == 1, f"{ok}\n{refused}"
+            rs.sync(via=jd.dev_log)
+            start = next(e for e in rs.read_events() if e["event"]["action"] == "elevate.start")
+            send_as(lab, mallory, jd.dev_log, forgeries("cee", start, int(start["log"]["syslog"]["procid"]),
+                                                          world.bob, lab.host, token))
+            rs.sync(via=jd.dev_log)
+        finally:
+            rs.stop()
+        events, recorded = rs.read_events(), rs.read_forged()
+    assert [e["event"]["action"] for e in events] == ["elevate.start", "elevate.end", "elevate.deny"], events
+    assert not any(token in json.dumps(e) for e in events)
+    assert len(recorded) == len(forgeries("cee", start, 1, world.bob, lab.host, token)), recorded
+    for r in recorded:
+        assert r["user"]["id"] == str(mallory.uid) and token in r["event"]["original"], r

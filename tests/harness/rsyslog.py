@@ -85,7 +85,8 @@ class Rsyslog:
     """A private rsyslogd; see the module documentation."""
 
     def __init__(self, directory: str | os.PathLike | None = None, sd_id: str = DEFAULT_SD_ID,
-                 snippet: str | os.PathLike | None = None, broker_uid: int = -1, open_to_users: bool = False):
+                 snippet: str | os.PathLike | None = None, broker_uid: int = -1, open_to_users: bool = False,
+                 socket_path: str | os.PathLike | None = None):
         self.rsyslogd = find_rsyslogd()
         if self.rsyslogd is None:
             raise RsyslogError("rsyslogd is not installed (make deps; Debian package rsyslog)")
@@ -98,7 +99,8 @@ class Rsyslog:
         self.sd_id = sd_id
         self.snippet = Path(snippet) if snippet else None
         self.broker_uid = broker_uid
-        self.socket = self.dir / "log.sock"
+        # socket_path: listen there instead (e.g. where a private journald forwards to)
+        self.socket = Path(socket_path) if socket_path else self.dir / "log.sock"
         self.events_file = self.dir / "audit.json"  # one JSON object per line ($!all-json)
         self.forged_file = self.dir / "forged.json"  # messages that only claim to be jitrun's
         self.raw_file = self.dir / "raw.log"  # each message as received (%rawmsg%); docs config only
@@ -257,16 +259,18 @@ class Rsyslog:
             return int(obj["jitrun"]["session_id"])
         return None
 
-    def sync(self, timeout: float = 20) -> None:
+    def sync(self, timeout: float = 20, via: str | os.PathLike | None = None) -> None:
         """Return once everything sent to the socket before this call is in the events file (and,
         for the docs configuration, the raw file). A drop-in's other outputs (forged.json, the
-        rest) are complete only after :meth:`stop`."""
+        rest) are complete only after :meth:`stop`. ``via``: send the marker (as root) to that
+        socket instead, e.g. a journald that forwards to this rsyslogd: then everything sent
+        there before the call is in the events file."""
         if not self.running:
             raise RsyslogError("rsyslogd is not running")
         self._sync += 1
         n = self._sync
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(self._marker(n), str(self.socket))
+            s.sendto(self._marker(n), str(via or self.socket))
         needle_raw = f'"jitlab_sync":{n}}}'
         deadline = time.monotonic() + timeout
         while True:

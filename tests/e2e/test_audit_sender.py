@@ -54,10 +54,21 @@ SYS_PYTHON = "/usr/bin/python3"  # the system's, which every throwaway user may 
 CONFIGS = [("docs", "cee"), ("docs", "rfc5424"), ("cee-dropin", "cee"), ("rfc5424-dropin", "rfc5424")]
 
 
-def start_rsyslog(config: str, broker_uid: int) -> Rsyslog:
-    snippet = {"docs": None, "cee-dropin": DROPINS / "60-jitrun-cee.conf",
-               "rfc5424-dropin": DROPINS / "60-jitrun-rfc5424.conf"}[config]
-    return Rsyslog(snippet=snippet, broker_uid=broker_uid, open_to_users=True).start()
+@pytest.fixture
+def start_rsyslog():
+    """start_rsyslog(config, broker_uid): a running rsyslogd with that configuration on a socket
+    every user may reach; removed after the test."""
+    started: list[Rsyslog] = []
+
+    def start(config: str, broker_uid: int) -> Rsyslog:
+        snippet = {"docs": None, "cee-dropin": DROPINS / "60-jitrun-cee.conf",
+                   "rfc5424-dropin": DROPINS / "60-jitrun-rfc5424.conf"}[config]
+        started.append(Rsyslog(snippet=snippet, broker_uid=broker_uid, open_to_users=True))
+        return started[-1].start()
+
+    yield start
+    for rs in started:
+        rs.close()
 
 
 def nested_events(rs: Rsyslog, config: str, framing: str) -> list[dict]:
@@ -159,7 +170,7 @@ def broker_event(token: str) -> dict:
 
 @pytest.mark.parametrize("config,framing", CONFIGS, ids=[f"{c}-{f}" for c, f in CONFIGS])
 def test_forged_audit_events_from_a_user_never_reach_the_events_output(lab, world, mallory, broker_user,
-                                                                       config, framing):
+                                                                       start_rsyslog, config, framing):
     token = f"FORGED-{secrets.token_hex(6)}"
     rs = start_rsyslog(config, broker_uid=broker_user.uid)
     try:

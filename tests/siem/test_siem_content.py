@@ -41,6 +41,7 @@ SIGMA_DIR = SIEM / "sigma"
 SIGMA_PIPELINE = SIGMA_DIR / "pipelines" / "jitrun-ecs.yaml"
 BREAK_GLASS = SIGMA_DIR / "jitrun_break_glass.yml"
 DENIED_BURST = SIGMA_DIR / "jitrun_denied_burst.yml"
+FORGED_RULE = SIGMA_DIR / "jitrun_forged_audit_event.yml"
 INGEST_PIPELINE = SIEM / "elastic" / "jitrun-ingest-pipeline.json"
 INDEX_TEMPLATE = SIEM / "elastic" / "jitrun-index-template.json"
 EVENTS_FILE = "/var/log/jitrun/events.json"
@@ -385,7 +386,7 @@ def test_sigma_rules_use_documented_fields_and_logsource():
 def test_sigma_check_passes():
     # attacktag and d3_fendtag download the MITRE catalogues at run time: no network here.
     r = sigma("check", "--fail-on-error", "--fail-on-issues", "-x", "attacktag", "-x", "d3_fendtag",
-              str(BREAK_GLASS), str(DENIED_BURST))
+              str(BREAK_GLASS), str(DENIED_BURST), str(FORGED_RULE))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Found 0 errors, 0 condition errors and 0 issues" in r.stdout, r.stdout
 
@@ -399,6 +400,35 @@ def test_sigma_converts_break_glass_rule():
         assert needle in esql, esql
     eql = convert("eql", BREAK_GLASS)
     assert 'event.action:"break_glass"' in eql and "jitrun.grant.break_glass:true" in eql, eql
+
+
+def forged_fields(framing):
+    """The dotted fields a drop-in sets on a forged message (its `unset $!;` ... `stop` branch)."""
+    text = RSYSLOG_SNIPPETS[framing].read_text()
+    branch = text.split("unset $!;", 1)[1].split("stop", 1)[0]
+    return {m.replace("!", ".") for m in re.findall(r"set \$!([a-z@_!]+) =", branch)}
+
+
+def test_forged_rule_matches_what_the_dropins_write():
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (make deps)")
+    (rule,) = yaml.safe_load_all(FORGED_RULE.read_text())
+    assert rule["logsource"] == {"product": "linux", "service": "jitrun_forged",
+                                 "definition": rule["logsource"]["definition"]}
+    assert rule["detection"]["selection"] == {"event.action": "audit.forged"}
+    cee, rfc = forged_fields("cee"), forged_fields("rfc5424")
+    assert cee == rfc  # both drop-ins write the same alert
+    assert {"event.action", "event.kind", "event.reason", "user.id", "process.pid", "event.original"} <= cee
+    used = detection_fields(rule["detection"]) | set(rule["fields"])
+    assert used <= cee, used - cee
+    assert 'set $!event!action = "audit.forged";' in RSYSLOG_SNIPPETS["cee"].read_text()
+
+
+def test_sigma_converts_forged_rule():
+    lucene = convert("lucene", FORGED_RULE).strip().splitlines()[-1]
+    assert lucene == "event.action:audit.forged"
+    esql = convert("esql", FORGED_RULE)
+    assert esql.startswith("from logs-jitrun.forged-* "), esql  # not the audit events' stream
+    assert convert("esql", BREAK_GLASS).startswith("from logs-jitrun.audit-* ")
 
 
 def test_sigma_converts_denied_burst_correlation():

@@ -44,8 +44,10 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # man-db (the tests render the installed man pages) and rpm (the tests read and install the .rpm),
 # and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py);
 # sudo: import-sudoers is tested against Debian's default /etc/sudoers, sudo's examples file and
-# `sudo -l -U` (tests/policy_tools).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester sudo
+# `sudo -l -U` (tests/policy_tools); systemd: tests/e2e/test_audit_sender.py starts a private
+# systemd-journald (its own namespaces; systemd need not be running) to check the audit sender
+# check on hosts where journald owns /dev/log.
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm libpam0g-dev libpam-modules libpam-runtime pamtester sudo systemd
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 

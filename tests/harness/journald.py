@@ -7,10 +7,11 @@ package ``systemd``), in a new user and mount namespace:
   outside it (SCM_CREDENTIALS) keep their values, while the kernel refuses journald's call to
   turn kernel auditing on (audit only listens to the initial user namespace): a test must not
   change a host-wide setting;
-* in the mount namespace, ``/run/systemd`` and ``/run/log`` are fresh tmpfs (the journal is
-  volatile and private), ``/run/systemd/journal`` is a directory of the host (``run_dir``, 0755)
-  so that every process reaches its sockets by path, and ``/etc/systemd/journald.conf`` is
-  this harness's: ``ForwardToSyslog=yes`` (Debian's default), no kernel messages, no rate limit.
+* in the mount namespace, ``/run`` is a fresh tmpfs (the journal is volatile and private; the
+  host's /run is not needed and need not have a /run/systemd), ``/run/systemd/journal`` is a
+  directory of the host (``run_dir``, 0755) so that every process reaches its sockets by path,
+  and ``/etc/systemd/journald.conf`` is this harness's: ``ForwardToSyslog=yes`` (Debian's
+  default), no kernel messages, no rate limit.
 
 journald's syslog socket (what /dev/log links to on a systemd host) is ``dev_log``; it forwards
 every message to ``run_dir/syslog`` (journald's ``/run/systemd/journal/syslog``), where an
@@ -40,10 +41,9 @@ RateLimitIntervalSec=0
 """
 NS_SCRIPT = r"""
 set -e
-mount -t tmpfs -o mode=0755 tmpfs /run/systemd
-mkdir /run/systemd/journal
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/systemd/journal /run/log
 mount --bind "$1" /run/systemd/journal
-mount -t tmpfs -o mode=0755 tmpfs /run/log
 mount --bind "$2" /etc/systemd/journald.conf
 exec "$3"
 """
@@ -54,7 +54,7 @@ class JournaldError(RuntimeError):
 
 
 def available() -> bool:
-    return JOURNALD.is_file() and Path("/run/systemd").is_dir() and Path("/etc/systemd/journald.conf").is_file()
+    return JOURNALD.is_file() and Path("/etc/systemd/journald.conf").is_file()
 
 
 class Journald:
@@ -62,7 +62,7 @@ class Journald:
 
     def __init__(self) -> None:
         if not available():
-            raise JournaldError(f"{JOURNALD} (Debian package systemd) or /run/systemd is missing")
+            raise JournaldError(f"{JOURNALD} or /etc/systemd/journald.conf is missing (make deps: Debian package systemd)")
         self.dir = Path(tempfile.mkdtemp(prefix="jitlab-journald-"))
         os.chmod(self.dir, 0o755)  # every user reaches dev_log, as /dev/log
         (self.dir / PID_MARKER).write_text(str(os.getpid()))

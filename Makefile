@@ -59,8 +59,10 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # (the tests render the installed man pages), rpm (the tests read and install the .rpm), lintian
 # (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped); for PAM:
 # the PAM modules, pamtester (tests/e2e/test_pam.py); sudo: import-sudoers is tested against
-# Debian's default /etc/sudoers, sudo's examples file and `sudo -l -U` (tests/policy_tools).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo
+# Debian's default /etc/sudoers, sudo's examples file and `sudo -l -U` (tests/policy_tools);
+# systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
+# systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log.
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography

@@ -17,6 +17,12 @@ that replaces it and removes the defence, and the end-to-end tests that must the
 4. a table is printed (and written as Markdown with --markdown FILE): defence, snippet
    location, tests, result. The exit status is 0 only if every testable defence was detected.
 
+A defence may also be an edit to a file outside crates/ that the tests read from this
+repository (a configuration the project ships, e.g. packaging/siem/rsyslog/*.conf, or the one
+docs/audit.md documents): nothing is built; once every source defence's tests are done, the
+edit is made in place, the listed tests run against the unmodified build, and the file is put
+back (also when the run is interrupted).
+
 A defence that no end-to-end test can see removed (another layer does the same, or only a
 host-wide setting would show it) has no tests and says why in `untestable`: it is still built
 without the defence (the snippet must exist, the binary must change) and reported as such.
@@ -57,6 +63,10 @@ P = "tests/e2e/test_pam.py"
 X = "tests/e2e/test_execution.py"
 K = "tests/e2e/test_capabilities.py"
 RR = "tests/e2e/test_review_regressions.py"
+S = "tests/e2e/test_audit_sender.py"
+FORGED = f"{S}::test_forged_audit_events_from_a_user_never_reach_the_events_output"
+SENDER_CHECK = ('    if not (exists($!uid) and (($programname == "jitrun" and cnum($!uid) == 0)\n'
+                '            or ($programname == "jitbroker" and cnum($!uid) == cnum($.jitrun_broker_uid)))) then {\n')
 
 
 @dataclasses.dataclass
@@ -69,6 +79,11 @@ class Defence:
     # Why no end-to-end test can see this defence removed (then `tests` is empty): the row is
     # still built (the snippet must exist and the binary must change) and reported, not failed.
     untestable: str = ""
+
+    @property
+    def is_source(self) -> bool:
+        """An edit to the Rust sources (rebuilt); else to a file the tests read in place."""
+        return self.file.startswith("crates/")
 
 
 DEFENCES: list[Defence] = [
@@ -300,6 +315,28 @@ DEFENCES: list[Defence] = [
         note="raising the soft limits and ignoring SIGXFSZ/SIGXCPU cover for each other, so both go; "
              "RLIMIT_NOFILE is lifted too but jitrun works within 9 descriptors: "
              "test_tiny_nofile_limit_cannot_disable_containment passes without it"),
+    Defence(
+        "audit datagrams name the sender's effective uid (SCM_CREDENTIALS)", "crates/jit-audit/src/sink.rs",
+        [("            match self.send_once(datagram) {\n", "            match self.socket.send(datagram) {\n")],
+        [f"{FORGED}[docs-cee]", f"{FORGED}[cee-dropin-cee]",
+         f"{S}::test_forged_events_through_journald_are_caught_by_the_credentials_it_forwards",
+         "tests/e2e/test_rsyslog_roundtrip.py::test_jitrun_events_through_rsyslog"],
+        note="without it a setuid jitrun's refusals reach syslog under the caller's real uid: the sender "
+             "check puts them with the forgeries"),
+    Defence(
+        "rsyslog (docs/audit.md): jitrun events only from uid 0, jitbroker's only from its uid", "docs/audit.md",
+        [(SENDER_CHECK, "    if 0 == 1 then {\n")],
+        [f"{FORGED}[docs-cee]", f"{FORGED}[docs-rfc5424]"]),
+    Defence(
+        "rsyslog cee drop-in: jitrun events only from uid 0, jitbroker's only from its uid",
+        "packaging/siem/rsyslog/60-jitrun-cee.conf",
+        [(SENDER_CHECK, "    if 0 == 1 then {\n")],
+        [f"{FORGED}[cee-dropin-cee]", f"{S}::test_forged_events_through_journald_are_caught_by_the_credentials_it_forwards"]),
+    Defence(
+        "rsyslog rfc5424 drop-in: jitrun events only from uid 0, jitbroker's only from its uid",
+        "packaging/siem/rsyslog/60-jitrun-rfc5424.conf",
+        [(SENDER_CHECK, "    if 0 == 1 then {\n")],
+        [f"{FORGED}[rfc5424-dropin-rfc5424]"]),
 ]
 
 
@@ -403,6 +440,23 @@ def run_tests(nodes: list[str], jitrun: Path, jitctl: Path, junit: Path, log: Pa
             else:
                 outcomes.append(Outcome(node, "passed"))
     return p.returncode, outcomes
+
+
+def run_config_defence(d: Defence, i: int, base: Path, jitctl: Path, logs: Path) -> tuple[int, list[Outcome]]:
+    """Make the edit to the repository's own file, run the tests against the unmodified build,
+    put the file back whatever happens."""
+    slug = f"{i:02d}"
+    print(f"== [{slug}] {d.name}: {d.file} without it", flush=True)
+    path = REPO / d.file
+    original = path.read_bytes()
+    text = original.decode()
+    for old, new in d.edits:
+        text = text.replace(old, new, 1)
+    try:
+        path.write_text(text)
+        return run_tests(d.tests, base / "jitrun", jitctl, logs / f"{slug}.xml", logs / f"{slug}.log")
+    finally:
+        path.write_bytes(original)
 
 
 def belongs(outcome: Outcome, node: str) -> bool:
@@ -530,6 +584,9 @@ def main() -> int:
     pending: list[tuple[Defence, str, concurrent.futures.Future | None, str]] = []
     for i, d in enumerate(defences):
         slug = f"{i:02d}"
+        if not d.is_source:
+            pending.append((d, where(d), None, "CONFIG"))  # run once the pool is done
+            continue
         path = tree / d.file
         original = path.read_text()
         text = original
@@ -559,15 +616,23 @@ def main() -> int:
         fut = pool.submit(run_tests, d.tests, out / "jitrun", jitctl, logs / f"{slug}.xml", logs / f"{slug}.log")
         pending.append((d, where(d), fut, ""))
     sync_tree(tree)  # the scratch tree ends as the sources are
+    source_results = {id(d): fut.result() for d, _, fut, _ in pending if fut is not None}
+    pool.shutdown()
+    config_results = {id(d): run_config_defence(d, defences.index(d), base, jitctl, logs)
+                      for d, _, _, problem in pending if problem == "CONFIG"}
     for d, loc, fut, problem in pending:
+        if problem == "CONFIG":
+            rc, outcomes = config_results[id(d)]
+            result, detail, ok = verdict(d, rc, outcomes)
+            rows.append(Row(d, loc, result, detail, ok))
+            continue
         if fut is None:
             untestable = problem.startswith("not testable")
             rows.append(Row(d, loc, problem, [d.untestable] if untestable else [], None if untestable else False))
             continue
-        rc, outcomes = fut.result()
+        rc, outcomes = source_results[id(d)]
         result, detail, ok = verdict(d, rc, outcomes)
         rows.append(Row(d, loc, result, detail, ok))
-    pool.shutdown()
     seconds = time.monotonic() - t0
 
     print("\n== Removing each defence once\n")

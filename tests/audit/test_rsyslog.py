@@ -52,16 +52,18 @@ def rsyslog(tmp_path):
     sock = tmp_path / "log.sock"
     out = tmp_path / "audit.json"
     conf = documented_config()
-    system_socket = 'module(load="imuxsock" SysSock.UseSpecialParser="off")'
+    system_socket = ('module(load="imuxsock" SysSock.UseSpecialParser="off" SysSock.Annotate="on" '
+                     'SysSock.ParseTrusted="on")')
     assert system_socket in conf
-    # Same parser setting, on a private socket instead of the system's /dev/log.
+    # Same settings, on a private socket instead of the system's /dev/log.
     conf = conf.replace(
         system_socket,
         'module(load="imuxsock" SysSock.Use="off")\n'
-        f'input(type="imuxsock" Socket="{sock}" UseSpecialParser="off")',
+        f'input(type="imuxsock" Socket="{sock}" UseSpecialParser="off" Annotate="on" ParseTrusted="on")',
     )
-    assert "/var/log/jitrun/audit.json" in conf
+    assert "/var/log/jitrun/audit.json" in conf and "/var/log/jitrun/forged.json" in conf
     conf = conf.replace("/var/log/jitrun/audit.json", str(out))
+    conf = conf.replace("/var/log/jitrun/forged.json", str(tmp_path / "forged.json"))
     conf = f'global(workDirectory="{tmp_path}")\n' + conf
     conf_file = tmp_path / "rsyslog.conf"
     conf_file.write_text(conf)

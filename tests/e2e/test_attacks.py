@@ -2,7 +2,8 @@
 fail with a clear one-line `jitrun: ` message (or a usage error), run nothing and leak nothing.
 
 Attacks already replayed elsewhere are not repeated here; docs/SECURITY.md maps every attack
-and historical CVE to its test. Helpers: tests/harness/helpers/exec_argv.c (argc == 0, empty
+and historical CVE to its test. Forged audit events (a user writing `jitrun[PID]: @cee:{...}` to
+the syslog socket, issue 12 item 8) are in test_audit_sender.py, which runs a real rsyslogd. Helpers: tests/harness/helpers/exec_argv.c (argc == 0, empty
 argv[0], closed standard descriptors) and preload_marker.c (a shared object that leaves a
 marker file in every process that loads it)."""
 

@@ -1,14 +1,21 @@
-"""A private rsyslogd for the audit tests, configured as docs/audit.md documents, plus the
-helpers that turn what it writes back into audit events checked against docs/audit.schema.json.
+"""A private rsyslogd for the audit tests, configured as docs/audit.md documents (or with one of
+the drop-ins of packaging/siem/rsyslog/), plus the helpers that turn what it writes back into
+audit events checked against docs/audit.schema.json.
 
 :class:`Rsyslog` runs ``rsyslogd -n -f CONF -i PIDFILE`` (Debian package ``rsyslog``; ``make deps``
 installs it) with its own work directory, listening on a private imuxsock socket
-(``UseSpecialParser="off"``), never on /dev/log. Its configuration is the block of
-docs/audit.md ("rsyslog: each framing to JSON"), taken from the document itself with only these
-changes: the private socket instead of the system socket, the output file in the work
-directory, a second file with each message exactly as received (``%rawmsg%``), and a sync
-marker (programname ``jitlabsync``) routed through the same actions, so that :meth:`sync` knows
-when everything sent before it has been written. Typical use::
+(``UseSpecialParser="off"``, and ``Annotate``/``ParseTrusted`` on so that rsyslog knows each
+sender's uid), never on /dev/log. Its configuration is the block of docs/audit.md ("rsyslog:
+each framing to JSON"), taken from the document itself with only these changes: the private
+socket instead of the system socket, the output files in the work directory, a second file with
+each message exactly as received (``%rawmsg%``), the broker's uid (``broker_uid``), and a sync
+marker (a ``jitrun`` message sent by root) routed through the same actions, so that
+:meth:`sync` knows when everything sent before it has been written.
+
+``Rsyslog(snippet=PATH)`` runs a packaging drop-in instead, as its comments tell an admin to
+install it (the system socket's settings on a private input; the drop-in included unchanged
+but for its paths and the broker's uid), followed by a catch-all action standing in for the
+host's other rules (``rest_file``). Typical use::
 
     with Rsyslog() as rs:
         lab.write_settings(socket=str(rs.socket), framing="rfc5424")
@@ -17,7 +24,8 @@ when everything sent before it has been written. Typical use::
         rs.stop()                               # the socket is gone: jitrun cannot log
         rs.start()                              # same socket path again; files are appended to
 
-Needs root only to be reachable by the setuid jitrun (the directory is root-only, 0700).
+Needs root only to be reachable by the setuid jitrun (the directory is root-only, 0700, unless
+``open_to_users``: then anyone may send to the socket, as to /dev/log).
 """
 
 from __future__ import annotations
@@ -39,7 +47,11 @@ REPO = Path(__file__).resolve().parents[2]
 AUDIT_DOC = REPO / "docs" / "audit.md"
 SCHEMA_FILE = REPO / "docs" / "audit.schema.json"
 DEFAULT_SD_ID = "jitrun@32473"
-SYNC_TAG = "jitlabsync"
+SYNC_TAG = "jitrun"  # the sync marker is a jitrun message from root: it passes the sender check
+SYNC_ACTION = "jitlab.sync"  # the rfc5424 drop-in converts only events: the marker is one
+BROKER_UID_LINE = "set $.jitrun_broker_uid = -1;"
+# imuxsock settings every configuration asks for, on the private socket
+INPUT_SETTINGS = 'UseSpecialParser="off" Annotate="on" ParseTrusted="on" RateLimit.Interval="0"'
 PID_MARKER = ".jitlab-pid"  # as jitlab: sweep_stale() removes the directory of a dead owner
 
 
@@ -72,18 +84,27 @@ def _replace_once(text: str, old: str, new: str) -> str:
 class Rsyslog:
     """A private rsyslogd; see the module documentation."""
 
-    def __init__(self, directory: str | os.PathLike | None = None, sd_id: str = DEFAULT_SD_ID):
+    def __init__(self, directory: str | os.PathLike | None = None, sd_id: str = DEFAULT_SD_ID,
+                 snippet: str | os.PathLike | None = None, broker_uid: int = -1, open_to_users: bool = False,
+                 socket_path: str | os.PathLike | None = None):
         self.rsyslogd = find_rsyslogd()
         if self.rsyslogd is None:
             raise RsyslogError("rsyslogd is not installed (make deps; Debian package rsyslog)")
         self._own_dir = directory is None
         self.dir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="jitlab-rsyslog-"))
-        os.chmod(self.dir, 0o700)
+        # open_to_users: everyone may reach the socket, as everyone may reach /dev/log (0711:
+        # traverse, not list); else root only
+        os.chmod(self.dir, 0o711 if open_to_users else 0o700)
         (self.dir / PID_MARKER).write_text(str(os.getpid()))
         self.sd_id = sd_id
-        self.socket = self.dir / "log.sock"
+        self.snippet = Path(snippet) if snippet else None
+        self.broker_uid = broker_uid
+        # socket_path: listen there instead (e.g. where a private journald forwards to)
+        self.socket = Path(socket_path) if socket_path else self.dir / "log.sock"
         self.events_file = self.dir / "audit.json"  # one JSON object per line ($!all-json)
-        self.raw_file = self.dir / "raw.log"  # each message as received (%rawmsg%)
+        self.forged_file = self.dir / "forged.json"  # messages that only claim to be jitrun's
+        self.raw_file = self.dir / "raw.log"  # each message as received (%rawmsg%); docs config only
+        self.rest_file = self.dir / "rest.log"  # what a drop-in left to the host's other rules
         self.conf_file = self.dir / "rsyslog.conf"
         self.pid_file = self.dir / "rsyslogd.pid"
         self.log_file = self.dir / "rsyslogd.log"  # rsyslogd's own stdout/stderr
@@ -96,15 +117,26 @@ class Rsyslog:
         atexit.register(self.close)
 
     def config(self) -> str:
+        return self._snippet_config() if self.snippet else self._documented_config()
+
+    def _head(self) -> str:
+        return (
+            f'global(workDirectory="{self.dir}")\n'
+            # one worker: messages are written in arrival order (the default, made explicit);
+            # everything queued is written before rsyslogd exits (stop() then read is exact)
+            'main_queue(queue.workerThreads="1" queue.timeoutShutdown="60000")\n'
+        )
+
+    def _documented_config(self) -> str:
         conf = documented_config()
         conf = _replace_once(
             conf,
-            'module(load="imuxsock" SysSock.UseSpecialParser="off")',
-            # the same parser setting, on a private socket instead of the system's /dev/log
-            'module(load="imuxsock" SysSock.Use="off")\n'
-            f'input(type="imuxsock" Socket="{self.socket}" UseSpecialParser="off" RateLimit.Interval="0")',
+            'module(load="imuxsock" SysSock.UseSpecialParser="off" SysSock.Annotate="on" SysSock.ParseTrusted="on")',
+            # the same settings, on a private socket instead of the system's /dev/log
+            f'module(load="imuxsock" SysSock.Use="off")\ninput(type="imuxsock" Socket="{self.socket}" {INPUT_SETTINGS})',
         )
-        conf = _replace_once(conf, 'if $programname == "jitrun"', f'if $programname == "{SYNC_TAG}" or $programname == "jitrun"')
+        conf = _replace_once(conf, BROKER_UID_LINE, f"set $.jitrun_broker_uid = {self.broker_uid};")
+        conf = _replace_once(conf, "/var/log/jitrun/forged.json", str(self.forged_file))
         omfile = 'action(type="omfile" file="/var/log/jitrun/audit.json" template="jitrun_json")'
         conf = _replace_once(
             conf,
@@ -112,13 +144,26 @@ class Rsyslog:
             f'action(type="omfile" file="{self.raw_file}" template="jitlab_raw")\n    '
             + omfile.replace("/var/log/jitrun/audit.json", str(self.events_file)),
         )
-        head = (
-            f'global(workDirectory="{self.dir}")\n'
-            # one worker: messages are written in arrival order (the default, made explicit)
-            'main_queue(queue.workerThreads="1")\n'
-            'template(name="jitlab_raw" type="string" string="%rawmsg%\\n")\n'
+        return self._head() + 'template(name="jitlab_raw" type="string" string="%rawmsg%\\n")\n' + conf
+
+    def _snippet_config(self) -> str:
+        text = self.snippet.read_text()
+        for old, new in ((BROKER_UID_LINE, f"set $.jitrun_broker_uid = {self.broker_uid};"),
+                         ('file="/var/log/jitrun/events.json"', f'file="{self.events_file}"'),
+                         ('file="/var/log/jitrun/forged.json"', f'file="{self.forged_file}"')):
+            if text.count(old) != 1:
+                raise RsyslogError(f"{self.snippet} no longer has exactly one {old!r}")
+            text = text.replace(old, new)
+        included = self.dir / "snippet.conf"
+        included.write_text(text)
+        return (
+            self._head()
+            + 'module(load="imuxsock" SysSock.Use="off")\n'
+            + f'input(type="imuxsock" Socket="{self.socket}" {INPUT_SETTINGS})\n'
+            + f'include(file="{included}")\n'
+            + 'template(name="jitlab_rest" type="string" string="%programname% %rawmsg%\\n")\n'
+            + f'action(type="omfile" file="{self.rest_file}" template="jitlab_rest")\n'
         )
-        return head + conf
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -197,20 +242,40 @@ class Rsyslog:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def sync(self, timeout: float = 20) -> None:
-        """Return once everything sent to the socket before this call is in both files."""
+    def _rfc5424_snippet(self) -> bool:
+        return self.snippet is not None and "mmpstrucdata" in self.snippet.read_text()
+
+    def _marker(self, n: int) -> bytes:
+        if self._rfc5424_snippet():
+            return (f'<13>1 2026-01-01T00:00:00Z jitlab {SYNC_TAG} 1 {SYNC_ACTION} [{DEFAULT_SD_ID} '
+                    f'event.action="{SYNC_ACTION}" jitrun.session_id="{n}"] sync').encode()
+        return f'<13>Jan  1 00:00:00 {SYNC_TAG}[1]: @cee:{{"jitlab_sync":{n}}}'.encode()
+
+    @staticmethod
+    def _sync_number(obj: dict) -> int | None:
+        if "jitlab_sync" in obj:
+            return obj["jitlab_sync"]
+        if obj.get("event", {}).get("action") == SYNC_ACTION:
+            return int(obj["jitrun"]["session_id"])
+        return None
+
+    def sync(self, timeout: float = 20, via: str | os.PathLike | None = None) -> None:
+        """Return once everything sent to the socket before this call is in the events file (and,
+        for the docs configuration, the raw file). A drop-in's other outputs (forged.json, the
+        rest) are complete only after :meth:`stop`. ``via``: send the marker (as root) to that
+        socket instead, e.g. a journald that forwards to this rsyslogd: then everything sent
+        there before the call is in the events file."""
         if not self.running:
             raise RsyslogError("rsyslogd is not running")
         self._sync += 1
         n = self._sync
-        marker = f'<13>Jan  1 00:00:00 {SYNC_TAG}[1]: @cee:{{"jitlab_sync":{n}}}'.encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(marker, str(self.socket))
+            s.sendto(self._marker(n), str(via or self.socket))
         needle_raw = f'"jitlab_sync":{n}}}'
         deadline = time.monotonic() + timeout
         while True:
-            if any(o.get("jitlab_sync") == n for o in self._objects()) and any(
-                needle_raw in line for line in self._raw_lines()
+            if any(self._sync_number(o) == n for o in self._objects()) and (
+                self.snippet is not None or any(needle_raw in line for line in self._raw_lines())
             ):
                 return
             if not self.running:
@@ -219,9 +284,9 @@ class Rsyslog:
                 raise RsyslogError(f"rsyslogd did not write sync marker {n}: {self._log_tail()}")
             time.sleep(0.02)
 
-    def _objects(self) -> list[dict]:
+    def _objects(self, path: Path | None = None) -> list[dict]:
         try:
-            text = self.events_file.read_text(encoding="utf-8", errors="strict")
+            text = (path or self.events_file).read_text(encoding="utf-8", errors="strict")
         except FileNotFoundError:
             return []
         out = []
@@ -242,13 +307,26 @@ class Rsyslog:
         across restarts. Syncs first when rsyslogd is running."""
         if self.running:
             self.sync()
-        return [o for o in self._objects() if "jitlab_sync" not in o]
+        return [o for o in self._objects() if self._sync_number(o) is None]
+
+    def read_forged(self) -> list[dict]:
+        """What the configuration wrote to forged.json (messages that claimed to be jitrun's or
+        jitbroker's from another sender), one object per message. Complete once stopped."""
+        return self._objects(self.forged_file)
+
+    def read_rest(self) -> list[str]:
+        """``PROGRAMNAME RAWMSG`` of each message a drop-in left to the host's other rules
+        (``snippet`` mode only). Complete once stopped."""
+        try:
+            return [line for line in self.rest_file.read_text(errors="replace").split("\n") if line]
+        except FileNotFoundError:
+            return []
 
     def read_raw(self) -> list[str]:
         """Every jitrun/jitbroker message exactly as rsyslog received it (``%rawmsg%``)."""
         if self.running:
             self.sync()
-        return [line for line in self._raw_lines() if f" {SYNC_TAG}[" not in line]
+        return [line for line in self._raw_lines() if '"jitlab_sync":' not in line]
 
     def events(self, framing: str) -> list[dict]:
         """:meth:`read_events` as audit event objects: as written for ``cee``; rebuilt from the

@@ -41,9 +41,11 @@ SIGMA_DIR = SIEM / "sigma"
 SIGMA_PIPELINE = SIGMA_DIR / "pipelines" / "jitrun-ecs.yaml"
 BREAK_GLASS = SIGMA_DIR / "jitrun_break_glass.yml"
 DENIED_BURST = SIGMA_DIR / "jitrun_denied_burst.yml"
+FORGED_RULE = SIGMA_DIR / "jitrun_forged_audit_event.yml"
 INGEST_PIPELINE = SIEM / "elastic" / "jitrun-ingest-pipeline.json"
 INDEX_TEMPLATE = SIEM / "elastic" / "jitrun-index-template.json"
 EVENTS_FILE = "/var/log/jitrun/events.json"
+FORGED_FILE = "/var/log/jitrun/forged.json"
 SD_ALIASES = {"process.thread.capabilities.effective": "process.thread.caps.effective"}
 
 # ECS fields that the rsyslog snippets and the ingest pipeline add around the event (not part
@@ -143,14 +145,14 @@ def wrapper_config(tmp_path, snippet_text, sock, events, rest):
     """A private rsyslog: no system socket, our own imuxsock input with the special parser off
     (what the snippets' comments ask of /etc/rsyslog.conf), the snippet included as a drop-in,
     then a catch-all standing in for the host's other rules."""
-    assert EVENTS_FILE in snippet_text
+    assert EVENTS_FILE in snippet_text and FORGED_FILE in snippet_text
     snippet = tmp_path / "snippet.conf"
-    snippet.write_text(snippet_text.replace(EVENTS_FILE, str(events)))
+    snippet.write_text(snippet_text.replace(EVENTS_FILE, str(events)).replace(FORGED_FILE, str(tmp_path / "forged.json")))
     conf = tmp_path / "rsyslog.conf"
     conf.write_text(
         f'global(workDirectory="{tmp_path}")\n'
         'module(load="imuxsock" SysSock.Use="off")\n'
-        f'input(type="imuxsock" Socket="{sock}" UseSpecialParser="off")\n'
+        f'input(type="imuxsock" Socket="{sock}" UseSpecialParser="off" Annotate="on" ParseTrusted="on")\n'
         f'include(file="{snippet}")\n'
         'template(name="rest" type="string" string="%programname% %msg%\\n")\n'
         f'action(type="omfile" file="{rest}" template="rest")\n'
@@ -180,11 +182,16 @@ def test_rsyslog_snippet_documents_its_input_and_filter(framing):
     text = RSYSLOG_SNIPPETS[framing].read_text()
     comments = "\n".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    # The imuxsock guidance is there, as a comment (module parameters may be given only once).
-    assert 'module(load="imuxsock" SysSock.UseSpecialParser="off")' in comments
-    assert "imuxsock" not in code
+    # The imuxsock guidance is there, as a comment (module parameters may be given only once):
+    # the special parser off, the sender's credentials on (docs/audit.md, "Trusting the sender").
+    assert ('module(load="imuxsock" SysSock.UseSpecialParser="off" SysSock.Annotate="on" '
+            'SysSock.ParseTrusted="on")') in comments
+    assert 'module(load="imuxsock"' not in code and 'type="imuxsock"' not in code
     assert '$programname == "jitrun" or $programname == "jitbroker"' in code
-    assert f'file="{EVENTS_FILE}"' in code
+    assert f'file="{EVENTS_FILE}"' in code and f'file="{FORGED_FILE}"' in code
+    # The sender check comes before the framing's parser (a parsed payload could set $!uid).
+    assert code.index("exists($!uid)") < code.index(f'type="{ {"cee": "mmjsonparse", "rfc5424": "mmpstrucdata"}[framing]}"')
+    assert code.count("set $.jitrun_broker_uid = -1;") == 1
     module = {"cee": "mmjsonparse", "rfc5424": "mmpstrucdata"}[framing]
     assert f'module(load="{module}")' in code and f'type="{module}"' in code
 
@@ -379,7 +386,7 @@ def test_sigma_rules_use_documented_fields_and_logsource():
 def test_sigma_check_passes():
     # attacktag and d3_fendtag download the MITRE catalogues at run time: no network here.
     r = sigma("check", "--fail-on-error", "--fail-on-issues", "-x", "attacktag", "-x", "d3_fendtag",
-              str(BREAK_GLASS), str(DENIED_BURST))
+              str(BREAK_GLASS), str(DENIED_BURST), str(FORGED_RULE))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Found 0 errors, 0 condition errors and 0 issues" in r.stdout, r.stdout
 
@@ -393,6 +400,35 @@ def test_sigma_converts_break_glass_rule():
         assert needle in esql, esql
     eql = convert("eql", BREAK_GLASS)
     assert 'event.action:"break_glass"' in eql and "jitrun.grant.break_glass:true" in eql, eql
+
+
+def forged_fields(framing):
+    """The dotted fields a drop-in sets on a forged message (its `unset $!;` ... `stop` branch)."""
+    text = RSYSLOG_SNIPPETS[framing].read_text()
+    branch = text.split("unset $!;", 1)[1].split("stop", 1)[0]
+    return {m.replace("!", ".") for m in re.findall(r"set \$!([a-z@_!]+) =", branch)}
+
+
+def test_forged_rule_matches_what_the_dropins_write():
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (make deps)")
+    (rule,) = yaml.safe_load_all(FORGED_RULE.read_text())
+    assert rule["logsource"] == {"product": "linux", "service": "jitrun_forged",
+                                 "definition": rule["logsource"]["definition"]}
+    assert rule["detection"]["selection"] == {"event.action": "audit.forged"}
+    cee, rfc = forged_fields("cee"), forged_fields("rfc5424")
+    assert cee == rfc  # both drop-ins write the same alert
+    assert {"event.action", "event.kind", "event.reason", "user.id", "process.pid", "event.original"} <= cee
+    used = detection_fields(rule["detection"]) | set(rule["fields"])
+    assert used <= cee, used - cee
+    assert 'set $!event!action = "audit.forged";' in RSYSLOG_SNIPPETS["cee"].read_text()
+
+
+def test_sigma_converts_forged_rule():
+    lucene = convert("lucene", FORGED_RULE).strip().splitlines()[-1]
+    assert lucene == "event.action:audit.forged"
+    esql = convert("esql", FORGED_RULE)
+    assert esql.startswith("from logs-jitrun.forged-* "), esql  # not the audit events' stream
+    assert convert("esql", BREAK_GLASS).startswith("from logs-jitrun.audit-* ")
 
 
 def test_sigma_converts_denied_burst_correlation():

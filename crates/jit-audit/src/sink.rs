@@ -1,5 +1,15 @@
 //! The syslog socket: a unix datagram socket (default `/dev/log`).
-use std::io::ErrorKind;
+//!
+//! Every datagram carries `SCM_CREDENTIALS` naming the sender's **effective** uid and gid.
+//! Without them the kernel attaches the real ones: a setuid-root `jitrun` still has its
+//! caller's real uid until it switches to full root, so its refusals would reach syslog as if
+//! the caller had sent them, and a receiver that trusts jitrun's events only from uid 0
+//! (docs/audit.md, "Trusting the sender") would have to throw them away. The kernel accepts
+//! a uid the process holds as real, effective or saved uid (anything else needs CAP_SETUID),
+//! so this claims nothing the process does not have.
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixCredentials};
+use std::io::{ErrorKind, IoSlice};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,7 +83,7 @@ impl SyslogSink {
         let mut pauses = RETRY_PAUSES_MS.iter();
         let mut reconnected = false;
         loop {
-            match self.socket.send(datagram) {
+            match self.send_once(datagram) {
                 Ok(n) if n == datagram.len() => return Ok(()),
                 Ok(n) => {
                     return Err(err(std::io::Error::other(format!(
@@ -106,4 +116,29 @@ impl SyslogSink {
             }
         }
     }
+
+    /// One `sendmsg` of the whole datagram with the sender's effective credentials.
+    fn send_once(&self, datagram: &[u8]) -> std::io::Result<usize> {
+        let creds = effective_credentials();
+        let cmsg = [ControlMessage::ScmCredentials(&creds)];
+        let iov = [IoSlice::new(datagram)];
+        sendmsg::<()>(
+            self.socket.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(std::io::Error::from)
+    }
+}
+
+/// This process's pid (read at each send: the sink may be used after a fork) with its
+/// effective uid and gid.
+fn effective_credentials() -> UnixCredentials {
+    UnixCredentials::from(libc::ucred {
+        pid: nix::unistd::getpid().as_raw(),
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+    })
 }

@@ -115,3 +115,46 @@ fn full_queue_times_out_with_an_error() {
         "{err}"
     );
 }
+
+/// Every datagram names the sender's pid and effective uid/gid (SCM_CREDENTIALS): the receiver
+/// sees them once it asks (SO_PASSCRED), as rsyslog's imuxsock and journald do.
+#[test]
+fn datagrams_carry_the_effective_credentials() {
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+
+    let dir = TempDir::new("creds");
+    let path = dir.0.join("log");
+    let server = UnixDatagram::bind(&path).unwrap();
+    setsockopt(&server, sockopt::PassCred, &true).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let sink = SyslogSink::connect(&path).unwrap();
+    sink.send(b"<85>Nov 25 17:15:01 jitrun[1]: @cee:{}")
+        .unwrap();
+
+    let mut buf = vec![0u8; 1024];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!(libc::ucred);
+    let msg = recvmsg::<()>(
+        server.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let creds: Vec<_> = msg
+        .cmsgs()
+        .unwrap()
+        .filter_map(|c| match c {
+            ControlMessageOwned::ScmCredentials(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(creds.len(), 1, "one SCM_CREDENTIALS message");
+    assert_eq!(creds[0].pid(), nix::unistd::getpid().as_raw());
+    assert_eq!(creds[0].uid(), nix::unistd::geteuid().as_raw());
+    assert_eq!(creds[0].gid(), nix::unistd::getegid().as_raw());
+}

@@ -249,6 +249,25 @@ class Broker:
         self.stop()
         self.audit.close()
 
+    # ---- metrics and syslog
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics as {"name{labels}": value}."""
+        text = raw_http(self.port, "GET", "/metrics").body.decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def syslog_sent(self, timeout: float = 30) -> None:
+        """Wait until the broker has sent every committed syslog event (they go out from a
+        thread of their own, after the answer), then until the listener has them."""
+        wait_for(lambda: self.metrics()["jitbroker_syslog_backlog"] == 0, timeout,
+                 "the broker's syslog backlog to drain", interval=0.02)
+        self.audit.sync()
+
     # ---- hosts and people
 
     def enroll(self, name: str) -> HostKey:

@@ -139,7 +139,7 @@ def test_break_glass(bw):
     assert res.returncode == 0, str(res)
     alert = res.event("break_glass")
     assert alert.severity == 1 and alert.get("jitrun.grant.id") == gid  # alert
-    lab.audit.sync()
+    bw.syslog_sent()
     broker_alerts = [e for e in lab.audit.since(mark, "break_glass") if e.app == "jitbroker"]
     assert broker_alerts and broker_alerts[0].severity == 1, lab.audit.since(mark)
     # A workflow without break_glass refuses it.

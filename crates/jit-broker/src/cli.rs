@@ -1,10 +1,11 @@
 //! The command line: `init`, `serve`, the local admin commands on the store, `pubkey`.
 use crate::audit_chain;
-use crate::broker::{Actor, Broker, Syslog};
+use crate::broker::{Actor, Broker};
 use crate::config::{default_config_text, Config, DEFAULT_CONFIG};
 use crate::hosts;
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store};
+use crate::syslog::Syslog;
 use clap::{Parser, Subcommand};
 use jit_grant::{format_time, PublicKey, SecretKey};
 use std::io::Write;
@@ -120,6 +121,7 @@ pub fn open_broker(config: Config) -> Result<Broker, CliError> {
         syslog: Syslog::new(&config),
         metrics: Metrics::default(),
         outbox: tokio::sync::Notify::new(),
+        readiness: std::sync::Mutex::new(None),
         store: Arc::new(store),
         config,
     })
@@ -266,7 +268,14 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             match cmd {
                 HostCommand::Add { name, key } => {
                     let key = read_key_arg(&key)?;
-                    let (_, events) = hosts::add_host(&broker, &actor, &name, &key, None, now)?;
+                    let (_, events) = hosts::add_host(
+                        &broker,
+                        &actor,
+                        &name,
+                        &key,
+                        hosts::Enrollment::Admin,
+                        now,
+                    )?;
                     broker.committed(events);
                     println!("enrolled host {name} (key {})", key.kid());
                 }

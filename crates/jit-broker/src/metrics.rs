@@ -2,7 +2,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::Semaphore;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -11,6 +12,12 @@ pub struct Metrics {
     pub webhook_delivered: AtomicU64,
     pub webhook_attempts_failed: AtomicU64,
     pub webhook_given_up: AtomicU64,
+    pub syslog_sent: AtomicU64,
+    pub syslog_failures: AtomicU64,
+    /// The connection slots (serve.rs) and how many there are.
+    connections: OnceLock<(Arc<Semaphore>, usize)>,
+    closed_header_timeout: AtomicU64,
+    closed_idle_timeout: AtomicU64,
 }
 
 /// Values read from the store at scrape time.
@@ -18,6 +25,7 @@ pub struct StoreGauges {
     pub requests_by_state: Vec<(String, u64)>,
     pub grants_total: u64,
     pub outbox: (u64, u64, u64),
+    pub syslog_backlog: u64,
 }
 
 impl Metrics {
@@ -28,6 +36,21 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .entry(status)
             .or_default() += 1;
+    }
+
+    /// The server's connection slots: open connections = limit - available.
+    pub fn track_connections(&self, slots: Arc<Semaphore>, limit: usize) {
+        let _ = self.connections.set((slots, limit));
+    }
+
+    /// The watchdog closed a connection (header timeout, else idle timeout).
+    pub fn connection_closed(&self, header_timeout: bool) {
+        let counter = if header_timeout {
+            &self.closed_header_timeout
+        } else {
+            &self.closed_idle_timeout
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, g: &StoreGauges) -> String {
@@ -100,6 +123,54 @@ impl Metrics {
                 ("{state=\"delivered\"}".into(), g.outbox.1),
                 ("{state=\"failed\"}".into(), g.outbox.2),
             ],
+        );
+        let (open, limit) = self.connections.get().map_or((0, 0), |(slots, limit)| {
+            (limit.saturating_sub(slots.available_permits()), *limit)
+        });
+        metric(
+            "jitbroker_connections",
+            "gauge",
+            "Client connections open now.",
+            vec![(String::new(), open as u64)],
+        );
+        metric(
+            "jitbroker_connection_limit",
+            "gauge",
+            "Most client connections open at once (http.max_connections, or the open-file limit minus the reserve).",
+            vec![(String::new(), limit as u64)],
+        );
+        metric(
+            "jitbroker_connections_closed_total",
+            "counter",
+            "Connections the server closed because the client stalled.",
+            vec![
+                (
+                    "{reason=\"header_timeout\"}".into(),
+                    self.closed_header_timeout.load(Ordering::Relaxed),
+                ),
+                (
+                    "{reason=\"idle_timeout\"}".into(),
+                    self.closed_idle_timeout.load(Ordering::Relaxed),
+                ),
+            ],
+        );
+        metric(
+            "jitbroker_syslog_backlog",
+            "gauge",
+            "Syslog events committed but not yet sent (they wait in the store).",
+            vec![(String::new(), g.syslog_backlog)],
+        );
+        metric(
+            "jitbroker_syslog_sent_total",
+            "counter",
+            "Syslog events sent by this process.",
+            vec![(String::new(), self.syslog_sent.load(Ordering::Relaxed))],
+        );
+        metric(
+            "jitbroker_syslog_failures_total",
+            "counter",
+            "Attempts to send a syslog event that the socket refused (retried).",
+            vec![(String::new(), self.syslog_failures.load(Ordering::Relaxed))],
         );
         let http: Vec<(String, u64)> = self
             .http

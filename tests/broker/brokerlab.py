@@ -65,6 +65,16 @@ def parse_time(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
+def decode_grant(broker: "Broker", token: str) -> dict:
+    """The claims of a grant token, verified with the broker's public key."""
+    return json.loads(pyseto.decode(broker.public_key, token, implicit_assertion=GRANT).payload)
+
+
+def revocation_list(broker: "Broker", token: str) -> dict:
+    """The payload of a revocation list token, verified with the broker's public key."""
+    return json.loads(pyseto.decode(broker.public_key, token, implicit_assertion=REVOCATIONS).payload)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

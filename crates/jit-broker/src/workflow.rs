@@ -458,6 +458,12 @@ fn decidable<'b>(
 ) -> Result<(Request, &'b Workflow), ApiError> {
     let r = load_request(tx, id)?;
     if !can_see_request(b, c, &r) {
+        // In an approving group but on a host that is not an approver host: say so.
+        if let Some(wf) = b.config.workflow_for(&r.rule) {
+            if in_any(&c.groups, &wf.approvers) {
+                require_approver(b, c, wf, &r.rule)?;
+            }
+        }
         return Err(ApiError::not_found(format!("no request {id}")));
     }
     if overdue(&r, now) {

@@ -184,9 +184,9 @@ def test_revoking_by_id_works_without_the_grants_row(broker):
         assert r.status == 404 and "presents its token" in r.json["error"]["message"], r.body
     # A token of another grant, or garbage, is refused.
     r = broker.call(dave, "POST", f"/v1/grants/{lost_a}/revoke", {"reason": "x", "token": token_b})
-    assert r.status == 400 and r.error_code() == "invalid_token" and lost_b in r.json["error"]["message"], r.body
+    assert r.status == 403 and r.error_code() == "grant_token_invalid" and lost_b in r.json["error"]["message"], r.body
     r = broker.call(dave, "POST", f"/v1/grants/{lost_a}/revoke", {"reason": "x", "token": "v4.public.bogus"})
-    assert r.status == 400 and r.error_code() == "invalid_token", r.body
+    assert r.status == 403 and r.error_code() == "grant_token_invalid", r.body
     # Someone who may not manage it gets nothing even with the token.
     assert broker.call(alice, "POST", f"/v1/grants/{lost_a}/revoke", {"reason": "x", "token": token_a}).status == 404
     r = broker.call(admin, "POST", "/v1/grants/not-a-ulid/revoke", {"reason": "typo"})

@@ -181,6 +181,27 @@ def test_revoke_ends_a_running_command_and_refuses_the_grant(bw):
     assert "unchanged" in out or f"seq {before['seq']}" in out, out
 
 
+def test_jitctl_revokes_a_grant_the_broker_lost(bw):
+    """The broker's row of a grant is gone (a crash before it reached the disk, a restored
+    backup): its user revokes it from the grant store with jitctl, which presents the token,
+    and hosts refuse it."""
+    import sqlite3
+    a, lab = bw.alice, bw.lab
+    gid = approved_grant(bw, a, "db-restart", [bw.bob, bw.carol])
+    bw.ok(a, "sync")
+    with sqlite3.connect(bw.dir / "broker.db") as c:
+        c.execute("DELETE FROM grants WHERE id = ?", (gid,))
+    # Without the token (bob has none) the broker knows no such grant.
+    p = bw.jitctl(bw.bob, "revoke", gid, "--reason", "lost")
+    assert p.returncode == 1 and "presents its token" in p.stderr, p
+    out = bw.ok(a, "revoke", gid, "--reason", "lost with the broker's disk")
+    assert "revoked" in out and "db-restart" in out, out
+    out = bw.ok(ROOT, "revocations", "sync")
+    assert gid in out, out
+    res = lab.run_as_user(a, STATUS_TRUE, grant=lab.grant_dir(a) / gid)
+    assert res.returncode == 1 and res.event("elevate.deny").get("jitrun.deny_code") == "revoked", str(res)
+
+
 def test_revocations_sync_needs_root_and_refuses_a_rollback(bw):
     lab = bw.lab
     p = bw.jitctl(bw.alice, "revocations", "sync")

@@ -98,8 +98,8 @@ pub struct HttpSettings {
     /// response the client does not read) is closed after this.
     #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
-    /// Most connections open at once; 0 = as many as the open-file limit allows (minus
-    /// what the store, syslog and webhooks need).
+    /// Most connections open at once; 0 = 16384, or as many as the open-file limit allows
+    /// (minus what the store, syslog and webhooks need) if that is fewer.
     #[serde(default)]
     pub max_connections: u32,
 }

@@ -126,7 +126,7 @@ fn refresh_revocations(
 fn presented(b: &Broker, id: &str, token: &str) -> Result<Claims, ApiError> {
     let mut keys = KeySet::new();
     keys.insert(b.key.public_key());
-    let bad = |why: String| ApiError::bad("invalid_token", format!("token: {why}"));
+    let bad = |why: String| ApiError::forbidden("grant_token_invalid", format!("token: {why}"));
     let claims = jit_grant::verify(token, &keys, TokenKind::Grant)
         .map_err(|e| bad(format!("not a grant signed by this broker: {e}")))?
         .claims;
@@ -144,14 +144,16 @@ pub fn revoke(
     now: OffsetDateTime,
 ) -> Result<(Value, Events), ApiError> {
     check_text("reason", &body.reason, 2000)?;
-    let claims = match &body.token {
-        Some(token) => Some(presented(b, id, token)?),
-        None => None,
-    };
     let actor = c.actor();
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
         let Some(g) = tx.get_grant(id)? else {
+            // No row: the token, if presented, says whose grant it is (a known grant's row
+            // decides, whatever token comes along).
+            let claims = match &body.token {
+                Some(token) => Some(presented(b, id, token)?),
+                None => None,
+            };
             return revoke_unknown(
                 b,
                 c,

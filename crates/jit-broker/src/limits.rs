@@ -12,6 +12,11 @@ pub const RESERVED_FDS: u64 = 256;
 /// Below this many connections the broker would be unusable under any load: refuse to start.
 pub const MIN_CONNECTIONS: u64 = 32;
 
+/// The limit when `http.max_connections` is not set and the file limit allows more: ample for
+/// a fleet's short calls (each a connection of its own for well under a second), and it
+/// bounds the memory that held connections take (tens of KiB each).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 16384;
+
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit; returns the limit now in force.
 pub fn raise_nofile() -> Result<u64, String> {
     let (soft, hard) =
@@ -29,7 +34,7 @@ pub fn raise_nofile() -> Result<u64, String> {
 }
 
 /// How many connections may be open at once with `nofile` descriptors; `configured` is
-/// `http.max_connections` (0 = as many as fit).
+/// `http.max_connections` (0 = [`DEFAULT_MAX_CONNECTIONS`], or as many as fit if fewer).
 pub fn connection_limit(configured: u32, nofile: u64) -> Result<usize, String> {
     let fit = nofile.saturating_sub(RESERVED_FDS);
     if fit < MIN_CONNECTIONS {
@@ -39,7 +44,7 @@ pub fn connection_limit(configured: u32, nofile: u64) -> Result<usize, String> {
         ));
     }
     match u64::from(configured) {
-        0 => Ok(fit.min(1 << 24) as usize),
+        0 => Ok(fit.min(DEFAULT_MAX_CONNECTIONS) as usize),
         n if n > fit => Err(format!(
             "http.max_connections = {n} needs an open-file limit of at least {}, but RLIMIT_NOFILE is {nofile}; raise it (LimitNOFILE= in the systemd unit) or lower http.max_connections in broker.toml",
             n + RESERVED_FDS
@@ -54,8 +59,9 @@ mod tests {
 
     #[test]
     fn the_limit_keeps_headroom_below_the_file_limit() {
-        assert_eq!(connection_limit(0, 65536).unwrap(), 65536 - 256);
+        assert_eq!(connection_limit(0, 65536).unwrap(), 16384);
         assert_eq!(connection_limit(0, 1024).unwrap(), 768);
+        assert_eq!(connection_limit(40000, 65536).unwrap(), 40000);
         assert_eq!(connection_limit(100, 1024).unwrap(), 100);
         let e = connection_limit(2000, 1024).unwrap_err();
         assert!(

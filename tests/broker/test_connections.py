@@ -152,6 +152,14 @@ def test_an_open_file_limit_too_low_for_connections_refuses_to_start(tmp_path):
         b2.close()
 
 
+def test_the_packaged_unit_gives_the_broker_room_for_its_default_connection_limit():
+    from brokerlab import REPO
+    unit = (REPO / "packaging" / "systemd" / "jitbroker.service").read_text()
+    limits = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("LimitNOFILE=")]
+    assert len(limits) == 1, unit
+    assert int(limits[0]) >= 16384 + 256, limits
+
+
 def test_a_body_that_does_not_arrive_is_answered_408(tmp_path):
     b = Broker(tmp_path / "b", workflows=[NET, ONCALL], extra=HTTP).start()
     try:

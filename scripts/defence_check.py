@@ -402,11 +402,13 @@ DEFENCES: list[Defence] = [
 
 
 def sync_tree(dest: Path) -> None:
-    """Make dest hold the workspace sources (Cargo.toml, Cargo.lock, crates/). A file is written
+    """Make dest hold the workspace sources (Cargo.toml, Cargo.lock, crates/, the OpenAPI
+    document jit-broker includes). A file is written
     only when its content differs, and always with a fresh mtime (never an older one: cargo
     would take an older mtime for "unchanged" and keep a mutant's artifacts)."""
     wanted: dict[Path, Path] = {}
-    for name in ("Cargo.toml", "Cargo.lock"):
+    # (jit-broker compiles docs/openapi.json in: it serves the document)
+    for name in ("Cargo.toml", "Cargo.lock", "docs/openapi.json"):
         wanted[Path(name)] = REPO / name
     for p in (REPO / "crates").rglob("*"):
         if p.is_file() and "target" not in p.relative_to(REPO).parts:

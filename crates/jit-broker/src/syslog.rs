@@ -27,6 +27,9 @@ const BATCH: u32 = 512;
 const POLL: Duration = Duration::from_secs(2);
 /// How often sent events are removed from the store while sending.
 const FORGET_EVERY: Duration = Duration::from_millis(250);
+/// How long a gap in the ids may wait for its event to arrive through the queue (it was
+/// committed, its request is about to hand it over) before the store is read for it.
+const GAP_WAIT: Duration = Duration::from_millis(50);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -137,6 +140,8 @@ struct Sender {
     recorded_at: Instant,
     /// Since when the socket refuses, and the current retry delay.
     stalled: Option<(Instant, Duration)>,
+    /// Since when the first id in `ready` is not the next one.
+    gap_since: Option<Instant>,
 }
 
 impl Sender {
@@ -150,6 +155,7 @@ impl Sender {
             unrecorded: false,
             recorded_at: Instant::now(),
             stalled: None,
+            gap_since: None,
         }
     }
 
@@ -159,7 +165,11 @@ impl Sender {
                 // While the socket refuses, wait before trying again; new events wait in the
                 // queue (and, past it, in the store).
                 Some((_, delay)) => std::thread::sleep(delay),
-                None => match rx.recv_timeout(POLL) {
+                None => match rx.recv_timeout(if self.gap_since.is_some() {
+                    GAP_WAIT
+                } else {
+                    POLL
+                }) {
                     Ok(msg) => {
                         self.take(msg);
                         while let Ok(msg) = rx.try_recv() {
@@ -218,6 +228,15 @@ impl Sender {
     fn send_ready(&mut self) {
         loop {
             let gap = self.ready.keys().next().is_some_and(|&id| id != self.next);
+            if gap && !self.reread {
+                // Requests hand over their events in any order: wait a moment for the
+                // missing one before reading the store (which the requests also need).
+                let since = *self.gap_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < GAP_WAIT {
+                    return;
+                }
+            }
+            self.gap_since = None;
             if self.reread || gap {
                 self.fill_from_store();
                 if self.reread {

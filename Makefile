@@ -14,7 +14,8 @@
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
-#                 1, 16, 64 (scripts/bench_broker.py; BENCH_REQUESTS per level; not in make test)
+#                 1, 16, 64, then p99 quiet vs under 2,000 idle + 1,100 slowloris connections
+#                 (scripts/bench_broker.py; BENCH_REQUESTS, BENCH_ATTACK_REQUESTS per level; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens and settings (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
 #                 end-to-end tests then fail (root only; rebuilds jitrun per defence; not in make test)
@@ -148,7 +149,8 @@ else
 endif
 
 # Broker benchmark (never part of `make test`): a release jitbroker on loopback with a fresh SQLite
-# store; grants issued per second end to end (auto-approved requests) at concurrency 1, 16, 64.
+# store under target/; grants issued per second end to end (auto-approved requests) at concurrency
+# 1, 16, 64; then the latency of the same requests while idle and slowloris connections are held.
 bench-broker:
 	$(CARGO) build --release -p jit-broker
 	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py

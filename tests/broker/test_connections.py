@@ -130,7 +130,9 @@ def test_at_the_connection_limit_the_broker_stops_accepting(tmp_path):
             wait_for(attack.all_closed, 120, "every held connection to be closed", interval=0.2)
         finally:
             attack.close()
-        assert b.metrics()['jitbroker_connections_closed_total{reason="header_timeout"}'] == 120
+        after = b.metrics()
+        assert after['jitbroker_connections_closed_total{reason="header_timeout"}'] == 120
+        assert after["jitbroker_connections"] == 1  # the scrape's own
     finally:
         b.close()
 

@@ -19,6 +19,9 @@ import pytest
 from brokerlab import JITBROKER, NET, ONCALL, Broker, decode_grant, parse_time, raw_http, revocation_list, wait_for
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs in a private mount namespace (root)")
+
+
 def in_namespace(mount: str) -> list[str]:
     """A prefix running the command in a private mount namespace after the shell `mount`."""
     return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", f'{mount}\nexec "$@"', "sh"]
@@ -36,6 +39,7 @@ def wait_ready(b: Broker, want: int, what: str) -> dict:
 
 # ---- 5. readiness
 
+@needs_root
 def test_readyz_follows_the_store_while_healthz_stays_up(tmp_path):
     store = tmp_path / "store"
     b = Broker(tmp_path / "b", workflows=[NET, ONCALL], store_dir=store)
@@ -95,6 +99,7 @@ def write_config(d: Path, store: Path) -> Path:
     return config
 
 
+@needs_root
 def test_store_errors_name_the_cause_and_the_fix(open_dir):
     store_dir = open_dir / "store"
     config = write_config(open_dir, store_dir / "broker.db")

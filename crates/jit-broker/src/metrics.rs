@@ -2,8 +2,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::Semaphore;
+use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -14,8 +13,8 @@ pub struct Metrics {
     pub webhook_given_up: AtomicU64,
     pub syslog_sent: AtomicU64,
     pub syslog_failures: AtomicU64,
-    /// The connection slots (serve.rs) and how many there are.
-    connections: OnceLock<(Arc<Semaphore>, usize)>,
+    connections_open: AtomicU64,
+    connection_limit: AtomicU64,
     closed_header_timeout: AtomicU64,
     closed_idle_timeout: AtomicU64,
 }
@@ -38,9 +37,14 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// The server's connection slots: open connections = limit - available.
-    pub fn track_connections(&self, slots: Arc<Semaphore>, limit: usize) {
-        let _ = self.connections.set((slots, limit));
+    pub fn set_connection_limit(&self, limit: usize) {
+        self.connection_limit.store(limit as u64, Ordering::Relaxed);
+    }
+
+    /// A connection was accepted; it counts as open until the guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self)
     }
 
     /// The watchdog closed a connection (header timeout, else idle timeout).
@@ -124,20 +128,20 @@ impl Metrics {
                 ("{state=\"failed\"}".into(), g.outbox.2),
             ],
         );
-        let (open, limit) = self.connections.get().map_or((0, 0), |(slots, limit)| {
-            (limit.saturating_sub(slots.available_permits()), *limit)
-        });
         metric(
             "jitbroker_connections",
             "gauge",
             "Client connections open now.",
-            vec![(String::new(), open as u64)],
+            vec![(String::new(), self.connections_open.load(Ordering::Relaxed))],
         );
         metric(
             "jitbroker_connection_limit",
             "gauge",
             "Most client connections open at once (http.max_connections, or the open-file limit minus the reserve).",
-            vec![(String::new(), limit as u64)],
+            vec![(
+                String::new(),
+                self.connection_limit.load(Ordering::Relaxed),
+            )],
         );
         metric(
             "jitbroker_connections_closed_total",
@@ -186,5 +190,14 @@ impl Metrics {
             http,
         );
         out
+    }
+}
+
+/// An open connection, for the `jitbroker_connections` gauge.
+pub struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }

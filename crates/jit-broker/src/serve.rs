@@ -178,6 +178,7 @@ where
 
 /// One connection: TLS handshake if configured, then HTTP, under the watchdog.
 async fn connection(stream: TcpStream, ctx: ConnContext, permit: OwnedSemaphorePermit) {
+    let _open = ctx.broker.metrics.connection_opened();
     let _ = stream.set_nodelay(true);
     let activity = Activity::default();
     let io = Observed::new(stream, activity.clone());
@@ -243,7 +244,7 @@ pub fn serve(broker: Broker) -> Result<(), CliError> {
         let addr = listener.local_addr().map_err(other)?;
         let tls = b.config.tls.as_ref().map(tls_acceptor).transpose()?;
         let slots = Arc::new(Semaphore::new(limit));
-        b.metrics.track_connections(slots.clone(), limit);
+        b.metrics.set_connection_limit(limit);
         crate::syslog::start(b.clone());
         tokio::spawn(crate::webhooks::run(b.clone()));
         tokio::spawn(maintenance(b.clone()));

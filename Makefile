@@ -16,7 +16,8 @@
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
-#                 1, 16, 64 (scripts/bench_broker.py; BENCH_REQUESTS per level; not in make test)
+#                 1, 16, 64, then p99 quiet vs under 2,000 idle + 1,100 slowloris connections
+#                 (scripts/bench_broker.py; BENCH_REQUESTS, BENCH_ATTACK_REQUESTS per level; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens, settings and the policy
 #                 snapshot decoder (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
@@ -61,8 +62,9 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # the PAM modules, pamtester (tests/e2e/test_pam.py); sudo: import-sudoers is tested against
 # Debian's default /etc/sudoers, sudo's examples file and `sudo -l -U` (tests/policy_tools);
 # systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
-# systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log.
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd
+# systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
+# strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered).
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
@@ -162,7 +164,8 @@ else
 endif
 
 # Broker benchmark (never part of `make test`): a release jitbroker on loopback with a fresh SQLite
-# store; grants issued per second end to end (auto-approved requests) at concurrency 1, 16, 64.
+# store under target/; grants issued per second end to end (auto-approved requests) at concurrency
+# 1, 16, 64; then the latency of the same requests while idle and slowloris connections are held.
 bench-broker: build-deps
 	$(CARGO) build --release -p jit-broker
 	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py

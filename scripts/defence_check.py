@@ -10,10 +10,11 @@ that replaces it and removes the defence, and the end-to-end tests that must the
 2. the unmodified build runs the union of all listed tests: every one must PASS (else a
    failing test would prove nothing);
 3. for each defence: the edit is applied to the scratch copy (each snippet must occur exactly
-   once, so the table cannot silently rot), `cargo build -p jitrun`, the binary is kept under
-   target/defence-check/bins/NAME (it must differ from the unmodified one), the source is
-   restored, and the listed tests run with JITRUN_BIN=that binary: every one must FAIL (a
-   failure in the test body; a skip, a setup error or a pass is not detection);
+   once, so the table cannot silently rot), `cargo build -p jitrun` (or `-p jit-broker` for the
+   broker's defences), the binary is kept under target/defence-check/bins/NAME (it must differ
+   from the unmodified one), the source is restored, and the listed tests run with
+   JITRUN_BIN (or JITBROKER) = that binary: every one must FAIL (a failure in the test body; a
+   skip, a setup error or a pass is not detection);
 4. a table is printed (and written as Markdown with --markdown FILE): defence, snippet
    location, tests, result. The exit status is 0 only if every testable defence was detected.
 
@@ -28,7 +29,8 @@ host-wide setting would show it) has no tests and says why in `untestable`: it i
 without the defence (the snippet must exist, the binary must change) and reported as such.
 
 Tests run from this repository's tests/ (pytest), against the setuid copy the harness
-(tests/harness/jitlab.py) installs of the given JITRUN_BIN. Root only. Builds of the next
+(tests/harness/jitlab.py) installs of the given JITRUN_BIN, and (tests/broker) the jitbroker
+given by JITBROKER. Root only. Builds of the next
 mutant overlap with the tests of the previous one (one pytest session at a time).
 
     sudo python3 scripts/defence_check.py            # all (make defence-check)
@@ -67,6 +69,13 @@ S = "tests/e2e/test_audit_sender.py"
 FORGED = f"{S}::test_forged_audit_events_from_a_user_never_reach_the_events_output"
 SENDER_CHECK = ('    if not (exists($!uid) and (($programname == "jitrun" and cnum($!uid) == 0)\n'
                 '            or ($programname == "jitbroker" and cnum($!uid) == cnum($.jitrun_broker_uid)))) then {\n')
+BSRC = "crates/jit-broker/src"
+BC = "tests/broker/test_connections.py"
+BS = "tests/broker/test_syslog_stall.py"
+BH = "tests/broker/test_hardening.py"
+BF = "tests/broker/test_store_faults.py"
+# The binary each package builds.
+BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
 
 
 @dataclasses.dataclass
@@ -79,6 +88,8 @@ class Defence:
     # Why no end-to-end test can see this defence removed (then `tests` is empty): the row is
     # still built (the snippet must exist and the binary must change) and reported, not failed.
     untestable: str = ""
+    # The package the defence lives in (its binary is rebuilt and tested): jitrun or jit-broker.
+    package: str = "jitrun"
 
     @property
     def is_source(self) -> bool:
@@ -337,6 +348,90 @@ DEFENCES: list[Defence] = [
         "packaging/siem/rsyslog/60-jitrun-rfc5424.conf",
         [(SENDER_CHECK, "    if 0 == 1 then {\n")],
         [f"{FORGED}[rfc5424-dropin-rfc5424]"]),
+    # ---- jitbroker (issue 14): the broker under attack and under faults
+    Defence(
+        "broker: stalled connections closed (header and idle timeouts)", f"{BSRC}/serve.rs",
+        [("        stalled = activity.watchdog(http.header_timeout, http.idle_timeout) => {\n",
+          "        stalled = std::future::pending::<Stalled>() => {\n")],
+        [f"{BC}::test_stalled_connections_are_closed_while_requests_are_answered",
+         f"{BC}::test_at_the_connection_limit_the_broker_stops_accepting"], package="jit-broker"),
+    Defence(
+        "broker: connection limit (stops accepting at the limit)", f"{BSRC}/serve.rs",
+        [("        let slots = Arc::new(Semaphore::new(limit));\n",
+          "        let slots = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));\n")],
+        [f"{BC}::test_at_the_connection_limit_the_broker_stops_accepting"], package="jit-broker"),
+    Defence(
+        "broker: open-file soft limit raised to the hard one", f"{BSRC}/limits.rs",
+        [("    if soft < hard {\n", "    if false {\n")],
+        [f"{BC}::test_stalled_connections_are_closed_while_requests_are_answered"], package="jit-broker"),
+    Defence(
+        "broker: a request body must arrive within header_timeout (408)", f"{BSRC}/api.rs",
+        [("        let wait = b.config.http.header_timeout;\n",
+          "        let wait = std::time::Duration::from_secs(3600);\n")],
+        [f"{BC}::test_a_body_that_does_not_arrive_is_answered_408"], package="jit-broker"),
+    Defence(
+        "broker: syslog never sent from a request", f"{BSRC}/broker.rs",
+        [("        self.syslog.queue(events);\n",
+          "        for p in &events {\n"
+          "            if let Ok(s) = jit_audit::SyslogSink::connect(&self.config.audit.socket) {\n"
+          "                let _ = s.send(&p.datagram);\n"
+          "            }\n"
+          "        }\n"
+          "        self.syslog.queue(events);\n")],
+        [f"{BS}::test_requests_are_answered_and_events_arrive_once_in_order_when_syslog_reads_again"],
+        package="jit-broker"),
+    Defence(
+        "broker: unsent syslog events kept and retried in order", f"{BSRC}/syslog.rs",
+        [("                    self.ready.insert(id, datagram);\n", "                    self.next = id + 1;\n")],
+        [f"{BS}::test_requests_are_answered_and_events_arrive_once_in_order_when_syslog_reads_again",
+         f"{BS}::test_events_waiting_for_syslog_survive_a_sigkill"], package="jit-broker"),
+    Defence(
+        "broker: requested host patterns within the workflow's (glob_within)", f"{BSRC}/workflow.rs",
+        [(".any(|w| jit_policy::glob::glob_within(requested.as_bytes(), w.as_bytes()))",
+          ".any(|w| jit_policy::glob::glob_match(w.as_bytes(), requested.as_bytes()))")],
+        [f"{BH}::test_requested_host_patterns_must_be_within_the_workflow"], package="jit-broker"),
+    Defence(
+        "broker: nothing written before an enrollment token is checked", f"{BSRC}/api.rs",
+        [("            let verified = verify(&b2, &call, Some((&key, &h.name)), now)?;\n",
+          "            let verified = verify(&b2, &call, Some((&key, &h.name)), now)?;\n"
+          "            crate::store::bookkeeping(b2.store.as_ref(), |tx| verified.remember(tx))?;\n")],
+        [f"{BH}::test_a_bogus_enrollment_token_writes_nothing"], package="jit-broker"),
+    Defence(
+        "broker: bodies must be declared JSON (415)", f"{BSRC}/api.rs",
+        [("        Some(\"application/json\") => Ok(()),\n", "        _ => Ok(()),\n")],
+        [f"{BH}::test_bodies_that_are_not_declared_json_get_415"], package="jit-broker"),
+    Defence(
+        "broker: invisible characters refused in free text", f"{BSRC}/text.rs",
+        [("    refuse_invisible(field, value)\n}\n", "    Ok(())\n}\n")],
+        [f"{BH}::test_invisible_characters_are_refused_in_every_free_text"], package="jit-broker"),
+    Defence(
+        "broker: user text quoted in chat messages", f"{BSRC}/workflow.rs",
+        [("        quoted(&r.reason),\n        r.ticket", "        r.reason.clone(),\n        r.ticket")],
+        [f"{BH}::test_chat_messages_cannot_be_forged_by_user_text"], package="jit-broker"),
+    Defence(
+        "broker: approver and admin roles only from approver_hosts", f"{BSRC}/config.rs",
+        [("    patterns.is_empty()\n        || patterns", "    true\n        || patterns")],
+        [f"{BH}::test_approvals_and_admin_actions_count_only_from_approver_hosts"], package="jit-broker"),
+    Defence(
+        "broker: /readyz exercises the store", f"{BSRC}/api.rs",
+        [("        let result = b2.store.ready(now()).map_err(|e| e.to_string());\n",
+          "        let result: Result<(), String> = Ok(());\n")],
+        [f"{BF}::test_readyz_follows_the_store_while_healthz_stays_up"], package="jit-broker"),
+    Defence(
+        "broker: grant-issuing commits durable (synchronous=FULL)", f"{BSRC}/store/sqlite.rs",
+        [("        let full = durability == Durability::Durable;\n", "        let full = false;\n")],
+        [f"{BF}::test_a_grant_is_on_disk_before_it_is_answered"], package="jit-broker"),
+    Defence(
+        "broker: revocation by id without the grant's row", f"{BSRC}/grants.rs",
+        [("        let Some(g) = tx.get_grant(id)? else {\n",
+          "        let Some(g) = tx.get_grant(id)? else {\n"
+          "            return Err(ApiError::not_found(format!(\"no grant {id}\")));\n"
+          "            #[allow(unreachable_code)]\n")],
+        [f"{BF}::test_revoking_by_id_works_without_the_grants_row"], package="jit-broker"),
+    Defence(
+        "broker: store errors name cause and fix", f"{BSRC}/store/sqlite.rs",
+        [("    let hint = diagnose::hint(path, &source)\n", "    let hint = None::<String>\n")],
+        [f"{BF}::test_store_errors_name_the_cause_and_the_fix"], package="jit-broker"),
 ]
 
 
@@ -344,11 +439,13 @@ DEFENCES: list[Defence] = [
 
 
 def sync_tree(dest: Path) -> None:
-    """Make dest hold the workspace sources (Cargo.toml, Cargo.lock, crates/). A file is written
+    """Make dest hold the workspace sources (Cargo.toml, Cargo.lock, crates/, the OpenAPI
+    document jit-broker includes). A file is written
     only when its content differs, and always with a fresh mtime (never an older one: cargo
     would take an older mtime for "unchanged" and keep a mutant's artifacts)."""
     wanted: dict[Path, Path] = {}
-    for name in ("Cargo.toml", "Cargo.lock"):
+    # (jit-broker compiles docs/openapi.json in: it serves the document)
+    for name in ("Cargo.toml", "Cargo.lock", "docs/openapi.json"):
         wanted[Path(name)] = REPO / name
     for p in (REPO / "crates").rglob("*"):
         if p.is_file() and "target" not in p.relative_to(REPO).parts:
@@ -419,8 +516,9 @@ class Outcome:
     message: str = ""
 
 
-def run_tests(nodes: list[str], jitrun: Path, jitctl: Path, junit: Path, log: Path) -> tuple[int, list[Outcome]]:
-    env = dict(os.environ, JITRUN_BIN=str(jitrun), JITCTL_BIN=str(jitctl))
+def run_tests(nodes: list[str], bins: dict[str, Path], junit: Path, log: Path) -> tuple[int, list[Outcome]]:
+    env = dict(os.environ, JITRUN_BIN=str(bins["jitrun"]), JITCTL_BIN=str(bins["jitctl"]),
+               JITBROKER=str(bins["jitbroker"]), JITBROKER_BIN=str(bins["jitbroker"]))
     env.pop("CARGO_TARGET_DIR", None)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *nodes]
     with open(log, "wb") as f:
@@ -442,7 +540,7 @@ def run_tests(nodes: list[str], jitrun: Path, jitctl: Path, junit: Path, log: Pa
     return p.returncode, outcomes
 
 
-def run_config_defence(d: Defence, i: int, base: Path, jitctl: Path, logs: Path) -> tuple[int, list[Outcome]]:
+def run_config_defence(d: Defence, i: int, bins: dict[str, Path], logs: Path) -> tuple[int, list[Outcome]]:
     """Make the edit to the repository's own file, run the tests against the unmodified build,
     put the file back whatever happens."""
     slug = f"{i:02d}"
@@ -454,7 +552,7 @@ def run_config_defence(d: Defence, i: int, base: Path, jitctl: Path, logs: Path)
         text = text.replace(old, new, 1)
     try:
         path.write_text(text)
-        return run_tests(d.tests, base / "jitrun", jitctl, logs / f"{slug}.xml", logs / f"{slug}.log")
+        return run_tests(d.tests, bins, logs / f"{slug}.xml", logs / f"{slug}.log")
     finally:
         path.write_bytes(original)
 
@@ -553,20 +651,20 @@ def main() -> int:
         d.mkdir(parents=True, exist_ok=True)
     print(f"== scratch tree {tree}, CARGO_TARGET_DIR {target}", flush=True)
     sync_tree(tree)
-    if not cargo_build(tree, target, ["jitrun", "jitctl"], logs / "build-baseline.log"):
+    if not cargo_build(tree, target, ["jitrun", "jitctl", "jit-broker"], logs / "build-baseline.log"):
         print((logs / "build-baseline.log").read_text()[-4000:], file=sys.stderr)
         print("defence_check: the unmodified tree does not build", file=sys.stderr)
         return 1
     base = bins / "baseline"
     base.mkdir(exist_ok=True)
-    for b in ("jitrun", "jitctl"):
-        shutil.copy2(target / "debug" / b, base / b)
-    jitctl = base / "jitctl"
+    baseline = {b: base / b for b in ("jitrun", "jitctl", "jitbroker")}
+    for b, path in baseline.items():
+        shutil.copy2(target / "debug" / b, path)
 
     # the unmodified build must pass every listed test
     every = list(dict.fromkeys(t for d in defences for t in d.tests))
     print(f"== baseline: {len(every)} test ids against the unmodified build", flush=True)
-    rc, outcomes = run_tests(every, base / "jitrun", jitctl, logs / "baseline.xml", logs / "baseline.log")
+    rc, outcomes = run_tests(every, baseline, logs / "baseline.xml", logs / "baseline.log")
     bad = [o for o in outcomes if o.result != "passed"]
     missing = [t for t in every if not any(belongs(o, t) for o in outcomes)]
     if bad or missing or rc != 0:
@@ -595,7 +693,7 @@ def main() -> int:
         print(f"== [{slug}] {d.name}: build without it", flush=True)
         try:
             path.write_text(text)
-            built = cargo_build(tree, target, ["jitrun"], logs / f"build-{slug}.log")
+            built = cargo_build(tree, target, [d.package], logs / f"build-{slug}.log")
         finally:
             path.write_text(original)  # a fresh mtime: the next build sees the change back
         if not built:
@@ -603,8 +701,9 @@ def main() -> int:
             continue
         out = bins / slug
         out.mkdir(exist_ok=True)
-        shutil.copy2(target / "debug" / "jitrun", out / "jitrun")
-        if filecmp.cmp(out / "jitrun", base / "jitrun", shallow=False):
+        binary = BINARY[d.package]
+        shutil.copy2(target / "debug" / binary, out / binary)
+        if filecmp.cmp(out / binary, base / binary, shallow=False):
             pending.append((d, where(d), None, "BINARY UNCHANGED: the edit had no effect"))
             continue
         if d.untestable:
@@ -613,12 +712,13 @@ def main() -> int:
         if not d.tests:
             pending.append((d, where(d), None, "NO TEST: nothing fails without it"))
             continue
-        fut = pool.submit(run_tests, d.tests, out / "jitrun", jitctl, logs / f"{slug}.xml", logs / f"{slug}.log")
+        fut = pool.submit(run_tests, d.tests, {**baseline, binary: out / binary}, logs / f"{slug}.xml",
+                          logs / f"{slug}.log")
         pending.append((d, where(d), fut, ""))
     sync_tree(tree)  # the scratch tree ends as the sources are
     source_results = {id(d): fut.result() for d, _, fut, _ in pending if fut is not None}
     pool.shutdown()
-    config_results = {id(d): run_config_defence(d, defences.index(d), base, jitctl, logs)
+    config_results = {id(d): run_config_defence(d, defences.index(d), baseline, logs)
                       for d, _, _, problem in pending if problem == "CONFIG"}
     for d, loc, fut, problem in pending:
         if problem == "CONFIG":

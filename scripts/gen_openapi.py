@@ -7,14 +7,16 @@ or refused for a documented reason (schemathesis' positive-data check).
 """
 import json
 
-# Text a person writes: no control characters but tab and newline, not blank (the broker's check).
-NOCTL = "\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f"
+# Text a person writes: no control characters but tab and newline, no invisible formatting
+# characters (bidi overrides and isolates, zero-width ones), not blank (the broker's check).
+INVISIBLE = "\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff"
+NOCTL = "\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f" + INVISIBLE
 TEXT = f"^[^{NOCTL}]*[^\\s{NOCTL}][^{NOCTL}]*$"
 # A command pattern in the policy's string form (split on ASCII whitespace; absolute, canonical
 # program without globs; no quotes or NUL; "**" only as the last word).
 _WS = "[ \\t\\n\\f\\r]"
-_W = "[^ \\t\\n\\f\\r\"'\\u0000]"
-_P = "[^ \\t\\n\\f\\r\"'\\u0000/*?\\[]"
+_W = f"[^ \\t\\n\\f\\r\"'\\u0000{INVISIBLE}]"
+_P = f"[^ \\t\\n\\f\\r\"'\\u0000/*?\\[{INVISIBLE}]"
 _COMP = f"(?!\\.\\.?(?:/|{_WS}|$)){_P}+"
 CMD = f"^{_WS}*/{_COMP}(?:/{_COMP})*(?:{_WS}+(?!\\*\\*{_WS}+[^ \\t\\n\\f\\r]){_W}+)*{_WS}*$"
 TTL = "^(?=[0-9])([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?([0-9]{1,6}ms)?$"
@@ -40,6 +42,7 @@ schemas = {
             "code": S("string", pattern="^[a-z][a-z0-9_]*$", description="machine-readable, snake_case"),
             "message": S("string", description="what happened and what to do")})}),
     "Health": S("object", required=["status"], properties={"status": {"const": "ok"}}),
+    "Ready": S("object", required=["status"], properties={"status": {"const": "ready"}}),
     "Approval": S("object", required=["user", "host", "at", "comment"], additionalProperties=False, properties={
         "user": S("string"), "host": S("string"), "at": time, "comment": nullable("string")}),
     "Request": S("object", additionalProperties=False,
@@ -70,11 +73,15 @@ schemas = {
     "ApproveBody": S("object", additionalProperties=False, properties={"comment": S("string", pattern=TEXT, maxLength=2000)}),
     "ReasonBody": S("object", required=["reason"], additionalProperties=False, properties={
         "reason": S("string", pattern=TEXT, maxLength=2000)}),
+    "RevokeBody": S("object", required=["reason"], additionalProperties=False, properties={
+        "reason": S("string", pattern=TEXT, maxLength=2000),
+        "token": S("string", description="the grant token (v4.public…): lets its user or an approver revoke a grant the broker has no record of; its claims give the expiry of the list entry")}),
     "Grant": S("object", additionalProperties=False,
         required=["id", "request_id", "user", "rule", "hosts", "iat", "exp", "token", "revoked"],
+        description="request_id, user, rule and iat are null only for a grant the broker has no record of, revoked by id (user, rule, iat come from its token when it was presented)",
         properties={
-            "id": ulid, "request_id": ulid, "user": S("string"), "rule": S("string"), "hosts": strings,
-            "iat": time, "exp": time,
+            "id": ulid, "request_id": {"oneOf": [ulid, {"type": "null"}]}, "user": nullable("string"),
+            "rule": nullable("string"), "hosts": strings, "iat": ntime, "exp": time,
             "token": {"type": ["string", "null"], "description": "the signed grant (v4.public…); only for the grant's own user"},
             "break_glass": S("boolean"), "revoked": S("boolean"), "revoked_at": ntime,
             "revoked_by": nullable("string"), "revoke_reason": nullable("string")}),
@@ -107,18 +114,21 @@ schemas["AuditList"] = S("object", required=["events"], additionalProperties=Fal
 ERRS = {
     "400": "invalid body, query or path (`invalid_body`, `invalid_query`, `invalid_path`, `invalid_ttl`, `invalid_cmd`, `invalid_key`)",
     "401": "no, invalid, stale, replayed or mismatched attestation (`attestation_missing`, `attestation_invalid`, `attestation_bad_signature`, `attestation_expired`, `attestation_not_yet_valid`, `attestation_too_long`, `attestation_mismatch`, `attestation_replayed`, `unknown_host`, `host_retired`)",
-    "403": "not allowed (`not_requester`, `not_approver`, `self_approval`, `not_admin`, `no_workflow`, `host_not_allowed`, `break_glass_not_allowed`, `ttl_too_long`, `ttl_too_short`, `enrollment_token_invalid`)",
+    "403": "not allowed (`not_requester`, `not_approver`, `not_approver_host`, `self_approval`, `not_admin`, `no_workflow`, `host_not_allowed`, `break_glass_not_allowed`, `ttl_too_long`, `ttl_too_short`, `enrollment_token_invalid`, `grant_token_invalid`)",
     "404": "no such object, or not visible to the caller (`not_found`)",
     "405": "method not allowed (`method_not_allowed`)",
+    "408": "the body did not arrive within http.header_timeout (`body_timeout`)",
     "409": "the object is not in a state for this (`not_pending`, `already_approved`, `already_revoked`, `grant_expired`, `request_expired`, `host_exists`, `key_in_use`, `host_retired`)",
     "413": "body over 64 KiB (`body_too_large`)",
+    "415": "a body without `Content-Type: application/json` (`unsupported_media_type`)",
     "500": "the broker failed (`internal`)",
+    "503": "the store cannot take a write, or its file system is full or read-only (`not_ready`)",
 }
 
 def err(code):
     return {"description": ERRS[code], "content": {"application/json": {"schema": ref("Error")}}}
 
-def op(summary, ok_status, ok_schema, body=None, params=(), errors=("400", "401", "403", "404", "405", "409", "413", "500"), auth=True, body_required=True, description=None):
+def op(summary, ok_status, ok_schema, body=None, params=(), errors=("400", "401", "403", "404", "405", "408", "409", "413", "415", "500"), auth=True, body_required=True, description=None):
     o = {"summary": summary, "responses": {ok_status: {"description": "OK", "content": {"application/json": {"schema": ref(ok_schema)}}}}}
     if description:
         o["description"] = description
@@ -138,7 +148,12 @@ def qbool(name, d):
 pid = lambda n="id", d="ULID": {"name": n, "in": "path", "required": True, "schema": {"type": "string"}, "description": d}
 
 paths = {
-    "/healthz": {"get": {**op("Liveness", "200", "Health", auth=False, errors=("405",)), "operationId": "healthz"}},
+    "/healthz": {"get": {**op("Liveness: the process answers", "200", "Health", auth=False, errors=("405",),
+                              description="Looks at nothing else: for restarting a hung process, not for routing traffic (that is /readyz)."),
+                         "operationId": "healthz"}},
+    "/readyz": {"get": {**op("Readiness: the store takes a write and has room", "200", "Ready", auth=False, errors=("405", "500", "503"),
+                             description="A write to the store (a probe row) and free space on its file system; 503 `not_ready` naming the cause (full, read-only, unwritable) otherwise. Results are reused for a second. For load balancers: route to brokers that are ready."),
+                        "operationId": "readyz"}},
     "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)", "operationId": "metrics", "security": [],
                          "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}},
                                        "405": err("405"), "500": err("500")}}},
@@ -159,7 +174,9 @@ paths = {
     "/v1/grants": {"get": {**op("List grants: yours and those for rules you approve (admins: all)", "200", "GrantList",
                                 params=[qbool("mine", "only your own"), qbool("active", "only not revoked, not expired")]), "operationId": "listGrants"}},
     "/v1/grants/{id}": {"get": {**op("Show a grant (its user, an approver for its rule, an admin)", "200", "Grant", params=[pid()]), "operationId": "showGrant"}},
-    "/v1/grants/{id}/revoke": {"post": {**op("Revoke a grant: it goes on the signed revocation list", "200", "Grant", body="ReasonBody", params=[pid()]), "operationId": "revokeGrant"}},
+    "/v1/grants/{id}/revoke": {"post": {**op("Revoke a grant: it goes on the signed revocation list", "200", "Grant", body="RevokeBody", params=[pid()],
+                                              description="Works for a grant the broker has no record of too: an admin by id (listed until the longest max_ttl of the workflows), or its user or an approver presenting its token (listed until its exp)."),
+                                         "operationId": "revokeGrant"}},
     "/v1/revocations": {"get": {**op("The current signed revocation list", "200", "Revocations"), "operationId": "revocations"}},
     "/v1/hosts": {
         "post": {**op("Enroll a host (admin, or the new host itself with an enrollment token)", "201", "Host", body="HostBody"), "operationId": "addHost"},

@@ -65,6 +65,16 @@ def parse_time(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
+def decode_grant(broker: "Broker", token: str) -> dict:
+    """The claims of a grant token, verified with the broker's public key."""
+    return json.loads(pyseto.decode(broker.public_key, token, implicit_assertion=GRANT).payload)
+
+
+def revocation_list(broker: "Broker", token: str) -> dict:
+    """The payload of a revocation list token, verified with the broker's public key."""
+    return json.loads(pyseto.decode(broker.public_key, token, implicit_assertion=REVOCATIONS).payload)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,15 +173,18 @@ class Broker:
 
     def __init__(self, root: Path, workflows: list[dict] | None = None, webhooks: list[dict] | None = None,
                  broker_id: str = "broker-test", admin_groups: list[str] | None = None,
-                 pending_expiry: str = "24h", extra: str = "", audit_framing: str = "cee"):
+                 pending_expiry: str = "24h", extra: str = "", audit_framing: str = "cee",
+                 audit_socket: Path | None = None, store_dir: Path | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = self.root / "broker.toml"
-        self.store = self.root / "broker.db"
+        self.store = Path(store_dir or self.root) / "broker.db"
         self.key = self.root / "signing.key"
         self.port = free_port()
         self.id = broker_id
-        self.audit = AuditListener(self.root / "audit.sock").start()
+        # The broker's syslog socket: a listener collecting events, unless the test brings its own.
+        self.audit = None if audit_socket else AuditListener(self.root / "audit.sock").start()
+        audit_path = audit_socket or self.audit.path
         self.proc: subprocess.Popen | None = None
         self.log = self.root / "broker.log"
         lines = [
@@ -183,7 +196,7 @@ class Broker:
             f"pending_expiry = {toml_value(pending_expiry)}",
             extra,
             "[audit]",
-            f"socket = {toml_value(str(self.audit.path))}",
+            f"socket = {toml_value(str(audit_path))}",
             f"framing = {toml_value(audit_framing)}",
         ]
         for wf in workflows or []:
@@ -204,11 +217,19 @@ class Broker:
             raise AssertionError(f"jitbroker {' '.join(args)} exited {proc.returncode}: {proc.stderr}{proc.stdout}")
         return proc
 
-    def start(self) -> "Broker":
+    def start(self, prefix: list[str] | None = None, nofile: tuple[int, int] | None = None) -> "Broker":
+        """`jitbroker serve`, run through `prefix` (e.g. unshare) if given, with RLIMIT_NOFILE
+        `nofile` (soft, hard) if given."""
         assert self.proc is None
         self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([JITBROKER, "--config", str(self.config), "serve"], stdout=self._logf,
-                                     stderr=subprocess.STDOUT)
+
+        def limits():
+            if nofile:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+        self.proc = subprocess.Popen([*(prefix or []), JITBROKER, "--config", str(self.config), "serve"],
+                                     stdout=self._logf, stderr=subprocess.STDOUT, preexec_fn=limits)
 
         def up():
             if self.proc.poll() is not None:
@@ -247,7 +268,27 @@ class Broker:
 
     def close(self) -> None:
         self.stop()
-        self.audit.close()
+        if self.audit:
+            self.audit.close()
+
+    # ---- metrics and syslog
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics as {"name{labels}": value}."""
+        text = raw_http(self.port, "GET", "/metrics").body.decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def syslog_sent(self, timeout: float = 30) -> None:
+        """Wait until the broker has sent every committed syslog event (they go out from a
+        thread of their own, after the answer), then until the listener has them."""
+        wait_for(lambda: self.metrics()["jitbroker_syslog_backlog"] == 0, timeout,
+                 "the broker's syslog backlog to drain", interval=0.02)
+        self.audit.sync()
 
     # ---- hosts and people
 

@@ -24,7 +24,7 @@ def test_init_writes_keys_with_modes_and_is_idempotent(broker):
     out = broker.cli("init").stdout
     assert "keeping the existing signing key" in out and key.read_text() == before
     with broker.db() as c:
-        assert c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 1
+        assert c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # A key others can read is refused.
     key.chmod(0o640)
@@ -101,7 +101,8 @@ def test_hosts_by_cli_api_and_enrollment_token(broker):
 
     def enroll():
         tok = db9.attest(user="root", uid=0, groups=["root"], method="POST", path="/v1/hosts", body=data)
-        return raw_http(broker.port, "POST", "/v1/hosts", data, {"Authorization": f"JitAttest {tok}"})
+        return raw_http(broker.port, "POST", "/v1/hosts", data, {"Authorization": f"JitAttest {tok}",
+                                                                  "Content-Type": "application/json"})
 
     first = enroll()
     assert first.status == 201 and first.json["name"] == "db-9", first.body

@@ -35,7 +35,7 @@ def test_events_follow_the_schema_in_both_framings(make_broker, framing):
     db = {"rules": ["db-*"], "requesters": ["dba"], "approvers": ["dbleads"], "max_ttl": "1h", "break_glass": True}
     b = make_broker(workflows=[net, db], audit_framing=framing)
     rid, gid, bg = run_everything(b)
-    b.audit.sync()
+    b.syslog_sent()
     recs = [r for r in b.audit.records]
     assert all(r.framing == framing and r.app == "jitbroker" for r in recs), [(r.framing, r.app) for r in recs]
     schema = load_schema()

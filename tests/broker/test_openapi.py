@@ -18,7 +18,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 EXAMPLES = 40
-UNATTESTED = {"/healthz", "/metrics", "/v1/openapi.json"}
+UNATTESTED = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_the_served_document_is_the_committed_one(api):
     # Every route the server has is documented, and nothing else.
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert documented == {
-        ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/v1/openapi.json"),
+        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/v1/openapi.json"),
         ("POST", "/v1/requests"), ("GET", "/v1/requests"), ("GET", "/v1/requests/{id}"),
         ("POST", "/v1/requests/{id}/approve"), ("POST", "/v1/requests/{id}/deny"),
         ("POST", "/v1/requests/{id}/cancel"), ("GET", "/v1/grants"), ("GET", "/v1/grants/{id}"),

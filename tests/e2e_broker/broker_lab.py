@@ -121,6 +121,21 @@ class BrokerWorld:
     def broker_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
+    def syslog_sent(self, timeout: float = 30) -> None:
+        """Wait until the broker has sent every committed syslog event (a thread of its own
+        sends them after the answer: jitbroker_syslog_backlog is 0), then until the lab's
+        listener has them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=10) as r:
+                text = r.read().decode()
+            if re.search(r"^jitbroker_syslog_backlog 0$", text, re.M):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the broker's syslog backlog did not drain in {timeout}s")
+            time.sleep(0.05)
+        self.lab.audit.sync()
+
 
 def broker_toml(w: BrokerWorld, port: int, admins: str) -> str:
     lines = [

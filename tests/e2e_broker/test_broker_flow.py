@@ -139,7 +139,7 @@ def test_break_glass(bw):
     assert res.returncode == 0, str(res)
     alert = res.event("break_glass")
     assert alert.severity == 1 and alert.get("jitrun.grant.id") == gid  # alert
-    lab.audit.sync()
+    bw.syslog_sent()
     broker_alerts = [e for e in lab.audit.since(mark, "break_glass") if e.app == "jitbroker"]
     assert broker_alerts and broker_alerts[0].severity == 1, lab.audit.since(mark)
     # A workflow without break_glass refuses it.
@@ -179,6 +179,27 @@ def test_revoke_ends_a_running_command_and_refuses_the_grant(bw):
     after = decode_token((lab.state / "revocations").read_text())[0]
     assert after["seq"] == before["seq"] and gid in [r["jti"] for r in after["revoked"]], out
     assert "unchanged" in out or f"seq {before['seq']}" in out, out
+
+
+def test_jitctl_revokes_a_grant_the_broker_lost(bw):
+    """The broker's row of a grant is gone (a crash before it reached the disk, a restored
+    backup): its user revokes it from the grant store with jitctl, which presents the token,
+    and hosts refuse it."""
+    import sqlite3
+    a, lab = bw.alice, bw.lab
+    gid = approved_grant(bw, a, "db-restart", [bw.bob, bw.carol])
+    bw.ok(a, "sync")
+    with sqlite3.connect(bw.dir / "broker.db") as c:
+        c.execute("DELETE FROM grants WHERE id = ?", (gid,))
+    # Without the token (bob has none) the broker knows no such grant.
+    p = bw.jitctl(bw.bob, "revoke", gid, "--reason", "lost")
+    assert p.returncode == 1 and "presents its token" in p.stderr, p
+    out = bw.ok(a, "revoke", gid, "--reason", "lost with the broker's disk")
+    assert "revoked" in out and "db-restart" in out, out
+    out = bw.ok(ROOT, "revocations", "sync")
+    assert gid in out, out
+    res = lab.run_as_user(a, STATUS_TRUE, grant=lab.grant_dir(a) / gid)
+    assert res.returncode == 1 and res.event("elevate.deny").get("jitrun.deny_code") == "revoked", str(res)
 
 
 def test_revocations_sync_needs_root_and_refuses_a_rollback(bw):

@@ -25,7 +25,7 @@ const RETRY_PAUSES_MS: [u64; 4] = [5, 10, 20, 40];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("audit socket {path}: {source}; is the syslog daemon running? (or set audit.fail_closed = false in /etc/jitrun/jitrun.toml)")]
+    #[error("audit socket {path}: {source}; is the syslog daemon running?")]
     Socket {
         path: PathBuf,
         source: std::io::Error,

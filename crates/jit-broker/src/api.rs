@@ -1,14 +1,16 @@
-//! HTTP API (docs/broker.md, docs/openapi.json). Handlers read the raw body (≤ 64 KiB),
-//! authenticate the attestation against it, parse it strictly (unknown fields refused), and
-//! run the workflow on a blocking thread (SQLite and signing are synchronous).
-use crate::auth::{authenticate, Call, Caller};
+//! HTTP API (docs/broker.md, docs/openapi.json). Handlers read the raw body (≤ 64 KiB, within
+//! `http.header_timeout`), authenticate the attestation against it, parse it strictly (JSON
+//! only, unknown fields refused), and run the workflow on a blocking thread (SQLite and
+//! signing are synchronous).
+use crate::auth::{authenticate, verify, Call, Caller};
 use crate::broker::Broker;
 use crate::error::ApiError;
+use crate::grants::RevokeBody;
 use crate::metrics::StoreGauges;
+use crate::roles::require_admin;
 use crate::store::read;
 use crate::workflow::{self, ApproveBody, Events, ReasonBody};
 use crate::{grants, hosts};
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -30,16 +32,20 @@ type ApiResult = Result<Response, ApiError>;
 /// The raw call: method, path, Authorization, body (at most [`BODY_LIMIT`] bytes).
 pub struct RawCall(pub Call, pub Option<String>);
 
-impl<S: Send + Sync> FromRequest<S> for RawCall {
+impl FromRequest<Shared> for RawCall {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, b: &Shared) -> Result<Self, Self::Rejection> {
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
         let authorization = req
             .headers()
             .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
         if let Some(len) = req
             .headers()
@@ -51,14 +57,27 @@ impl<S: Send + Sync> FromRequest<S> for RawCall {
                 return Err(too_large());
             }
         }
-        let body = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+        // The head arrived in time (conn.rs); the body gets as long again.
+        let wait = b.config.http.header_timeout;
+        let body = tokio::time::timeout(wait, axum::body::to_bytes(req.into_body(), BODY_LIMIT))
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} (http.header_timeout); send it at once",
+                        jit_policy::format_duration(wait)
+                    ),
+                )
+            })?
             .map_err(|_| too_large())?;
         Ok(RawCall(
             Call {
                 method,
                 path,
                 authorization,
+                content_type,
                 body,
             },
             query,
@@ -91,14 +110,41 @@ fn too_large() -> ApiError {
     )
 }
 
+/// A body must say it is JSON: `Content-Type: application/json` (parameters such as
+/// `charset=utf-8` allowed). Anything else is 415.
+fn json_content(call: &Call) -> Result<(), ApiError> {
+    let essence = call.content_type.as_deref().map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match essence.as_deref() {
+        Some("application/json") => Ok(()),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "the body is {}; send JSON with `Content-Type: application/json`",
+                other.map_or("sent without a Content-Type".to_string(), |t| format!(
+                    "{t:?}"
+                ))
+            ),
+        )),
+    }
+}
+
 /// Parse a JSON body strictly.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(call: &Call) -> Result<T, ApiError> {
+    let body = &call.body;
     if body.is_empty() {
         return Err(ApiError::bad(
             "invalid_body",
             "the body is empty; send a JSON object",
         ));
     }
+    json_content(call)?;
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(
             "invalid_body",
@@ -108,14 +154,14 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 }
 
 /// Endpoints without a body take an empty one (or `{}`).
-fn no_body(body: &Bytes) -> Result<(), ApiError> {
-    if body.is_empty() {
+fn no_body(call: &Call) -> Result<(), ApiError> {
+    if call.body.is_empty() {
         return Ok(());
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Empty {}
-    parse::<Empty>(body).map(drop)
+    parse::<Empty>(call).map(drop)
 }
 
 /// Query parameters strictly (unknown ones refused).
@@ -213,7 +259,7 @@ where
     let b2 = b.clone();
     let (value, events) = blocking(move || {
         let now = now();
-        let caller = authenticate(&b2, &call, None, now)?;
+        let caller = authenticate(&b2, &call, now)?;
         let q: Q = query(query_text.as_deref())?;
         f(&b2, &caller, &call, q, now)
     })
@@ -271,7 +317,7 @@ struct HostBody {
 
 async fn create_request(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, Empty {}, now| {
-        workflow::create(b, c, parse(&call.body)?, now)
+        workflow::create(b, c, parse(call)?, now)
     })
     .await?;
     Ok(ok(StatusCode::CREATED, v))
@@ -279,7 +325,7 @@ async fn create_request(State(b): State<Shared>, RawCall(call, q): RawCall) -> A
 
 async fn list_requests(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, q: RequestsQuery, _| {
-        no_body(&call.body)?;
+        no_body(call)?;
         view(workflow::list_requests(b, c, q.mine, q.pending))
     })
     .await?;
@@ -288,7 +334,7 @@ async fn list_requests(State(b): State<Shared>, RawCall(call, q): RawCall) -> Ap
 
 async fn show_request(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, _| {
-        no_body(&call.body)?;
+        no_body(call)?;
         view(workflow::show_request(b, c, &id))
     })
     .await?;
@@ -300,7 +346,7 @@ async fn approve(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall)
         let body: ApproveBody = if call.body.is_empty() {
             ApproveBody { comment: None }
         } else {
-            parse(&call.body)?
+            parse(call)?
         };
         workflow::approve(b, c, &id, body, now)
     })
@@ -310,7 +356,7 @@ async fn approve(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall)
 
 async fn deny(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
-        workflow::deny(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
+        workflow::deny(b, c, &id, parse::<ReasonBody>(call)?, now)
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -318,7 +364,7 @@ async fn deny(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) ->
 
 async fn cancel(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
-        no_body(&call.body)?;
+        no_body(call)?;
         workflow::cancel(b, c, &id, now)
     })
     .await?;
@@ -327,7 +373,7 @@ async fn cancel(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) 
 
 async fn list_grants(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, q: GrantsQuery, now| {
-        no_body(&call.body)?;
+        no_body(call)?;
         view(grants::list_grants(b, c, q.mine, q.active, now))
     })
     .await?;
@@ -336,7 +382,7 @@ async fn list_grants(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
 
 async fn show_grant(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, _| {
-        no_body(&call.body)?;
+        no_body(call)?;
         view(grants::show_grant(b, c, &id))
     })
     .await?;
@@ -345,7 +391,7 @@ async fn show_grant(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCa
 
 async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
-        grants::revoke(b, c, &id, parse::<ReasonBody>(&call.body)?, now)
+        grants::revoke(b, c, &id, parse::<RevokeBody>(call)?, now)
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -353,7 +399,7 @@ async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) 
 
 async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, _, call, Empty {}, now| {
-        no_body(&call.body)?;
+        no_body(call)?;
         view(grants::revocations(b, now))
     })
     .await?;
@@ -365,30 +411,37 @@ async fn add_host(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResu
     let (v, events) = blocking(move || {
         let now = now();
         // Enrolling with a token is attested by the key being enrolled, which only the body
-        // names: then the body is read first (the attestation still binds its hash).
+        // names: then the body is read first (the attestation still binds its hash), and
+        // nothing is written (not even the attestation's jti) unless the token is good.
         let by_token: Option<HostBody> = serde_json::from_slice::<HostBody>(&call.body)
             .ok()
             .filter(|h| h.enrollment_token.is_some());
-        let caller = match &by_token {
-            Some(h) => {
-                hosts::valid_host_name(&h.name)?;
-                let key = hosts::parse_host_key(&h.public_key)?;
-                authenticate(&b2, &call, Some((&key, &h.name)), now)?
-            }
-            None => authenticate(&b2, &call, None, now)?,
-        };
-        query::<Empty>(q.as_deref())?;
-        let body: HostBody = parse(&call.body)?;
-        let key = hosts::parse_host_key(&body.public_key)?;
-        match &body.enrollment_token {
-            Some(token) => {
-                hosts::add_host(&b2, &caller.actor(), &body.name, &key, Some(token), now)
-            }
-            None => {
-                hosts::require_admin(&b2, &caller)?;
-                hosts::add_host(&b2, &caller.actor(), &body.name, &key, None, now)
-            }
+        if let Some(h) = by_token {
+            hosts::valid_host_name(&h.name)?;
+            let key = hosts::parse_host_key(&h.public_key)?;
+            let verified = verify(&b2, &call, Some((&key, &h.name)), now)?;
+            query::<Empty>(q.as_deref())?;
+            json_content(&call)?;
+            let enrollment = hosts::Enrollment::Token {
+                token: h.enrollment_token.as_deref().unwrap_or_default(),
+                attestation: &verified,
+            };
+            let actor = verified.caller.actor();
+            return hosts::add_host(&b2, &actor, &h.name, &key, enrollment, now);
         }
+        let caller = authenticate(&b2, &call, now)?;
+        query::<Empty>(q.as_deref())?;
+        let body: HostBody = parse(&call)?;
+        let key = hosts::parse_host_key(&body.public_key)?;
+        require_admin(&b2, &caller)?;
+        hosts::add_host(
+            &b2,
+            &caller.actor(),
+            &body.name,
+            &key,
+            hosts::Enrollment::Admin,
+            now,
+        )
     })
     .await?;
     b.committed(events);
@@ -397,8 +450,8 @@ async fn add_host(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResu
 
 async fn list_hosts(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, Empty {}, _| {
-        no_body(&call.body)?;
-        hosts::require_admin(b, c)?;
+        no_body(call)?;
+        require_admin(b, c)?;
         let hosts = hosts::list_hosts(b)?;
         view(Ok(
             json!({"hosts": hosts.iter().map(|h| h.to_json()).collect::<Vec<_>>()}),
@@ -414,8 +467,8 @@ async fn retire_host(
     RawCall(call, q): RawCall,
 ) -> ApiResult {
     let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
-        no_body(&call.body)?;
-        hosts::require_admin(b, c)?;
+        no_body(call)?;
+        require_admin(b, c)?;
         hosts::retire_host(b, &c.actor(), &name, now)
     })
     .await?;
@@ -424,16 +477,48 @@ async fn retire_host(
 
 async fn audit(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, q: AuditQuery, _| {
-        no_body(&call.body)?;
-        hosts::require_admin(b, c)?;
+        no_body(call)?;
+        require_admin(b, c)?;
         view(hosts::audit_list(b, q.after, q.limit.unwrap_or(100)))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
 }
 
+/// Liveness: the process answers (nothing else is looked at).
 async fn healthz() -> Response {
     ok(StatusCode::OK, json!({"status": "ok"}))
+}
+
+/// How long a readiness result is reused (probes are unauthenticated writes).
+const READY_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Readiness: the store takes a write and its file system has room (a full disk, a
+/// read-only remount or a broken store make this 503 while /healthz stays 200).
+async fn readyz(State(b): State<Shared>) -> Response {
+    let b2 = b.clone();
+    let result = blocking(move || {
+        let mut cache = b2.readiness.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, result)) = cache.as_ref() {
+            if at.elapsed() < READY_CACHE {
+                return Ok(result.clone());
+            }
+        }
+        let result = b2.store.ready(now()).map_err(|e| e.to_string());
+        *cache = Some((std::time::Instant::now(), result.clone()));
+        Ok(result)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => ok(StatusCode::OK, json!({"status": "ready"})),
+        Ok(Err(message)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("{message}; the broker answers nothing that needs a write until this is fixed"),
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn openapi() -> Response {
@@ -455,6 +540,8 @@ async fn metrics(State(b): State<Shared>) -> ApiResult {
                 requests_by_state: tx.request_counts()?,
                 grants_total: tx.grants_issued()?,
                 outbox: tx.outbox_counts()?,
+                syslog_backlog: tx
+                    .syslog_backlog(b2.syslog.next.load(std::sync::atomic::Ordering::Acquire))?,
             })
         })
     })
@@ -498,6 +585,7 @@ async fn count_status(State(b): State<Shared>, req: Request, next: Next) -> Resp
 pub fn router(b: Shared) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/requests", post(create_request).get(list_requests))

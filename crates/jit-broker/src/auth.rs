@@ -5,7 +5,7 @@ use crate::audit_chain::sha256_hex;
 use crate::broker::{Actor, Broker};
 use crate::error::ApiError;
 use crate::model::HostState;
-use crate::store::{read, write};
+use crate::store::{bookkeeping, read, Tx};
 use jit_grant::{
     decode_unverified, AttestCheck, Attestation, GrantError, KeySet, PublicKey, ATTESTATION_SKEW,
     MAX_ATTESTATION_LIFETIME,
@@ -17,7 +17,30 @@ pub struct Call {
     pub method: String,
     pub path: String,
     pub authorization: Option<String>,
+    pub content_type: Option<String>,
     pub body: axum::body::Bytes,
+}
+
+/// An attestation whose signature, binding and freshness were checked, not yet recorded in
+/// the replay table ([`Verified::remember`]).
+pub struct Verified {
+    pub caller: Caller,
+    jti: String,
+    exp: OffsetDateTime,
+}
+
+impl Verified {
+    /// Record the jti (inside the caller's transaction); a replay is refused.
+    pub fn remember(&self, tx: &mut dyn Tx) -> Result<(), ApiError> {
+        if tx.remember_attestation(&self.jti, self.exp)? {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(
+                "attestation_replayed",
+                format!("attestation {} was already used; every call needs a new one (jitctl makes one per call)", self.jti),
+            ))
+        }
+    }
 }
 
 /// The attested caller.
@@ -76,14 +99,21 @@ fn token(call: &Call) -> Result<&str, ApiError> {
     }
 }
 
+/// Verify the call's attestation against the enrolled hosts and remember its jti.
+pub fn authenticate(b: &Broker, call: &Call, now: OffsetDateTime) -> Result<Caller, ApiError> {
+    let verified = verify(b, call, None, now)?;
+    bookkeeping(b.store.as_ref(), |tx| verified.remember(tx))?;
+    Ok(verified.caller)
+}
+
 /// Verify the call's attestation against the enrolled hosts (or, for enrollment with a
-/// token, against `new_host`: the key and name being enrolled) and remember its jti.
-pub fn authenticate(
+/// token, against `new_host`: the key and name being enrolled), writing nothing.
+pub fn verify(
     b: &Broker,
     call: &Call,
     new_host: Option<(&PublicKey, &str)>,
     now: OffsetDateTime,
-) -> Result<Caller, ApiError> {
+) -> Result<Verified, ApiError> {
     let token = token(call)?;
     let kid = decode_unverified(token)
         .map_err(grant_error)?
@@ -133,22 +163,17 @@ pub fn authenticate(
         host: &host_name,
     })
     .map_err(grant_error)?;
-    let fresh = write(b.store.as_ref(), |tx| {
-        Ok(tx.remember_attestation(&a.jti, a.exp)?)
-    })?;
-    if !fresh {
-        return Err(ApiError::unauthorized(
-            "attestation_replayed",
-            format!("attestation {} was already used; every call needs a new one (jitctl makes one per call)", a.jti),
-        ));
-    }
     let mut groups = a.groups;
     groups.sort();
     groups.dedup();
-    Ok(Caller {
-        user: a.sub,
-        uid: a.uid,
-        groups,
-        host: a.host,
+    Ok(Verified {
+        caller: Caller {
+            user: a.sub,
+            uid: a.uid,
+            groups,
+            host: a.host,
+        },
+        jti: a.jti,
+        exp: a.exp,
     })
 }

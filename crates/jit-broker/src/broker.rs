@@ -1,14 +1,15 @@
 //! The broker's shared state, and how a state change is recorded: a row in the hash-chained
-//! audit table and webhook deliveries in the outbox (same transaction), then a syslog event
-//! (after commit).
+//! audit table, webhook deliveries in the outbox and the syslog event in its queue, all in the
+//! same transaction; after the commit the syslog event goes to the sender thread (syslog.rs).
 use crate::config::{Config, HookFormat};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{NewAudit, Store, Tx};
-use jit_audit::{Event, Framer, SyslogSink};
+use crate::syslog::{Pending, Syslog};
+use jit_audit::Event;
 use jit_grant::{format_time, SecretKey};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub struct Broker {
@@ -20,6 +21,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Wakes the webhook delivery task.
     pub outbox: tokio::sync::Notify,
+    /// The last readiness probe (/readyz), reused for a second.
+    pub readiness: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 /// Who acts (from the attestation, or the local admin CLI).
@@ -51,17 +54,17 @@ pub fn now_ms(now: OffsetDateTime) -> i64 {
 }
 
 impl Broker {
-    /// Record `change` inside `tx`: audit row, outbox deliveries. Its syslog event is
-    /// pushed onto `after` to be sent once the transaction has committed.
+    /// Record `change` inside `tx`: audit row, outbox deliveries, the syslog event (queued in
+    /// the store too, and pushed onto `after` to be handed to the sender after the commit).
     pub fn record(
         &self,
         tx: &mut dyn Tx,
         now: OffsetDateTime,
         change: Change<'_>,
-        after: &mut Vec<Event>,
+        after: &mut Vec<Pending>,
     ) -> Result<(), ApiError> {
         let event_id = new_id();
-        tx.append_audit(&NewAudit {
+        let entry = tx.append_audit(&NewAudit {
             event_id: event_id.clone(),
             at: now,
             kind: change.kind.to_string(),
@@ -102,68 +105,18 @@ impl Broker {
             if !change.actor.host.is_empty() {
                 e.str("host.name", change.actor.host.as_str());
             }
-            after.push(e);
+            let datagram = self.syslog.render(&e, now);
+            let id = tx.enqueue_syslog(entry.id, e.kind.as_str(), &datagram)?;
+            after.push(Pending { id, datagram });
         }
         Ok(())
     }
 
-    /// After commit: syslog events, wake the webhook task.
-    pub fn committed(&self, events: Vec<Event>) {
-        for e in &events {
-            self.syslog.send(e);
-        }
+    /// After commit: hand the syslog events to their thread, wake the webhook task. Never
+    /// waits (this runs on the request's runtime thread).
+    pub fn committed(&self, events: Vec<Pending>) {
+        self.syslog.queue(events);
         self.outbox.notify_one();
-    }
-}
-
-/// syslog through jit-audit (app-name `jitbroker`, the configured framing). A send that
-/// fails is reported on stderr: the audit table holds the event regardless.
-pub struct Syslog {
-    framer: Framer,
-    socket: std::path::PathBuf,
-    sink: Mutex<Option<SyslogSink>>,
-}
-
-impl Syslog {
-    pub fn new(config: &Config) -> Syslog {
-        let framing = config
-            .audit
-            .framing
-            .parse()
-            .unwrap_or(jit_audit::Framing::Cee);
-        let mut framer = Framer::new(framing, "jitbroker", &hostname(), std::process::id());
-        framer.sd_id = config.audit.sd_id.clone();
-        Syslog {
-            framer,
-            socket: config.audit.socket.clone(),
-            sink: Mutex::new(None),
-        }
-    }
-
-    pub fn send(&self, e: &Event) {
-        let datagram = self.framer.render(e, OffsetDateTime::now_utc());
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if sink.is_none() {
-            match SyslogSink::connect(&self.socket) {
-                Ok(s) => *sink = Some(s),
-                Err(err) => {
-                    eprintln!(
-                        "jitbroker: audit event {} not sent to syslog: {err}",
-                        e.kind
-                    );
-                    return;
-                }
-            }
-        }
-        if let Some(s) = sink.as_ref() {
-            if let Err(err) = s.send(&datagram) {
-                eprintln!(
-                    "jitbroker: audit event {} not sent to syslog: {err}",
-                    e.kind
-                );
-                *sink = None;
-            }
-        }
     }
 }
 

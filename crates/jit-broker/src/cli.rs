@@ -2,11 +2,12 @@
 //! (parsed by clap as `args.rs` defines it).
 use crate::args::{AuditCommand, Cli, Command, HostCommand};
 use crate::audit_chain;
-use crate::broker::{Actor, Broker, Syslog};
+use crate::broker::{Actor, Broker};
 use crate::config::{default_config_text, Config};
 use crate::hosts;
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store};
+use crate::syslog::Syslog;
 use jit_grant::{format_time, PublicKey, SecretKey};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -65,6 +66,7 @@ pub fn open_broker(config: Config) -> Result<Broker, CliError> {
         syslog: Syslog::new(&config),
         metrics: Metrics::default(),
         outbox: tokio::sync::Notify::new(),
+        readiness: std::sync::Mutex::new(None),
         store: Arc::new(store),
         config,
     })
@@ -211,7 +213,14 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             match cmd {
                 HostCommand::Add { name, key } => {
                     let key = read_key_arg(&key)?;
-                    let (_, events) = hosts::add_host(&broker, &actor, &name, &key, None, now)?;
+                    let (_, events) = hosts::add_host(
+                        &broker,
+                        &actor,
+                        &name,
+                        &key,
+                        hosts::Enrollment::Admin,
+                        now,
+                    )?;
                     broker.committed(events);
                     println!("enrolled host {name} (key {})", key.kid());
                 }

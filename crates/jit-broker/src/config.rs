@@ -61,8 +61,14 @@ pub struct Config {
     /// The revocation list is re-signed (new `iat`) when older than this.
     #[serde(default = "default_refresh", deserialize_with = "de_duration")]
     pub revocations_refresh: Duration,
+    /// Hosts (names or globs) from which approver and admin roles count; empty = any
+    /// enrolled host. A workflow's own `approver_hosts` replaces it for its approvals.
+    #[serde(default)]
+    pub approver_hosts: Vec<String>,
     #[serde(default)]
     pub tls: Option<Tls>,
+    #[serde(default)]
+    pub http: HttpSettings,
     #[serde(default)]
     pub audit: AuditSettings,
     #[serde(default)]
@@ -76,6 +82,41 @@ pub struct Config {
 pub struct Tls {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// Connection handling (`[http]`): what a client may hold and for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A request's head must arrive within this after the connection opens (or after the
+    /// first byte of a later request), and its body within this after the head.
+    #[serde(default = "default_header_timeout", deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+    /// A connection with no request in progress (keep-alive between requests, or a
+    /// response the client does not read) is closed after this.
+    #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; 0 = 16384, or as many as the open-file limit allows
+    /// (minus what the store, syslog and webhooks need) if that is fewer.
+    #[serde(default)]
+    pub max_connections: u32,
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(75)
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +188,10 @@ pub struct Workflow {
     pub auto_approve: Option<AutoApprove>,
     #[serde(default)]
     pub break_glass: bool,
+    /// Hosts from which this workflow's approvals and denials count (replaces the
+    /// top-level `approver_hosts`).
+    #[serde(default)]
+    pub approver_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -230,6 +275,14 @@ pub fn in_any(groups: &[String], allowed: &[String]) -> bool {
     groups.iter().any(|g| allowed.contains(g))
 }
 
+/// Does `host` match one of `patterns` (names or globs)? An empty list allows every host.
+pub fn host_allowed(patterns: &[String], host: &str) -> bool {
+    patterns.is_empty()
+        || patterns
+            .iter()
+            .any(|p| jit_policy::glob::glob_match(p.as_bytes(), host.as_bytes()))
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -254,6 +307,8 @@ impl Config {
                 config.audit.framing
             )));
         }
+        check_http(&config.http).map_err(&invalid)?;
+        check_host_patterns("approver_hosts", &config.approver_hosts).map_err(&invalid)?;
         for (i, wf) in config.workflow.iter_mut().enumerate() {
             let at = format!("workflow #{} (rules {:?})", i + 1, wf.rules);
             if wf.rules.is_empty() {
@@ -272,6 +327,13 @@ impl Config {
             }
             if wf.max_ttl.is_zero() {
                 return Err(invalid(format!("{at}: max_ttl must be positive")));
+            }
+            check_host_patterns(&format!("{at}: hosts"), &wf.hosts).map_err(&invalid)?;
+            if let Some(hosts) = &wf.approver_hosts {
+                if hosts.is_empty() {
+                    return Err(invalid(format!("{at}: approver_hosts is empty: nobody could approve; name the approvers' hosts or leave it out")));
+                }
+                check_host_patterns(&format!("{at}: approver_hosts"), hosts).map_err(&invalid)?;
             }
             if let Some(auto) = &mut wf.auto_approve {
                 if auto.groups.is_empty() {
@@ -311,6 +373,11 @@ impl Config {
         Ok(config)
     }
 
+    /// Hosts from which approvals for `wf` count.
+    pub fn approver_hosts_for<'a>(&'a self, wf: &'a Workflow) -> &'a [String] {
+        wf.approver_hosts.as_deref().unwrap_or(&self.approver_hosts)
+    }
+
     /// The first workflow covering `rule`.
     pub fn workflow_for(&self, rule: &str) -> Option<&Workflow> {
         self.workflow.iter().find(|w| w.covers(rule))
@@ -324,6 +391,33 @@ impl Config {
     pub fn public_key_path(&self) -> PathBuf {
         self.signing_key.with_extension("pub")
     }
+}
+
+fn check_http(http: &HttpSettings) -> Result<(), String> {
+    let second = Duration::from_secs(1);
+    if http.header_timeout < second {
+        return Err("http.header_timeout must be at least 1s".into());
+    }
+    if http.idle_timeout < second {
+        return Err("http.idle_timeout must be at least 1s".into());
+    }
+    Ok(())
+}
+
+/// Host names or globs (letters, digits, `.`, `_`, `-`, `*`, `?`, `[...]`).
+fn check_host_patterns(at: &str, patterns: &[String]) -> Result<(), String> {
+    for p in patterns {
+        let ok = !p.is_empty()
+            && p.len() <= 253
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-*?[]!".contains(&b));
+        if !ok {
+            return Err(format!(
+                "{at}: {p:?} is not a host name or glob (letters, digits, . _ - * ? [ ])"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A first broker.toml, written by `jitbroker init` when none exists.

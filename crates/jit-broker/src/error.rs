@@ -4,11 +4,15 @@ use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {path}: {source}")]
+    /// `hint`: what is wrong with the file system and what to do (store/diagnose.rs), or empty.
+    #[error("store {path}: {source}{hint}")]
     Sqlite {
         path: String,
         source: rusqlite::Error,
+        hint: String,
     },
+    #[error("store {path}: not ready: {message}")]
+    NotReady { path: String, message: String },
     #[error("store {path}: {message}")]
     Corrupt { path: String, message: String },
 }

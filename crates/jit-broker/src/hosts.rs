@@ -1,5 +1,5 @@
 //! Hosts (enrollment, retirement, enrollment tokens) and the audit trail, for admins.
-use crate::auth::Caller;
+use crate::auth::Verified;
 use crate::broker::{Actor, Broker, Change};
 use crate::error::ApiError;
 use crate::model::{Host, HostState};
@@ -9,21 +9,6 @@ use jit_grant::{format_time, PublicKey};
 use serde_json::{json, Value};
 use std::time::Duration;
 use time::OffsetDateTime;
-
-pub fn require_admin(b: &Broker, c: &Caller) -> Result<(), ApiError> {
-    if b.config.is_admin(&c.groups) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "not_admin",
-            format!(
-                "{} is not in an admin group ({})",
-                c.user,
-                b.config.admin_groups.join(", ")
-            ),
-        ))
-    }
-}
 
 pub fn valid_host_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
@@ -47,29 +32,41 @@ pub fn parse_host_key(key: &str) -> Result<PublicKey, ApiError> {
         .map_err(|e| ApiError::bad("invalid_key", format!("public_key: {e}")))
 }
 
-/// Enroll `name` with `key` (admin API, local CLI, or a consumed enrollment token).
-/// With `token`, the enrollment token is consumed in the same transaction.
+/// Who enrolls a host.
+pub enum Enrollment<'a> {
+    /// An admin (API, after `require_admin`) or the local admin CLI.
+    Admin,
+    /// The host itself, with a one-time token and an attestation by the key being enrolled
+    /// (verified, its jti not yet recorded: that happens only once the token is accepted).
+    Token {
+        token: &'a str,
+        attestation: &'a Verified,
+    },
+}
+
+/// Enroll `name` with `key`. With a token, the token is checked and consumed, and the
+/// attestation recorded, in the transaction that enrolls the host: a bad token writes nothing.
 pub fn add_host(
     b: &Broker,
     actor: &Actor,
     name: &str,
     key: &PublicKey,
-    token: Option<&str>,
+    enrollment: Enrollment<'_>,
     now: OffsetDateTime,
 ) -> Result<(Value, Events), ApiError> {
     valid_host_name(name)?;
-    let how = if token.is_some() {
-        "enrollment token"
-    } else {
-        "admin"
+    let how = match enrollment {
+        Enrollment::Token { .. } => "enrollment token",
+        Enrollment::Admin => "admin",
     };
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
-        if let Some(token) = token {
+        if let Enrollment::Token { token, attestation } = &enrollment {
             let hash = crate::audit_chain::sha256_hex(token.as_bytes());
             if !tx.take_enrollment_token(&hash, name, now)? {
                 return Err(ApiError::forbidden("enrollment_token_invalid", format!("the enrollment token is not valid for host {name} (unknown, used, expired, or made for another name); ask the broker's admin for a new one: jitbroker host enroll-token {name}")));
             }
+            attestation.remember(tx)?;
         }
         if let Some(existing) = tx.get_host(name)? {
             return Err(ApiError::conflict("host_exists", format!("host {name} is already {} (key {}); retire it first to re-enroll under a new name, or pick another name", existing.state.as_str(), existing.kid)));

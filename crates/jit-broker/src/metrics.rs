@@ -11,6 +11,12 @@ pub struct Metrics {
     pub webhook_delivered: AtomicU64,
     pub webhook_attempts_failed: AtomicU64,
     pub webhook_given_up: AtomicU64,
+    pub syslog_sent: AtomicU64,
+    pub syslog_failures: AtomicU64,
+    connections_open: AtomicU64,
+    connection_limit: AtomicU64,
+    closed_header_timeout: AtomicU64,
+    closed_idle_timeout: AtomicU64,
 }
 
 /// Values read from the store at scrape time.
@@ -18,6 +24,7 @@ pub struct StoreGauges {
     pub requests_by_state: Vec<(String, u64)>,
     pub grants_total: u64,
     pub outbox: (u64, u64, u64),
+    pub syslog_backlog: u64,
 }
 
 impl Metrics {
@@ -28,6 +35,26 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .entry(status)
             .or_default() += 1;
+    }
+
+    pub fn set_connection_limit(&self, limit: usize) {
+        self.connection_limit.store(limit as u64, Ordering::Relaxed);
+    }
+
+    /// A connection was accepted; it counts as open until the guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self)
+    }
+
+    /// The watchdog closed a connection (header timeout, else idle timeout).
+    pub fn connection_closed(&self, header_timeout: bool) {
+        let counter = if header_timeout {
+            &self.closed_header_timeout
+        } else {
+            &self.closed_idle_timeout
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, g: &StoreGauges) -> String {
@@ -101,6 +128,54 @@ impl Metrics {
                 ("{state=\"failed\"}".into(), g.outbox.2),
             ],
         );
+        metric(
+            "jitbroker_connections",
+            "gauge",
+            "Client connections open now.",
+            vec![(String::new(), self.connections_open.load(Ordering::Relaxed))],
+        );
+        metric(
+            "jitbroker_connection_limit",
+            "gauge",
+            "Most client connections open at once (http.max_connections, or the open-file limit minus the reserve).",
+            vec![(
+                String::new(),
+                self.connection_limit.load(Ordering::Relaxed),
+            )],
+        );
+        metric(
+            "jitbroker_connections_closed_total",
+            "counter",
+            "Connections the server closed because the client stalled.",
+            vec![
+                (
+                    "{reason=\"header_timeout\"}".into(),
+                    self.closed_header_timeout.load(Ordering::Relaxed),
+                ),
+                (
+                    "{reason=\"idle_timeout\"}".into(),
+                    self.closed_idle_timeout.load(Ordering::Relaxed),
+                ),
+            ],
+        );
+        metric(
+            "jitbroker_syslog_backlog",
+            "gauge",
+            "Syslog events committed but not yet sent (they wait in the store).",
+            vec![(String::new(), g.syslog_backlog)],
+        );
+        metric(
+            "jitbroker_syslog_sent_total",
+            "counter",
+            "Syslog events sent by this process.",
+            vec![(String::new(), self.syslog_sent.load(Ordering::Relaxed))],
+        );
+        metric(
+            "jitbroker_syslog_failures_total",
+            "counter",
+            "Attempts to send a syslog event that the socket refused (retried).",
+            vec![(String::new(), self.syslog_failures.load(Ordering::Relaxed))],
+        );
         let http: Vec<(String, u64)> = self
             .http
             .lock()
@@ -115,5 +190,14 @@ impl Metrics {
             http,
         );
         out
+    }
+}
+
+/// An open connection, for the `jitbroker_connections` gauge.
+pub struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }

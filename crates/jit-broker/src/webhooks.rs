@@ -6,7 +6,7 @@
 use crate::broker::{now_ms, Broker};
 use crate::config::Webhook;
 use crate::model::Delivery;
-use crate::store::write;
+use crate::store::{bookkeeping, read};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +50,7 @@ fn post(agent: &ureq::Agent, d: &Delivery) -> Result<(), String> {
 /// One pass: deliver what is due. Returns how many were attempted.
 pub fn deliver_due(b: &Broker, agent: &ureq::Agent) -> usize {
     let now = OffsetDateTime::now_utc();
-    let due = match write(b.store.as_ref(), |tx| {
+    let due = match read(b.store.as_ref(), |tx| {
         Ok(tx.due_deliveries(now_ms(now), BATCH)?)
     }) {
         Ok(d) => d,
@@ -76,7 +76,9 @@ pub fn deliver_due(b: &Broker, agent: &ureq::Agent) -> usize {
             .unwrap_or(&default_hook);
         let result = post(agent, d);
         let at = OffsetDateTime::now_utc();
-        let stored = write(b.store.as_ref(), |tx| {
+        // Delivery marks are bookkeeping: losing one to a power loss repeats a delivery
+        // (receivers dedupe on X-Jitbroker-Delivery).
+        let stored = bookkeeping(b.store.as_ref(), |tx| {
             match &result {
                 Ok(()) => tx.mark_delivered(d.id, at)?,
                 Err(e) => {

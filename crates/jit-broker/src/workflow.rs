@@ -7,7 +7,9 @@ use crate::broker::{new_id, Actor, Broker, Change};
 use crate::config::{in_any, Workflow};
 use crate::error::ApiError;
 use crate::model::{Approval, Grant, Request, State};
+use crate::roles::{approves, is_admin, require_approver};
 use crate::store::{read, write, RequestFilter, Tx};
+use crate::text::{check_text, quoted};
 use jit_audit::{Event, EventType};
 use jit_grant::{format_time, valid_user_name, Claims, CmdClaim, TokenKind};
 use serde::Deserialize;
@@ -15,7 +17,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-pub type Events = Vec<Event>;
+/// Syslog events of committed changes, for the sender thread.
+pub type Events = Vec<crate::syslog::Pending>;
 
 pub(crate) const LIST_LIMIT: u32 = 500;
 
@@ -51,31 +54,6 @@ pub struct ReasonBody {
     pub reason: String,
 }
 
-pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.trim().is_empty() {
-        return Err(ApiError::bad(
-            "invalid_body",
-            format!("{field} is empty; say why"),
-        ));
-    }
-    if value.chars().count() > max {
-        return Err(ApiError::bad(
-            "invalid_body",
-            format!("{field} is longer than {max} characters"),
-        ));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(ApiError::bad(
-            "invalid_body",
-            format!("{field} contains control characters"),
-        ));
-    }
-    Ok(())
-}
-
 fn name_like(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= 128
@@ -103,15 +81,8 @@ fn find_workflow<'a>(b: &'a Broker, rule: &str) -> Result<&'a Workflow, ApiError
     })
 }
 
-/// Does anyone in `groups` approve for `rule`? (Admins may see everything.)
-pub(crate) fn approves(b: &Broker, groups: &[String], rule: &str) -> bool {
-    b.config
-        .workflow_for(rule)
-        .is_some_and(|w| in_any(groups, &w.approvers))
-}
-
 fn can_see_request(b: &Broker, c: &Caller, r: &Request) -> bool {
-    r.user == c.user || b.config.is_admin(&c.groups) || approves(b, &c.groups, &r.rule)
+    r.user == c.user || is_admin(b, c) || approves(b, c, &r.rule)
 }
 
 fn request_event(kind: EventType, r: &Request) -> Event {
@@ -152,10 +123,10 @@ fn summary(r: &Request) -> String {
         r.rule,
         r.hosts.join(","),
         jit_policy::format_duration(Duration::from_secs(r.ttl_secs)),
-        r.reason,
+        quoted(&r.reason),
         r.ticket
             .as_ref()
-            .map(|t| format!(" (ticket {t})"))
+            .map(|t| format!(" (ticket {})", quoted(t)))
             .unwrap_or_default()
     )
 }
@@ -255,13 +226,54 @@ fn issue(
                     r.user,
                     r.rule,
                     r.hosts.join(","),
-                    r.reason
+                    quoted(&r.reason)
                 ),
             },
             events,
         )?;
     }
     Ok(())
+}
+
+/// May a grant for `rule` under `wf` name `requested` (a host name or glob) in its `hosts`?
+/// Hosts match the claim as a glob, so the broker must prove that every host the requested
+/// pattern matches is one the workflow allows: the pattern must be within one of the
+/// workflow's patterns (`lab-[0-9]` is within `lab-?`; `lab-*` is not). Without workflow
+/// hosts, only the requesting host itself, literally.
+fn check_requested_host(
+    wf: &Workflow,
+    rule: &str,
+    c: &Caller,
+    requested: &str,
+) -> Result<(), ApiError> {
+    let allowed = if wf.hosts.is_empty() {
+        requested == c.host
+    } else {
+        wf.hosts
+            .iter()
+            .any(|w| jit_policy::glob::glob_within(requested.as_bytes(), w.as_bytes()))
+    };
+    if allowed {
+        return Ok(());
+    }
+    let glob = jit_policy::glob::has_meta(requested.as_bytes());
+    Err(ApiError::forbidden(
+        "host_not_allowed",
+        match (wf.hosts.is_empty(), glob) {
+            (true, _) => format!(
+                "rule {rule} grants only for the requesting host {}, not {requested:?}",
+                c.host
+            ),
+            (false, false) => format!(
+                "rule {rule} grants only for hosts {:?}, not {requested:?}",
+                wf.hosts
+            ),
+            (false, true) => format!(
+                "rule {rule} grants only for hosts {:?}; the pattern {requested:?} may match other hosts too: name the hosts, or a pattern that matches only hosts those patterns match",
+                wf.hosts
+            ),
+        },
+    ))
 }
 
 /// Is `c` auto-approved by `wf` at `now`? Returns the on-call group that applies.
@@ -288,13 +300,14 @@ pub fn create(
             "rule must be a rule name, not a glob",
         ));
     }
-    text("reason", &body.reason, 2000)?;
+    check_text("reason", &body.reason, 2000)?;
     if let Some(t) = &body.ticket {
-        text("ticket", t, 200)?;
+        check_text("ticket", t, 200)?;
     }
     if let Some(cmd) = &body.cmd {
         cmd.pattern()
             .map_err(|e| ApiError::bad("invalid_cmd", format!("cmd: {e}")))?;
+        crate::text::check_cmd(cmd)?;
     }
     if let Some(run_as) = &body.run_as {
         if !(run_as == "invoker" || run_as == "root" || valid_user_name(run_as)) {
@@ -348,29 +361,7 @@ pub fn create(
     }
     for h in &hosts {
         name_like("host", h)?;
-        let allowed = if wf.hosts.is_empty() {
-            h == &c.host
-        } else {
-            wf.hosts
-                .iter()
-                .any(|g| jit_policy::glob::glob_match(g.as_bytes(), h.as_bytes()))
-        };
-        if !allowed {
-            return Err(ApiError::forbidden(
-                "host_not_allowed",
-                if wf.hosts.is_empty() {
-                    format!(
-                        "rule {} grants only for the requesting host {}, not {h:?}",
-                        body.rule, c.host
-                    )
-                } else {
-                    format!(
-                        "rule {} grants only for hosts {:?}, not {h:?}",
-                        body.rule, wf.hosts
-                    )
-                },
-            ));
-        }
+        check_requested_host(wf, &body.rule, c, h)?;
     }
     if body.break_glass && !wf.break_glass {
         return Err(ApiError::forbidden(
@@ -467,6 +458,12 @@ fn decidable<'b>(
 ) -> Result<(Request, &'b Workflow), ApiError> {
     let r = load_request(tx, id)?;
     if !can_see_request(b, c, &r) {
+        // In an approving group but on a host that is not an approver host: say so.
+        if let Some(wf) = b.config.workflow_for(&r.rule) {
+            if in_any(&c.groups, &wf.approvers) {
+                require_approver(b, c, wf, &r.rule)?;
+            }
+        }
         return Err(ApiError::not_found(format!("no request {id}")));
     }
     if overdue(&r, now) {
@@ -492,17 +489,7 @@ fn decidable<'b>(
             ),
         ));
     }
-    if !in_any(&c.groups, &wf.approvers) {
-        return Err(ApiError::forbidden(
-            "not_approver",
-            format!(
-                "{} is not in an approving group for rule {} ({})",
-                c.user,
-                r.rule,
-                wf.approvers.join(", ")
-            ),
-        ));
-    }
+    require_approver(b, c, wf, &r.rule)?;
     Ok((r, wf))
 }
 
@@ -593,7 +580,7 @@ pub fn approve(
     now: OffsetDateTime,
 ) -> Result<(Value, Events), ApiError> {
     if let Some(comment) = &body.comment {
-        text("comment", comment, 2000)?;
+        check_text("comment", comment, 2000)?;
     }
     let actor = c.actor();
     let mut events = Vec::new();
@@ -653,7 +640,7 @@ pub fn deny(
     body: ReasonBody,
     now: OffsetDateTime,
 ) -> Result<(Value, Events), ApiError> {
-    text("reason", &body.reason, 2000)?;
+    check_text("reason", &body.reason, 2000)?;
     let actor = c.actor();
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
@@ -675,7 +662,11 @@ pub fn deny(
                 syslog: Some(e),
                 summary: format!(
                     "{} denied request {} by {} for {}: {}",
-                    c.user, r.id, r.user, r.rule, body.reason
+                    c.user,
+                    r.id,
+                    r.user,
+                    r.rule,
+                    quoted(&body.reason)
                 ),
             },
             &mut events,
@@ -755,10 +746,10 @@ fn visible_rules(
     c: &Caller,
     known: impl Iterator<Item = String>,
 ) -> Option<Vec<String>> {
-    if b.config.is_admin(&c.groups) {
+    if is_admin(b, c) {
         return None;
     }
-    Some(known.filter(|rule| approves(b, &c.groups, rule)).collect())
+    Some(known.filter(|rule| approves(b, c, rule)).collect())
 }
 
 pub fn list_requests(b: &Broker, c: &Caller, mine: bool, pending: bool) -> Result<Value, ApiError> {

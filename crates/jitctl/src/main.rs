@@ -32,7 +32,9 @@ fn main() -> ExitCode {
         cli::Command::Cancel(a) => broker().and_then(|b| requests::cancel(&b, a)),
         cli::Command::Grants(a) => broker().and_then(|b| requests::grants(&b, a)),
         cli::Command::Sync => done(broker().and_then(|b| sync::sync(&b, true))),
-        cli::Command::Revoke(a) => broker().and_then(|b| requests::revoke(&b, a)),
+        cli::Command::Revoke(a) => {
+            broker().and_then(|b| requests::revoke(&b, a, sync::stored_token(&a.id)))
+        }
         cli::Command::Revocations(cli::RevocationsCommand::Sync) => {
             broker().and_then(|b| revocations::sync(&b))
         }

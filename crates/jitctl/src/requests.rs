@@ -442,12 +442,18 @@ pub fn grants(broker: &Broker, args: &ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn revoke(broker: &Broker, args: &RevokeArgs) -> Result<i32> {
+/// Revoke a grant; `token` (from the caller's grant store) lets the broker revoke a grant it
+/// has no record of.
+pub fn revoke(broker: &Broker, args: &RevokeArgs, token: Option<String>) -> Result<i32> {
     check_id("grant", &args.id)?;
+    let mut body = json!({ "reason": args.reason });
+    if let Some(token) = token {
+        body["token"] = Value::String(token);
+    }
     let g = broker.call(
         "POST",
         &format!("/v1/grants/{}/revoke", args.id),
-        Some(&json!({ "reason": args.reason })),
+        Some(&body),
     )?;
     println!(
         "grant {} ({} for {}) revoked; hosts refuse it and end commands running on it once they have the new list (`jitctl revocations sync`, run as root by the jitrun-revocations-sync timer)",

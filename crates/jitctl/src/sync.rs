@@ -83,6 +83,14 @@ fn own_file(path: &Path, name: &str) -> Option<OffsetDateTime> {
     jit_grant::parse_time(text(&claims, "exp")).ok()
 }
 
+/// The token of grant `id` in the caller's grant store (as `sync` wrote it), if it is there.
+pub fn stored_token(id: &str) -> Option<String> {
+    check_id("grant", id).ok()?;
+    let path = home_dir().ok()?.join(STORE).join(id);
+    own_file(&path, id)?;
+    Some(fs::read_to_string(&path).ok()?.trim().to_string())
+}
+
 pub fn sync(broker: &Broker, verbose: bool) -> Result<()> {
     let me = nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()

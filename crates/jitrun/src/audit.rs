@@ -126,7 +126,7 @@ impl Auditor {
             Delivery::Lost(e) => Err(Refusal::config(
                 "audit_unavailable",
                 if self.fail_closed {
-                    format!("cannot write the audit event ({e}); audit.fail_closed is set, so nothing runs unlogged")
+                    format!("cannot write the audit event ({e}); audit.fail_closed is set, so nothing runs unlogged (with audit.fail_closed = false in /etc/jitrun/jitrun.toml, events wait in the spool instead)")
                 } else {
                     format!("cannot write or spool the audit event ({e}); nothing runs unlogged")
                 },

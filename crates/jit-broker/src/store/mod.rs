@@ -1,10 +1,11 @@
-//! The store: one narrow interface ([`Store`], [`Tx`]) so that a PostgreSQL backend is an
-//! addition; [`SqliteStore`] is the embedded default (WAL, migrations from `migrations/`).
+//! The store: one narrow interface ([`Store`], [`Tx`]) that the rest of the broker uses;
+//! [`SqliteStore`] is the only backend today (WAL, migrations from `migrations/`).
 use crate::error::{ApiError, StoreError};
 use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, Request, State};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+mod diagnose;
 mod sqlite;
 pub use sqlite::SqliteStore;
 
@@ -37,6 +38,32 @@ pub struct StoredRevocations {
     pub iat: OffsetDateTime,
     pub content: String,
     pub token: String,
+}
+
+/// A revocation of a grant the store has no row for.
+#[derive(Debug, Clone)]
+pub struct UnknownRevocation {
+    pub jti: String,
+    /// Until when it stays on the list: the token's `exp`, else the longest `max_ttl`.
+    pub exp: OffsetDateTime,
+    pub revoked_at: OffsetDateTime,
+    pub revoked_by: String,
+    pub reason: String,
+    /// From the token, when the revoker presented it.
+    pub user: Option<String>,
+    pub rule: Option<String>,
+}
+
+/// How hard a write transaction's commit must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On stable storage before the commit returns (SQLite `synchronous=FULL`): every state
+    /// change recorded in the audit table — it is answered, signed, logged and sent on.
+    Durable,
+    /// May be lost with the last moments before a power loss or OS crash (`synchronous=NORMAL`,
+    /// still atomic and consistent): the replay table, delivery and syslog bookkeeping, the
+    /// readiness probe.
+    Bookkeeping,
 }
 
 pub type TxResult<T> = Result<T, StoreError>;
@@ -102,6 +129,24 @@ pub trait Tx {
     fn append_audit(&mut self, a: &NewAudit) -> TxResult<AuditEntry>;
     fn list_audit(&mut self, after: i64, limit: u32) -> TxResult<Vec<AuditEntry>>;
 
+    /// Queue the syslog datagram of audit row `audit_id`; returns its position (ids increase
+    /// in commit order).
+    fn enqueue_syslog(&mut self, audit_id: i64, kind: &str, datagram: &[u8]) -> TxResult<i64>;
+    /// Queued syslog datagrams with id ≥ `from`, oldest first.
+    fn pending_syslog(&mut self, from: i64, limit: u32) -> TxResult<Vec<(i64, Vec<u8>)>>;
+    /// Drop the datagrams before `before` (sent).
+    fn forget_syslog(&mut self, before: i64) -> TxResult<()>;
+    /// How many datagrams with id ≥ `from` wait.
+    fn syslog_backlog(&mut self, from: i64) -> TxResult<u64>;
+
+    fn revoke_unknown(&mut self, r: &UnknownRevocation) -> TxResult<()>;
+    fn get_revoked_unknown(&mut self, jti: &str) -> TxResult<Option<UnknownRevocation>>;
+    /// Revocations of unknown grants not yet expired at `now`.
+    fn revoked_unknown(&mut self, now: OffsetDateTime) -> TxResult<Vec<UnknownRevocation>>;
+
+    /// The readiness probe's write.
+    fn touch_readiness(&mut self, now: OffsetDateTime) -> TxResult<()>;
+
     fn enqueue(
         &mut self,
         delivery_id: &str,
@@ -130,6 +175,7 @@ pub trait Tx {
 pub trait Store: Send + Sync {
     fn write_tx(
         &self,
+        durability: Durability,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), ApiError>,
     ) -> Result<(), ApiError>;
     fn read_tx(
@@ -138,16 +184,34 @@ pub trait Store: Send + Sync {
     ) -> Result<(), ApiError>;
     /// Every audit row, in order (for `jitbroker audit verify`).
     fn audit_rows(&self) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Readiness: a write commits, and the file system has room for more.
+    fn ready(&self, now: OffsetDateTime) -> Result<(), StoreError>;
 }
 
-/// Run `f` in a write transaction and return its value.
+/// Run `f` in a durable write transaction and return its value.
 pub fn write<R>(
     store: &dyn Store,
     f: impl FnOnce(&mut dyn Tx) -> Result<R, ApiError>,
 ) -> Result<R, ApiError> {
+    write_with(store, Durability::Durable, f)
+}
+
+/// Run `f` in a bookkeeping write transaction (see [`Durability::Bookkeeping`]).
+pub fn bookkeeping<R>(
+    store: &dyn Store,
+    f: impl FnOnce(&mut dyn Tx) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    write_with(store, Durability::Bookkeeping, f)
+}
+
+fn write_with<R>(
+    store: &dyn Store,
+    durability: Durability,
+    f: impl FnOnce(&mut dyn Tx) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
     let mut f = Some(f);
     let mut out = None;
-    store.write_tx(&mut |tx| {
+    store.write_tx(durability, &mut |tx| {
         let f = f.take().expect("a transaction closure runs once");
         out = Some(f(tx)?);
         Ok(())

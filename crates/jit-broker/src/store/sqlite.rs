@@ -1,6 +1,9 @@
 //! The SQLite store: WAL, numbered migrations (`migrations/NNNN_*.sql`) applied in order and
 //! recorded in `schema_version`, one connection behind a mutex (writes are serialized anyway).
-use super::{NewAudit, RequestFilter, Store, StoredRevocations, Tx, TxResult};
+use super::diagnose;
+use super::{
+    Durability, NewAudit, RequestFilter, Store, StoredRevocations, Tx, TxResult, UnknownRevocation,
+};
 use crate::audit_chain;
 use crate::error::{ApiError, StoreError};
 use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, HostState, Request, State};
@@ -11,11 +14,35 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 
 /// Migrations, applied in order; `schema_version` records the last one applied.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../../migrations/0001_initial.sql")),
+    (
+        2,
+        include_str!("../../migrations/0002_syslog_outbox_revocations_readiness.sql"),
+    ),
+];
+
+/// The connection and its current `synchronous` level (FULL for durable commits).
+struct Db {
+    conn: Connection,
+    full: bool,
+}
 
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    db: Mutex<Db>,
     path: PathBuf,
+}
+
+/// A store error, with what the file system says about it.
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    let hint = diagnose::hint(path, &source)
+        .map(|h| format!(": {h}"))
+        .unwrap_or_default();
+    StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+        hint,
+    }
 }
 
 fn ts(t: OffsetDateTime) -> i64 {
@@ -37,10 +64,7 @@ fn parse_list(s: &str) -> Vec<String> {
 impl SqliteStore {
     /// Open (creating if needed) and migrate.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let err = |source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
+        let err = |source| sqlite_error(path, source);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
@@ -51,7 +75,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         let store = SqliteStore {
-            conn: Mutex::new(conn),
+            db: Mutex::new(Db { conn, full: false }),
             path: path.to_owned(),
         };
         store.migrate()?;
@@ -59,18 +83,16 @@ impl SqliteStore {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            source,
-        }
+        move |source| sqlite_error(&self.path, source)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.lock();
+        let mut db = self.lock();
+        let conn = &mut db.conn;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.err())?;
@@ -105,6 +127,7 @@ impl SqliteStore {
 
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         self.lock()
+            .conn
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .map_err(self.err())
     }
@@ -112,10 +135,22 @@ impl SqliteStore {
     fn run(
         &self,
         behavior: TransactionBehavior,
+        durability: Durability,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        let mut conn = self.lock();
-        let tx = conn
+        let mut db = self.lock();
+        // `synchronous` cannot change inside a transaction: set it before BEGIN. Reads keep
+        // whatever is set (they commit nothing).
+        let full = durability == Durability::Durable;
+        if matches!(behavior, TransactionBehavior::Immediate) && db.full != full {
+            let level = if full { "FULL" } else { "NORMAL" };
+            db.conn
+                .pragma_update(None, "synchronous", level)
+                .map_err(self.err())?;
+            db.full = full;
+        }
+        let tx = db
+            .conn
             .transaction_with_behavior(behavior)
             .map_err(self.err())?;
         let mut stx = SqliteTx {
@@ -131,21 +166,40 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn write_tx(
         &self,
+        durability: Durability,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        self.run(TransactionBehavior::Immediate, f)
+        self.run(TransactionBehavior::Immediate, durability, f)
     }
 
     fn read_tx(
         &self,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        self.run(TransactionBehavior::Deferred, f)
+        self.run(TransactionBehavior::Deferred, Durability::Bookkeeping, f)
+    }
+
+    fn ready(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        let probe = super::bookkeeping(self, |tx| Ok(tx.touch_readiness(now)?));
+        if let Err(e) = probe {
+            return Err(StoreError::NotReady {
+                path: self.path.display().to_string(),
+                message: e.message,
+            });
+        }
+        match diagnose::space_problem(&self.path) {
+            Some(message) => Err(StoreError::NotReady {
+                path: self.path.display().to_string(),
+                message,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn audit_rows(&self) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
+        let db = self.lock();
+        let mut stmt = db
+            .conn
             .prepare("SELECT id, event_id, at, type, actor, host, subject, data, prev_hash, hash FROM audit ORDER BY id")
             .map_err(self.err())?;
         let rows = stmt
@@ -254,10 +308,7 @@ fn placeholders(n: usize, first: usize) -> String {
 
 impl SqliteTx<'_> {
     fn e(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            source,
-        }
+        sqlite_error(self.path, source)
     }
 
     fn approvals(&self, request_id: &str) -> TxResult<Vec<Approval>> {
@@ -810,6 +861,108 @@ impl Tx for SqliteTx<'_> {
             )
             .map_err(|e| self.e(e))
     }
+
+    fn enqueue_syslog(&mut self, audit_id: i64, kind: &str, datagram: &[u8]) -> TxResult<i64> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO syslog_outbox (audit_id, type, datagram) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut stmt| stmt.insert(params![audit_id, kind, datagram]))
+            .map_err(|e| self.e(e))
+    }
+
+    fn pending_syslog(&mut self, from: i64, limit: u32) -> TxResult<Vec<(i64, Vec<u8>)>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT id, datagram FROM syslog_outbox WHERE id >= ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map(params![from, limit.max(1)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+
+    fn forget_syslog(&mut self, before: i64) -> TxResult<()> {
+        self.tx
+            .execute("DELETE FROM syslog_outbox WHERE id < ?1", [before])
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    fn syslog_backlog(&mut self, from: i64) -> TxResult<u64> {
+        self.tx
+            .query_row(
+                "SELECT COUNT(*) FROM syslog_outbox WHERE id >= ?1",
+                [from],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.e(e))
+    }
+
+    fn revoke_unknown(&mut self, r: &UnknownRevocation) -> TxResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO revoked_unknown (jti, exp, revoked_at, revoked_by, revoke_reason, user, rule) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                params![r.jti, ts(r.exp), ts(r.revoked_at), r.revoked_by, r.reason, r.user, r.rule],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    fn get_revoked_unknown(&mut self, jti: &str) -> TxResult<Option<UnknownRevocation>> {
+        self.tx
+            .query_row(
+                &format!("SELECT {UNKNOWN_COLS} FROM revoked_unknown WHERE jti = ?1"),
+                [jti],
+                unknown_row,
+            )
+            .optional()
+            .map_err(|e| self.e(e))
+    }
+
+    fn revoked_unknown(&mut self, now: OffsetDateTime) -> TxResult<Vec<UnknownRevocation>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {UNKNOWN_COLS} FROM revoked_unknown WHERE exp > ?1 ORDER BY revoked_at, jti"
+            ))
+            .map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map([ts(now)], unknown_row)
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+
+    fn touch_readiness(&mut self, now: OffsetDateTime) -> TxResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO readiness (id, at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at = ?1",
+                [ts(now)],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+}
+
+const UNKNOWN_COLS: &str = "jti, exp, revoked_at, revoked_by, revoke_reason, user, rule";
+
+fn unknown_row(r: &Row<'_>) -> rusqlite::Result<UnknownRevocation> {
+    Ok(UnknownRevocation {
+        jti: r.get(0)?,
+        exp: from_ts(r.get(1)?),
+        revoked_at: from_ts(r.get(2)?),
+        revoked_by: r.get(3)?,
+        reason: r.get(4)?,
+        user: r.get(5)?,
+        rule: r.get(6)?,
+    })
 }
 
 #[cfg(test)]
@@ -824,12 +977,13 @@ mod tests {
         let path = dir.join("b.db");
         let _ = std::fs::remove_file(&path);
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         drop(s);
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         let mode: String = s
             .lock()
+            .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
@@ -850,9 +1004,10 @@ mod tests {
         assert_eq!(e.id, 1);
         assert!(s
             .lock()
+            .conn
             .execute("UPDATE audit SET actor = 'x'", [])
             .is_err());
-        assert!(s.lock().execute("DELETE FROM audit", []).is_err());
+        assert!(s.lock().conn.execute("DELETE FROM audit", []).is_err());
         assert_eq!(audit_chain::verify(&s.audit_rows().unwrap()), Ok(1));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1252,7 +1252,10 @@ GREP_RULE = ('[[rule]]\nname = "grep-secret"\nusers = ["{a}"]\ncommands = ["/usr
 def quit_grep_and_collect_cores(lab, user, argv: list[str], cwd: Path) -> list[Path]:
     """Start ``argv`` (ends in a grep reading stdin) as ``user`` in ``cwd`` with RLIMIT_CORE
     unlimited, SIGQUIT the grep once it waits, and return the core files left in ``cwd``."""
-    cmd = ["/usr/bin/prlimit", "--core=unlimited", "--", *argv]
+    # SIGQUIT at its default action: a shell's background job inherits it ignored
+    quit_default = ["/usr/bin/python3", "-c", "import os, signal, sys; signal.signal(signal.SIGQUIT, "
+                    "signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
+    cmd = ["/usr/bin/prlimit", "--core=unlimited", "--", *quit_default, *argv]
     with lab.spawn_as_user(user, cmd, stdin=subprocess.PIPE, cwd=cwd) as run:
         grep = tree_process(run, "/usr/bin/grep")
         assert wait_until(lambda: proc_state(grep) == "S", 20), str(run)

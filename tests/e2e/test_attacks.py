@@ -1404,12 +1404,26 @@ def test_a_fifo_named_as_the_command_is_never_opened_as_root(lab, world):
 # ---- issue 12 #9: leftovers while the supervisor is stopped
 
 # The command: a child in a new session (still in the command's cgroup), its pid, then it waits
-# for the test's trigger and exits.
+# for a line on the FIFO $1 and exits. (It waits in open(2), which Ctrl-Z stops: a shell that
+# polls with `sleep` is often inside vfork(2), where a stop signal waits for the child's exec.)
 LEFTOVER = r"""
 ( setsid /usr/bin/sleep 1000 </dev/null >/dev/null 2>&1 & echo "LEFTOVER=$!" )
-while [ ! -e "$1" ]; do sleep 0.1; done
+read line < "$1"
 exit 0
 """
+
+
+def release_fifo(fifo: Path) -> None:
+    """Write a line to ``fifo`` once a reader has it open."""
+    def opened() -> bool:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False  # ENXIO: no reader yet
+        os.write(fd, b"go\n")
+        os.close(fd)
+        return True
+    assert wait_until(opened, 20), f"nobody opened {fifo} for reading"
 
 
 def leftover_scenario(lab, world, binds=()):
@@ -1419,7 +1433,10 @@ def leftover_scenario(lab, world, binds=()):
     a = world.alice
     raw_rules(lab, world)
     trigger = a.home / ".jitlab" / "leftover-go"
+    lab._user_dirs(a, trigger.parent)
     trigger.unlink(missing_ok=True)
+    os.mkfifo(trigger, 0o600)
+    os.chown(trigger, a.uid, a.gid)
     argv = [str(lab.jitrun), "--", "/usr/bin/dash", "-c", LEFTOVER, "leftover", str(trigger)]
     with lab.spawn_as_user(a, argv, pty=True, binds=binds) as run:
         assert run.wait_output(b"LEFTOVER=", 30), str(run)
@@ -1430,10 +1447,11 @@ def leftover_scenario(lab, world, binds=()):
         assert exe_of(supervisor) == str(lab.jitrun), str(run)
         try:
             run.send(b"\x1a")  # Ctrl-Z
-            assert wait_until(lambda: proc_state(supervisor) == "T" and proc_state(cmd) == "T", 20), str(run)
+            stopped = wait_until(lambda: proc_state(supervisor) == "T" and proc_state(cmd) == "T", 20)
+            assert stopped, f"supervisor {proc_state(supervisor)}, command {proc_state(cmd)}\n{run}"
             res = lab.run_without_jitrun(a, ["/usr/bin/kill", "-CONT", "--", f"-{cmd}"])
             assert res.returncode == 0, f"the user cannot continue her command: {res}"
-            lab.user_file(a, ".jitlab/leftover-go", "")
+            release_fifo(trigger)
             assert wait_until(lambda: not pid_alive(cmd), 20), "the command did not exit"
             assert proc_state(supervisor) == "T", "the scenario needs the supervisor still stopped"
             gone = wait_until(lambda: not pid_alive(leftover), 30)

@@ -29,8 +29,8 @@ fn failed(what: &str, e: io::Error) -> Refusal {
     Refusal::config("harden", format!("cannot reset the inherited {what}: {e}"))
 }
 
-/// A reset that needs a privilege root may lack (a container without CAP_SYS_NICE or
-/// CAP_SYS_RESOURCE): the person can run jitrun without the setting.
+/// A reset that needs a privilege root may lack (a container without CAP_SYS_NICE, which
+/// lowering a nice value needs): the person can run jitrun without the setting.
 fn needs_privilege(what: &str, undo: &str, e: io::Error) -> Refusal {
     if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
         Refusal::deny(

@@ -202,6 +202,24 @@ fn reset_auth_mode() -> i32 {
     }
 }
 
+/// jitrun's own processes leave any cgroup the caller may control (her delegated systemd
+/// scope) before anything else: there she could kill or freeze them with cgroup.kill.
+fn enter_own_cgroup(session: &str) -> Result<Option<SessionCgroup>, Refusal> {
+    SessionCgroup::enter(session).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EMFILE) {
+            Refusal::deny(
+                "resource_limit",
+                format!("your open-file limit is too low for jitrun ({e}); raise it (ulimit -n 1024)"),
+            )
+        } else {
+            Refusal::config(
+                "supervise",
+                format!("cannot move jitrun into a cgroup of its own ({e}); on a host with cgroup v2 it does not run inside a cgroup its caller may control"),
+            )
+        }
+    })
+}
+
 fn run_mode(
     run: RunArgs,
     env: harden::EnvSnapshot,
@@ -244,24 +262,9 @@ fn run_mode(
         }
     };
     let auditor = Auditor::new(&settings, &host, session);
-    // jitrun's own processes leave any cgroup the caller may control (her delegated systemd
-    // scope) before anything else: there she could kill or freeze them with cgroup.kill.
-    let own_cgroup = match SessionCgroup::enter(&auditor.session_id) {
+    let own_cgroup = match enter_own_cgroup(&auditor.session_id) {
         Ok(c) => c,
-        Err(e) => {
-            let r = if e.raw_os_error() == Some(libc::EMFILE) {
-                Refusal::deny(
-                    "resource_limit",
-                    format!("your open-file limit is too low for jitrun ({e}); raise it (ulimit -n 1024)"),
-                )
-            } else {
-                Refusal::config(
-                    "supervise",
-                    format!("cannot move jitrun into a cgroup of its own ({e}); on a host with cgroup v2 it does not run inside a cgroup its caller may control"),
-                )
-            };
-            return refuse(&r, Some(&auditor), &facts, requested);
-        }
+        Err(r) => return refuse(&r, Some(&auditor), &facts, requested),
     };
     // Runs whose supervisor and watchdog both vanished are ended (and logged) now.
     stale_runs::sweep(&auditor, &auditor.session_id);

@@ -300,6 +300,11 @@ DEFENCES: list[Defence] = [
         note="raising the soft limits and ignoring SIGXFSZ/SIGXCPU cover for each other, so both go; "
              "RLIMIT_NOFILE is lifted too but jitrun works within 9 descriptors: "
              "test_tiny_nofile_limit_cannot_disable_containment passes without it"),
+    Defence(
+        "a rule that records sessions never runs unrecorded (recording_unavailable)", f"{SRC}/decide.rs",
+        [("    refuse_recording(approved.rule, inp.settings)?;\n", "")],
+        ["tests/e2e/test_recording_refused.py::test_a_rule_that_records_does_not_run",
+         "tests/e2e/test_recording_refused.py::test_the_settings_default_makes_every_rule_without_record_record"]),
 ]
 
 

@@ -18,7 +18,7 @@
 //! | [`SEQ`] `jitrun.recording.seq` | int | 0, 1, 2, … per session: a gap is a lost chunk |
 //! | [`OFFSET`] `jitrun.recording.offset` | int | byte offset in the file of the first line |
 //! | [`LINES`] `jitrun.recording.lines` | list | the lines, without their `\n` |
-//! | [`SHA256`] `jitrun.recording.sha256` | string | SHA-256 (lowercase hex) of the file from its first byte through the last line of this chunk |
+//! | [`SHA256`] `jitrun.recording.hash.sha256` | string | SHA-256 (lowercase hex) of the file from its first byte through the last line of this chunk |
 //! | [`FINAL`] `jitrun.recording.final` | bool | `true` on the last chunk of a recording that ended normally; absent otherwise |
 
 use crate::{Event, EventType};
@@ -26,7 +26,7 @@ use crate::{Event, EventType};
 pub const SEQ: &str = "jitrun.recording.seq";
 pub const OFFSET: &str = "jitrun.recording.offset";
 pub const LINES: &str = "jitrun.recording.lines";
-pub const SHA256: &str = "jitrun.recording.sha256";
+pub const SHA256: &str = "jitrun.recording.hash.sha256";
 pub const FINAL: &str = "jitrun.recording.final";
 
 /// What every chunk of one recording says about the session.

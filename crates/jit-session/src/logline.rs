@@ -32,7 +32,7 @@ pub enum Record {
 
 /// The recording's size and hash in `elevate.end` (when jitrun records the session).
 pub const END_SIZE: &str = "jitrun.recording.size";
-pub const END_SHA256: &str = "jitrun.recording.sha256";
+pub const END_SHA256: &str = "jitrun.recording.hash.sha256";
 
 /// `None`: not a `session.io` or `elevate.end` event; `Some(Err)`: one that cannot be read.
 pub fn parse_line(line: &str) -> Option<Result<Record, String>> {
@@ -305,7 +305,7 @@ mod tests {
             "jitrun.session_id": s.session_id,
             "jitrun.recording.seq": "7",
             "jitrun.recording.offset": "4096",
-            "jitrun.recording.sha256": c.sha256,
+            "jitrun.recording.hash.sha256": c.sha256,
             "jitrun.recording.final": "true",
             "jitrun.recording.lines": serde_json::to_string(&c.lines).unwrap(),
         }}});
@@ -322,7 +322,7 @@ mod tests {
                 .is_none()
         );
         let end = parse_line(
-            r#"{"event":{"action":"elevate.end"},"jitrun":{"session_id":"x","recording":{"size":12,"sha256":"ab"}}}"#,
+            r#"{"event":{"action":"elevate.end"},"jitrun":{"session_id":"x","recording":{"size":12,"hash":{"sha256":"ab"}}}}"#,
         );
         assert_eq!(
             end.unwrap().unwrap(),

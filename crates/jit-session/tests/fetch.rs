@@ -193,7 +193,7 @@ fn elevate_end_totals_are_checked_and_other_sessions_ignored() {
     let all: Vec<&Event> = events.iter().collect();
     let end = |size: usize, hash: &str| {
         format!(
-            r#"{{"event":{{"action":"elevate.end"}},"jitrun":{{"session_id":"{ID}","recording":{{"size":{size},"sha256":"{hash}"}}}}}}"#
+            r#"{{"event":{{"action":"elevate.end"}},"jitrun":{{"session_id":"{ID}","recording":{{"size":{size},"hash":{{"sha256":"{hash}"}}}}}}}}"#
         )
     };
     let r = rebuild(&all, &[end(file.len(), &sha)]);

@@ -46,8 +46,9 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # lintian (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped),
 # and for PAM: libpam0g-dev (jitrun links libpam), the PAM modules, pamtester (tests/e2e/test_pam.py);
 # sudo: import-sudoers is tested against Debian's default /etc/sudoers, sudo's examples file and
-# `sudo -l -U` (tests/policy_tools).
-DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm lintian mandoc libpam0g-dev libpam-modules libpam-runtime pamtester sudo
+# `sudo -l -U` (tests/policy_tools); asciinema: session recordings must play in Debian's own
+# player (tests/session: `asciinema cat` prints exactly what the recorded command wrote).
+DEB_PACKAGES := util-linux mount passwd gcc libc6-dev libcap2-bin procps python3 python3-pip rsyslog dpkg-dev man-db rpm lintian mandoc libpam0g-dev libpam-modules libpam-runtime pamtester sudo asciinema
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 

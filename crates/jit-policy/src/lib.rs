@@ -27,7 +27,7 @@ pub use policy::{
     env_never_kept, valid_user_name, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs,
     SourceLoc, NEVER_KEPT_ENV,
 };
-pub use record::{format_size, parse_size, OnFailure, OnMaxBytes, RecordSettings};
+pub use record::{parse_size, OnFailure, OnMaxBytes, RecordSettings};
 pub use settings::{AuditFraming, AuditSettings, PamSettings, RevocationSettings, Settings};
 pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 

@@ -143,16 +143,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{}: too large", quote(s)))
 }
 
-/// A size for people: `1G`, `64K`, `1536` (the largest unit that divides it exactly).
-pub fn format_size(n: u64) -> String {
-    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
-        if n > 0 && n % (1u64 << shift) == 0 {
-            return format!("{}{unit}", n >> shift);
-        }
-    }
-    n.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,9 +161,6 @@ mod tests {
         assert!(parse_size("99999999999T")
             .unwrap_err()
             .contains("too large"));
-        assert_eq!(format_size(1 << 30), "1G");
-        assert_eq!(format_size(65536), "64K");
-        assert_eq!(format_size(1000), "1000");
     }
 
     #[test]

@@ -113,11 +113,23 @@ fn flat_fields(line: &str) -> Option<Map<String, Value>> {
         let v: Value = serde_json::from_str(line).ok()?;
         return from_object(v);
     }
-    if let Some(i) = line.find("@cee:") {
-        let v: Value = serde_json::from_str(line[i + 5..].trim_start()).ok()?;
-        return from_object(v);
+    // RFC 5424 first: its values may hold the text "@cee:" (a recording of any output does).
+    if is_rfc5424(line) {
+        return rfc5424_params(line);
     }
-    rfc5424_params(line)
+    // In a cee line the first "@cee:" is the cookie: the header before it holds no user text.
+    let i = line.find("@cee:")?;
+    let v: Value = serde_json::from_str(line[i + 5..].trim_start()).ok()?;
+    from_object(v)
+}
+
+/// `<PRI>1 ` (a version 1 syslog message), where an RFC 3164 line has a month name.
+fn is_rfc5424(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('<') else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    (1..=3).contains(&digits) && rest[digits..].starts_with(">1 ")
 }
 
 fn from_object(v: Value) -> Option<Map<String, Value>> {
@@ -289,6 +301,21 @@ mod tests {
                 "{framing:?}: {line}"
             );
         }
+    }
+
+    #[test]
+    fn a_cee_cookie_inside_rfc5424_values_is_just_text() {
+        let (s, mut c) = sample();
+        c.lines = vec![r#"[1.0, "o", "@cee:{\"x\":1} and <86>Nov 25 jitrun[1]: @cee:{}"]"#.into()];
+        let now = OffsetDateTime::from_unix_timestamp(1_795_626_901).unwrap();
+        let f = Framer::new(Framing::Rfc5424, "jitrun", "web-01", 4242);
+        let line = String::from_utf8(f.render(&s.event(&c), now)).unwrap();
+        let Some(Ok(Record::Chunk { chunk, .. })) = parse_line(&line) else {
+            panic!("{line}")
+        };
+        assert_eq!(chunk, c);
+        assert!(!is_rfc5424("<86>Nov 25 17:15:01 jitrun[1]: @cee:{}"));
+        assert!(is_rfc5424("<86>1 2026-11-25T17:15:01Z h a 1 m - x"));
     }
 
     #[test]

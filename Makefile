@@ -33,6 +33,7 @@ DESTDIR       ?=
 BINDIR        ?= $(PREFIX)/bin
 SYSCONFDIR    ?= /etc
 LOCALSTATEDIR ?= /var/lib
+LOGDIR        ?= /var/log
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
@@ -202,7 +203,9 @@ install: release
 	fi
 	install -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0644 packaging/systemd/jitrun-revocations-sync.service packaging/systemd/jitrun-revocations-sync.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 packaging/systemd/jitrun-sessions-prune.service packaging/systemd/jitrun-sessions-prune.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOCALSTATEDIR)/jitrun
+	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOGDIR)/jitrun/sessions
 ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"
 endif

@@ -197,7 +197,8 @@ def test_copyright_lists_every_linked_crate_with_its_licence():
     tree = run(["cargo", "tree", "-p", "jitrun", "-p", "jitctl", "-e", "normal", "--prefix", "none", "--offline"],
                cwd=ROOT).stdout
     crates = {line.split()[0] for line in tree.splitlines() if line.strip()} - {"jitrun", "jitctl", "jit-policy",
-                                                                                  "jit-grant", "jit-audit"}
+                                                                                  "jit-grant", "jit-audit",
+                                                                                  "jit-session"}
     assert crates, tree
     for c in crates:
         assert re.search(rf"^  {re.escape(c)} \S+ +\S", text, re.M), f"crate {c} missing from the copyright file"

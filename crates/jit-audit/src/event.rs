@@ -365,23 +365,30 @@ pub(crate) fn write_json_list(l: &[String], out: &mut String) {
 pub(crate) fn write_json_str(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if needs_unicode_escape(c) => push_u_escape(c, out),
-            c => out.push(c),
-        }
+        write_json_char(c, |_| false, out);
     }
     out.push('"');
 }
 
+/// One character as JSON string content: `"` and `\` escaped, `\n`, `\r`, `\t`, `\b`, `\f`,
+/// `\uXXXX` for what [`needs_unicode_escape`] or `also` selects, anything else as it is.
+/// (jit-session escapes a few more characters in recordings with `also`.)
+pub fn write_json_char(c: char, also: fn(char) -> bool, out: &mut String) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{08}' => out.push_str("\\b"),
+        '\u{0c}' => out.push_str("\\f"),
+        c if needs_unicode_escape(c) || also(c) => push_u_escape(c, out),
+        c => out.push(c),
+    }
+}
+
 /// C0 controls, DEL, C1 controls and the Unicode line/paragraph separators.
-pub(crate) fn needs_unicode_escape(c: char) -> bool {
+pub fn needs_unicode_escape(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}')
 }
 

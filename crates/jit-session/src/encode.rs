@@ -10,6 +10,7 @@
 //!   U+2029, the bidirectional controls and U+FEFF. A recording line therefore holds no
 //!   control character at all, whatever the command printed.
 
+use jit_audit::event::{needs_unicode_escape, write_json_char};
 use std::borrow::Cow;
 
 /// Bytes to text for one stream, carrying an incomplete UTF-8 sequence to the next read.
@@ -85,30 +86,13 @@ fn escaped_format_char(c: char) -> bool {
     )
 }
 
-/// Append `c` as JSON string content.
+/// Append `c` as JSON string content (jit-audit's escaping, plus [`escaped_format_char`]).
 pub fn escape_char(c: char, out: &mut String) {
-    match c {
-        '"' => out.push_str("\\\""),
-        '\\' => out.push_str("\\\\"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{08}' => out.push_str("\\b"),
-        '\u{0c}' => out.push_str("\\f"),
-        c if needs_u_escape(c) => {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let v = u32::from(c);
-            out.push_str("\\u");
-            for shift in [12, 8, 4, 0] {
-                out.push(char::from(HEX[((v >> shift) & 0xf) as usize]));
-            }
-        }
-        c => out.push(c),
-    }
+    write_json_char(c, escaped_format_char, out);
 }
 
 fn needs_u_escape(c: char) -> bool {
-    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}') || escaped_format_char(c)
+    needs_unicode_escape(c) || escaped_format_char(c)
 }
 
 /// How many bytes [`escape_char`] appends for `c`.

@@ -255,28 +255,29 @@ impl<W: Write> Recorder<W> {
 
     /// Bytes the command wrote to its terminal (or stdout/stderr), as read.
     pub fn output(&mut self, at: Duration, bytes: &[u8]) -> Step {
+        self.text(at, 'o', bytes)
+    }
+
+    /// Bytes typed to the command (only when the rule records input).
+    pub fn input(&mut self, at: Duration, bytes: &[u8]) -> Step {
+        self.text(at, 'i', bytes)
+    }
+
+    fn text(&mut self, at: Duration, code: char, bytes: &[u8]) -> Step {
         if self.truncated {
             // Past the cap nothing is decoded: a flood costs nothing but counting.
             self.dropped += bytes.len() as u64;
             return self.commit(false);
         }
+        let stream = if code == 'i' {
+            &mut self.input
+        } else {
+            &mut self.output
+        };
         let mut text = String::new();
-        self.output.decode(bytes, &mut text);
+        stream.decode(bytes, &mut text);
         let time = self.time(at);
-        self.push_text(&time, 'o', &text);
-        self.commit(false)
-    }
-
-    /// Bytes typed to the command (only when the rule records input).
-    pub fn input(&mut self, at: Duration, bytes: &[u8]) -> Step {
-        if self.truncated {
-            self.dropped += bytes.len() as u64;
-            return self.commit(false);
-        }
-        let mut text = String::new();
-        self.input.decode(bytes, &mut text);
-        let time = self.time(at);
-        self.push_text(&time, 'i', &text);
+        self.push_text(&time, code, &text);
         self.commit(false)
     }
 

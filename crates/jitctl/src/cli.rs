@@ -249,8 +249,8 @@ pub struct SessionsPlayArgs {
     /// Cut pauses longer than this many seconds to this
     #[arg(long, value_name = "SECONDS")]
     pub idle_limit: Option<f64>,
-    /// Watch a session that is still being recorded: what is there at once, then what comes,
-    /// as it comes, until the recording ends
+    /// Watch a session that is still being recorded: what is there at once (no pauses), then
+    /// what comes, as it comes, until the recording ends
     #[arg(long)]
     pub follow: bool,
     /// The recordings directory (for a session id)

@@ -91,15 +91,12 @@ impl Outcome {
 fn play(lines: &mut Lines, keys: &mut Keys, args: &SessionsPlayArgs) -> io::Result<Outcome> {
     let mut out = io::stdout().lock();
     let mut previous = 0.0;
-    let mut live = false;
     let mut truncated = false;
     loop {
         let Some(line) = lines.next()? else {
             if !args.follow {
                 return Ok(Outcome::NoEnd { truncated });
             }
-            // Caught up: from now on each event is shown as it arrives.
-            live = true;
             if lines.reader.get_ref().metadata()?.nlink() == 0 {
                 return Ok(Outcome::Removed);
             }
@@ -114,7 +111,8 @@ fn play(lines: &mut Lines, keys: &mut Keys, args: &SessionsPlayArgs) -> io::Resu
                 format!("line {}: {e}", lines.number),
             )
         })?;
-        if !live {
+        // --follow shows what is already there at once, then each event as it arrives.
+        if !args.follow {
             let mut pause = (event.time - previous).max(0.0);
             if let Some(limit) = args.idle_limit {
                 pause = pause.min(limit);

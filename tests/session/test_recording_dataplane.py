@@ -197,6 +197,11 @@ def test_chunks_through_the_documented_rsyslog_config_rebuild_the_file(tmp_path,
         raw = rs.raw_file
     assert summary["chunks"] > 50 and not summary["truncated"]
     assert len([e for e in events if "session.io" in json.dumps(e)]) == summary["chunks"]
+    # The lines of backslashes and quotes fill datagrams right up to rsyslog's default
+    # maxMessageSize (8096): they arrived whole (the rebuild below checks every byte).
+    sizes = [len(line.encode("utf-8", "surrogateescape")) for line in rs.read_raw() if "session.io" in line]
+    assert len(sizes) == summary["chunks"]
+    assert 7600 < max(sizes) <= 8096, max(sizes)
     check_rebuilds(session, rs.events_file, out, tmp_path, f"min-{framing}")
     check_rebuilds(session, raw, out, tmp_path, f"raw-{framing}")
     check_detects_damage(session, rs.events_file, out, tmp_path, f"min-{framing}")

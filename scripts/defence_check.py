@@ -530,6 +530,11 @@ DEFENCES: list[Defence] = [
         "broker: store errors name cause and fix", f"{BSRC}/store/sqlite.rs",
         [("    let hint = diagnose::hint(path, &source)\n", "    let hint = None::<String>\n")],
         [f"{BF}::test_store_errors_name_the_cause_and_the_fix"], package="jit-broker"),
+    Defence(
+        "a rule that records sessions never runs unrecorded (recording_unavailable)", f"{SRC}/decide.rs",
+        [("    refuse_recording(approved.rule, inp.settings)?;\n", "")],
+        ["tests/e2e/test_recording_refused.py::test_a_rule_that_records_does_not_run",
+         "tests/e2e/test_recording_refused.py::test_the_settings_default_makes_every_rule_without_record_record"]),
 ]
 
 

@@ -1,6 +1,7 @@
 //! The command's environment: built, not inherited. The target's HOME, USER, LOGNAME and
 //! SHELL, PATH = secure_path, TERM when it looks like a terminal name, and the variables
-//! the rule's `env_keep` names, when their values are sane. Nothing else passes.
+//! the rule keeps (`jit_policy::Rule::kept_env`: `env_keep` names on the known-safe list and
+//! `env_keep_unchecked`), when their values are sane. Nothing else passes.
 
 use crate::harden::EnvSnapshot;
 use crate::identity::Target;

@@ -305,7 +305,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                 &env,
                 &target,
                 &settings.secure_path,
-                &approved.rule.env_keep,
+                &approved.rule.kept_env(),
             ),
             plan: elevate::Plan {
                 target_name: CString::new(target.name.as_bytes())

@@ -57,6 +57,8 @@ P = "tests/e2e/test_pam.py"
 X = "tests/e2e/test_execution.py"
 K = "tests/e2e/test_capabilities.py"
 RR = "tests/e2e/test_review_regressions.py"
+PS = "tests/e2e/test_policy_safety.py"
+POLICY = "crates/jit-policy/src"
 
 
 @dataclasses.dataclass
@@ -300,6 +302,20 @@ DEFENCES: list[Defence] = [
         note="raising the soft limits and ignoring SIGXFSZ/SIGXCPU cover for each other, so both go; "
              "RLIMIT_NOFILE is lifted too but jitrun works within 9 descriptors: "
              "test_tiny_nofile_limit_cannot_disable_containment passes without it"),
+    Defence(
+        "a glob never matches an argument with a \"..\" component (cat /var/log/* is not /etc/shadow)",
+        f"{POLICY}/pattern.rs",
+        [("    if has_meta(pattern.as_bytes()) && has_dotdot(arg) {\n        return false;\n    }\n", "")],
+        [f"{PS}::test_a_glob_never_matches_a_dotdot_path"]),
+    Defence(
+        "path: globs match within one path component, normalised paths only", f"{POLICY}/pattern.rs",
+        [("        return path_glob_match(p.as_bytes(), arg);\n", "        return glob_match(p.as_bytes(), arg);\n")],
+        [f"{PS}::test_a_path_glob_matches_only_the_entries_of_its_directory"]),
+    Defence(
+        "env_keep is an allow list; never-kept names refused in both lists at load", f"{POLICY}/policy.rs",
+        [("            } else if env_never_kept(v) {\n", "            } else if false {\n"),
+         ("            } else if safe_only && !env_known_safe(v) {\n", "            } else if false {\n")],
+        [f"{PS}::test_env_keep_names_outside_the_allow_list_refuse_the_policy"]),
 ]
 
 

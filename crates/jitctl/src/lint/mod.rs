@@ -486,11 +486,21 @@ fn script_findings(
         return;
     }
     let name = interp.shown(&globs);
+    // `python3 -I` (isolated) and `-s` leave the user site directory out.
+    let isolated = name.starts_with("python") || name.starts_with("pypy");
+    let flags = id.interpreter_arg.as_deref().unwrap_or("");
+    if isolated
+        && flags.starts_with('-')
+        && !flags.starts_with("--")
+        && (flags.contains('I') || flags.contains('s'))
+    {
+        return;
+    }
     let how = per_user
         .iter()
         .find(|(g, _)| jit_policy::glob::glob_match(g.as_bytes(), name.as_bytes()))
         .map_or("", |(_, h)| h.as_str());
-    out.push((line, "script-interpreter", format!("{} is a script for {shown} ({name}), which loads {how} of the caller (run_as = \"invoker\" keeps HOME theirs): anything they put there runs with {p}; run it as a dedicated user (run_as = \"USER\"), or start the interpreter in isolated mode (python3 -I, node --no-addons with a fixed NODE_PATH) in the script's #! line", c.program)));
+    out.push((line, "script-interpreter", format!("{} is a script for {shown} ({name}), which loads {how} of the caller (run_as = \"invoker\" keeps HOME theirs): anything they put there runs with {p}; run it as a dedicated user (run_as = \"USER\"){}", c.program, if isolated { ", or start Python in isolated mode in the script's #! line (#!/usr/bin/python3 -I)" } else { "" })));
 }
 
 fn file_findings(c: &CommandPattern, id: &Identity, f: &str, line: usize, out: &mut Out) {

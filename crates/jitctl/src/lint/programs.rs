@@ -73,6 +73,8 @@ pub struct Identity {
     pub interpreter: Option<Box<Identity>>,
     /// The path the interpreter line names (`/usr/bin/env python3` → `python3`).
     pub interpreter_shown: Option<String>,
+    /// The interpreter line's first argument after the interpreter (`-I` in `#!/usr/bin/python3 -I`).
+    pub interpreter_arg: Option<String>,
 }
 
 impl Identity {
@@ -156,6 +158,8 @@ pub fn identify(root: &Path, program: &str, secure: &[&str]) -> Identity {
         ..Identity::default()
     };
     if let Some((interp, arg)) = shebang(root, program) {
+        let direct = base(&interp) != "env";
+        id.interpreter_arg = arg.clone().filter(|_| direct);
         let named = match (base(&interp), arg) {
             ("env", Some(name)) if !name.starts_with('-') => secure
                 .iter()

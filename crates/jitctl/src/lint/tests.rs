@@ -38,6 +38,10 @@ impl Tree {
             "#!/usr/bin/env python3\nprint('hi')\n",
         );
         t.file("usr/local/bin/backup.sh", "#!/bin/sh\necho hi\n");
+        t.file(
+            "usr/local/bin/report-isolated",
+            "#!/usr/bin/python3 -I\nprint('hi')\n",
+        );
         t
     }
     fn file(&self, rel: &str, text: &str) {
@@ -249,6 +253,7 @@ fn narrower_forms_are_quiet() {
         // A shell script (no per-user code), and a python script run as a dedicated user.
         "commands = [\"/usr/local/bin/backup.sh\"]\ncapabilities = [\"CAP_NET_RAW\"]",
         "commands = [\"/usr/local/bin/report\"]\nrun_as = \"svc\"",
+        "commands = [\"/usr/local/bin/report-isolated\"]\ncapabilities = [\"CAP_NET_RAW\"]",
         // git as the caller without privilege.
         "commands = [\"/usr/bin/git **\"]",
     ] {

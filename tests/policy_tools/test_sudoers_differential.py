@@ -132,6 +132,9 @@ def sudoers_files(draw):
     lines += draw(st.lists(spec_lines(), min_size=1, max_size=5))
     if draw(st.integers(0, 9)) == 0:
         lines.insert(draw(st.integers(0, len(lines))), draw(BROKEN))
+    # sudo 1.9.13p3 crashes (SIGSEGV) in `sudo -l COMMAND` when a CHROOT= option applies to a
+    # sudoedit entry that does not match: such files would test sudo, not the converter.
+    hypothesis.assume(not any("CHROOT=" in line and "sudoedit" in line for line in lines))
     return "\n".join(lines) + "\n"
 
 
@@ -152,7 +155,7 @@ def sudo_allows(listing: Path, user, target: str, host: str, argv: list[str]) ->
     `()`, "as yourself"); `listing` is the file with `Defaults listpw=never` added, so that
     listing needs no password."""
     p = in_namespace(listing, AS_USER + 'sudo -n -l "$@"', str(user.uid), str(user.gid), "-u", target, "-h", host, *argv)
-    assert p.returncode in (0, 1), p.stderr
+    assert p.returncode in (0, 1), f"sudo -l failed (status {p.returncode}): {p.stderr}\n{listing.read_text()}"
     return p.returncode == 0
 
 

@@ -538,6 +538,65 @@ impl<'a> Lexer<'a> {
     }
 
     fn act(&mut self, act: Act, text: &'a str, at: usize) -> Option<Token> {
+        match act {
+            Act::DefsComma
+            | Act::InDefsComma
+            | Act::DefsBlank
+            | Act::DefVar
+            | Act::InDefsEq
+            | Act::PlusEq
+            | Act::MinusEq
+            | Act::DefsWord
+            | Act::Word
+            | Act::ExpectPathWord
+            | Act::IncWord
+            | Act::DefsCommand => self.defs_act(act, text, at),
+            Act::StrStart
+            | Act::StrContinue
+            | Act::StrEnd
+            | Act::StrBackslash
+            | Act::StrBody
+            | Act::IncStr => self.string_act(act, text, at),
+            Act::CmndGlobEscape
+            | Act::CmndEscape
+            | Act::CmndEnd
+            | Act::CmndArg
+            | Act::RegexEscape
+            | Act::RegexBody
+            | Act::RegexBad
+            | Act::RegexEnd
+            | Act::Sudoedit
+            | Act::Path
+            | Act::Regex => self.command_act(act, text, at),
+            Act::DigestHex
+            | Act::DigestB64
+            | Act::AtInclude
+            | Act::AtIncludeDir
+            | Act::HashInclude
+            | Act::HashIncludeDir
+            | Act::Defaults
+            | Act::AliasKw
+            | Act::Sha => self.line_act(act, text, at),
+            Act::Tag
+            | Act::EmptyGroup
+            | Act::NetGroup
+            | Act::UserGroup
+            | Act::Ip4
+            | Act::Ip6
+            | Act::All
+            | Act::Opt
+            | Act::Alias => self.name_act(act, text, at),
+            Act::Punct
+            | Act::Bangs
+            | Act::Newline
+            | Act::Blank
+            | Act::Continuation
+            | Act::Comment
+            | Act::Any => self.layout_act(act, text, at),
+        }
+    }
+
+    fn defs_act(&mut self, act: Act, text: &'a str, at: usize) -> Option<Token> {
         use State::*;
         let tok = |l: &Self, t: Tok| Some(l.token(t, text, at));
         match act {
@@ -558,13 +617,6 @@ impl<'a> Lexer<'a> {
             Act::InDefsEq => tok(self, Tok::Eq),
             Act::PlusEq => tok(self, Tok::PlusEq),
             Act::MinusEq => tok(self, Tok::MinusEq),
-            Act::StrStart => {
-                self.string = None;
-                self.prev_state = self.state;
-                self.state = InStr;
-                self.str_start = (self.line, at - self.line_start + 1);
-                None
-            }
             Act::DefsWord | Act::Word | Act::ExpectPathWord | Act::IncWord => {
                 if act == Act::ExpectPathWord {
                     self.state = self.prev_state;
@@ -573,6 +625,27 @@ impl<'a> Lexer<'a> {
                     self.state = Initial;
                 }
                 tok(self, Tok::Word(text.to_string()))
+            }
+            Act::DefsCommand => tok(
+                self,
+                Tok::Command {
+                    cmnd: text.to_string(),
+                    args: None,
+                },
+            ),
+            _ => unreachable!("dispatched by act"),
+        }
+    }
+
+    fn string_act(&mut self, act: Act, text: &'a str, at: usize) -> Option<Token> {
+        use State::*;
+        match act {
+            Act::StrStart => {
+                self.string = None;
+                self.prev_state = self.state;
+                self.state = InStr;
+                self.str_start = (self.line, at - self.line_start + 1);
+                None
             }
             Act::StrContinue => {
                 self.newline_seen(at + text.len());
@@ -584,6 +657,21 @@ impl<'a> Lexer<'a> {
                 self.string.get_or_insert_with(String::new).push_str(text);
                 None
             }
+            Act::IncStr => {
+                self.string = None;
+                self.prev_state = Initial;
+                self.state = InStr;
+                self.str_start = (self.line, at - self.line_start + 1);
+                None
+            }
+            _ => unreachable!("dispatched by act"),
+        }
+    }
+
+    fn command_act(&mut self, act: Act, text: &'a str, at: usize) -> Option<Token> {
+        use State::*;
+        let tok = |l: &Self, t: Tok| Some(l.token(t, text, at));
+        match act {
             Act::CmndGlobEscape => {
                 self.fill_args(text);
                 None
@@ -637,6 +725,29 @@ impl<'a> Lexer<'a> {
                 self.continued = false;
                 self.finish_command()
             }
+            Act::Sudoedit | Act::Path | Act::Regex => {
+                if act == Act::Path && text.ends_with('/') {
+                    return tok(
+                        self,
+                        Tok::Command {
+                            cmnd: text.to_string(),
+                            args: None,
+                        },
+                    );
+                }
+                self.state = GotCmnd;
+                self.sawspace = false;
+                self.cmnd = Some((text.to_string(), None, self.line, at - self.line_start + 1));
+                None
+            }
+            _ => unreachable!("dispatched by act"),
+        }
+    }
+
+    fn line_act(&mut self, act: Act, text: &'a str, at: usize) -> Option<Token> {
+        use State::*;
+        let tok = |l: &Self, t: Tok| Some(l.token(t, text, at));
+        match act {
             Act::DigestHex | Act::DigestB64 => {
                 self.state = Initial;
                 let want = if act == Act::DigestHex {
@@ -674,6 +785,23 @@ impl<'a> Lexer<'a> {
                 };
                 tok(self, Tok::AliasKw(kw))
             }
+            Act::Sha => {
+                self.digest_len = digest_len(text);
+                self.state = WantDigest;
+                let name = ["sha224", "sha256", "sha384", "sha512"]
+                    .into_iter()
+                    .find(|n| *n == text)
+                    .unwrap_or("sha512");
+                tok(self, Tok::Sha(name))
+            }
+            _ => unreachable!("dispatched by act"),
+        }
+    }
+
+    fn name_act(&mut self, act: Act, text: &'a str, at: usize) -> Option<Token> {
+        use State::*;
+        let tok = |l: &Self, t: Tok| Some(l.token(t, text, at));
+        match act {
             Act::Tag => {
                 let name = text.trim_end_matches([' ', '\t', ':']);
                 let t = TAGS
@@ -715,44 +843,14 @@ impl<'a> Lexer<'a> {
                 tok(self, Tok::Opt(o))
             }
             Act::Alias => tok(self, Tok::Alias(text.to_string())),
-            Act::DefsCommand => tok(
-                self,
-                Tok::Command {
-                    cmnd: text.to_string(),
-                    args: None,
-                },
-            ),
-            Act::Sha => {
-                self.digest_len = digest_len(text);
-                self.state = WantDigest;
-                let name = ["sha224", "sha256", "sha384", "sha512"]
-                    .into_iter()
-                    .find(|n| *n == text)
-                    .unwrap_or("sha512");
-                tok(self, Tok::Sha(name))
-            }
-            Act::Sudoedit | Act::Path | Act::Regex => {
-                if act == Act::Path && text.ends_with('/') {
-                    return tok(
-                        self,
-                        Tok::Command {
-                            cmnd: text.to_string(),
-                            args: None,
-                        },
-                    );
-                }
-                self.state = GotCmnd;
-                self.sawspace = false;
-                self.cmnd = Some((text.to_string(), None, self.line, at - self.line_start + 1));
-                None
-            }
-            Act::IncStr => {
-                self.string = None;
-                self.prev_state = Initial;
-                self.state = InStr;
-                self.str_start = (self.line, at - self.line_start + 1);
-                None
-            }
+            _ => unreachable!("dispatched by act"),
+        }
+    }
+
+    fn layout_act(&mut self, act: Act, text: &'a str, at: usize) -> Option<Token> {
+        use State::*;
+        let tok = |l: &Self, t: Tok| Some(l.token(t, text, at));
+        match act {
             Act::Punct => tok(
                 self,
                 match text {
@@ -799,6 +897,7 @@ impl<'a> Lexer<'a> {
                 Some(t)
             }
             Act::Any => tok(self, Tok::NoMatch),
+            _ => unreachable!("dispatched by act"),
         }
     }
 

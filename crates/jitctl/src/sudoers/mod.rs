@@ -1182,16 +1182,17 @@ fn check_includes(file: &Path, text: &str, depth: usize) -> Result<()> {
     }
     let entries = grammar::parse(text).map_err(|e| syntax(&file.display().to_string(), &e))?;
     for (inc, must_exist) in included_files(file, &entries) {
-        let body =
-            match std::fs::read(&inc) {
-                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-                Err(e) if must_exist => return Err(CliError(format!(
+        let body = match std::fs::read(&inc) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if must_exist => {
+                return Err(CliError(format!(
                     "{}: {e}, included from {} (visudo -c refuses it too); nothing was converted",
                     inc.display(),
                     file.display()
-                ))),
-                Err(_) => continue,
-            };
+                )))
+            }
+            Err(_) => continue,
+        };
         check_includes(&inc, &body, depth + 1)?;
     }
     Ok(())

@@ -12,7 +12,7 @@ For every generated file:
   a rule with `authenticate = true` must not be one for which sudo asks for another user's
   password (targetpw, rootpw, runaspw in sudo's own "Matching Defaults entries").
 
-The number of examples is fixed (HYPOTHESIS_EXAMPLES, default 30) and derandomized, so that
+The number of examples is fixed (HYPOTHESIS_EXAMPLES, default 60) and derandomized, so that
 `make test` takes the same bounded time on every run; set the variable higher to search more.
 Root only: the test creates throwaway users and runs sudo as them."""
 
@@ -45,7 +45,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("sudo") is None and not os.environ.get("CI"), reason="sudo is not installed (make deps)"),
 ]
 
-EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
 HOSTS = ["web1", "db1"]
 # Requests: real programs, safe to run as anyone.
 ARGVS = [

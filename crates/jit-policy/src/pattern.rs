@@ -219,17 +219,19 @@ impl CommandPattern {
         })
     }
 
+    /// The same program, and a number of arguments the pattern takes.
+    fn program_and_count(&self, program: &OsStr, count: usize) -> bool {
+        let count_ok = if self.rest {
+            count >= self.args.len()
+        } else {
+            count == self.args.len()
+        };
+        program.as_bytes() == self.program.as_bytes() && count_ok
+    }
+
     /// `program` is the canonical absolute path jitrun resolved; `args` are argv[1..].
     pub fn matches(&self, program: &OsStr, args: &[&OsStr]) -> bool {
-        if program.as_bytes() != self.program.as_bytes() {
-            return false;
-        }
-        let count_ok = if self.rest {
-            args.len() >= self.args.len()
-        } else {
-            args.len() == self.args.len()
-        };
-        count_ok
+        self.program_and_count(program, args.len())
             && self
                 .args
                 .iter()
@@ -240,15 +242,7 @@ impl CommandPattern {
     /// When this pattern refuses the command only because an argument that one of its globs
     /// matches holds a `..` component, that argument (for a message that says so).
     pub fn dotdot_refusal<'a>(&self, program: &OsStr, args: &[&'a OsStr]) -> Option<&'a OsStr> {
-        if program.as_bytes() != self.program.as_bytes() {
-            return None;
-        }
-        let count_ok = if self.rest {
-            args.len() >= self.args.len()
-        } else {
-            args.len() == self.args.len()
-        };
-        if !count_ok {
+        if !self.program_and_count(program, args.len()) {
             return None;
         }
         let mut offending = None;

@@ -284,7 +284,16 @@ fn rule_findings(
         let line = rule.lines.commands.get(k).copied().unwrap_or(0);
         let id = &ids[&c.program];
         if let Some(p) = &privs {
-            program_findings(rule, c, id, p, line, out);
+            program_findings(
+                &Cmd {
+                    rule,
+                    c,
+                    id,
+                    p,
+                    line,
+                },
+                out,
+            );
         }
         if let Some(f) = &files {
             file_findings(c, id, f, line, out);
@@ -363,14 +372,18 @@ fn writer(id: &Identity) -> Option<String> {
         .map(|f| id.shown(&f.names).to_string())
 }
 
-fn program_findings(
-    rule: &Rule,
-    c: &CommandPattern,
-    id: &Identity,
-    p: &str,
+/// One command of a rule, with what the linter knows about it.
+struct Cmd<'a> {
+    rule: &'a Rule,
+    c: &'a CommandPattern,
+    id: &'a Identity,
+    /// What the rule gives beyond the caller's own identity ([`privilege`]).
+    p: &'a str,
     line: usize,
-    out: &mut Out,
-) {
+}
+
+fn program_findings(cmd: &Cmd<'_>, out: &mut Out) {
+    let (c, id, p, line) = (cmd.c, cmd.id, cmd.p, cmd.line);
     let d = data();
     let shown = c.to_string();
     if id.is_any(&d.interpreters) {
@@ -402,8 +415,8 @@ fn program_findings(
             break;
         }
     }
-    config_findings(rule, c, id, p, line, out);
-    script_findings(rule, c, id, p, line, out);
+    config_findings(cmd, out);
+    script_findings(cmd, out);
 }
 
 fn runner_findings(c: &CommandPattern, id: &Identity, p: &str, line: usize, out: &mut Out) {
@@ -426,14 +439,8 @@ fn runner_findings(c: &CommandPattern, id: &Identity, p: &str, line: usize, out:
     }
 }
 
-fn config_findings(
-    rule: &Rule,
-    c: &CommandPattern,
-    id: &Identity,
-    p: &str,
-    line: usize,
-    out: &mut Out,
-) {
+fn config_findings(cmd: &Cmd<'_>, out: &mut Out) {
+    let (rule, c, id, p, line) = (cmd.rule, cmd.c, cmd.id, cmd.p, cmd.line);
     let invoker = rule.run_as == RunAs::Invoker;
     for cfg in data().config.iter().filter(|cfg| id.is_any(&cfg.names)) {
         let applies = match cfg.from {
@@ -466,14 +473,8 @@ fn config_findings(
     }
 }
 
-fn script_findings(
-    rule: &Rule,
-    c: &CommandPattern,
-    id: &Identity,
-    p: &str,
-    line: usize,
-    out: &mut Out,
-) {
+fn script_findings(cmd: &Cmd<'_>, out: &mut Out) {
+    let (rule, c, id, p, line) = (cmd.rule, cmd.c, cmd.id, cmd.p, cmd.line);
     let (Some(interp), Some(shown)) = (&id.interpreter, &id.interpreter_shown) else {
         return;
     };

@@ -95,3 +95,31 @@ def test_env_keep_is_an_allow_list_with_an_explicit_escape_hatch(tmp_path):
     f.write_text(policy('commands = ["/usr/bin/id"]', 'env_keep = ["TERM"]\nenv_keep_unchecked = ["APP_REGION"]\n'))
     p = jitctl("policy", "check", f, check=True)
     assert re.search(rf"^{re.escape(str(f))}:7: warning\[env-keep-unchecked\]: .*APP_REGION", p.stdout, re.M), p.stdout
+
+
+def test_a_python_script_run_with_capabilities_as_the_caller_is_flagged(tmp_path):
+    """Issue 12 item 4: a rule whose command is a script for an interpreter that loads code from
+    the caller's home (Python's user site directory) is flagged; the same script in isolated
+    mode (-I), run as a dedicated user, or a shell script, is not."""
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("no /usr/bin/python3 here")
+    scripts = tmp_path / "bin"
+    scripts.mkdir()
+    for name, line in [("report", "#!/usr/bin/python3"), ("report-env", "#!/usr/bin/env python3"),
+                       ("report-isolated", "#!/usr/bin/python3 -I"), ("backup", "#!/bin/sh")]:
+        (scripts / name).write_text(f"{line}\nprint('hi')\n")
+    f = tmp_path / "p.toml"
+
+    def codes(command: str, extra: str = 'capabilities = ["CAP_NET_BIND_SERVICE"]') -> set[str]:
+        f.write_text(policy(f'commands = ["{scripts}/{command}"]\n{extra}'))
+        out = jitctl("policy", "check", f, check=True).stdout
+        return set(re.findall(r"warning\[([a-z-]+)\]", out))
+
+    assert "script-interpreter" in codes("report")
+    assert "script-interpreter" in codes("report-env")
+    f.write_text(policy(f'commands = ["{scripts}/report"]\ncapabilities = ["CAP_NET_BIND_SERVICE"]'))
+    msg = jitctl("policy", "check", f, check=True).stdout
+    assert "user site directory" in msg and "#!/usr/bin/python3 -I" in msg, msg
+    assert "script-interpreter" not in codes("report-isolated")
+    assert "script-interpreter" not in codes("backup")
+    assert "script-interpreter" not in codes("report", 'run_as = "nobody"')

@@ -33,6 +33,9 @@ pub struct Escape {
     pub words: Vec<String>,
     #[serde(default)]
     pub unless: Vec<String>,
+    /// An argument is a program in the tool's own language (awk, sed).
+    #[serde(default)]
+    pub code: bool,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -221,6 +224,9 @@ impl Escape {
         }
         if self.interactive {
             return true;
+        }
+        if self.code {
+            return c.rest || c.args.iter().any(|a| has_meta(a.as_bytes()));
         }
         if !self.words.is_empty() {
             if c.args.iter().any(|a| fixed_word_in(a, &self.words)) {

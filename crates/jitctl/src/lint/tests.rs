@@ -272,6 +272,18 @@ fn narrower_forms_are_quiet() {
         ["shell-escape"],
         "status pages through less"
     );
+    let awk = |pattern: &str| {
+        codes_for(
+            &format!("commands = [\"{pattern}\"]\nrun_as = \"root\""),
+            &tree,
+        )
+    };
+    assert!(!awk("/usr/bin/awk -F: {print$1} /etc/passwd").contains(&"shell-escape"));
+    assert!(
+        awk("/usr/bin/awk * /etc/passwd").contains(&"shell-escape"),
+        "* can be BEGIN{{system(...)}}"
+    );
+    assert!(awk("/usr/bin/mawk **").contains(&"shell-escape"));
     let tar_glob = codes_for(
         "commands = [\"/usr/bin/tar -cf /tmp/x.tar *\"]\ncapabilities = [\"CAP_DAC_READ_SEARCH\"]",
         &tree,

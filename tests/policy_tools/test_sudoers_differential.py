@@ -125,11 +125,23 @@ def spec_lines(draw):
     return f"{draw(USERS)} " + " : ".join(parts)
 
 
+PLAIN_CMNDS = names("/usr/bin/id", '/usr/bin/id ""', "/usr/bin/id -u", "/usr/bin/echo *", "/usr/bin/echo hello",
+                    "/usr/bin/true", "/usr/bin/whoami", "CA")
+
+
+@st.composite
+def plain_lines(draw):
+    """A line that converts (so that the files exercise allowed requests, not only refusals)."""
+    cmnds = ", ".join(draw(PLAIN_CMNDS) for _ in range(draw(st.integers(1, 3))))
+    who = draw(names("{u1}", "{u2}", "%{g}", "{u1}, {u3}", "UA"))
+    return f"{who} {draw(names('ALL', 'web1', 'HA'))} = {draw(names('', '(root) ', '({svc}) ', '() ', '(RA) '))}{draw(names('NOPASSWD: ', '', 'PASSWD: '))}{cmnds}"
+
+
 @st.composite
 def sudoers_files(draw):
     lines = list(ALIASES)
     lines += draw(st.lists(DEFAULTS, max_size=2))
-    lines += draw(st.lists(spec_lines(), min_size=1, max_size=5))
+    lines += draw(st.lists(st.one_of(spec_lines(), plain_lines()), min_size=1, max_size=5))
     if draw(st.integers(0, 9)) == 0:
         lines.insert(draw(st.integers(0, len(lines))), draw(BROKEN))
     # sudo 1.9.13p3 crashes (SIGSEGV) in `sudo -l COMMAND` when a CHROOT= option applies to a

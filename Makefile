@@ -71,7 +71,7 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
-PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
+PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
 .PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
 

@@ -45,10 +45,9 @@
 use crate::error::Location;
 use crate::test_case::{parse_test, PolicyTest};
 use crate::text::quote;
-use crate::toml_doc::{Doc, Entry, Raw};
+use crate::toml_doc::{Doc, Entry, Node, Raw, Span};
 use crate::{parse_duration, CapSet, CommandPattern, PolicyError};
 use std::collections::HashMap;
-use std::ops::Range;
 use std::time::Duration;
 
 /// One file's bytes and the name to use in messages (normally its path).
@@ -224,8 +223,6 @@ impl Policy {
     }
 }
 
-type Span<'e> = Option<&'e Range<usize>>;
-
 /// `[[rule]]` / `[[test]]`: an array of tables, each with its span.
 fn array_of_tables<'e>(
     doc: &Doc<'_>,
@@ -253,9 +250,9 @@ fn array_of_tables<'e>(
     items
         .iter()
         .map(|n| match &n.value {
-            Raw::Table(t) => Ok((t.as_slice(), n.span.as_ref())),
+            Raw::Table(t) => Ok((t.as_slice(), Some(&n.span))),
             other => Err(doc.err(
-                n.span.as_ref().or(doc.entry_span(entry)),
+                &n.span,
                 &entry.key,
                 format!(
                     "expected a table, found {}; write each one as a {header} table",
@@ -521,7 +518,7 @@ fn parse_rule(
     if users.is_empty() && groups.is_empty() {
         let sp = get("users")
             .or(get("groups"))
-            .map_or(span, |e| doc.entry_span(e));
+            .map_or(span, |e| Some(doc.entry_span(e)));
         return Err(doc.err(
             sp,
             &field("users"),
@@ -708,20 +705,9 @@ fn parse_rule(
         .transpose()?;
     let record_input = flag("record_input", false)?;
 
-    let line_of = |key: &str| get(key).map_or(0, |e| doc.loc(doc.entry_span(e)).line);
-    let commands_entry = get("commands");
-    let command_lines = match commands_entry.map(|e| &e.node.value) {
-        Some(Raw::Array(items)) => items
-            .iter()
-            .map(|n| {
-                doc.loc(
-                    n.span
-                        .as_ref()
-                        .or(commands_entry.and_then(|e| doc.entry_span(e))),
-                )
-                .line
-            })
-            .collect(),
+    let line_of = |key: &str| get(key).map_or(0, |e| doc.line(doc.entry_span(e).start));
+    let command_lines = match get("commands").map(|e| &e.node.value) {
+        Some(Raw::Array(items)) => items.iter().map(|n| doc.line(n.span.start)).collect(),
         _ => Vec::new(),
     };
     let lines = RuleLines {
@@ -824,7 +810,6 @@ fn parse_commands(
             parse_pattern_node(
                 doc,
                 n,
-                doc.entry_span(e),
                 field,
                 &format!("a string or an array of strings for each command; {EXAMPLE}"),
             )
@@ -836,12 +821,11 @@ fn parse_commands(
 /// for arguments with spaces). `expected` says what was expected when it is neither.
 pub(crate) fn parse_pattern_node(
     doc: &Doc<'_>,
-    n: &crate::toml_doc::Node,
-    fallback: Option<&Range<usize>>,
+    n: &Node,
     field: &str,
     expected: &str,
 ) -> Result<CommandPattern, PolicyError> {
-    let sp = n.span.as_ref().or(fallback);
+    let sp = &n.span;
     let parsed = match &n.value {
         Raw::Str(s) => CommandPattern::parse_str(s),
         Raw::Array(words) => {
@@ -850,7 +834,7 @@ pub(crate) fn parse_pattern_node(
                 .map(|w| match &w.value {
                     Raw::Str(s) => Ok(s.as_str()),
                     other => Err(doc.err(
-                        w.span.as_ref().or(sp),
+                        &w.span,
                         field,
                         format!(
                             "expected strings in a command array, found {}",

@@ -131,12 +131,10 @@ fn parse_caps(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<CapSet, PolicyErr
 }
 
 fn parse_cmd(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<Vec<CommandPattern>, PolicyError> {
-    let sp = doc.entry_span(e);
     let one = |n: &crate::toml_doc::Node| -> Result<CommandPattern, PolicyError> {
         crate::policy::parse_pattern_node(
             doc,
             n,
-            sp,
             field,
             "a command pattern (a string or an array of strings)",
         )
@@ -152,7 +150,7 @@ fn parse_cmd(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<Vec<CommandPattern
         // Several patterns: an array of arrays.
         Raw::Array(items) => items.iter().map(one).collect(),
         other => Err(doc.err(
-            sp,
+            doc.entry_span(e),
             field,
             format!(
                 "expected a command pattern such as \"/usr/sbin/ip link **\", found {}",

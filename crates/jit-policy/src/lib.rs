@@ -11,6 +11,7 @@ pub mod duration;
 pub mod error;
 pub mod explain;
 pub mod glob;
+pub mod names;
 pub mod pattern;
 pub mod policy;
 pub mod record;
@@ -22,11 +23,12 @@ pub use caps::{CapSet, Capability};
 pub use decide::{decide, Decision, Denial, DenyCode, GrantView, Request};
 pub use duration::{format_duration, parse_duration};
 pub use error::PolicyError;
-pub use pattern::CommandPattern;
-pub use policy::{
-    env_known_safe, env_never_kept, valid_user_name, GrantMode, Policy, PolicySource, Rule,
-    RuleLines, RunAs, SourceLoc, NEVER_KEPT_ENV, NEVER_KEPT_PREFIXES, SAFE_ENV,
+pub use names::{
+    env_known_safe, env_never_kept, valid_rule_name, valid_user_name, NEVER_KEPT_ENV,
+    NEVER_KEPT_PREFIXES, SAFE_ENV,
 };
+pub use pattern::CommandPattern;
+pub use policy::{GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs, SourceLoc};
 pub use record::{parse_size, OnFailure, OnMaxBytes, RecordSettings};
 pub use settings::{AuditFraming, AuditSettings, PamSettings, RevocationSettings, Settings};
 pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};

@@ -37,12 +37,16 @@
 //! index within the file when the rule has no valid name yet).
 //!
 //! Besides the checks listed on [`Policy::load`], `env_keep` names only variables known to
-//! be safe to pass ([`SAFE_ENV`]); `env_keep_unchecked` may name others, but never one
+//! be safe to pass ([`SAFE_ENV`](crate::names::SAFE_ENV)); `env_keep_unchecked` may name others, but never one
 //! that lets the caller inject code into the privileged command ([`env_never_kept`]:
 //! `LD_*`, `GCONV_PATH`, `BASH_ENV`, `GIT_*`, ...); `hosts` must not be empty, and
 //! `commands` must list at least one command.
 
 use crate::error::Location;
+use crate::names::{
+    env_known_safe, env_never_kept, valid_env_name, valid_host_pattern, valid_lint_id,
+    valid_rule_name, valid_user_name,
+};
 use crate::test_case::{parse_test, PolicyTest};
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry, Node, Raw, Span};
@@ -93,7 +97,7 @@ pub struct Rule {
     /// Longest `exp - iat` a grant for this rule may have. Default 1h.
     pub max_duration: Duration,
     pub min_approvals: u32,
-    /// Variables kept from the caller: names on [`SAFE_ENV`] only.
+    /// Variables kept from the caller: names on [`SAFE_ENV`](crate::names::SAFE_ENV) only.
     pub env_keep: Vec<String>,
     /// Variables kept from the caller that are not known to be safe (never one that
     /// [`env_never_kept`] names): the admin's explicit escape hatch, which the linter flags.
@@ -138,7 +142,7 @@ impl Rule {
     }
 
     /// The variables this rule passes from the caller's environment (their values are checked
-    /// by jitrun): `env_keep` names that are on [`SAFE_ENV`] and `env_keep_unchecked` names
+    /// by jitrun): `env_keep` names that are on [`SAFE_ENV`](crate::names::SAFE_ENV) and `env_keep_unchecked` names
     /// that [`env_never_kept`] does not refuse. The loader already enforces both; this is the
     /// same check again where the list is used.
     pub fn kept_env(&self) -> Vec<String> {
@@ -283,179 +287,6 @@ const RULE_KEYS: &[&str] = &[
     "record_input",
     "allow_risks",
 ];
-
-/// Rule names: `[A-Za-z0-9._-]+`.
-pub(crate) fn valid_rule_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// User and group names as shadow-utils accepts them: `[A-Za-z0-9._-]`, optionally a
-/// final `$`, not starting with `-`, not all digits (a number would be read as an id),
-/// at most 256 bytes.
-pub fn valid_user_name(s: &str) -> bool {
-    let body = s.strip_suffix('$').unwrap_or(s);
-    !body.is_empty()
-        && s.len() <= 256
-        && !body.starts_with('-')
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && !body.bytes().all(|b| b.is_ascii_digit())
-        && body != "."
-        && body != ".."
-}
-
-/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
-pub(crate) fn valid_env_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    b.next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
-}
-
-/// Variables known to be safe to pass to a privileged command: their values are terminal
-/// sizes and names, locale names and time-zone names (jitrun refuses locale and TZ values
-/// that are paths), which no program reads code, configuration or a file name from. These
-/// are the only names `env_keep` accepts; anything else needs `env_keep_unchecked`.
-pub const SAFE_ENV: &[&str] = &[
-    "TERM",
-    "COLORTERM",
-    "COLUMNS",
-    "LINES",
-    "NO_COLOR",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_ADDRESS",
-    "LC_COLLATE",
-    "LC_CTYPE",
-    "LC_IDENTIFICATION",
-    "LC_MEASUREMENT",
-    "LC_MESSAGES",
-    "LC_MONETARY",
-    "LC_NAME",
-    "LC_NUMERIC",
-    "LC_PAPER",
-    "LC_TELEPHONE",
-    "LC_TIME",
-    "TZ",
-];
-
-/// Is `name` on [`SAFE_ENV`]?
-pub fn env_known_safe(name: &str) -> bool {
-    SAFE_ENV.contains(&name)
-}
-
-/// Prefixes of variables never passed to a privileged command (see [`NEVER_KEPT_ENV`]):
-/// the dynamic loader's, git's (`GIT_CONFIG_PARAMETERS` runs `core.fsmonitor`, `GIT_DIR`
-/// picks the repository and its hooks), interpreters' start-up and module paths, less's
-/// (`LESSOPEN`, `LESSEDIT`, `LESS=+!sh`), systemd's pager and editor (`SYSTEMD_PAGER`,
-/// `SYSTEMD_PAGERSECURE=0`), the XDG directories programs read configuration and plugins
-/// from, and OpenSSL's configuration and engines.
-pub const NEVER_KEPT_PREFIXES: &[&str] = &[
-    "LD_", "GIT_", "PYTHON", "PERL", "RUBY", "NODE_", "LESS", "SYSTEMD_", "XDG_", "OPENSSL_",
-    "SSL_", "KRB5", "GTK_", "QT_", "GIO_", "DYLD_",
-];
-
-/// Variables never passed to a privileged command, whatever a rule says: they make the
-/// dynamic loader, the C library, a shell, an interpreter, an editor, a pager or another
-/// program run code or read configuration, data or credentials of the caller's choosing,
-/// or choose which program runs (an ambient-capability exec is not AT_SECURE, so the C
-/// library trusts its environment). Together with [`NEVER_KEPT_PREFIXES`]. The policy
-/// loader refuses them in `env_keep` and `env_keep_unchecked`, and jitrun drops them even
-/// if a rule got through.
-pub const NEVER_KEPT_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "SHELL",
-    "IFS",
-    "CDPATH",
-    "FPATH",
-    "BASH_ENV",
-    "ENV",
-    "SHELLOPTS",
-    "BASHOPTS",
-    "PS1",
-    "PS2",
-    "PS3",
-    "PS4",
-    "PROMPT_COMMAND",
-    "HISTFILE",
-    "INPUTRC",
-    "ZDOTDIR",
-    "GCONV_PATH",
-    "GETCONF_DIR",
-    "LOCPATH",
-    "NLSPATH",
-    "TZDIR",
-    "HOSTALIASES",
-    "LOCALDOMAIN",
-    "RES_OPTIONS",
-    "RESOLV_HOST_CONF",
-    "NIS_PATH",
-    "MALLOC_CHECK_",
-    "MALLOC_TRACE",
-    "GLIBC_TUNABLES",
-    "TMPDIR",
-    "TMP",
-    "TEMP",
-    "TERMINFO",
-    "TERMINFO_DIRS",
-    "TERMCAP",
-    "TERMPATH",
-    "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS",
-    "JDK_JAVA_OPTIONS",
-    "CLASSPATH",
-    "EDITOR",
-    "VISUAL",
-    "SUDO_EDITOR",
-    "SUDO_ASKPASS",
-    "SSH_ASKPASS",
-    "SSH_AUTH_SOCK",
-    "PAGER",
-    "MANPAGER",
-    "MANOPT",
-    "MANPATH",
-    "MANROFFOPT",
-    "BROWSER",
-    "VIMINIT",
-    "EXINIT",
-    "MYVIMRC",
-    "VIMRUNTIME",
-    "EMACSLOADPATH",
-    "MAKEFLAGS",
-    "MFLAGS",
-    "MAKEFILES",
-    "CURL_HOME",
-    "WGETRC",
-    "NETRC",
-    "GNUPGHOME",
-    "DBUS_SESSION_BUS_ADDRESS",
-    "XAUTHORITY",
-    "KUBECONFIG",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "PSQLRC",
-    "PGPASSFILE",
-    "PGSERVICEFILE",
-    "MYSQL_HOME",
-    "SQLITE_HISTORY",
-    "GDBHISTFILE",
-];
-
-/// Is `name` one of the variables never passed to a command ([`NEVER_KEPT_ENV`] and
-/// [`NEVER_KEPT_PREFIXES`])?
-pub fn env_never_kept(name: &str) -> bool {
-    NEVER_KEPT_ENV.contains(&name) || NEVER_KEPT_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// Host names or globs: printable, no whitespace.
-fn valid_host_pattern(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_graphic())
-}
 
 fn parse_rule(
     doc: &Doc<'_>,
@@ -673,11 +504,7 @@ fn parse_rule(
         Some(e) => {
             let mut out: Vec<String> = Vec::new();
             for (id, sp) in doc.strings(e, &field("allow_risks"), "[\"shell-escape\"]")? {
-                let valid = !id.is_empty()
-                    && id
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                if !valid {
+                if !valid_lint_id(id) {
                     return Err(doc.err(sp, &field("allow_risks"), format!("invalid lint id {}: lint ids look like \"shell-escape\" (jitctl policy check names them)", quote(id))));
                 }
                 if out.iter().any(|o| o == id) {
@@ -746,7 +573,7 @@ fn parse_rule(
     })
 }
 
-/// `env_keep` (`safe_only`: names on [`SAFE_ENV`]) or `env_keep_unchecked` (any name
+/// `env_keep` (`safe_only`: names on [`SAFE_ENV`](crate::names::SAFE_ENV)) or `env_keep_unchecked` (any name
 /// that is not never kept, and not one that belongs in `env_keep`).
 fn env_names(
     doc: &Doc<'_>,
@@ -1207,27 +1034,5 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         // An empty policy is valid.
         assert!(load("").unwrap().rules.is_empty());
         assert!(Policy::load(&[]).unwrap().rules.is_empty());
-    }
-
-    #[test]
-    fn name_validators() {
-        for ok in ["alice", "a.b", "_svc", "svc-1", "ALICE", "host$", "a1"] {
-            assert!(valid_user_name(ok), "{ok}");
-        }
-        for bad in ["", "-x", "12", "a b", "a:b", "a/b", "$", ".", "..", "é"] {
-            assert!(!valid_user_name(bad), "{bad}");
-        }
-        assert!(valid_env_name("LANG") && valid_env_name("_") && valid_env_name("A_1"));
-        assert!(
-            !valid_env_name("")
-                && !valid_env_name("1A")
-                && !valid_env_name("A-B")
-                && !valid_env_name("A=B")
-        );
-        assert!(
-            valid_rule_name("net-debug.v2_x")
-                && !valid_rule_name("net debug")
-                && !valid_rule_name("")
-        );
     }
 }

@@ -22,6 +22,7 @@
 //! on_failure = "end"
 //! ```
 
+use crate::names::valid_host_name;
 use crate::record::{parse_record, RecordSettings};
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry};
@@ -274,13 +275,6 @@ fn duration(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<Duration, PolicyErr
             ),
         )),
     }
-}
-
-fn valid_host_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// Every entry absolute, none empty (an empty entry would mean the current directory).

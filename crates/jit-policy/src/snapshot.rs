@@ -38,7 +38,10 @@
 //! again, so a decoded rule is one the loader could have produced.
 
 use crate::caps::CapSet;
-use crate::policy::{valid_env_name, valid_rule_name, valid_user_name, GrantMode, RunAs};
+use crate::names::{
+    env_known_safe, env_never_kept, valid_env_name, valid_rule_name, valid_user_name,
+};
+use crate::policy::{GrantMode, RunAs};
 use crate::{CommandPattern, Policy, Rule, RuleLines, SourceLoc};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -630,14 +633,14 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
     check(
         env_keep
             .iter()
-            .all(|e| valid_env_name(e) && crate::env_known_safe(e)),
+            .all(|e| valid_env_name(e) && env_known_safe(e)),
         "env_keep",
     )?;
     let env_keep_unchecked = r.strs()?;
     check(
         env_keep_unchecked
             .iter()
-            .all(|e| valid_env_name(e) && !crate::env_never_kept(e) && !crate::env_known_safe(e)),
+            .all(|e| valid_env_name(e) && !env_never_kept(e) && !env_known_safe(e)),
         "env_keep_unchecked",
     )?;
     let allow_risks = r.strs()?;

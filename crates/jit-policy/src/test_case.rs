@@ -27,7 +27,8 @@
 //! in turn (the first that allows wins, as with a grant store).
 
 use crate::decide::{allows_command, allows_host, names_user};
-use crate::policy::{valid_rule_name, valid_user_name, SourceLoc};
+use crate::names::{valid_rule_name, valid_user_name};
+use crate::policy::SourceLoc;
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry, Raw};
 use crate::{decide, CapSet, CommandPattern, Decision, DenyCode, GrantView, Policy};

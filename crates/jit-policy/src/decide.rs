@@ -3,10 +3,13 @@
 //! The grant's signature and time claims are checked by `jit-grant` before this runs;
 //! here the (already verified) grant is seen through [`GrantView`].
 
+use crate::caps::CapSet;
+use crate::duration::format_duration;
 use crate::glob::glob_match;
-use crate::policy::GrantMode;
+use crate::pattern::CommandPattern;
+use crate::policy::Policy;
+use crate::rule::{GrantMode, Rule, RunAs};
 use crate::text::{command_line, os_word, quote, quoted_list};
-use crate::{format_duration, CapSet, CommandPattern, Policy, Rule, RunAs};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -591,7 +594,7 @@ fn without_grant<'p>(policy: &'p Policy, request: &Request<'_>) -> Decision<'p> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PolicySource;
+    use crate::policy::PolicySource;
     use std::os::unix::ffi::OsStrExt;
 
     const POLICY: &str = r#"

@@ -15,6 +15,7 @@ pub mod names;
 pub mod pattern;
 pub mod policy;
 pub mod record;
+pub mod rule;
 pub mod settings;
 pub mod snapshot;
 pub mod test_case;
@@ -28,12 +29,14 @@ pub use names::{
     NEVER_KEPT_PREFIXES, SAFE_ENV,
 };
 pub use pattern::CommandPattern;
-pub use policy::{GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs, SourceLoc};
+pub use policy::{Policy, PolicySource};
 pub use record::{parse_size, OnFailure, OnMaxBytes, RecordSettings};
+pub use rule::{GrantMode, Rule, RuleLines, RunAs, SourceLoc};
 pub use settings::{AuditFraming, AuditSettings, PamSettings, RevocationSettings, Settings};
 pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 /// Edit distance between two strings (for "did you mean" hints).
 pub use text::distance as edit_distance;
 
+mod fields;
 mod text;
 mod toml_doc;

@@ -25,143 +25,26 @@
 //!                                   # session (asciicast v2 + session.io events)
 //! record_input = false              # default false; also record what is typed (passwords too)
 //!
-//! [[test]]                          # for `jitctl policy test`: parsed and checked here,
+//! [[test]]                          # see crate::test_case
 //! user = "alice"                    # evaluated by `jitctl policy test`, never by jitrun
 //! argv = ["/usr/sbin/ip", "link"]
 //! grant = { rule = "net-debug" }
 //! expect = "allow"
 //! ```
-//! Unknown keys are errors (a typo must never silently widen or narrow access).
-//!
-//! Errors read `file:LINE: rule "name": field: problem` (`rule[N]` with a 0-based
-//! index within the file when the rule has no valid name yet).
-//!
-//! Besides the checks listed on [`Policy::load`], `env_keep` names only variables known to
-//! be safe to pass ([`SAFE_ENV`](crate::names::SAFE_ENV)); `env_keep_unchecked` may name others, but never one
-//! that lets the caller inject code into the privileged command ([`env_never_kept`]:
-//! `LD_*`, `GCONV_PATH`, `BASH_ENV`, `GIT_*`, ...); `hosts` must not be empty, and
-//! `commands` must list at least one command.
+//! Unknown keys are errors (a typo must never silently widen or narrow access). How a
+//! `[[rule]]` table is read and checked: [`crate::rule`].
 
-use crate::error::Location;
-use crate::names::{
-    env_known_safe, env_never_kept, valid_env_name, valid_host_pattern, valid_lint_id,
-    valid_rule_name, valid_user_name,
-};
+use crate::error::{Location, PolicyError};
+use crate::rule::{parse_rule, Rule, SourceLoc};
 use crate::test_case::{parse_test, PolicyTest};
-use crate::text::quote;
-use crate::toml_doc::{Doc, Entry, Node, Raw, Span};
-use crate::{parse_duration, CapSet, CommandPattern, PolicyError};
+use crate::toml_doc::{Doc, Entry, Raw, Span};
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// One file's bytes and the name to use in messages (normally its path).
 #[derive(Debug, Clone)]
 pub struct PolicySource {
     pub name: String,
     pub text: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceLoc {
-    pub file: String,
-    /// 1-based line of the `[[rule]]` header.
-    pub line: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunAs {
-    Invoker,
-    Root,
-    User(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantMode {
-    /// A valid grant token is needed (the default).
-    Required,
-    /// Standing access: no token (migration from sudoers; flagged by the linter).
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub name: String,
-    pub users: Vec<String>,
-    pub groups: Vec<String>,
-    /// Host globs; default `["*"]`.
-    pub hosts: Vec<String>,
-    pub commands: Vec<CommandPattern>,
-    pub run_as: RunAs,
-    pub capabilities: CapSet,
-    pub grant: GrantMode,
-    /// Longest `exp - iat` a grant for this rule may have. Default 1h.
-    pub max_duration: Duration,
-    pub min_approvals: u32,
-    /// Variables kept from the caller: names on [`SAFE_ENV`](crate::names::SAFE_ENV) only.
-    pub env_keep: Vec<String>,
-    /// Variables kept from the caller that are not known to be safe (never one that
-    /// [`env_never_kept`] names): the admin's explicit escape hatch, which the linter flags.
-    pub env_keep_unchecked: Vec<String>,
-    /// Lint ids the admin has acknowledged for this rule (`jitctl policy check --strict`
-    /// passes them; `policy explain` shows them). No effect on decisions.
-    pub allow_risks: Vec<String>,
-    pub no_new_privs: bool,
-    pub authenticate: bool,
-    /// Refuse grants for this rule while `/var/lib/jitrun/revocations` is missing, invalid,
-    /// or older than settings `revocations.max_age` (deny code `revocations_stale`).
-    pub require_fresh_revocations: bool,
-    /// `record`: `None` when the rule does not say (then the settings' `record.default`).
-    pub record: Option<bool>,
-    /// `record_input`: also record what is typed to the command.
-    pub record_input: bool,
-    pub source: SourceLoc,
-    /// Where some keys were written, for the linter's messages.
-    pub lines: RuleLines,
-}
-
-/// 1-based lines of some of a rule's keys (0 when the key is not written: then the
-/// `[[rule]]` header's line, [`SourceLoc::line`], is the one to report).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuleLines {
-    pub hosts: usize,
-    pub run_as: usize,
-    pub capabilities: usize,
-    pub grant: usize,
-    pub authenticate: usize,
-    pub record_input: usize,
-    pub env_keep_unchecked: usize,
-    pub allow_risks: usize,
-    /// One per entry of `commands`, in order.
-    pub commands: Vec<usize>,
-}
-
-impl Rule {
-    /// Whether runs under this rule are recorded: its `record`, else the settings' default.
-    pub fn records(&self, settings: &crate::RecordSettings) -> bool {
-        self.record.unwrap_or(settings.default)
-    }
-
-    /// The variables this rule passes from the caller's environment (their values are checked
-    /// by jitrun): `env_keep` names that are on [`SAFE_ENV`](crate::names::SAFE_ENV) and `env_keep_unchecked` names
-    /// that [`env_never_kept`] does not refuse. The loader already enforces both; this is the
-    /// same check again where the list is used.
-    pub fn kept_env(&self) -> Vec<String> {
-        let safe = self.env_keep.iter().filter(|n| env_known_safe(n));
-        let unchecked = self.env_keep_unchecked.iter();
-        safe.chain(unchecked)
-            .filter(|n| valid_env_name(n) && !env_never_kept(n))
-            .cloned()
-            .collect()
-    }
-
-    /// The line of a key (see [`RuleLines`]), else the rule's header line.
-    pub fn line(&self, key_line: usize) -> usize {
-        if key_line > 0 {
-            key_line
-        } else {
-            self.source.line
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -171,6 +54,9 @@ pub struct Policy {
     /// `[[test]]` cases, typed (see [`crate::test_case`]); jitrun never evaluates them.
     pub tests: Vec<PolicyTest>,
 }
+
+/// The top-level keys of a policy file.
+const POLICY_KEYS: &[&str] = &["rule", "test"];
 
 impl Policy {
     /// Parse and validate every source, in order; merge; reject duplicate rule names
@@ -185,37 +71,22 @@ impl Policy {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for src in sources {
             let (doc, root) = Doc::parse(&src.name, &src.text)?;
-            doc.check_keys(&root, &["rule", "test"], "policy")?;
+            doc.check_keys(&root, POLICY_KEYS, "policy")?;
             for entry in &root {
                 let tables = array_of_tables(&doc, entry)?;
                 for (index, (table, span)) in tables.into_iter().enumerate() {
-                    let source = SourceLoc {
-                        file: src.name.clone(),
-                        line: span.map_or(0, |s| doc.line(s.start)),
-                    };
-                    if entry.key == "rule" {
-                        let rule = parse_rule(&doc, table, span, index, source)?;
-                        if let Some(&first) = seen.get(&rule.name) {
-                            let first = &policy.rules[first];
-                            return Err(PolicyError::DuplicateRule {
-                                name: rule.name.clone(),
-                                at: Location {
-                                    file: rule.source.file.clone(),
-                                    line: rule.source.line,
-                                },
-                                first: Location {
-                                    file: first.source.file.clone(),
-                                    line: first.source.line,
-                                },
-                            });
-                        }
-                        seen.insert(rule.name.clone(), policy.rules.len());
-                        policy.rules.push(rule);
-                    } else {
-                        policy
-                            .tests
-                            .push(parse_test(&doc, table, span, index, source)?);
+                    let source = source_loc(&doc, span);
+                    if entry.key == "test" {
+                        let test = parse_test(&doc, table, span, index, source)?;
+                        policy.tests.push(test);
+                        continue;
                     }
+                    let rule = parse_rule(&doc, table, span, index, source)?;
+                    if let Some(&first) = seen.get(&rule.name) {
+                        return Err(duplicate(&rule, &policy.rules[first]));
+                    }
+                    seen.insert(rule.name.clone(), policy.rules.len());
+                    policy.rules.push(rule);
                 }
             }
         }
@@ -224,6 +95,26 @@ impl Policy {
 
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.name == name)
+    }
+}
+
+fn duplicate(rule: &Rule, first: &Rule) -> PolicyError {
+    let at = |r: &Rule| Location {
+        file: r.source.file.clone(),
+        line: r.source.line,
+    };
+    PolicyError::DuplicateRule {
+        name: rule.name.clone(),
+        at: at(rule),
+        first: at(first),
+    }
+}
+
+/// Where a table's header is.
+fn source_loc(doc: &Doc<'_>, span: Span<'_>) -> SourceLoc {
+    SourceLoc {
+        file: doc.name.to_string(),
+        line: span.map_or(0, |s| doc.line(s.start)),
     }
 }
 
@@ -267,426 +158,14 @@ fn array_of_tables<'e>(
         .collect()
 }
 
-const RULE_KEYS: &[&str] = &[
-    "name",
-    "users",
-    "groups",
-    "hosts",
-    "commands",
-    "run_as",
-    "capabilities",
-    "grant",
-    "max_duration",
-    "min_approvals",
-    "env_keep",
-    "env_keep_unchecked",
-    "no_new_privs",
-    "authenticate",
-    "require_fresh_revocations",
-    "record",
-    "record_input",
-    "allow_risks",
-];
-
-fn parse_rule(
-    doc: &Doc<'_>,
-    table: &[Entry],
-    span: Span<'_>,
-    index: usize,
-    source: SourceLoc,
-) -> Result<Rule, PolicyError> {
-    let get = |key: &str| table.iter().find(|e| e.key == key);
-
-    // Every message names the rule: by its name when it has a valid one.
-    let name_entry = get("name");
-    let label = match name_entry.map(|e| &e.node.value) {
-        Some(Raw::Str(n)) if valid_rule_name(n) => format!("rule {}", quote(n)),
-        _ => format!("rule[{index}]"),
-    };
-    let field = |key: &str| format!("{label}: {key}");
-    doc.check_keys(table, RULE_KEYS, &label)?;
-    let name = match name_entry {
-        None => {
-            return Err(doc.err(
-                span,
-                &field("name"),
-                "missing; every rule needs a unique name = \"...\" (letters, digits, '.', '_', '-')",
-            ));
-        }
-        Some(e) => {
-            let n = doc.string(e, &field("name"))?;
-            if !valid_rule_name(n) {
-                return Err(doc.err(
-                    doc.entry_span(e),
-                    &field("name"),
-                    format!(
-                        "invalid rule name {}: use letters, digits, '.', '_' and '-' only",
-                        quote(n)
-                    ),
-                ));
-            }
-            n.to_string()
-        }
-    };
-
-    let names = |key: &str, what: &str| -> Result<Vec<String>, PolicyError> {
-        let Some(e) = get(key) else {
-            return Ok(Vec::new());
-        };
-        doc.strings(e, &field(key), "[\"alice\"]")?
-            .into_iter()
-            .map(|(n, sp)| {
-                if valid_user_name(n) {
-                    Ok(n.to_string())
-                } else {
-                    Err(doc.err(sp, &field(key), format!("invalid {what} name {}", quote(n))))
-                }
-            })
-            .collect()
-    };
-    let users = names("users", "user")?;
-    let groups = names("groups", "group")?;
-    if users.is_empty() && groups.is_empty() {
-        let sp = get("users")
-            .or(get("groups"))
-            .map_or(span, |e| Some(doc.entry_span(e)));
-        return Err(doc.err(
-            sp,
-            &field("users"),
-            "the rule names nobody; list at least one user or group (users = [\"alice\"] or groups = [\"netops\"])",
-        ));
-    }
-
-    let hosts = match get("hosts") {
-        None => vec!["*".to_string()],
-        Some(e) => {
-            let list = doc.strings(e, &field("hosts"), "[\"web-*\"]")?;
-            if list.is_empty() {
-                return Err(doc.err(
-                    doc.entry_span(e),
-                    &field("hosts"),
-                    "empty list: the rule would apply nowhere; omit hosts for every host, or list host names or globs",
-                ));
-            }
-            list.into_iter()
-                .map(|(h, sp)| {
-                    if valid_host_pattern(h) {
-                        Ok(h.to_string())
-                    } else {
-                        Err(doc.err(
-                            sp,
-                            &field("hosts"),
-                            format!("invalid host name or glob {}", quote(h)),
-                        ))
-                    }
-                })
-                .collect::<Result<_, _>>()?
-        }
-    };
-
-    let commands = match get("commands") {
-        None => return Err(doc.err(
-            span,
-            &field("commands"),
-            "missing; list the commands this rule allows, e.g. commands = [\"/usr/sbin/ip **\"]",
-        )),
-        Some(e) => parse_commands(doc, e, &field("commands"))?,
-    };
-
-    let run_as = match get("run_as") {
-        None => RunAs::Invoker,
-        Some(e) => match doc.string(e, &field("run_as"))? {
-            "invoker" => RunAs::Invoker,
-            "root" => RunAs::Root,
-            u if valid_user_name(u) => RunAs::User(u.to_string()),
-            u => {
-                return Err(doc.err(
-                    doc.entry_span(e),
-                    &field("run_as"),
-                    format!(
-                        "invalid value {}: expected \"invoker\", \"root\" or a user name",
-                        quote(u)
-                    ),
-                ))
-            }
-        },
-    };
-
-    let capabilities = match get("capabilities") {
-        None => CapSet::EMPTY,
-        Some(e) => {
-            let list = doc.strings(e, &field("capabilities"), "[\"CAP_NET_ADMIN\"]")?;
-            let mut set = CapSet::EMPTY;
-            for (c, sp) in &list {
-                let one = CapSet::parse_list(&[c])
-                    .map_err(|err| doc.locate(err, *sp, &field("capabilities")))?;
-                if c.eq_ignore_ascii_case("ALL") && run_as != RunAs::Root {
-                    return Err(doc.err(
-                        *sp,
-                        &field("capabilities"),
-                        "\"ALL\" (every capability: full root, for break-glass) is only allowed with run_as = \"root\"; list the capabilities the commands need instead",
-                    ));
-                }
-                set.0 |= one.0;
-            }
-            set
-        }
-    };
-
-    let grant = match get("grant") {
-        None => GrantMode::Required,
-        Some(e) => match doc.string(e, &field("grant"))? {
-            "required" => GrantMode::Required,
-            "none" => GrantMode::None,
-            g => {
-                return Err(doc.err(
-                    doc.entry_span(e),
-                    &field("grant"),
-                    format!("invalid value {}: expected \"required\" (the default) or \"none\" (standing access)", quote(g)),
-                ))
-            }
-        },
-    };
-
-    let max_duration = match get("max_duration") {
-        None => Duration::from_secs(3600),
-        Some(e) => {
-            let sp = doc.entry_span(e);
-            let text = match &e.node.value {
-                Raw::Str(s) => s.as_str(),
-                other => {
-                    return Err(doc.err(
-                        sp,
-                        &field("max_duration"),
-                        format!(
-                            "expected a string such as \"1h\" or \"30m\", found {}",
-                            other.kind()
-                        ),
-                    ))
-                }
-            };
-            let d =
-                parse_duration(text).map_err(|err| doc.locate(err, sp, &field("max_duration")))?;
-            if d.is_zero() {
-                return Err(doc.err(
-                    sp,
-                    &field("max_duration"),
-                    "must be longer than zero, e.g. \"30m\"",
-                ));
-            }
-            d
-        }
-    };
-
-    let min_approvals = match get("min_approvals") {
-        None => 0,
-        Some(e) => {
-            let n = doc.integer(e, &field("min_approvals"))?;
-            u32::try_from(n).map_err(|_| {
-                doc.err(
-                    doc.entry_span(e),
-                    &field("min_approvals"),
-                    format!("{n} is out of range: expected 0 or more"),
-                )
-            })?
-        }
-    };
-
-    let env_keep = env_names(doc, get("env_keep"), &field("env_keep"), true)?;
-    let env_keep_unchecked = env_names(
-        doc,
-        get("env_keep_unchecked"),
-        &field("env_keep_unchecked"),
-        false,
-    )?;
-    let allow_risks = match get("allow_risks") {
-        None => Vec::new(),
-        Some(e) => {
-            let mut out: Vec<String> = Vec::new();
-            for (id, sp) in doc.strings(e, &field("allow_risks"), "[\"shell-escape\"]")? {
-                if !valid_lint_id(id) {
-                    return Err(doc.err(sp, &field("allow_risks"), format!("invalid lint id {}: lint ids look like \"shell-escape\" (jitctl policy check names them)", quote(id))));
-                }
-                if out.iter().any(|o| o == id) {
-                    return Err(doc.err(
-                        sp,
-                        &field("allow_risks"),
-                        format!("{} is listed twice", quote(id)),
-                    ));
-                }
-                out.push(id.to_string());
-            }
-            out
-        }
-    };
-
-    let flag = |key: &str, default: bool| match get(key) {
-        None => Ok(default),
-        Some(e) => doc.boolean(e, &field(key)),
-    };
-    let no_new_privs = flag("no_new_privs", true)?;
-    let authenticate = flag("authenticate", false)?;
-    let require_fresh_revocations = flag("require_fresh_revocations", false)?;
-    let record = get("record")
-        .map(|e| doc.boolean(e, &field("record")))
-        .transpose()?;
-    let record_input = flag("record_input", false)?;
-
-    let line_of = |key: &str| get(key).map_or(0, |e| doc.line(doc.entry_span(e).start));
-    let command_lines = match get("commands").map(|e| &e.node.value) {
-        Some(Raw::Array(items)) => items.iter().map(|n| doc.line(n.span.start)).collect(),
-        _ => Vec::new(),
-    };
-    let lines = RuleLines {
-        hosts: line_of("hosts"),
-        run_as: line_of("run_as"),
-        capabilities: line_of("capabilities"),
-        grant: line_of("grant"),
-        authenticate: line_of("authenticate"),
-        record_input: line_of("record_input"),
-        env_keep_unchecked: line_of("env_keep_unchecked"),
-        allow_risks: line_of("allow_risks"),
-        commands: command_lines,
-    };
-
-    Ok(Rule {
-        name,
-        users,
-        groups,
-        hosts,
-        commands,
-        run_as,
-        capabilities,
-        grant,
-        max_duration,
-        min_approvals,
-        env_keep,
-        env_keep_unchecked,
-        allow_risks,
-        no_new_privs,
-        authenticate,
-        require_fresh_revocations,
-        record,
-        record_input,
-        source,
-        lines,
-    })
-}
-
-/// `env_keep` (`safe_only`: names on [`SAFE_ENV`](crate::names::SAFE_ENV)) or `env_keep_unchecked` (any name
-/// that is not never kept, and not one that belongs in `env_keep`).
-fn env_names(
-    doc: &Doc<'_>,
-    entry: Option<&Entry>,
-    field: &str,
-    safe_only: bool,
-) -> Result<Vec<String>, PolicyError> {
-    let Some(e) = entry else {
-        return Ok(Vec::new());
-    };
-    let example = if safe_only {
-        "[\"TERM\", \"LANG\"]"
-    } else {
-        "[\"APP_ENV\"]"
-    };
-    doc.strings(e, field, example)?
-        .into_iter()
-        .map(|(v, sp)| {
-            let why = if !valid_env_name(v) {
-                format!("invalid variable name {}: expected [A-Za-z_][A-Za-z0-9_]*", quote(v))
-            } else if env_never_kept(v) {
-                format!("{} is never kept: it would let the caller run code of their choice, or make the command read configuration, files or credentials of the caller's choosing, in the privileged command", quote(v))
-            } else if safe_only && !env_known_safe(v) {
-                format!("{} is not on the list of variables known to be safe to keep (terminal, locale and time-zone names: see docs/policy.md); if the command needs it and you have checked that no program it runs reads code, configuration or a path from it, list it in env_keep_unchecked instead (jitctl policy check then warns with env-keep-unchecked)", quote(v))
-            } else if !safe_only && env_known_safe(v) {
-                format!("{} is known to be safe: list it in env_keep", quote(v))
-            } else {
-                return Ok(v.to_string());
-            };
-            Err(doc.err(sp, field, why))
-        })
-        .collect()
-}
-
-fn parse_commands(
-    doc: &Doc<'_>,
-    e: &Entry,
-    field: &str,
-) -> Result<Vec<CommandPattern>, PolicyError> {
-    const EXAMPLE: &str = "e.g. commands = [\"/usr/sbin/ip **\", [\"/usr/bin/printf\", \"a b\"]]";
-    let Raw::Array(items) = &e.node.value else {
-        return Err(doc.err(
-            doc.entry_span(e),
-            field,
-            format!(
-                "expected an array of commands, found {}; {EXAMPLE}",
-                e.node.value.kind()
-            ),
-        ));
-    };
-    if items.is_empty() {
-        return Err(doc.err(
-            doc.entry_span(e),
-            field,
-            format!("empty list: the rule would allow nothing; {EXAMPLE}"),
-        ));
-    }
-    items
-        .iter()
-        .map(|n| {
-            parse_pattern_node(
-                doc,
-                n,
-                field,
-                &format!("a string or an array of strings for each command; {EXAMPLE}"),
-            )
-        })
-        .collect()
-}
-
-/// One command pattern: a string (`"/usr/sbin/ip **"`) or an array of words (the array form,
-/// for arguments with spaces). `expected` says what was expected when it is neither.
-pub(crate) fn parse_pattern_node(
-    doc: &Doc<'_>,
-    n: &Node,
-    field: &str,
-    expected: &str,
-) -> Result<CommandPattern, PolicyError> {
-    let sp = &n.span;
-    let parsed = match &n.value {
-        Raw::Str(s) => CommandPattern::parse_str(s),
-        Raw::Array(words) => {
-            let words = words
-                .iter()
-                .map(|w| match &w.value {
-                    Raw::Str(s) => Ok(s.as_str()),
-                    other => Err(doc.err(
-                        &w.span,
-                        field,
-                        format!(
-                            "expected strings in a command array, found {}",
-                            other.kind()
-                        ),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            CommandPattern::parse_words(&words)
-        }
-        other => {
-            return Err(doc.err(
-                sp,
-                field,
-                format!("expected {expected}, found {}", other.kind()),
-            ))
-        }
-    };
-    parsed.map_err(|err| doc.locate(err, sp, field))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caps::CapSet;
+    use crate::pattern::CommandPattern;
+    use crate::rule::{GrantMode, RunAs, RULE_KEYS};
     use std::ffi::OsStr;
+    use std::time::Duration;
 
     const NET: &str = "/etc/jitrun/policy.d/10-net.toml";
 
@@ -778,7 +257,7 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert!(!d.authenticate);
         assert!(!d.require_fresh_revocations);
         assert_eq!((d.record, d.record_input), (None, false));
-        let mut settings = crate::RecordSettings::default();
+        let mut settings = crate::record::RecordSettings::default();
         assert!(r.records(&settings) && !d.records(&settings));
         settings.default = true;
         assert!(d.records(&settings));

@@ -41,7 +41,7 @@ use crate::caps::CapSet;
 use crate::names::{
     env_known_safe, env_never_kept, valid_env_name, valid_rule_name, valid_user_name,
 };
-use crate::policy::{GrantMode, RunAs};
+use crate::rule::{GrantMode, RunAs};
 use crate::{CommandPattern, Policy, Rule, RuleLines, SourceLoc};
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -28,7 +28,7 @@
 
 use crate::decide::{allows_command, allows_host, names_user};
 use crate::names::{valid_rule_name, valid_user_name};
-use crate::policy::SourceLoc;
+use crate::rule::SourceLoc;
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry, Raw};
 use crate::{decide, CapSet, CommandPattern, Decision, DenyCode, GrantView, Policy};
@@ -133,7 +133,7 @@ fn parse_caps(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<CapSet, PolicyErr
 
 fn parse_cmd(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<Vec<CommandPattern>, PolicyError> {
     let one = |n: &crate::toml_doc::Node| -> Result<CommandPattern, PolicyError> {
-        crate::policy::parse_pattern_node(
+        crate::fields::command_pattern(
             doc,
             n,
             field,

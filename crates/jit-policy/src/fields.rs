@@ -1,4 +1,4 @@
-//! Typed fields read from TOML entries, shared by the `[[rule]]` and settings
+//! Typed fields read from TOML entries, shared by the `[[rule]]`, `[[test]]` and settings
 //! parsers so that the same kind of value is checked, and refused, the same way wherever
 //! it is written: name lists, capability lists, command patterns, durations, one-of-a-few
 //! strings. Each error names the file, the line of the value and the field.
@@ -12,9 +12,9 @@ use crate::text::quote;
 use crate::toml_doc::{Doc, Entry, Node, Raw, Span};
 use std::time::Duration;
 
-/// One `[[rule]]` table being read: its entries, where its header is (a
+/// One `[[rule]]` or `[[test]]` table being read: its entries, where its header is (a
 /// missing key is reported there) and the label every message about it starts with
-/// (`rule "net-debug"`, `rule[2]`).
+/// (`rule "net-debug"`, `test[2]`).
 pub(crate) struct Section<'d, 'e> {
     pub doc: &'d Doc<'d>,
     pub entries: &'e [Entry],
@@ -46,6 +46,13 @@ impl<'e> Section<'_, 'e> {
     pub fn line_of(&self, key: &str) -> usize {
         self.get(key)
             .map_or(0, |e| self.doc.line(self.doc.entry_span(e).start))
+    }
+
+    /// A string value, when the key is written.
+    pub fn string(&self, key: &str) -> Result<Option<&'e str>, PolicyError> {
+        self.get(key)
+            .map(|e| self.doc.string(e, &self.field(key)))
+            .transpose()
     }
 
     /// A boolean value, `default` when the key is not written.

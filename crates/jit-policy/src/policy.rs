@@ -25,10 +25,10 @@
 //!                                   # session (asciicast v2 + session.io events)
 //! record_input = false              # default false; also record what is typed (passwords too)
 //!
-//! [[test]]                          # see crate::test_case
-//! user = "alice"                    # evaluated by `jitctl policy test`, never by jitrun
-//! argv = ["/usr/sbin/ip", "link"]
-//! grant = { rule = "net-debug" }
+//! [[test]]                          # for `jitctl policy check` and `jitctl policy test`
+//! user = "alice"                    # (crate::test_case); the loader passes these tables
+//! argv = ["/usr/sbin/ip", "link"]   # over without reading them, so a broken test never
+//! grant = { rule = "net-debug" }    # keeps a host's rules from loading
 //! expect = "allow"
 //! ```
 //! Unknown keys are errors (a typo must never silently widen or narrow access). How a
@@ -36,7 +36,6 @@
 
 use crate::error::{Location, PolicyError};
 use crate::rule::{parse_rule, Rule, SourceLoc};
-use crate::test_case::{parse_test, PolicyTest};
 use crate::toml_doc::{Doc, Entry, Raw, Span};
 use std::collections::HashMap;
 
@@ -51,8 +50,6 @@ pub struct PolicySource {
 pub struct Policy {
     /// In load order.
     pub rules: Vec<Rule>,
-    /// `[[test]]` cases, typed (see [`crate::test_case`]); jitrun never evaluates them.
-    pub tests: Vec<PolicyTest>,
 }
 
 /// The top-level keys of a policy file.
@@ -64,6 +61,9 @@ impl Policy {
     /// users/groups; every command pattern valid (absolute program path); run_as a valid
     /// user name if not invoker/root; capabilities parse; `ALL` only with run_as = "root";
     /// durations parse and are > 0; env_keep names valid. Errors carry file:line and field.
+    ///
+    /// `[[test]]` tables are not read here: [`crate::test_case::load_tests`] reads them
+    /// (`jitctl policy check` and `jitctl policy test` do both).
     pub fn load(sources: &[PolicySource]) -> Result<Policy, PolicyError> {
         let mut policy = Policy::default();
         // Name → index in `policy.rules`: duplicate detection in O(1) per rule (a linear
@@ -72,22 +72,13 @@ impl Policy {
         for src in sources {
             let (doc, root) = Doc::parse(&src.name, &src.text)?;
             doc.check_keys(&root, POLICY_KEYS, "policy")?;
-            for entry in &root {
-                let tables = array_of_tables(&doc, entry)?;
-                for (index, (table, span)) in tables.into_iter().enumerate() {
-                    let source = source_loc(&doc, span);
-                    if entry.key == "test" {
-                        let test = parse_test(&doc, table, span, index, source)?;
-                        policy.tests.push(test);
-                        continue;
-                    }
-                    let rule = parse_rule(&doc, table, span, index, source)?;
-                    if let Some(&first) = seen.get(&rule.name) {
-                        return Err(duplicate(&rule, &policy.rules[first]));
-                    }
-                    seen.insert(rule.name.clone(), policy.rules.len());
-                    policy.rules.push(rule);
+            for (index, (table, span)) in tables(&doc, &root, "rule")?.into_iter().enumerate() {
+                let rule = parse_rule(&doc, table, span, index, source_loc(&doc, span))?;
+                if let Some(&first) = seen.get(&rule.name) {
+                    return Err(duplicate(&rule, &policy.rules[first]));
                 }
+                seen.insert(rule.name.clone(), policy.rules.len());
+                policy.rules.push(rule);
             }
         }
         Ok(policy)
@@ -110,8 +101,22 @@ fn duplicate(rule: &Rule, first: &Rule) -> PolicyError {
     }
 }
 
+/// The `[[key]]` tables of one file (`[[rule]]` or `[[test]]`), in order, each with the
+/// span of its header.
+pub(crate) fn tables<'e>(
+    doc: &Doc<'_>,
+    root: &'e [Entry],
+    key: &str,
+) -> Result<Vec<(&'e [Entry], Span<'e>)>, PolicyError> {
+    // TOML allows a key once per table: at most one entry.
+    match root.iter().find(|e| e.key == key) {
+        None => Ok(Vec::new()),
+        Some(entry) => array_of_tables(doc, entry),
+    }
+}
+
 /// Where a table's header is.
-fn source_loc(doc: &Doc<'_>, span: Span<'_>) -> SourceLoc {
+pub(crate) fn source_loc(doc: &Doc<'_>, span: Span<'_>) -> SourceLoc {
     SourceLoc {
         file: doc.name.to_string(),
         line: span.map_or(0, |s| doc.line(s.start)),
@@ -374,35 +379,22 @@ commands = ["/usr/bin/systemctl restart postgresql"]
     }
 
     #[test]
-    fn tests_are_typed() {
-        let p = load(
-            "[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n\n[[test]]\nuser = \"a\"\nargv = [\"/bin/x\"]\nexpect = \"deny\"\n",
-        )
-        .unwrap();
-        assert_eq!(p.tests.len(), 1);
-        let t = &p.tests[0];
-        assert_eq!(
-            t.source,
-            SourceLoc {
-                file: NET.to_string(),
-                line: 6
-            }
-        );
-        assert_eq!(t.user, "a");
-        assert_eq!(t.argv, ["/bin/x"]);
-        // Unknown keys are refused like in rules.
-        let e = err("[[test]]\nuser = \"a\"\nargv = [\"/bin/x\"]\nexpect = \"deny\"\nanything = { nested = 1 }\n");
-        assert!(
-            e.starts_with(&format!("{NET}:5: test[0]: unknown key \"anything\"")),
-            "{e}"
-        );
-        let e = err("test = 1\n");
-        assert!(
-            e.starts_with(&format!(
-                "{NET}:1: test: expected an array of tables, found an integer"
-            )),
-            "{e}"
-        );
+    fn test_tables_are_passed_over() {
+        // The loader never reads [[test]] tables: a broken one does not keep the rules from
+        // loading on a host (jitctl policy check and policy test report it).
+        let rule = "[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\"/bin/x\"]\n";
+        for tests in [
+            "[[test]]\nuser = \"a\"\nargv = [\"/bin/x\"]\nexpect = \"deny\"\n",
+            "[[test]]\nuser = \"a\"\nanything = { nested = 1 }\n",
+            "test = 1\n",
+            "[test]\nexpect = \"maybe\"\n",
+        ] {
+            let p = load(&format!("{tests}\n{rule}")).unwrap();
+            assert_eq!(p.rules.len(), 1, "{tests}");
+        }
+        // A TOML syntax error is still one, wherever it is.
+        let e = err(&format!("{rule}\n[[test]]\nuser = \n"));
+        assert!(e.starts_with(&format!("{NET}:7: TOML syntax: ")), "{e}");
     }
 
     #[test]

@@ -337,7 +337,7 @@ fn commands(t: &Section<'_, '_>) -> Result<Vec<CommandPattern>, PolicyError> {
         .collect()
 }
 
-/// `run_as`: `"invoker"`, `"root"` or a user name.
+/// `run_as`: `"invoker"`, `"root"` or a user name (a rule's, or a `[[test]]` grant's).
 pub(crate) fn run_as(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<RunAs, PolicyError> {
     match doc.string(e, field)? {
         "invoker" => Ok(RunAs::Invoker),

@@ -41,8 +41,9 @@ use crate::caps::CapSet;
 use crate::names::{
     env_known_safe, env_never_kept, valid_env_name, valid_rule_name, valid_user_name,
 };
-use crate::rule::{GrantMode, RunAs};
-use crate::{CommandPattern, Policy, Rule, RuleLines, SourceLoc};
+use crate::pattern::CommandPattern;
+use crate::policy::Policy;
+use crate::rule::{GrantMode, Rule, RuleLines, RunAs, SourceLoc};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
@@ -750,10 +751,7 @@ pub fn decode_all(bytes: &[u8], key: &[u8]) -> Result<Policy, SnapshotError> {
     if end != bytes.len() as u64 {
         return Err(corrupt("length differs from the layout"));
     }
-    Ok(Policy {
-        rules,
-        tests: Vec::new(),
-    })
+    Ok(Policy { rules })
 }
 
 /// Only the rules that name `user` or one of `groups`, in load order.
@@ -765,20 +763,14 @@ pub fn decode_for(
 ) -> Result<Policy, SnapshotError> {
     let snap = open_slice(bytes, key)?;
     let rules = snap.read_rules(Want::Naming { user, groups }, &mut slice_reader(bytes))?;
-    Ok(Policy {
-        rules,
-        tests: Vec::new(),
-    })
+    Ok(Policy { rules })
 }
 
 /// Only the rules of these names, in load order.
 pub fn decode_named(bytes: &[u8], key: &[u8], names: &[String]) -> Result<Policy, SnapshotError> {
     let snap = open_slice(bytes, key)?;
     let rules = snap.read_rules(Want::Named(names), &mut slice_reader(bytes))?;
-    Ok(Policy {
-        rules,
-        tests: Vec::new(),
-    })
+    Ok(Policy { rules })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::harden::SavedLimits;
 use crate::identity::Target;
 use crate::inherited::Inherited;
 use crate::system::caps::{self, CapSets};
+use crate::system::process::Resource;
 use crate::system::{process, seccomp};
 use jit_policy::{CapSet, RunAs};
 use std::ffi::CString;
@@ -53,7 +54,7 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
     if plan.elevated {
         step(
             "disabling core dumps",
-            process::setrlimit(libc::RLIMIT_CORE, NO_CORE, NO_CORE),
+            process::setrlimit(Resource::RLIMIT_CORE, NO_CORE, NO_CORE),
         )?;
     }
     plan.inherited.restore();
@@ -108,7 +109,7 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
             "capabilities are {now:x?} after the change, expected {sets:x?}"
         )));
     }
-    let (r, e, s) = process::getresuid();
+    let (r, e, s) = process::getresuid()?;
     if (r, e, s) != (t.uid, t.uid, t.uid) {
         return Err(io::Error::other(format!(
             "uids are {r}/{e}/{s} after the change, expected {}",

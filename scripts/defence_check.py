@@ -47,6 +47,7 @@ import datetime
 import filecmp
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -584,10 +585,39 @@ def check_snippets(defences: list[Defence]) -> list[str]:
     return problems
 
 
+FN = re.compile(r'^(\s*)(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:unsafe\s+)?(?:extern\s+"C"\s+)?fn\s+(\w+)')
+IMPL = re.compile(r"^(\s*)impl\b(?:<[^>]*>)?\s+(?:[\w:<>', ]+\s+for\s+)?(\w+)")
+
+
+def enclosing(text: str, line: int) -> str | None:
+    """The Rust function (`Type::method` inside an impl) that holds 1-based line `line`: the
+    nearest `fn` above it that is indented less; None outside any function (or not Rust)."""
+    lines = text.split("\n")
+    here = lines[line - 1]
+    indent = len(here) - len(here.lstrip())
+    for i in range(line - 1, -1, -1):
+        m = FN.match(lines[i])
+        if m and len(m.group(1)) < indent:
+            for j in range(i - 1, -1, -1):
+                owner = IMPL.match(lines[j])
+                if owner and len(owner.group(1)) < len(m.group(1)):
+                    return f"{owner.group(2)}::{m.group(2)}"
+                if lines[j].strip() and not lines[j].startswith((" ", "\t", "}", "#", "/")) and not owner:
+                    break  # a top-level item that is not an impl: a free function
+            return m.group(2)
+    return None
+
+
 def where(d: Defence) -> str:
+    """The file and the functions that hold the snippets (names, not line numbers: they stay
+    true while the code around them moves)."""
     text = (REPO / d.file).read_text()
-    lines = sorted({locate(text, old)[1] for old, _ in d.edits})
-    return f"{d.file.removeprefix('crates/')}:{','.join(map(str, lines))}"
+    names = []
+    for old, _ in d.edits:
+        name = enclosing(text, locate(text, old)[1]) if d.file.endswith(".rs") else None
+        if name and name not in names:
+            names.append(name)
+    return d.file.removeprefix("crates/") + (f" ({', '.join(names)})" if names else "")
 
 
 # ---- building

@@ -4,7 +4,7 @@
 //! `cgroup.kill` ends at once. No caller can move jitrun's processes out of `supervisor`, freeze
 //! or kill them through a cgroup of her own: migrating a process needs write access to the
 //! common ancestor's `cgroup.procs`, here the root cgroup's. A session whose `supervisor` leaf
-//! is empty lost its supervisor and watchdog (see `stale_runs.rs`).
+//! is empty lost its supervisor and watchdog (see `exec/stale_runs.rs`).
 
 use std::fs;
 use std::io;

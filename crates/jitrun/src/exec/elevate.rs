@@ -103,6 +103,13 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
     }
 
     // Trust, but verify: the kernel's view must be exactly the plan.
+    verify(sets, t.uid, last)
+}
+
+/// The capabilities, uids and bounding set the kernel now reports are exactly `sets`, `uid`
+/// and the wanted set (`sets.effective`), or the child refuses to exec.
+fn verify(sets: CapSets, uid: u32, last: u8) -> io::Result<()> {
+    let wanted = sets.effective;
     let now = caps::get()?;
     if now != sets {
         return Err(io::Error::other(format!(
@@ -110,10 +117,9 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
         )));
     }
     let (r, e, s) = process::getresuid()?;
-    if (r, e, s) != (t.uid, t.uid, t.uid) {
+    if (r, e, s) != (uid, uid, uid) {
         return Err(io::Error::other(format!(
-            "uids are {r}/{e}/{s} after the change, expected {}",
-            t.uid
+            "uids are {r}/{e}/{s} after the change, expected {uid}"
         )));
     }
     for cap in 0..=last {

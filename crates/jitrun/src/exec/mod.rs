@@ -142,29 +142,11 @@ pub fn run(
     started: impl FnOnce(i32, Containment) -> Result<(), Refusal>,
     supervisor_lost: impl FnOnce(i32, Duration),
 ) -> Result<Outcome, Refusal> {
-    process::set_child_subreaper().map_err(|e| fail("cannot become a subreaper", e))?;
-    signals::block(supervise::HANDLED).map_err(|e| fail("cannot block signals", e))?;
-    let pgrp = process::getpgrp();
-    let terminal = terminal::ours(pgrp);
-    let enforce = &launch.enforce;
-    let cgroup = command_cgroup(enforce.session)?;
-    let spawned = spawn::spawn(&launch, cgroup.as_ref())?;
-    let child = spawned.pid;
-    let held = Held {
-        child,
-        cgroup,
-        supervisor: process::getpid(),
-        pgrp,
-        terminal,
-    };
+    let (held, spawned) = fork_command(&launch)?;
+    let child = held.child;
     // The command has its own copy of the checked file's descriptor: one less to hold here
     // (a caller's tiny RLIMIT_NOFILE must leave room for the watchdog's pipe and the pidfd).
-    let Program {
-        fd: program_fd,
-        canonical: program_path,
-        ..
-    } = launch.program;
-    drop(program_fd);
+    drop(launch.program.fd);
     let started_at = Instant::now();
     // The watchdog watches the command through this (Linux 5.3+): when the command exits, it
     // ends what the command left behind even while this supervisor is stopped.
@@ -178,6 +160,7 @@ pub fn run(
     let unneeded = [spawned.go.as_raw_fd(), spawned.report.as_raw_fd()];
     let command_exit = command_exit.as_ref().map(|fd| fd.as_fd());
     let lost = || supervisor_lost(child, started_at.elapsed());
+    let enforce = &launch.enforce;
     let watchdog = start_watchdog(&held, enforce, command_exit, &unneeded, lost)?;
     if let Err(e) = spawn::go(spawned.go) {
         watchdog.finish();
@@ -193,26 +176,43 @@ pub fn run(
         }
     };
     held.clean_up();
-    let revoked = watchdog.finish().revoked;
-    // Expired: we ended it, or the watchdog did while we were stopped.
-    let past_expiry = enforce
-        .expires
-        .is_some_and(|exp| OffsetDateTime::now_utc() >= exp);
     let end = ending::classify(&ending::Seen {
         status: waited.status,
         report: &report,
-        revoked,
+        revoked: watchdog.finish().revoked,
         ended_at_expiry: waited.ended_at_expiry,
-        past_expiry,
+        // Expired: we ended it, or the watchdog did while we were stopped.
+        past_expiry: enforce
+            .expires
+            .is_some_and(|exp| OffsetDateTime::now_utc() >= exp),
     });
     Ok(Outcome {
         pid: child,
         status: waited.status,
         reason: end.reason,
         duration: started_at.elapsed(),
-        error: report.error(&program_path),
+        error: report.error(&launch.program.canonical),
         exit_code: end.exit_code,
     })
+}
+
+/// The supervisor's side first (a subreaper, its signals blocked), then the command, forked
+/// into its cgroup, waiting for the go.
+fn fork_command(launch: &Launch<'_>) -> Result<(Held, spawn::Spawned), Refusal> {
+    process::set_child_subreaper().map_err(|e| fail("cannot become a subreaper", e))?;
+    signals::block(supervise::HANDLED).map_err(|e| fail("cannot block signals", e))?;
+    let pgrp = process::getpgrp();
+    let terminal = terminal::ours(pgrp);
+    let cgroup = command_cgroup(launch.enforce.session)?;
+    let spawned = spawn::spawn(launch, cgroup.as_ref())?;
+    let held = Held {
+        child: spawned.pid,
+        cgroup,
+        supervisor: process::getpid(),
+        pgrp,
+        terminal,
+    };
+    Ok((held, spawned))
 }
 
 /// The watchdog, forked once `elevate.start` is logged and before the command may exec.

@@ -278,9 +278,10 @@ pub fn std_fds_to_null() -> io::Result<()> {
     Ok(())
 }
 
-/// Standard descriptor `fd` (0, 1 or 2), borrowed for the life of the process: they stay
-/// open from [`ensure_std_fds`] on (jitrun never closes them; [`std_fds_to_null`] replaces
-/// them in place).
+/// Standard descriptor `fd` (0, 1 or 2), borrowed for the life of the process: they are open
+/// when `main` starts (Rust's runtime reopens closed ones on /dev/null, and so does
+/// [`ensure_std_fds`]), jitrun never closes them, and [`std_fds_to_null`] replaces them in
+/// place.
 pub fn std_fd(fd: RawFd) -> BorrowedFd<'static> {
     assert!((0..=2).contains(&fd));
     // SAFETY: fds 0–2 are open for the whole life of the process (see above).

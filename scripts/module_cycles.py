@@ -38,6 +38,7 @@ KNOWN: dict[str, dict[tuple[str, ...], str]] = {
     },
     "jitctl": {
         ("requests", "sync"): LATER,
+        ("sudoers::defaults", "sudoers::grammar"): f"{LATER} (import-sudoers)",
     },
 }
 

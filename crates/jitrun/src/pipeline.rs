@@ -229,10 +229,11 @@ fn launch_of<'a>(
     };
     let rule = approved.rule;
     let secure_path = &run.settings.secure_path;
+    let kept = rule.kept_env();
     Ok(Launch {
         program,
         argv,
-        envp: env::build(&caller.env, target, secure_path, &rule.env_keep, privilege),
+        envp: env::build(&caller.env, target, secure_path, &kept, privilege),
         plan: Plan {
             target_name: CString::new(target.name.as_bytes())
                 .map_err(|_| Refusal::config("identity", "NUL in user name"))?,

@@ -3,7 +3,7 @@
 #   make deps     install what the tests need (Debian packages via apt-get when root; Python modules via pip)
 #   make build    cargo build --workspace (first installs the Debian packages the build needs, when root;
 #                 every target that builds does: see "What the machine needs" below)
-#   make lint     cargo fmt --check + clippy -D warnings
+#   make lint     cargo fmt --check + clippy -D warnings + no import circles (scripts/module_cycles.py)
 #   make test     deps, build, lint, audit, cargo test, policy-test, packages, then the end-to-end tests (root only)
 #   make audit    cargo-deny: banned crates, licences, sources (offline); make audit-advisories: RustSec (needs GitHub)
 #   make policy-test  jitctl policy check --strict and policy test on policy-examples/
@@ -122,9 +122,11 @@ build: build-deps
 release: build-deps
 	$(CARGO) build --workspace --release
 
+# module_cycles.py: no import circle between the modules of any crate (beyond the ones it lists).
 lint: build-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) scripts/module_cycles.py
 
 unit: build-deps
 	$(CARGO) test --workspace

@@ -103,23 +103,11 @@ fn init(config_path: &Path) -> Result<(), CliError> {
             config.signing_key.display()
         );
     } else {
-        let key = SecretKey::generate().map_err(|e| CliError::Other(e.to_string()))?;
-        write_new(
-            &config.signing_key,
-            &format!("{}\n", key.to_paserk()),
-            0o600,
-        )?;
-        let public = config.public_key_path();
-        let _ = std::fs::remove_file(&public);
-        write_new(
-            &public,
-            &format!("{}\n", key.public_key().to_paserk()),
-            0o644,
-        )?;
+        let key = write_key_pair(&config.signing_key)?;
         println!(
             "signing key {} (0600), public key {} (kid {})",
             config.signing_key.display(),
-            public.display(),
+            config.public_key_path().display(),
             key.public_key().kid()
         );
     }
@@ -136,6 +124,21 @@ fn init(config_path: &Path) -> Result<(), CliError> {
     );
     println!("next: install the public key on every host (jitbroker pubkey > /etc/jitrun/keys.d/{}.paserk), enroll hosts (jitbroker host add NAME KEY), then jitbroker serve", config.id.replace(['@', '/'], "-"));
     Ok(())
+}
+
+/// A new signing key at `path` (0600, never over an existing file) and its public key beside
+/// it (`.pub`, 0644).
+fn write_key_pair(path: &Path) -> Result<SecretKey, CliError> {
+    let key = SecretKey::generate().map_err(|e| CliError::Other(e.to_string()))?;
+    write_new(path, &format!("{}\n", key.to_paserk()), 0o600)?;
+    let public = path.with_extension("pub");
+    let _ = std::fs::remove_file(&public);
+    write_new(
+        &public,
+        &format!("{}\n", key.public_key().to_paserk()),
+        0o644,
+    )?;
+    Ok(key)
 }
 
 fn read_key_arg(key: &str) -> Result<PublicKey, CliError> {
@@ -189,6 +192,20 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 "{}",
                 load_key(&config.signing_key)?.public_key().to_paserk()
             );
+            Ok(0)
+        }
+        Command::Keygen { path } => {
+            if let Some(dir) = path.parent() {
+                ensure_dir(dir, 0o700)?;
+            }
+            let key = write_key_pair(&path)?;
+            eprintln!(
+                "new signing key {} (0600), public key {} (kid {}): install the public key on every host first (keys.d), then point signing_key at the new key on every replica and restart them one by one",
+                path.display(),
+                path.with_extension("pub").display(),
+                key.public_key().kid()
+            );
+            println!("{}", key.public_key().to_paserk());
             Ok(0)
         }
         Command::Migrate { from, to } => {

@@ -63,6 +63,10 @@ pub struct Config {
     pub replica: Option<String>,
     #[serde(default)]
     pub postgres: PostgresSettings,
+    /// How long a replica's claim on a batch of webhook deliveries holds: a replica that dies
+    /// in the middle of a batch leaves the rest to the others after this.
+    #[serde(default = "default_webhook_lease", deserialize_with = "de_duration")]
+    pub webhook_lease: Duration,
     #[serde(default = "default_key")]
     pub signing_key: PathBuf,
     #[serde(default = "default_admins")]
@@ -163,6 +167,13 @@ pub struct PostgresSettings {
     #[serde(default = "default_connect_timeout", deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
 }
+
+fn default_webhook_lease() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The shortest `webhook_lease`: one POST (its 10 s timeout) and a margin must fit.
+pub const MIN_WEBHOOK_LEASE: Duration = Duration::from_secs(20);
 
 fn default_pool_size() -> u32 {
     16
@@ -414,6 +425,12 @@ impl Config {
         }
         check_http(&config.http).map_err(&invalid)?;
         config.store_location = StoreLocation::parse(&config.store, "store").map_err(&invalid)?;
+        if config.webhook_lease < MIN_WEBHOOK_LEASE {
+            return Err(invalid(format!(
+                "webhook_lease must be at least {}s (a POST may take 10s)",
+                MIN_WEBHOOK_LEASE.as_secs()
+            )));
+        }
         if config.postgres.pool_size == 0 || config.postgres.pool_size > 1000 {
             return Err(invalid(
                 "postgres.pool_size must be between 1 and 1000".into(),

@@ -23,8 +23,6 @@ use time::OffsetDateTime;
 const POLL: Duration = Duration::from_millis(500);
 const BATCH: u32 = 32;
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a claim holds: a POST starts only while more than TIMEOUT + MARGIN of it is left.
-const LEASE: Duration = Duration::from_secs(60);
 /// Room for clock differences between replicas and for recording the result.
 const MARGIN: Duration = Duration::from_secs(5);
 
@@ -75,7 +73,9 @@ fn claim(b: &Broker, now: OffsetDateTime, lease_until: i64) -> Vec<Delivery> {
 pub fn deliver_due(b: &Broker, agent: &ureq::Agent) -> usize {
     let started = std::time::Instant::now();
     let now = OffsetDateTime::now_utc();
-    let lease_until = now_ms(now) + LEASE.as_millis() as i64;
+    // A POST starts only while more than TIMEOUT + MARGIN of the claim is left.
+    let lease = b.config.webhook_lease;
+    let lease_until = now_ms(now) + lease.as_millis() as i64;
     let due = claim(b, now, lease_until);
     let default_hook = Webhook {
         url: String::new(),
@@ -86,7 +86,7 @@ pub fn deliver_due(b: &Broker, agent: &ureq::Agent) -> usize {
         max_backoff: None,
     };
     for (i, d) in due.iter().enumerate() {
-        if started.elapsed() + TIMEOUT + MARGIN > LEASE {
+        if started.elapsed() + TIMEOUT + MARGIN > lease {
             release(b, &due[i..], lease_until);
             break;
         }

@@ -267,7 +267,19 @@ impl PgStore {
                 db.code().code(),
                 db.detail().map(|d| format!(": {d}")).unwrap_or_default()
             ),
-            None => e.to_string(),
+            None => {
+                use std::error::Error;
+                let mut text = e.to_string();
+                if let Some(source) = e.source() {
+                    text = format!("{text}: {source}");
+                }
+                if text.contains("password missing") {
+                    text.push_str(&format!(
+                        " (PostgreSQL asks for a password: name a file holding it in [postgres] password_file, or set ${PASSWORD_ENV})"
+                    ));
+                }
+                text
+            }
         };
         let target = self.target.clone();
         if unavailable(&e) {

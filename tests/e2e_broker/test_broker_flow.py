@@ -239,7 +239,7 @@ def test_calls_without_a_valid_attestation_are_refused(bw):
     status, body = bw.http("GET", "/v1/requests?mine=true", headers={"Authorization": "Bearer x"})
     assert status == 401, body
     # Signed by a key the broker never enrolled.
-    other_sec, other_pub = lab.keygen("not-enrolled")
+    other_sec, other_pub = lab.keygen(f"not-enrolled-{bw.dir.name}")
     now = datetime.now(timezone.utc)
     claims = {"v": 1, "sub": bw.alice.name, "uid": bw.alice.uid, "groups": [bw.devs], "host": lab.host,
               "iat": now.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -22,13 +22,13 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import re
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

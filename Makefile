@@ -15,9 +15,11 @@
 #   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
-#   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
-#                 1, 16, 64, then p99 quiet vs under 2,000 idle + 1,100 slowloris connections
-#                 (scripts/bench_broker.py; BENCH_REQUESTS, BENCH_ATTACK_REQUESTS per level; not in make test)
+#   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback (wrk) at
+#                 concurrency 1, 16, 64 on SQLite and on PostgreSQL with 1 and 2 replicas, CPU per
+#                 grant, revocation-sync capacity, then p99 quiet vs under 2,000 idle + 1,100
+#                 slowloris connections (scripts/bench_broker.py; BENCH_SECONDS per level,
+#                 BENCH_ATTACK_REQUESTS; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens, settings and the policy
 #                 snapshot decoder (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
@@ -170,6 +172,8 @@ endif
 # store under target/; grants issued per second end to end (auto-approved requests) at concurrency
 # 1, 16, 64; then the latency of the same requests while idle and slowloris connections are held.
 bench-broker: build-deps
+	@$(NEED_DEB) "make bench-broker (wrk drives the load; PostgreSQL and taskset for the set-ups)" wrk postgresql libpq5 util-linux
+	@$(PYTHON) -c "import psycopg, pyseto" 2>/dev/null || $(MAKE) --no-print-directory deps
 	$(CARGO) build --release -p jit-broker
 	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py
 

@@ -111,6 +111,9 @@ class PgCluster:
         assert r.returncode == 0, f"pg_ctl start failed: {r.stdout}{r.stderr}\n{self.log.read_text(errors='replace')[-3000:]}"
         self.running = True
 
+    def postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def stop(self, mode: str = "fast") -> None:
         if self.running:
             self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"])

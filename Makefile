@@ -66,10 +66,11 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
 # systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
 # strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered);
+# busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched).
 # postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
 # pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
 # the package's own cluster, which is not started here); libpq5 (psycopg's client library).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace postgresql libpq5
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography psycopg=psycopg

@@ -146,7 +146,7 @@ def sign(people, n: int, tag: str, path: str = "/v1/requests") -> list[str]:
         else:
             body, method = "", "GET"
         token = who.host.attest(user=who.name, uid=who.uid, groups=who.groups, method=method, path=path,
-                                body=body.encode(), lifetime=600)
+                                body=body.encode(), lifetime=300)
         lines.append(f"{method}\t{path}\t{token}\t{body}")
     return lines
 
@@ -388,7 +388,7 @@ def main() -> int:
         print(f"\nrevocation syncs (GET /v1/revocations, {SYNC_HOSTS} hosts' attestations, 16 connections); "
               f"{FLEET:,} hosts once a minute = {need:.0f}/s")
         for r in syncs:
-            print(f"{r['setup']:<11} {r['rate']:>7.0f}/s  p99 {r['p99_ms']:.2f} ms  -> {need / r['rate']:.1%} of capacity")
+            print(f"{r['setup']:<11} {r['rate']:>7.0f}/s  p99 {r['p99_ms']:.2f} ms  -> {need / max(r['rate'], 1e-9):.1%} of capacity")
     if attacked:
         print(f"\nunder attack (Python clients): {IDLE} idle keep-alive + {SLOW} slowloris connections held while "
               f"{args.attack_requests} requests run per level (default http settings)")

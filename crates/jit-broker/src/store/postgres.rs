@@ -1246,3 +1246,42 @@ impl Tx for PgTx<'_> {
             .unwrap_or((0, 0, 0)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn settings(file: &Path) -> PostgresSettings {
+        PostgresSettings {
+            password_file: Some(file.to_path_buf()),
+            ..PostgresSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_password_file_must_be_private_and_not_empty() {
+        let dir = std::env::temp_dir().join(format!("jitbroker-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cret-pw\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(password(&settings(&file)).unwrap().as_deref(), Some("s3cret-pw"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = password(&settings(&file)).unwrap_err();
+        assert!(e.contains("readable by others") && !e.contains("s3cret"), "{e}");
+        std::fs::write(&file, "\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(password(&settings(&file)).unwrap_err().contains("empty"));
+        let e = password(&settings(&dir.join("missing"))).unwrap_err();
+        assert!(e.contains("password_file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn migrations_have_the_sqlite_versions() {
+        let pg: Vec<u32> = MIGRATIONS.iter().map(|m| m.0).collect();
+        let lite: Vec<u32> = super::super::sqlite::MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(pg, lite);
+    }
+}

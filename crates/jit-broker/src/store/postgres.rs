@@ -1266,10 +1266,16 @@ mod tests {
         let file = dir.join("password");
         std::fs::write(&file, "s3cret-pw\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert_eq!(password(&settings(&file)).unwrap().as_deref(), Some("s3cret-pw"));
+        assert_eq!(
+            password(&settings(&file)).unwrap().as_deref(),
+            Some("s3cret-pw")
+        );
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = password(&settings(&file)).unwrap_err();
-        assert!(e.contains("readable by others") && !e.contains("s3cret"), "{e}");
+        assert!(
+            e.contains("readable by others") && !e.contains("s3cret"),
+            "{e}"
+        );
         std::fs::write(&file, "\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(password(&settings(&file)).unwrap_err().contains("empty"));
@@ -1281,7 +1287,10 @@ mod tests {
     #[test]
     fn migrations_have_the_sqlite_versions() {
         let pg: Vec<u32> = MIGRATIONS.iter().map(|m| m.0).collect();
-        let lite: Vec<u32> = super::super::sqlite::MIGRATIONS.iter().map(|m| m.0).collect();
+        let lite: Vec<u32> = super::super::sqlite::MIGRATIONS
+            .iter()
+            .map(|m| m.0)
+            .collect();
         assert_eq!(pg, lite);
     }
 }

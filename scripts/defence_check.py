@@ -75,6 +75,7 @@ BC = "tests/broker/test_connections.py"
 BS = "tests/broker/test_syslog_stall.py"
 BH = "tests/broker/test_hardening.py"
 BF = "tests/broker/test_store_faults.py"
+BR = "tests/broker/test_replicas.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
 PS = "tests/e2e/test_policy_safety.py"
@@ -521,7 +522,7 @@ DEFENCES: list[Defence] = [
     Defence(
         "broker: grant-issuing commits durable (synchronous=FULL)", f"{BSRC}/store/sqlite.rs",
         [("        let full = durability == Durability::Durable;\n", "        let full = false;\n")],
-        [f"{BF}::test_a_grant_is_on_disk_before_it_is_answered"], package="jit-broker"),
+        [f"{BF}::test_a_grant_is_on_disk_before_it_is_answered[sqlite]"], package="jit-broker"),
     Defence(
         "broker: revocation by id without the grant's row", f"{BSRC}/grants.rs",
         [("        let Some(g) = tx.get_grant(id)? else {\n",
@@ -552,6 +553,34 @@ DEFENCES: list[Defence] = [
         [("            } else if env_never_kept(v) {\n", "            } else if false {\n"),
          ("            } else if safe_only && !env_known_safe(v) {\n", "            } else if false {\n")],
         [f"{PS}::test_env_keep_names_outside_the_allow_list_refuse_the_policy"]),
+    # ---- jitbroker on PostgreSQL (issue 19): what must happen once, decided in the database
+    Defence(
+        "broker (PostgreSQL): durable answers wait for the disk (commit barrier)", f"{BSRC}/store/postgres.rs",
+        [("        let barrier = self.barrier;\n", "        let barrier = false;\n")],
+        [f"{BF}::test_a_grant_is_on_disk_before_it_is_answered[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): rows read in write transactions locked (FOR UPDATE)", f"{BSRC}/store/postgres.rs",
+        [("            \" FOR UPDATE\"\n        } else {", "            \"\"\n        } else {")],
+        [f"{BR}::test_approvals_on_two_replicas_at_once_count_distinct_approvers[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): audit appends serialized (advisory lock on the chain head)", f"{BSRC}/store/postgres.rs",
+        [("let mut pre = format!(\"SELECT pg_advisory_xact_lock({AUDIT_LOCK})\");",
+          "let mut pre = format!(\"SELECT {AUDIT_LOCK}\");")],
+        [f"{BR}::test_the_audit_chain_stays_one_chain_with_concurrent_writers[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): one revocation list writer at a time (seq)", f"{BSRC}/store/postgres.rs",
+        [("let pre = format!(\"SELECT pg_advisory_xact_lock({REVOCATIONS_LOCK})\");",
+          "let pre = format!(\"SELECT {REVOCATIONS_LOCK}\");")],
+        [f"{BR}::test_revocation_list_seq_strictly_increases_across_replicas[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): a replayed attestation jti is refused (primary key)", f"{BSRC}/store/postgres.rs",
+        [("ON CONFLICT (jti) DO NOTHING", "ON CONFLICT (jti) DO UPDATE SET exp = EXCLUDED.exp")],
+        [f"{BR}::test_a_replayed_attestation_is_accepted_once_across_replicas[postgres]"], package="jit-broker"),
+    Defence(
+        "broker: webhook deliveries claimed before they are sent (lease, SKIP LOCKED)", f"{BSRC}/store/postgres.rs",
+        [("\"UPDATE outbox SET next_attempt_ms = $2 WHERE id IN (",
+          "\"UPDATE outbox SET next_attempt_ms = next_attempt_ms + 0 * $2 WHERE id IN (")],
+        [f"{BR}::test_each_webhook_is_delivered_once_by_the_replica_set[postgres]"], package="jit-broker"),
 ]
 
 

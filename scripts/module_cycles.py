@@ -31,7 +31,6 @@ LATER = "issue 16, left for the pass on this crate"
 KNOWN: dict[str, dict[tuple[str, ...], str]] = {
     "jit-broker": {
         ("broker", "syslog"): LATER,
-        ("cli", "serve"): f"{LATER} (CliError)",
     },
     "jit-policy": {
         ("decide", "policy", "test_case"): f"{LATER} ([[test]] parsing out of the load path)",

@@ -73,13 +73,6 @@ fn parse_caps(list: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn valid_rule_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 fn printable(what: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() || value.chars().any(char::is_control) {
         return Err(CliError(format!(
@@ -104,7 +97,7 @@ pub fn mint(args: &MintArgs) -> Result<()> {
         .map_err(|e| CliError(format!("{}: {e}", args.key.display())))?;
 
     printable("--user", &args.user)?;
-    if !valid_rule_name(&args.rule) {
+    if !jit_policy::valid_rule_name(&args.rule) {
         return Err(CliError(format!(
             "--rule: {:?} is not a rule name (letters, digits, '.', '_', '-')",
             args.rule
@@ -336,12 +329,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("--caps: "));
-    }
-
-    #[test]
-    fn rule_names() {
-        assert!(valid_rule_name("net-debug.v2_x"));
-        assert!(!valid_rule_name(""));
-        assert!(!valid_rule_name("net debug"));
     }
 }

@@ -33,7 +33,6 @@ KNOWN: dict[str, dict[tuple[str, ...], str]] = {
         ("broker", "syslog"): LATER,
     },
     "jitctl": {
-        ("requests", "sync"): LATER,
         ("sudoers::defaults", "sudoers::grammar"): f"{LATER} (import-sudoers)",
     },
 }

@@ -3,9 +3,8 @@
 //! than the list on disk), and write it atomically (root 0644) to
 //! `/var/lib/jitrun/revocations`, where jitrun and its watchdog read it.
 
-use crate::client::Broker;
+use crate::client::{text, Broker};
 use crate::error::{io_error, CliError, Result};
-use crate::requests::text;
 use crate::sync::{host_keys, write_atomic, KEYS_DIR};
 use jit_grant::{format_time, RevocationList};
 use std::collections::HashSet;

@@ -4,9 +4,8 @@
 //! any. Files this command wrote (named after the grant they hold) are removed once their
 //! grant has expired or was revoked; other files in the store are left alone.
 
-use crate::client::{home_dir, Broker};
+use crate::client::{check_id, home_dir, text, Broker};
 use crate::error::{io_error, CliError, Result};
-use crate::requests::{check_id, text};
 use jit_grant::{KeySet, PublicKey, TokenKind};
 use serde_json::Value;
 use std::collections::HashSet;

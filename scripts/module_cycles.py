@@ -32,9 +32,6 @@ KNOWN: dict[str, dict[tuple[str, ...], str]] = {
     "jit-broker": {
         ("broker", "syslog"): LATER,
     },
-    "jitctl": {
-        ("sudoers::defaults", "sudoers::grammar"): f"{LATER} (import-sudoers)",
-    },
 }
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

@@ -317,14 +317,24 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
             g.id, g.rule
         );
     }
-    let decided = match &e.decision {
+    print_decision(&e.decision, &policy, &settings, &args.user);
+    print_rules(&e.rules);
+    match e.decision {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny(_) => Err("the request would be denied (see above)".into()),
+    }
+}
+
+/// The decision, the rule it names and that rule's lint findings.
+fn print_decision(decision: &Decision<'_>, policy: &Policy, settings: &Settings, user: &str) {
+    let decided = match decision {
         Decision::Allow { rule, caps, run_as } => {
             println!("decision: allow");
             println!(
                 "rule:     \"{}\" ({}:{})",
                 rule.name, rule.source.file, rule.source.line
             );
-            println!("run as:   {}", run_as_text(run_as, &args.user));
+            println!("run as:   {}", run_as_text(run_as, user));
             println!("caps:     {caps}");
             println!("record:   {}", record_text(rule, &settings.record));
             Some(rule.name.clone())
@@ -339,15 +349,19 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
         }
     };
     if let Some(name) = decided {
-        let risks = risks_of(&policy, &settings, &name);
+        let risks = risks_of(policy, settings, &name);
         if risks.is_empty() {
             println!("risks:    none (jitctl policy check finds nothing in this rule)");
         } else {
             println!("risks:    {}", risks.join("\n          "));
         }
     }
+}
+
+/// Every rule, with why it was chosen or not.
+fn print_rules(rules: &[jit_policy::explain::RuleReport<'_>]) {
     println!("rules:");
-    for r in &e.rules {
+    for r in rules {
         let at = format!("{}:{}", r.rule.source.file, r.rule.source.line);
         match &r.verdict {
             Verdict::Chosen => println!("  {:<24} matched ({at})", r.rule.name),
@@ -355,10 +369,6 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
                 println!("  {:<24} {why} ({at})", r.rule.name)
             }
         }
-    }
-    match e.decision {
-        Decision::Allow { .. } => Ok(()),
-        Decision::Deny(_) => Err("the request would be denied (see above)".into()),
     }
 }
 

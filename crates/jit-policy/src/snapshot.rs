@@ -1177,4 +1177,32 @@ mod tests {
         };
         assert!(decode_record(&encode_rule(&bad, 0), 0).is_err());
     }
+
+    #[test]
+    fn the_fuzz_seeds_are_snapshots_of_this_format() {
+        // fuzz/corpus/snapshot/seed-* start the snapshot fuzz target from real snapshots; after
+        // a FORMAT bump they would all be stale and the fuzzer would start from nothing.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/snapshot");
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("seed-")
+            {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let key = b"fuzz seed: file identities and versions go here";
+            assert!(
+                decode_all(&bytes, key).is_ok(),
+                "{} is not a format {FORMAT} snapshot: in fuzz/, run cargo run --example snapshot_seeds -- corpus/snapshot",
+                path.display()
+            );
+            seeds += 1;
+        }
+        assert!(seeds >= 3, "{seeds} seeds in {dir}");
+    }
 }

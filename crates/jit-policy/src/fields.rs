@@ -22,7 +22,25 @@ pub(crate) struct Section<'d, 'e> {
     pub label: String,
 }
 
-impl<'e> Section<'_, 'e> {
+impl<'d, 'e> Section<'d, 'e> {
+    /// The table, once its keys are all among `keys` (else the unknown one is refused,
+    /// with the valid ones listed).
+    pub fn checked(
+        doc: &'d Doc<'d>,
+        entries: &'e [Entry],
+        span: Span<'e>,
+        label: String,
+        keys: &[&str],
+    ) -> Result<Self, PolicyError> {
+        doc.check_keys(entries, keys, &label)?;
+        Ok(Section {
+            doc,
+            entries,
+            span,
+            label,
+        })
+    }
+
     pub fn get(&self, key: &str) -> Option<&'e Entry> {
         self.entries.iter().find(|e| e.key == key)
     }

@@ -165,13 +165,7 @@ pub(crate) fn parse_rule<'e>(
         Some(Raw::Str(n)) if valid_rule_name(n) => format!("rule {}", quote(n)),
         _ => format!("rule[{index}]"),
     };
-    doc.check_keys(table, RULE_KEYS, &label)?;
-    let t = Section {
-        doc,
-        entries: table,
-        span,
-        label,
-    };
+    let t = Section::checked(doc, table, span, label, RULE_KEYS)?;
     let name = rule_name(&t)?;
     let (users, groups) = who(&t)?;
     let hosts = hosts(&t)?;

@@ -32,13 +32,7 @@ pub(super) fn parse_test<'e>(
         Some(n) => format!("test {}", quote(n)),
         None => format!("test[{index}]"),
     };
-    doc.check_keys(table, TEST_KEYS, &label)?;
-    let t = Section {
-        doc,
-        entries: table,
-        span,
-        label,
-    };
+    let t = Section::checked(doc, table, span, label, TEST_KEYS)?;
     let user = user(&t)?;
     let groups = match t.get("groups") {
         None => Vec::new(),

@@ -205,6 +205,50 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
 
 /// The snapshot of `policy`'s rules (its `[[test]]` tables are not kept), tagged with `key`.
 pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
+    let maps = name_maps(policy);
+    let mut body = Body {
+        at: (HEADER_LEN + key.len()) as u64,
+        bytes: Vec::new(),
+    };
+    let records_at = body.at;
+    let records: Vec<(u64, u32)> = policy
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rec = encode_rule(r, i as u32);
+            (body.push(&rec), rec.len() as u32)
+        })
+        .collect();
+    let mut tables = [(0u32, 0u64); TABLES];
+    for (t, table) in [Table::Users, Table::Groups, Table::RuleNames]
+        .into_iter()
+        .enumerate()
+    {
+        tables[t] = encode_table(table, &maps[t], &records, &mut body);
+    }
+    let mut o = Out(Vec::with_capacity(
+        HEADER_LEN + key.len() + body.bytes.len(),
+    ));
+    o.0.extend_from_slice(MAGIC);
+    o.u32(FORMAT);
+    o.len(key.len());
+    o.len(policy.rules.len());
+    o.u64(records_at);
+    for (count, dir_at) in tables {
+        o.u32(count);
+        o.u64(dir_at);
+    }
+    let h = checksum(&[&o.0, key]);
+    o.u64(h);
+    o.0.extend_from_slice(key);
+    o.0.extend_from_slice(&body.bytes);
+    o.0
+}
+
+/// For each table (users, groups, rule names): name -> the indexes of the rules that name
+/// it, in load order, each once.
+fn name_maps(policy: &Policy) -> [BTreeMap<&str, Vec<u32>>; TABLES] {
     let mut maps: [BTreeMap<&str, Vec<u32>>; TABLES] = Default::default();
     for (i, r) in policy.rules.iter().enumerate() {
         let i = u32::try_from(i).expect("fewer than 4 billion rules");
@@ -222,66 +266,60 @@ pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
             .or_default()
             .push(i);
     }
-    let records_at = (HEADER_LEN + key.len()) as u64;
-    let mut body = Out(Vec::new());
-    let at = |body: &Out| records_at + body.0.len() as u64;
-    let mut records: Vec<(u64, u32)> = Vec::with_capacity(policy.rules.len());
-    for (i, r) in policy.rules.iter().enumerate() {
-        let rec = encode_rule(r, i as u32);
-        records.push((at(&body), rec.len() as u32));
-        body.0.extend_from_slice(&rec);
+    maps
+}
+
+/// What follows the header and the key, as it is written: `at` is the file offset of its end.
+struct Body {
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+impl Body {
+    /// Append `part`; returns its file offset.
+    fn push(&mut self, part: &[u8]) -> u64 {
+        let start = self.at;
+        self.bytes.extend_from_slice(part);
+        self.at += part.len() as u64;
+        start
     }
-    let mut tables = [(0u32, 0u64); TABLES];
-    for (t, table) in [Table::Users, Table::Groups, Table::RuleNames]
-        .into_iter()
-        .enumerate()
-    {
-        let map = &maps[t];
-        let count = (map.len() / 2).max(1).next_power_of_two() as u32;
-        let mut buckets: Vec<Vec<(&str, &Vec<u32>)>> = vec![Vec::new(); count as usize];
-        for (name, list) in map {
-            buckets[bucket_of(table, name, count) as usize].push((name, list));
-        }
-        let mut dir = Out(Vec::with_capacity(count as usize * DIR_ENTRY_LEN));
-        for (b, entries) in buckets.iter().enumerate() {
-            let mut blob = Out(Vec::new());
-            blob.u8(table as u8);
-            blob.u32(b as u32);
-            blob.len(entries.len());
-            for (name, list) in entries {
-                blob.str(name);
-                blob.len(list.len());
-                for &i in *list {
-                    let (rec_at, rec_len) = records[i as usize];
-                    blob.u32(i);
-                    blob.u64(rec_at);
-                    blob.u32(rec_len);
-                }
+}
+
+/// One table's buckets (each with its checksum), then its directory; returns the bucket
+/// count and the directory's offset. `records` holds each rule's record (offset, length).
+fn encode_table(
+    table: Table,
+    map: &BTreeMap<&str, Vec<u32>>,
+    records: &[(u64, u32)],
+    body: &mut Body,
+) -> (u32, u64) {
+    let count = (map.len() / 2).max(1).next_power_of_two() as u32;
+    let mut buckets: Vec<Vec<(&str, &Vec<u32>)>> = vec![Vec::new(); count as usize];
+    for (name, list) in map {
+        buckets[bucket_of(table, name, count) as usize].push((name, list));
+    }
+    let mut dir = Out(Vec::with_capacity(count as usize * DIR_ENTRY_LEN));
+    for (b, entries) in buckets.iter().enumerate() {
+        let mut blob = Out(Vec::new());
+        blob.u8(table as u8);
+        blob.u32(b as u32);
+        blob.len(entries.len());
+        for (name, list) in entries {
+            blob.str(name);
+            blob.len(list.len());
+            for &i in *list {
+                let (rec_at, rec_len) = records[i as usize];
+                blob.u32(i);
+                blob.u64(rec_at);
+                blob.u32(rec_len);
             }
-            let h = checksum(&[&blob.0]);
-            blob.u64(h);
-            dir.u64(at(&body));
-            dir.len(blob.0.len());
-            body.0.extend_from_slice(&blob.0);
         }
-        tables[t] = (count, at(&body));
-        body.0.extend_from_slice(&dir.0);
+        let h = checksum(&[&blob.0]);
+        blob.u64(h);
+        dir.u64(body.push(&blob.0));
+        dir.len(blob.0.len());
     }
-    let mut o = Out(Vec::with_capacity(HEADER_LEN + key.len() + body.0.len()));
-    o.0.extend_from_slice(MAGIC);
-    o.u32(FORMAT);
-    o.len(key.len());
-    o.len(policy.rules.len());
-    o.u64(records_at);
-    for (count, dir_at) in tables {
-        o.u32(count);
-        o.u64(dir_at);
-    }
-    let h = checksum(&[&o.0, key]);
-    o.u64(h);
-    o.0.extend_from_slice(key);
-    o.0.extend_from_slice(&body.0);
-    o.0
+    (count, body.push(&dir.0))
 }
 
 // ---------------------------------------------------------------- decoding

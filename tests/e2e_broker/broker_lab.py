@@ -55,6 +55,7 @@ class BrokerWorld:
     erin: User  # devs + dba: may not approve her own requests
     frank: User  # devs: only the first flow test uses him (his grant store holds one grant)
     policy: str = ""
+    admins: str = ""
     proc: subprocess.Popen | None = None
     log: Path | None = None
     _stopped: bool = field(default=False)
@@ -195,7 +196,8 @@ require_fresh_revocations = true
 """
 
 
-def start_world(lab: Lab) -> BrokerWorld:
+def start_world(lab: Lab, extra=None) -> BrokerWorld:
+    """``extra(world)``, when given, returns more broker.toml (appended; e.g. ``[web]``)."""
     if not JITBROKER.is_file():
         raise AssertionError(f"{JITBROKER} does not exist: run `cargo build --workspace` (make build) first")
     devs, dba, oncall, admins = lab.add_group(), lab.add_group(), lab.add_group(), lab.add_group()
@@ -213,7 +215,8 @@ def start_world(lab: Lab) -> BrokerWorld:
                     devs=devs, dba=dba, oncall=oncall, alice=alice, bob=bob, carol=carol, dave=dave, erin=erin, frank=frank)
     port = free_port()
     w.url = f"http://127.0.0.1:{port}"
-    w.config.write_text(broker_toml(w, port, admins))
+    w.admins = admins
+    w.config.write_text(broker_toml(w, port, admins) + (extra(w) if extra else ""))
     os.chmod(w.config, 0o600)
     w.broker("--config", str(w.config), "init")
     # The broker's public key: jitrun trusts it in keys.d (grants and revocation lists).

@@ -53,7 +53,8 @@ pub struct Ui {
 
 /// Answers headers that keep the pages out of frames, scripts out of the pages, and the
 /// addresses of the pages (which carry ids and, at the callback, the provider's code) out of
-/// other sites' logs.
+/// other sites' logs. (`same-origin`, not `no-referrer`: with `no-referrer` browsers send
+/// `Origin: null` on the pages' own forms, and the Origin check would refuse them.)
 async fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
@@ -65,7 +66,7 @@ async fn security_headers(mut resp: Response) -> Response {
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    set(h, "referrer-policy", "same-origin");
     set(h, "x-content-type-options", "nosniff");
     set(h, "cross-origin-opener-policy", "same-origin");
     set(
@@ -185,10 +186,13 @@ impl FromRequestParts<Ui> for SignedIn {
             .filter_map(|v| v.to_str().ok())
             .find_map(|h| session::cookie(h, name).map(str::to_string));
         let next = if parts.method == Method::GET {
+            // The address as the browser asked for it (this router is nested under /ui).
+            let uri = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or(&parts.uri, |o| &o.0);
             safe_next(
-                &parts
-                    .uri
-                    .path_and_query()
+                &uri.path_and_query()
                     .map_or("/ui/pending".to_string(), |p| p.to_string()),
             )
         } else {

@@ -4,11 +4,17 @@
 //! crate. HTTP goes through ureq (rustls), without following redirects. Then the token's
 //! claims are mapped to a Unix user name and the broker's groups (`[web]` in broker.toml).
 use crate::config::WebSettings;
-use openidconnect::core::{CoreClient, CoreIdTokenClaims, CoreProviderMetadata, CoreResponseType};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreTokenIntrospectionResponse, CoreTokenType,
+};
 use openidconnect::{
-    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope,
+    AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims,
+    IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse,
 };
 use serde_json::{Map, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -23,7 +29,40 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read from the provider.
 const MAX_ANSWER: u64 = 1 << 20;
 
-type Client = CoreClient<
+/// Every claim of the ID token besides the standard ones (the groups claim, and whatever
+/// `web.user_claim` names), kept as JSON.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct OtherClaims {
+    #[serde(flatten)]
+    claims: Map<String, Value>,
+}
+impl AdditionalClaims for OtherClaims {}
+
+type Claims = IdTokenClaims<OtherClaims, CoreGenderClaim>;
+type TokenResponse = StandardTokenResponse<
+    IdTokenFields<
+        OtherClaims,
+        EmptyExtraTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+/// openidconnect's `CoreClient`, keeping the other claims; auth URL set, token URL from
+/// discovery.
+type Client = openidconnect::Client<
+    OtherClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    TokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
     EndpointSet,
     EndpointNotSet,
     EndpointNotSet,
@@ -192,7 +231,7 @@ impl Provider {
             .map_err(|e| self.provider_error(format!("discovery failed: {}", chain(&e))))?;
         let redirect = RedirectUrl::new(self.settings.redirect_url())
             .map_err(|e| self.provider_error(format!("web.redirect_url: {e}")))?;
-        let client = CoreClient::from_provider_metadata(
+        let client = Client::from_provider_metadata(
             metadata,
             ClientId::new(self.settings.client_id.clone()),
             Some(self.secret.clone()),
@@ -259,7 +298,7 @@ impl Provider {
             )
         })?;
         let nonce = Nonce::new(nonce.to_string());
-        let verified: Result<CoreIdTokenClaims, _> = id_token
+        let verified: Result<Claims, _> = id_token
             .claims(&d.client.id_token_verifier(), &nonce)
             .cloned();
         let claims = match verified {

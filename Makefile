@@ -63,11 +63,14 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # Debian's default /etc/sudoers, sudo's examples file and `sudo -l -U` (tests/policy_tools);
 # systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
 # systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
-# strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace
+# strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered);
+# chromium, chromium-driver: tests/e2e_web drives the broker's web pages in Debian's Chromium,
+# headless, through Selenium and Debian's chromedriver (no browser is downloaded at test time).
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace chromium chromium-driver
 NEED_DEB := scripts/need-deb-packages
-# python module name = pip package name
-PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
+# python module name = pip package name. selenium drives Chromium (tests/e2e_web);
+# oidc_provider_mock is the OpenID Connect provider the web tests sign in with (tests/harness/oidc_provider.py).
+PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography selenium=selenium oidc_provider_mock=oidc-provider-mock
 
 .PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
 

@@ -178,6 +178,28 @@ def test_sign_in_refusals(web, idp):
     assert web.metrics()['jitbroker_web_signins_total{outcome="refused"}'] >= 3
 
 
+def test_user_text_is_escaped_on_every_page(web, api):
+    """Reason, ticket, comment and names print as text everywhere (askama escapes by default;
+    the CSP would also block scripts, but escaping must not depend on it)."""
+    evil = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    a = api["alice"]
+    rid = web.ok(a, "POST", "/v1/requests", {"rule": "db-restart", "reason": "r " + evil, "ticket": "T" + evil},
+                 status=201)["id"]
+    bg = web.ok(a, "POST", "/v1/requests", {"rule": "db-fix", "reason": "bg " + evil, "break_glass": True},
+                status=201)
+    bob = browser(web, "bob")
+    page = bob.get(f"/ui/requests/{rid}/approve")
+    assert bob.post(f"/ui/requests/{rid}/approve", {"csrf": page.csrf, "comment": "c " + evil}).status == 200
+    admin_groups = browser(web, "admin")
+    pages = [bob.get("/ui/pending"), bob.get(f"/ui/requests/{rid}"), bob.get("/ui/grants"),
+             bob.get(f"/ui/grants/{bg['grant_id']}/revoke"), browser(web, "alice").get("/ui/requests"),
+             admin_groups.get("/ui/audit")]
+    for p in pages:
+        assert p.status == 200, (p.url, p.status)
+        assert "<script>alert" not in p.body and "<img src=x" not in p.body, p.url
+        assert "&#60;script&#62;alert(1)&#60;/script&#62;&#34;&#62;&#60;img src=x onerror=alert(2)&#62;" in p.body, p.url
+
+
 def test_the_page_and_the_api_give_the_same_answers(web, api):
     a, b, carol = api["alice"], api["bob"], api["carol"]
     net = web.ok(a, "POST", "/v1/requests", {"rule": "net-debug", "reason": "loss on eth0"}, status=201)["id"]

@@ -488,6 +488,29 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_web_settings_parse() {
+        let docs = [
+            include_str!("../../../../docs/broker.md"),
+            include_str!("../../../../docs/admin-guide.md"),
+        ];
+        let mut seen = 0;
+        for doc in docs {
+            for block in doc.split("```toml\n").skip(1) {
+                let block = block.split("```").next().unwrap();
+                if !block.starts_with("[web]") {
+                    continue;
+                }
+                let text = format!("id = \"b\"\n{block}");
+                let c = Config::parse(&text, std::path::Path::new("doc.toml"))
+                    .unwrap_or_else(|e| panic!("{e}\n{block}"));
+                assert!(c.web.is_some());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "{seen} [web] examples");
+    }
+
+    #[test]
     fn settings_are_checked() {
         let bad = |extra: &str, want: &str| {
             let text = format!("id = \"b\"\n[web]\npublic_url = \"https://b.example.com\"\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\nclient_secret_file = \"/x\"\n{extra}\n");

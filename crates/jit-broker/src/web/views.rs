@@ -24,11 +24,18 @@ pub struct Nav {
 /// A duration for people: `1h 5m`, `42s`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
+    let two = |big: u64, a: &str, small: u64, b: &str| {
+        if small == 0 {
+            format!("{big}{a}")
+        } else {
+            format!("{big}{a} {small}{b}")
+        }
+    };
     match s {
         0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {}s", s / 60, s % 60),
-        3600..=86399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+        60..=3599 => two(s / 60, "m", s % 60, "s"),
+        3600..=86399 => two(s / 3600, "h", (s % 3600) / 60, "m"),
+        _ => two(s / 86400, "d", (s % 86400) / 3600, "h"),
     }
 }
 
@@ -397,6 +404,8 @@ mod tests {
         assert_eq!(human(Duration::from_secs(42)), "42s");
         assert_eq!(human(Duration::from_secs(3900)), "1h 5m");
         assert_eq!(human(Duration::from_secs(90000)), "1d 1h");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+        assert_eq!(human(Duration::from_secs(1800)), "30m");
         assert_eq!(url_encode("OPS 1&x=<y>"), "OPS%201%26x%3D%3Cy%3E");
     }
 }

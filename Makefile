@@ -36,6 +36,7 @@ DESTDIR       ?=
 BINDIR        ?= $(PREFIX)/bin
 SYSCONFDIR    ?= /etc
 LOCALSTATEDIR ?= /var/lib
+LOGDIR        ?= /var/log
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
@@ -64,9 +65,12 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
 # systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
 # strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered);
+# busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched);
+# asciinema: session recordings must play in Debian's own player (tests/session: `asciinema cat`
+# prints exactly what the recorded command wrote);
 # chromium, chromium-driver: tests/e2e_web drives the broker's web pages in Debian's Chromium,
 # headless, through Selenium and Debian's chromedriver (no browser is downloaded at test time).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace chromium chromium-driver
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema chromium chromium-driver
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name. selenium drives Chromium (tests/e2e_web);
 # oidc_provider_mock is the OpenID Connect provider the web tests sign in with (tests/harness/oidc_provider.py).
@@ -220,7 +224,9 @@ install: release
 	fi
 	install -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0644 packaging/systemd/jitrun-revocations-sync.service packaging/systemd/jitrun-revocations-sync.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 packaging/systemd/jitrun-sessions-prune.service packaging/systemd/jitrun-sessions-prune.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOCALSTATEDIR)/jitrun
+	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOGDIR)/jitrun/sessions
 ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"
 endif

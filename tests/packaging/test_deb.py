@@ -35,6 +35,7 @@ DEB_DIR = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debian"
 ETC = Path("/etc/jitrun")
 DROPINS = ETC / "policy.d"
 STATE = Path("/var/lib/jitrun")
+SESSIONS = Path("/var/log/jitrun/sessions")
 PKG_PREFIX = "jitrun-policy-pkgtest"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installs packages with dpkg (needs root)")
@@ -86,9 +87,10 @@ def host():
     for pkg in ("jitrun", "jitbroker", *our_packages()):
         if installed(pkg):
             pytest.fail(f"package {pkg} is already installed: not clobbering it")
-    for d in (ETC, STATE, Path("/etc/jitbroker")):
+    for d in (ETC, STATE, Path("/etc/jitbroker"), SESSIONS):
         if d.exists() and any(d.iterdir()):
             pytest.fail(f"{d} exists and is not empty: not clobbering it")
+    sessions_existed = {d: d.exists() for d in (SESSIONS, SESSIONS.parent)}
     # The test harness may have made empty mount points here: put them back afterwards.
     existed = {d: d.exists() for d in (ETC, STATE)}
     # Another test (or a broker run by hand) may have left a store in /var/lib/jitbroker: the
@@ -145,6 +147,10 @@ def host():
         for path in (Path("/usr/bin/jitrun"), Path("/usr/bin/jitctl"), Path("/usr/bin/jitbroker")):
             if path.exists():
                 problems.append(f"{path} still exists after the purge")
+        # Purge removes the recordings directory (and /var/log/jitrun) when empty.
+        for d, was in sessions_existed.items():
+            if not was and d.exists():
+                problems.append(f"{d} still exists after the purge")
         assert not problems, "teardown: " + "; ".join(problems)
 
 
@@ -164,6 +170,9 @@ def test_package_contents_show_setuid_jitrun_and_conffiles():
     for path in ("./etc/pam.d/jitrun", "./etc/jitrun/jitrun.toml", "./usr/lib/tmpfiles.d/jitrun.conf",
                  "./usr/lib/systemd/system/jitrun-revocations-sync.service",
                  "./usr/lib/systemd/system/jitrun-revocations-sync.timer",
+                 "./usr/lib/systemd/system/jitrun-sessions-prune.service",
+                 "./usr/lib/systemd/system/jitrun-sessions-prune.timer",
+                 "./usr/share/man/man1/jitctl-sessions-prune.1.gz",
                  "./usr/share/man/man1/jitrun.1.gz", "./usr/share/man/man5/jitrun.toml.5.gz",
                  "./usr/share/man/man5/jitrun-policy.5.gz", "./usr/share/man/man1/jitctl-policy-pack.1.gz",
                  "./usr/share/doc/jitrun/copyright", "./usr/share/doc/jitrun/admin-guide.md"):
@@ -188,7 +197,8 @@ def test_copyright_lists_every_linked_crate_with_its_licence():
     tree = run(["cargo", "tree", "-p", "jitrun", "-p", "jitctl", "-e", "normal", "--prefix", "none", "--offline"],
                cwd=ROOT).stdout
     crates = {line.split()[0] for line in tree.splitlines() if line.strip()} - {"jitrun", "jitctl", "jit-policy",
-                                                                                  "jit-grant", "jit-audit"}
+                                                                                  "jit-grant", "jit-audit",
+                                                                                  "jit-session"}
     assert crates, tree
     for c in crates:
         assert re.search(rf"^  {re.escape(c)} \S+ +\S", text, re.M), f"crate {c} missing from the copyright file"
@@ -201,6 +211,8 @@ def test_installed_files_and_modes(host):
     st = os.stat("/usr/bin/jitrun")
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o4755)
     st = os.stat(STATE)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700), oct(st.st_mode)
+    st = os.stat(SESSIONS)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700), oct(st.st_mode)
     for d in (ETC, DROPINS, ETC / "keys.d"):
         st = os.stat(d)
@@ -216,7 +228,8 @@ def test_installed_files_and_modes(host):
     # The units are registered with deb-systemd-helper (so that purge removes the links an
     # admin makes with `systemctl enable`), and nothing is enabled at installation.
     state = Path("/var/lib/systemd/deb-systemd-helper-enabled")
-    for unit, target in (("jitbroker.service", "multi-user.target"), ("jitrun-revocations-sync.timer", "timers.target")):
+    for unit, target in (("jitbroker.service", "multi-user.target"), ("jitrun-revocations-sync.timer", "timers.target"),
+                         ("jitrun-sessions-prune.timer", "timers.target")):
         assert (state / f"{unit}.dsh-also").is_file(), f"{unit} not registered with deb-systemd-helper"
         assert not Path(f"/etc/systemd/system/{target}.wants/{unit}").exists(), f"{unit} enabled at installation"
 

@@ -13,6 +13,7 @@ pub mod explain;
 pub mod glob;
 pub mod pattern;
 pub mod policy;
+pub mod record;
 pub mod settings;
 pub mod snapshot;
 pub mod test_case;
@@ -26,6 +27,7 @@ pub use policy::{
     env_never_kept, valid_user_name, GrantMode, Policy, PolicySource, Rule, RuleLines, RunAs,
     SourceLoc, NEVER_KEPT_ENV,
 };
+pub use record::{parse_size, OnFailure, OnMaxBytes, RecordSettings};
 pub use settings::{AuditFraming, AuditSettings, PamSettings, RevocationSettings, Settings};
 pub use test_case::{Expect, PolicyTest, TestGrant, TestOutcome};
 

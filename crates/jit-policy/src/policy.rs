@@ -19,6 +19,9 @@
 //! require_fresh_revocations = false # default false; true: refuse grants while the host's
 //!                                   # revocation list is missing, invalid or older than
 //!                                   # settings revocations.max_age
+//! record = true                     # default: settings record.default (false); record the
+//!                                   # session (asciicast v2 + session.io events)
+//! record_input = false              # default false; also record what is typed (passwords too)
 //!
 //! [[test]]                          # for `jitctl policy test`: parsed and checked here,
 //! user = "alice"                    # evaluated by `jitctl policy test`, never by jitrun
@@ -95,6 +98,10 @@ pub struct Rule {
     /// Refuse grants for this rule while `/var/lib/jitrun/revocations` is missing, invalid,
     /// or older than settings `revocations.max_age` (deny code `revocations_stale`).
     pub require_fresh_revocations: bool,
+    /// `record`: `None` when the rule does not say (then the settings' `record.default`).
+    pub record: Option<bool>,
+    /// `record_input`: also record what is typed to the command.
+    pub record_input: bool,
     pub source: SourceLoc,
     /// Where some keys were written, for the linter's messages.
     pub lines: RuleLines,
@@ -109,11 +116,17 @@ pub struct RuleLines {
     pub capabilities: usize,
     pub grant: usize,
     pub authenticate: usize,
+    pub record_input: usize,
     /// One per entry of `commands`, in order.
     pub commands: Vec<usize>,
 }
 
 impl Rule {
+    /// Whether runs under this rule are recorded: its `record`, else the settings' default.
+    pub fn records(&self, settings: &crate::RecordSettings) -> bool {
+        self.record.unwrap_or(settings.default)
+    }
+
     /// The line of a key (see [`RuleLines`]), else the rule's header line.
     pub fn line(&self, key_line: usize) -> usize {
         if key_line > 0 {
@@ -244,6 +257,8 @@ const RULE_KEYS: &[&str] = &[
     "no_new_privs",
     "authenticate",
     "require_fresh_revocations",
+    "record",
+    "record_input",
 ];
 
 /// Rule names: `[A-Za-z0-9._-]+`.
@@ -575,6 +590,10 @@ fn parse_rule(
     let no_new_privs = flag("no_new_privs", true)?;
     let authenticate = flag("authenticate", false)?;
     let require_fresh_revocations = flag("require_fresh_revocations", false)?;
+    let record = get("record")
+        .map(|e| doc.boolean(e, &field("record")))
+        .transpose()?;
+    let record_input = flag("record_input", false)?;
 
     let line_of = |key: &str| get(key).map_or(0, |e| doc.loc(doc.entry_span(e)).line);
     let commands_entry = get("commands");
@@ -598,6 +617,7 @@ fn parse_rule(
         capabilities: line_of("capabilities"),
         grant: line_of("grant"),
         authenticate: line_of("authenticate"),
+        record_input: line_of("record_input"),
         commands: command_lines,
     };
 
@@ -616,6 +636,8 @@ fn parse_rule(
         no_new_privs,
         authenticate,
         require_fresh_revocations,
+        record,
+        record_input,
         source,
         lines,
     })
@@ -739,6 +761,8 @@ env_keep = ["TERM", "LANG"]
 no_new_privs = false
 authenticate = true
 require_fresh_revocations = true
+record = true
+record_input = true
 
 [[rule]]
 name = "db.restart_1"
@@ -767,6 +791,8 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert!(!r.no_new_privs);
         assert!(r.authenticate);
         assert!(r.require_fresh_revocations);
+        assert_eq!((r.record, r.record_input), (Some(true), true));
+        assert_eq!(r.lines.record_input, 18);
         assert_eq!(
             r.source,
             SourceLoc {
@@ -788,7 +814,12 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert!(d.no_new_privs);
         assert!(!d.authenticate);
         assert!(!d.require_fresh_revocations);
-        assert_eq!(d.source.line, 18);
+        assert_eq!((d.record, d.record_input), (None, false));
+        let mut settings = crate::RecordSettings::default();
+        assert!(r.records(&settings) && !d.records(&settings));
+        settings.default = true;
+        assert!(d.records(&settings));
+        assert_eq!(d.source.line, 20);
         assert!(d.commands[0].matches(
             OsStr::new("/usr/bin/systemctl"),
             &[OsStr::new("restart"), OsStr::new("postgresql")]

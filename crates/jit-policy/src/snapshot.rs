@@ -45,7 +45,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Bump whenever the layout or the meaning of a field changes.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 const MAGIC: &[u8; 8] = b"JITPSNAP";
 const TABLES: usize = 3;
 /// Bytes of the fixed header (the key follows it).
@@ -163,10 +163,23 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
     o.u8(u8::from(rule.no_new_privs));
     o.u8(u8::from(rule.authenticate));
     o.u8(u8::from(rule.require_fresh_revocations));
+    o.u8(match rule.record {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    });
+    o.u8(u8::from(rule.record_input));
     o.str(&rule.source.file);
     o.u64(rule.source.line as u64);
     let l = &rule.lines;
-    for line in [l.hosts, l.run_as, l.capabilities, l.grant, l.authenticate] {
+    for line in [
+        l.hosts,
+        l.run_as,
+        l.capabilities,
+        l.grant,
+        l.authenticate,
+        l.record_input,
+    ] {
         o.u64(line as u64);
     }
     o.len(l.commands.len());
@@ -619,10 +632,18 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
     let no_new_privs = r.bool()?;
     let authenticate = r.bool()?;
     let require_fresh_revocations = r.bool()?;
+    let record = match r.u8()? {
+        0 => None,
+        1 => Some(false),
+        2 => Some(true),
+        _ => return Err(corrupt("invalid record")),
+    };
+    let record_input = r.bool()?;
     let file = r.str()?.to_string();
     let line = usize::try_from(r.u64()?).map_err(|_| corrupt("line"))?;
     let mut key_line = || usize::try_from(r.u64()?).map_err(|_| corrupt("line"));
-    let (hosts_line, run_as_line, caps_line, grant_line, auth_line) = (
+    let (hosts_line, run_as_line, caps_line, grant_line, auth_line, input_line) = (
+        key_line()?,
         key_line()?,
         key_line()?,
         key_line()?,
@@ -652,6 +673,8 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         no_new_privs,
         authenticate,
         require_fresh_revocations,
+        record,
+        record_input,
         source: SourceLoc { file, line },
         lines: RuleLines {
             hosts: hosts_line,
@@ -659,6 +682,7 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
             capabilities: caps_line,
             grant: grant_line,
             authenticate: auth_line,
+            record_input: input_line,
             commands: command_lines,
         },
     })
@@ -842,6 +866,11 @@ mod tests {
                 "require_fresh_revocations = {}\n",
                 rng.below(3) == 0
             ));
+            match rng.below(3) {
+                0 => t.push_str("record = true\nrecord_input = true\n"),
+                1 => t.push_str("record = false\n"),
+                _ => {}
+            }
         }
         t
     }

@@ -181,6 +181,21 @@ pub fn lint(policy: &Policy, settings: &Settings) -> Vec<Finding> {
                 format!("capabilities = [\"ALL\"] is full root {why}; make it a break-glass rule: grant = \"required\" with min_approvals = 2 (a break-glass grant skips the approvers and is audited at alert severity), or list the capabilities the commands need"),
             );
         }
+        if rule.record_input {
+            if rule.records(&settings.record) {
+                warn(
+                    rule.lines.record_input,
+                    "records-input",
+                    "record_input = true records everything typed in the session, passwords typed at a prompt inside it too (su, ssh, sudo, database clients); keep it off unless keystrokes are needed as evidence".to_string(),
+                );
+            } else {
+                warn(
+                    rule.lines.record_input,
+                    "no-effect",
+                    "record_input = true has no effect: the rule does not record (set record = true, or record.default in the settings)".to_string(),
+                );
+            }
+        }
         for h in &rule.hosts {
             if !host_glob_possible(h) {
                 warn(
@@ -332,6 +347,20 @@ mod tests {
         assert_eq!(
             findings("[[rule]]\nname = \"bg\"\nusers = [\"a\"]\ncommands = [\"/usr/sbin/reboot\"]\nrun_as = \"root\"\ncapabilities = [\"ALL\"]\n"),
             [(6, "all-capabilities")]
+        );
+    }
+
+    #[test]
+    fn recording_input() {
+        let rule = "[[rule]]\nname = \"r\"\nusers = [\"a\"]\ncommands = [\"/usr/bin/true\"]\n";
+        assert_eq!(findings(&format!("{rule}record = true\n")), []);
+        assert_eq!(
+            findings(&format!("{rule}record = true\nrecord_input = true\n")),
+            [(6, "records-input")]
+        );
+        assert_eq!(
+            findings(&format!("{rule}record_input = true\n")),
+            [(5, "no-effect")]
         );
     }
 

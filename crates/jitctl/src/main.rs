@@ -12,6 +12,7 @@ mod pack;
 mod policy;
 mod requests;
 mod revocations;
+mod sessions;
 mod sudoers;
 mod sync;
 mod ulid;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         cli::Command::Policy(cli::PolicyCommand::Diff(args)) => done(diff::run(args)),
         cli::Command::Policy(cli::PolicyCommand::ImportSudoers(args)) => done(sudoers::run(args)),
         cli::Command::Audit(cli::AuditCommand::Flush(args)) => done(audit::flush(args)),
+        cli::Command::Sessions(cmd) => sessions::run(cmd),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

@@ -227,6 +227,23 @@ fn run_as_text(r: &RunAs, user: &str) -> String {
     }
 }
 
+/// Whether the rule's sessions are recorded, and why.
+fn record_text(rule: &jit_policy::Rule, settings: &jit_policy::RecordSettings) -> String {
+    let why = match rule.record {
+        Some(r) => format!("record = {r} in the rule"),
+        None => format!("settings record.default = {}", settings.default),
+    };
+    if !rule.records(settings) {
+        return format!("no ({why})");
+    }
+    let what = if rule.record_input {
+        "output and input"
+    } else {
+        "output"
+    };
+    format!("yes, {what} ({why}); this jitrun cannot record yet and refuses such runs (recording_unavailable)")
+}
+
 pub fn explain(args: &ExplainArgs) -> Result<()> {
     let (policy, _) = load_policy(&args.policy)?;
     let settings = load_settings(args.settings.as_deref())?;
@@ -276,6 +293,7 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
             );
             println!("run as:   {}", run_as_text(run_as, &args.user));
             println!("caps:     {caps}");
+            println!("record:   {}", record_text(rule, &settings.record));
         }
         Decision::Deny(d) => {
             println!("decision: deny ({})", d.code);

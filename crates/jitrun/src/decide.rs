@@ -4,7 +4,7 @@
 //! the user's grant store in name order; the first that authorises the command wins.
 
 use crate::cli::{GrantSource, RunArgs};
-use crate::command::Program;
+use crate::command::Located;
 use crate::identity::Invoker;
 use crate::refusal::Refusal;
 use crate::revocations::{self, ListState};
@@ -26,6 +26,9 @@ pub struct UsedGrant {
 #[derive(Debug)]
 pub struct Approved<'p> {
     pub rule: &'p Rule,
+    /// The path the rule matched (the canonical one, or the one as found): the command's
+    /// argv[0], so that a multi-call program (pgrep/pkill, busybox) acts as what was allowed.
+    pub matched: std::path::PathBuf,
     pub caps: CapSet,
     pub run_as: RunAs,
     pub grant: Option<UsedGrant>,
@@ -39,7 +42,7 @@ pub struct Inputs<'a> {
     pub settings: &'a Settings,
     pub invoker: &'a Invoker,
     pub host: &'a str,
-    pub program: &'a Program,
+    pub program: &'a Located,
     pub run: &'a RunArgs,
     /// `/var/lib/jitrun/revocations`, read once per run.
     pub revocations: &'a ListState,
@@ -103,16 +106,19 @@ fn policy_decide<'p>(
         rule: inp.run.rule.as_deref(),
     };
     let mut decision = jit_policy::decide(inp.policy, &request, grant);
+    let mut matched = &inp.program.canonical;
     if matches!(decision, Decision::Deny(_)) && inp.program.spelled != inp.program.canonical {
         // The rule may name the program as the user spelled it (/bin/ls on a merged-/usr host).
         request.program = inp.program.spelled.as_os_str();
         if let d @ Decision::Allow { .. } = jit_policy::decide(inp.policy, &request, grant) {
             decision = d;
+            matched = &inp.program.spelled;
         }
     }
     match decision {
         Decision::Allow { rule, caps, run_as } => Ok(Approved {
             rule,
+            matched: matched.clone(),
             caps,
             run_as,
             grant: None,
@@ -174,6 +180,29 @@ pub fn claimed_rule(token: &str) -> Option<String> {
 }
 
 pub fn decide<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
+    let approved = decide_rule(inp)?;
+    refuse_recording(approved.rule, inp.settings)?;
+    Ok(approved)
+}
+
+/// Fail closed: a rule that records its sessions (`record`, or the settings' default) must not
+/// run unrecorded, and this jitrun has no terminal relay to feed the recorder yet.
+fn refuse_recording(rule: &Rule, settings: &Settings) -> Result<(), Refusal> {
+    if !rule.records(&settings.record) {
+        return Ok(());
+    }
+    let why = match rule.record {
+        Some(_) => "record = true".to_string(),
+        None => "record.default = true in /etc/jitrun/jitrun.toml".to_string(),
+    };
+    Err(Refusal::config(
+        "recording_unavailable",
+        format!("rule \"{}\" records its sessions ({why}), and this version of jitrun cannot record them yet; nothing runs unrecorded (ask an administrator)", rule.name),
+    )
+    .with_rule(Some(rule.name.clone())))
+}
+
+fn decide_rule<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
     match inp.token {
         Some(Ok(token)) => with_grant(token, inp),
         Some(Err(r)) => Err(r.clone()),

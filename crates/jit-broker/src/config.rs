@@ -508,6 +508,9 @@ impl Config {
         check_http(&config.http).map_err(&invalid)?;
         if let Some(web) = &mut config.web {
             check_web(web).map_err(&invalid)?;
+            if config.tls.is_some() && !web.secure() {
+                return Err(invalid(format!("web.public_url {:?} must be https:// when the broker serves TLS ([tls]): browsers reach it over https, and its cookies must be Secure", web.public_url)));
+            }
         }
         check_host_patterns("approver_hosts", &config.approver_hosts).map_err(&invalid)?;
         for (i, wf) in config.workflow.iter_mut().enumerate() {

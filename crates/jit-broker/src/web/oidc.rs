@@ -13,8 +13,8 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
     EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims,
-    IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse,
+    IdTokenFields, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    StandardErrorResponse, StandardTokenResponse,
 };
 use serde_json::{Map, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -290,7 +290,6 @@ impl Provider {
             .map_err(|e| {
                 OidcError::Token(format!("the provider refused the code: {}", chain(&e)))
             })?;
-        let _ = answer.access_token();
         let id_token = answer.extra_fields().id_token().ok_or_else(|| {
             OidcError::Token(
                 "the provider sent no ID token (is the openid scope allowed for this client?)"
@@ -526,6 +525,14 @@ mod tests {
         );
         bad("ticket_url = \"https://t.example.com/browse/\"", "{ticket}");
         bad("session_idle = \"9h\"", "longer than web.session_lifetime");
+        let text = "id = \"b\"\n[tls]\ncert = \"/c\"\nkey = \"/k\"\n[web]\npublic_url = \"http://127.0.0.1:1\"\nissuer = \"https://i.example.com\"\nclient_id = \"c\"\nclient_secret_file = \"/x\"\n";
+        let e = Config::parse(text, std::path::Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("must be https:// when the broker serves TLS"),
+            "{e}"
+        );
         let text = "id = \"b\"\n[web]\npublic_url = \"http://broker.example.com\"\nissuer = \"https://i.example.com\"\nclient_id = \"c\"\nclient_secret_file = \"/x\"\n";
         let e = Config::parse(text, std::path::Path::new("b.toml"))
             .unwrap_err()

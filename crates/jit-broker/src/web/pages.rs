@@ -239,9 +239,9 @@ async fn callback(
     };
     ui.b.metrics.web_signin(true);
     let mut resp = Redirect::to(&safe_next(&next)).into_response();
-    let lifetime = web.session_lifetime.as_secs();
+    // A browser-session cookie (gone when the browser closes); the store enforces the lifetimes.
     for c in [
-        session::set_cookie(web, session::cookie_name(web), &token, Some(lifetime)),
+        session::set_cookie(web, session::cookie_name(web), &token, None),
         session::set_cookie(web, session::signin_cookie_name(web), "", Some(0)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -487,7 +487,7 @@ async fn act(
     ui: &Ui,
     f: impl FnOnce(
             &crate::broker::Broker,
-            OffsetDateTimeNow,
+            time::OffsetDateTime,
         ) -> Result<(serde_json::Value, workflow::Events), ApiError>
         + Send
         + 'static,
@@ -497,8 +497,6 @@ async fn act(
     ui.b.committed(events);
     Ok(())
 }
-
-type OffsetDateTimeNow = time::OffsetDateTime;
 
 async fn approve(
     State(ui): State<Ui>,

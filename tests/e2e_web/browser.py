@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import json
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -89,3 +90,16 @@ class Browser:
         path = SHOTS / f"{name}.png"
         self.driver.save_screenshot(str(path))
         return path
+
+
+def _toml(v) -> str:
+    """A TOML scalar (strings as JSON strings, which TOML reads the same)."""
+    return json.dumps(v)
+
+
+def web_section(idp, secret: Path, groups: dict[str, list[str]], **over) -> str:
+    web = {"public_url": over.pop("public_url"), "issuer": idp.issuer, "client_id": "jitbroker-e2e",
+           "client_secret_file": str(secret), "ticket_url": "https://tracker.example.com/browse/{ticket}", **over}
+    lines = ["", "[web]"] + [f"{k} = {_toml(v)}" for k, v in web.items()]
+    lines += ["[web.groups]"] + [f"{json.dumps(k)} = [{', '.join(_toml(g) for g in v)}]" for k, v in groups.items()]
+    return "\n".join(lines) + "\n"

@@ -5,7 +5,6 @@ Debian's Chromium driven headless by Selenium (browser.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -20,8 +19,8 @@ sys.path.insert(0, str(HERE))
 
 import oidc_provider  # noqa: E402
 from broker_lab import BrokerWorld, start_world  # noqa: E402
-from browser import CHROMEDRIVER, CHROMIUM, Browser  # noqa: E402
-from jitlab import Lab, toml_value  # noqa: E402
+from browser import CHROMEDRIVER, CHROMIUM, Browser, web_section  # noqa: E402
+from jitlab import Lab  # noqa: E402
 
 
 def _need_browser():
@@ -43,14 +42,6 @@ def wlab():
         pytest.skip("the web end-to-end tests need root (users, a setuid jitrun, mount namespaces)")
     with Lab() as lab:
         yield lab
-
-
-def web_section(idp, secret: Path, groups: dict[str, list[str]], **over) -> str:
-    web = {"public_url": over.pop("public_url"), "issuer": idp.issuer, "client_id": "jitbroker-e2e",
-           "client_secret_file": str(secret), "ticket_url": "https://tracker.example.com/browse/{ticket}", **over}
-    lines = ["", "[web]"] + [f"{k} = {toml_value(v)}" for k, v in web.items()]
-    lines += ["[web.groups]"] + [f"{json.dumps(k)} = [{', '.join(toml_value(g) for g in v)}]" for k, v in groups.items()]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="session")

@@ -182,7 +182,7 @@ def test_an_expired_session_is_sent_to_sign_in_again(idp, browser, tmp_path):
     """A broker with a 3-second idle limit (tests/broker/brokerlab.py; no root needed)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "broker"))
     from brokerlab import NET, Broker
-    from conftest import web_section
+    from browser import web_section
 
     secret = tmp_path / "secret"
     secret.write_text("s\n")

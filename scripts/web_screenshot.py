@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make docs/img/pending-requests.png, the README's picture of the web pages: a real jitbroker
-(tests/broker/brokerlab.py) and the tests' OpenID Connect provider on loopback, a few requests
+(tests/harness/brokerlab.py, its store in SQLite) and the tests' OpenID Connect provider on loopback, a few requests
 made through the API, bob signed in through the provider in Debian's headless Chromium.
 
     python3 scripts/web_screenshot.py [OUT.png]     # after `cargo build -p jit-broker`
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for d in ("tests/broker", "tests/harness", "tests/e2e_web"):
+for d in ("tests/harness", "tests/e2e_web"):
     sys.path.insert(0, str(REPO / d))
 
 import oidc_provider  # noqa: E402

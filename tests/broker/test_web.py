@@ -11,11 +11,12 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.parse
 
 import pytest
-from brokerlab import JITBROKER, NET, ONCALL, Broker, HookReceiver, wait_for
+from brokerlab import JITBROKER, NET, ONCALL, Broker, HookReceiver, PostgresStore, SqliteStore, wait_for
 
 import oidc_provider
 from webclient import WebClient
@@ -44,7 +45,10 @@ def web_toml(idp, secret, **over) -> str:
     return "\n".join(lines) + "\n"
 
 
-def web_broker(tmp_path, idp, name="b", webhooks=None, tls=None, **over) -> Broker:
+def web_broker(tmp_path, idp, name="b", webhooks=None, tls=None, store=None, replica=None, public_url=None,
+               signing_key=None, **over) -> Broker:
+    """A started broker with [web]. Replicas pass the first one's `store` and `public_url` (the
+    one address browsers use, as behind a load balancer)."""
     root = tmp_path / name
     root.mkdir()
     secret = root / "oidc-secret"
@@ -54,17 +58,20 @@ def web_broker(tmp_path, idp, name="b", webhooks=None, tls=None, **over) -> Brok
     if tls:
         extra = f"[tls]\ncert = {json.dumps(str(tls[1]))}\nkey = {json.dumps(str(tls[2]))}\n"
         over.setdefault("public_url", "https://127.0.0.1:PORT")
-    b = Broker(root, workflows=[NET, ONCALL], webhooks=webhooks, extra=extra + web_toml(idp, secret, **over))
+    if public_url:
+        over["public_url"] = public_url
+    b = Broker(root, workflows=[NET, ONCALL], webhooks=webhooks, store=store, replica=replica,
+               signing_key=signing_key, extra=extra + web_toml(idp, secret, **over))
     b.config.write_text(b.config.read_text().replace(":PORT", f":{b.port}"))
-    b.url = f"{'https' if tls else 'http'}://127.0.0.1:{b.port}"
     if not tls:
         return b.start()
     # Over TLS: wait for /healthz over https (Broker.start asks in plain HTTP).
     import ssl
     import urllib.request
-    b._logf = open(b.log, "ab")
-    b.proc = subprocess.Popen([JITBROKER, "--config", str(b.config), "serve"], stdout=b._logf,
-                              stderr=subprocess.STDOUT)
+    b.scheme = "https"
+    with open(b.log, "ab") as log:
+        b.proc = subprocess.Popen([JITBROKER, "--config", str(b.config), "serve"], stdin=subprocess.DEVNULL,
+                                  stdout=log, stderr=subprocess.STDOUT)
     ctx = ssl.create_default_context(cafile=str(tls[0]))
 
     def up():
@@ -348,12 +355,137 @@ def test_over_tls_cookies_are_secure_and_host_only(tmp_path, idp):
         done = c.get(back.headers["location"], follow=False)
         assert done.status == 303, done
         session = [s for s in done.set_cookies if s.startswith("__Host-jitbroker_session=")]
-        assert len(session) == 1 and "; Secure" in session[0] and "HttpOnly" in session[0], done.set_cookies
-        assert "SameSite=Lax" in session[0] and "Path=/;" in session[0] and "Domain" not in session[0]
+        assert len(session) == 1, done.set_cookies
+        attrs = session[0].split("; ")[1:]
+        # Host-only, Secure, for the whole site; no Max-Age: it lives as long as the browser
+        # (the store ends it when idle or at its lifetime).
+        assert sorted(attrs) == ["HttpOnly", "Path=/", "SameSite=Lax", "Secure"], session
         page = c.get(done.headers["location"])
         assert 'id="signed-in-as">bob<' in page.body
     finally:
         b.close()
+
+
+
+# ---- several replicas on one PostgreSQL store (docs/broker.md, "Several replicas")
+
+@pytest.fixture()
+def web_replicas(tmp_path, idp, store_backend):
+    """Two replicas with [web] on one store: the same signing key, the same public_url (the
+    first's address, standing for the load balancer browsers reach them through)."""
+    r1 = web_broker(tmp_path, idp, name="r1", replica="r1")
+    r2 = web_broker(tmp_path, idp, name="r2", store=r1.store, replica="r2", public_url=r1.url,
+                    signing_key=r1.key)
+    yield r1, r2
+    r2.close()
+    r1.close()
+
+
+def provider_callback(c: WebClient, sub: str) -> str:
+    """Start a sign-in at c.base, sign in at the provider as `sub`; the callback URL it sends
+    the browser back to (not followed)."""
+    login = c.get("/ui/login", follow=False)
+    assert login.status == 303, login
+    form = c.get(login.headers["location"])
+    back = c.request("POST", form.url, form={"sub": sub}, follow=False)
+    assert back.status in (302, 303) and "/ui/callback?" in back.headers["location"], back
+    return back.headers["location"]
+
+
+@pytest.mark.backends("postgres")
+def test_a_sign_in_started_on_one_replica_finishes_on_another_and_the_session_is_everywhere(web_replicas):
+    r1, r2 = web_replicas
+    public = r1.url
+    c = WebClient(r1.url)
+    callback = provider_callback(c, "sub-bob")
+    assert callback.startswith(public + "/ui/callback?")
+    # The load balancer sends the browser back to the other replica: the sign-in's state,
+    # nonce and PKCE verifier are in the store, so r2 finishes what r1 started.
+    done = c.get(callback.replace(r1.url, r2.url), follow=False)
+    assert done.status == 303 and "jitbroker_session" in c.cookies, (done.status, done.body[:1000])
+    for b in (r1, r2):
+        c.base = b.url
+        page = c.get("/ui/pending")
+        assert page.status == 200 and 'id="signed-in-as">bob<' in page.body, (b.url, page.body[:1000])
+    (start,) = audit_rows(r1, "session.start")
+    assert start["identity"]["subject"] == "sub-bob"
+    # bob approves on r2; the API on r1 shows the approval, made through the provider.
+    alice = r1.person("alice", 1001, ["netops", "dba"], host="web-1")
+    rid = r1.ok(alice, "POST", "/v1/requests", {"rule": "db-restart", "reason": "lag"}, status=201)["id"]
+    c.base = r2.url
+    form = c.get(f"/ui/requests/{rid}/approve")
+    assert c.post(f"/ui/requests/{rid}/approve", {"csrf": form.csrf}, headers={"Origin": public}).status == 200
+    req = r1.ok(alice, "GET", f"/v1/requests/{rid}")
+    assert req["state"] == "approved" and [(a["user"], a["source"]) for a in req["approvals"]] == [("bob", "oidc")]
+    # Signed out on r2: r1 no longer knows the cookie either.
+    token = c.cookies["jitbroker_session"]
+    out = c.post("/ui/logout", {"csrf": c.get("/ui/pending").csrf}, headers={"Origin": public})
+    assert out.status == 200 and 'id="signed-out"' in out.body
+    replay = WebClient(r1.url, cookies={"jitbroker_session": token}).get("/ui/pending", follow=False)
+    assert replay.status == 303 and replay.headers["location"].startswith("/ui/login")
+    listed = json.loads(r1.cli("session", "list", "--all", "--json").stdout)["sessions"]
+    assert [(s["user"], s["end_reason"]) for s in listed] == [("bob", "logout")]
+
+
+@pytest.mark.backends("postgres")
+def test_a_callback_reaching_both_replicas_at_once_signs_in_once(web_replicas):
+    r1, r2 = web_replicas
+    for round_ in range(5):
+        c = WebClient(r1.url)
+        callback = provider_callback(c, "sub-carol")
+        barrier = threading.Barrier(2)
+        answers = [None, None]
+
+        def hit(i, b):
+            other = WebClient(b.url, cookies=dict(c.cookies))
+            barrier.wait()
+            answers[i] = other.get(callback.replace(r1.url, b.url), follow=False)
+
+        threads = [threading.Thread(target=hit, args=(i, b)) for i, b in enumerate((r1, r2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(a.status for a in answers)
+        assert statuses == [303, 403], [(a.status, a.body[:300]) for a in answers]
+        refused = next(a for a in answers if a.status == 403)
+        # Refused by the store (the state was taken once), before the provider was asked.
+        assert "unknown or took longer" in refused.body, refused.body[:1000]
+        assert len(audit_rows(r1, "session.start")) == round_ + 1
+
+
+@pytest.mark.backends("postgres")
+def test_jitbroker_migrate_keeps_web_sessions_and_how_approvers_signed_in(tmp_path, idp, pg_cluster):
+    """A SQLite broker with web pages moved to PostgreSQL: bob's session carries on, his web
+    approval keeps its source."""
+    from test_migrate import migrate
+
+    old = web_broker(tmp_path, idp, name="old", store=SqliteStore(tmp_path / "old.db"))
+    target = PostgresStore(pg_cluster)
+    new = None
+    try:
+        alice = old.person("alice", 1001, ["netops", "dba"], host="web-1")
+        rid = old.ok(alice, "POST", "/v1/requests", {"rule": "db-restart", "reason": "lag"}, status=201)["id"]
+        bob = browser(old, "bob")
+        form = bob.get(f"/ui/requests/{rid}/approve")
+        assert bob.post(f"/ui/requests/{rid}/approve", {"csrf": form.csrf, "comment": "ok"}).status == 200
+        old.stop()
+        r = migrate(old, f"sqlite:{old.store.path}", target.url, pg_cluster.password)
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert "rows of web_sessions" in r.stdout and "verified: every table equal row by row" in r.stdout, r.stdout
+        new = web_broker(tmp_path, idp, name="new", store=target, signing_key=old.key)
+        new.hosts = old.hosts
+        bob.base = new.url
+        page = bob.get("/ui/pending")
+        assert page.status == 200 and 'id="signed-in-as">bob<' in page.body, page.body[:1000]
+        req = new.ok(alice, "GET", f"/v1/requests/{rid}")
+        assert [(a["user"], a["source"], a["comment"]) for a in req["approvals"]] == [("bob", "oidc", "ok")]
+        assert "intact" in new.cli("audit", "verify").stdout
+    finally:
+        if new:
+            new.close()
+        old.close()
+        pg_cluster.drop_database(target.name)
 
 
 JITBROKER_REPO = __import__("pathlib").Path(__file__).resolve().parents[2]

@@ -1,7 +1,10 @@
 """The web pages as they run for real: a real OpenID Connect provider on loopback
-(tests/harness/oidc_provider.py), the real jitbroker with [web] (tests/e2e_broker/broker_lab.py:
+(tests/harness/oidc_provider.py), the real jitbroker with [web] (tests/harness/brokerlab.py:
 throwaway users and groups, this host enrolled, the setuid jitrun in the lab's namespace), and
-Debian's Chromium driven headless by Selenium (browser.py)."""
+Debian's Chromium driven headless by Selenium (browser.py).
+
+The browser tests run twice, as tests/e2e_broker does: with the broker's store in SQLite, and
+in PostgreSQL (a throwaway cluster, tests/harness/pgcluster.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +17,13 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[0] / "harness"))
-sys.path.insert(0, str(HERE.parents[0] / "e2e_broker"))
 sys.path.insert(0, str(HERE))
 
 import oidc_provider  # noqa: E402
-from broker_lab import BrokerWorld, start_world  # noqa: E402
+from brokerlab import BrokerWorld, PostgresStore, start_world  # noqa: E402
 from browser import CHROMEDRIVER, CHROMIUM, Browser, web_section  # noqa: E402
 from jitlab import Lab  # noqa: E402
+from pgcluster import PgCluster  # noqa: E402
 
 
 def _need_browser():
@@ -44,10 +47,11 @@ def wlab():
         yield lab
 
 
-@pytest.fixture(scope="session")
-def ww(wlab: Lab, idp) -> BrokerWorld:
-    """The broker world with web pages; the provider knows its people: alice and frank request
-    (devs), bob and carol approve (dba), erin does both, dave is an admin here."""
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def ww(request, wlab: Lab, idp) -> BrokerWorld:
+    """The broker world with web pages, its store in SQLite or PostgreSQL; the provider knows
+    its people: alice and frank request (devs), bob and carol approve (dba), erin does both,
+    dave is an admin here."""
 
     def extra(w: BrokerWorld) -> str:
         secret = w.dir / "oidc-client-secret"
@@ -56,15 +60,27 @@ def ww(wlab: Lab, idp) -> BrokerWorld:
         groups = {"idp-devs": [w.devs], "idp-dba": [w.dba], "idp-admins": [w.admins]}
         return web_section(idp, secret, groups, public_url=w.url)
 
-    world = start_world(wlab, extra=extra)
-    try:
-        people = [(world.alice, ["idp-devs"]), (world.bob, ["idp-dba"]), (world.carol, ["idp-dba"]),
-                  (world.erin, ["idp-devs", "idp-dba"]), (world.dave, ["idp-devs", "idp-admins"])]
+    def world(store=None):
+        w = start_world(wlab, store=store, extra=extra)
+        people = [(w.alice, ["idp-devs"]), (w.bob, ["idp-dba"]), (w.carol, ["idp-dba"]),
+                  (w.erin, ["idp-devs", "idp-dba"]), (w.dave, ["idp-devs", "idp-admins"])]
         for user, groups in people:
             idp.set_user(f"sub-{user.name}", {"preferred_username": user.name, "groups": groups})
-        yield world
-    finally:
-        world.stop()
+        return w
+
+    if request.param == "postgres":
+        with PgCluster() as cluster:
+            w = world(lambda _root: PostgresStore(cluster))
+            try:
+                yield w
+            finally:
+                w.stop()
+    else:
+        w = world()
+        try:
+            yield w
+        finally:
+            w.stop()
 
 
 @pytest.fixture()

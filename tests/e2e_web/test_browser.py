@@ -6,12 +6,9 @@ target/web-screenshots/."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import time
 from pathlib import Path
-
-from broker_lab import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from webclient import WebClient  # noqa: E402
@@ -32,7 +29,8 @@ def page_requests(browser) -> list[str]:
 
 
 def store_rows(ww, sql: str, *args):
-    with sqlite3.connect(ww.dir / "broker.db") as c:
+    """Rows of the broker's store, SQLite or PostgreSQL (`?` placeholders on both)."""
+    with ww.server.db() as c:
         return c.execute(sql, args).fetchall()
 
 
@@ -170,7 +168,7 @@ def test_sign_out_ends_the_session_in_the_store(ww, idp, browser):
     browser.screenshot("audit")
     browser.sign_out()
     assert browser.driver.get_cookie("jitbroker_session") is None
-    (ended, why), = store_rows(ww, "SELECT ended, end_reason FROM web_sessions WHERE user = ? ORDER BY created DESC LIMIT 1",
+    (ended, why), = store_rows(ww, 'SELECT ended, end_reason FROM web_sessions WHERE "user" = ? ORDER BY created DESC LIMIT 1',
                                ww.dave.name)
     assert ended is not None and why == "logout"
     # The old cookie opens nothing.
@@ -179,8 +177,7 @@ def test_sign_out_ends_the_session_in_the_store(ww, idp, browser):
 
 
 def test_an_expired_session_is_sent_to_sign_in_again(idp, browser, tmp_path):
-    """A broker with a 3-second idle limit (tests/broker/brokerlab.py; no root needed)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "broker"))
+    """A broker with a 3-second idle limit (tests/harness/brokerlab.py, SQLite; no root needed)."""
     from brokerlab import NET, Broker
     from browser import web_section
 

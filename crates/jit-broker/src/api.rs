@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-pub const BODY_LIMIT: usize = 64 * 1024;
+use crate::limits::BODY_LIMIT;
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 type Shared = Arc<Broker>;

@@ -84,10 +84,14 @@ impl Broker {
             data: data.clone(),
         })?;
         for hook in self.config.webhook.iter().filter(|h| h.wants(change.kind)) {
+            // The delivery id is the idempotency key: in the X-Jitbroker-Delivery header and,
+            // for JSON webhooks, in the body.
+            let delivery_id = new_id();
             let body = match hook.format {
                 HookFormat::Json => {
                     let mut body = json!({
                         "id": event_id,
+                        "delivery": delivery_id,
                         "type": change.kind,
                         "at": format_time(now),
                         "broker": self.config.id,
@@ -113,7 +117,7 @@ impl Broker {
                 }
             };
             tx.enqueue(
-                &new_id(),
+                &delivery_id,
                 &hook.url,
                 &event_id,
                 change.kind,
@@ -161,6 +165,11 @@ impl Broker {
         self.syslog.queue(events);
         self.outbox.notify_one();
     }
+}
+
+/// This process's replica name (`replica` in broker.toml, else HOSTNAME:PORT).
+pub fn replica_name(config: &Config) -> String {
+    config.replica_name(&hostname())
 }
 
 pub fn hostname() -> String {

@@ -7,8 +7,8 @@
 //! of descriptors. Each connection is watched (conn.rs): no request head within
 //! `header_timeout`, or idle for `idle_timeout`, and it is closed.
 use crate::broker::Broker;
-use crate::cli::CliError;
 use crate::conn::{Activity, Observed, Stalled};
+use crate::error::CliError;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -272,9 +272,10 @@ pub fn serve(broker: Broker) -> Result<(), CliError> {
         let scheme = if b.config.tls.is_some() { "https" } else { "http" };
         let http = &b.config.http;
         println!(
-            "jitbroker {} listening on {scheme}://{addr} (store {}, kid {}); at most {limit} connections (open-file limit {nofile}), header timeout {}, idle timeout {}",
+            "jitbroker {} listening on {scheme}://{addr} (store {}, replica {}, kid {}); at most {limit} connections (open-file limit {nofile}), header timeout {}, idle timeout {}",
             b.config.id,
-            b.config.store.display(),
+            b.config.store_location,
+            crate::broker::replica_name(&b.config),
             b.kid,
             jit_policy::format_duration(http.header_timeout),
             jit_policy::format_duration(http.idle_timeout),

@@ -45,7 +45,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Bump whenever the layout or the meaning of a field changes.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 const MAGIC: &[u8; 8] = b"JITPSNAP";
 const TABLES: usize = 3;
 /// Bytes of the fixed header (the key follows it).
@@ -160,6 +160,8 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
     o.u32(rule.max_duration.subsec_nanos());
     o.u32(rule.min_approvals);
     o.strs(&rule.env_keep);
+    o.strs(&rule.env_keep_unchecked);
+    o.strs(&rule.allow_risks);
     o.u8(u8::from(rule.no_new_privs));
     o.u8(u8::from(rule.authenticate));
     o.u8(u8::from(rule.require_fresh_revocations));
@@ -179,6 +181,8 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
         l.grant,
         l.authenticate,
         l.record_input,
+        l.env_keep_unchecked,
+        l.allow_risks,
     ] {
         o.u64(line as u64);
     }
@@ -626,9 +630,17 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
     check(
         env_keep
             .iter()
-            .all(|e| valid_env_name(e) && !crate::env_never_kept(e)),
+            .all(|e| valid_env_name(e) && crate::env_known_safe(e)),
         "env_keep",
     )?;
+    let env_keep_unchecked = r.strs()?;
+    check(
+        env_keep_unchecked
+            .iter()
+            .all(|e| valid_env_name(e) && !crate::env_never_kept(e) && !crate::env_known_safe(e)),
+        "env_keep_unchecked",
+    )?;
+    let allow_risks = r.strs()?;
     let no_new_privs = r.bool()?;
     let authenticate = r.bool()?;
     let require_fresh_revocations = r.bool()?;
@@ -650,6 +662,7 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         key_line()?,
         key_line()?,
     );
+    let (unchecked_line, risks_line) = (key_line()?, key_line()?);
     let nlines = r.count(8)?;
     let mut command_lines = Vec::with_capacity(nlines);
     for _ in 0..nlines {
@@ -670,6 +683,8 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         max_duration,
         min_approvals,
         env_keep,
+        env_keep_unchecked,
+        allow_risks,
         no_new_privs,
         authenticate,
         require_fresh_revocations,
@@ -683,6 +698,8 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
             grant: grant_line,
             authenticate: auth_line,
             record_input: input_line,
+            env_keep_unchecked: unchecked_line,
+            allow_risks: risks_line,
             commands: command_lines,
         },
     })
@@ -835,6 +852,7 @@ mod tests {
                 "[\"/usr/bin/printf\", \"%s with spaces\\n\", \"*\"]",
                 "\"/bin/true\"",
                 "[\"/usr/bin/tee\", \"/etc/x y\", \"**\"]",
+                "\"/usr/bin/cat path:/var/log/**/*.log\"",
             ];
             let k = 1 + rng.below(3) as usize;
             let c: Vec<&str> = (0..k).map(|_| rng.pick(&cmds)).collect();
@@ -858,7 +876,10 @@ mod tests {
             ));
             t.push_str(&format!("min_approvals = {}\n", rng.below(3)));
             if rng.below(2) == 0 {
-                t.push_str("env_keep = [\"TERM\", \"LANG\", \"_X1\"]\n");
+                t.push_str("env_keep = [\"TERM\", \"LANG\"]\nenv_keep_unchecked = [\"_X1\"]\n");
+            }
+            if rng.below(3) == 0 {
+                t.push_str("allow_risks = [\"shell-escape\", \"standing-access\"]\n");
             }
             t.push_str(&format!("no_new_privs = {}\n", rng.below(2) == 0));
             t.push_str(&format!("authenticate = {}\n", rng.below(4) == 0));

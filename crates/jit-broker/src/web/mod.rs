@@ -259,22 +259,23 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<Ui> for Posted<T> {
             )));
         }
         let wait = ui.b.config.http.header_timeout;
-        let bytes = tokio::time::timeout(wait, axum::body::to_bytes(body, crate::api::BODY_LIMIT))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    "the form did not arrive in time",
-                )
-            })?
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the form is too large",
-                )
-            })?;
+        let bytes =
+            tokio::time::timeout(wait, axum::body::to_bytes(body, crate::limits::BODY_LIMIT))
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the form did not arrive in time",
+                    )
+                })?
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the form is too large",
+                    )
+                })?;
         let csrf: CsrfOnly = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| ApiError::bad("invalid_body", format!("the form is not usable: {e}")))?;
         let good = csrf

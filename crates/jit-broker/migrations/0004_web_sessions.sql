@@ -1,4 +1,4 @@
--- jitbroker store, version 3: the web pages (/ui/, signed in through OpenID Connect).
+-- jitbroker store, version 4: the web pages (/ui/, signed in through OpenID Connect).
 
 -- How an approver was identified: 'attestation' (jitctl on an enrolled host) or 'oidc' (the
 -- web pages; host is then '').

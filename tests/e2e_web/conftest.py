@@ -20,10 +20,9 @@ sys.path.insert(0, str(HERE.parents[0] / "harness"))
 sys.path.insert(0, str(HERE))
 
 import oidc_provider  # noqa: E402
-from brokerlab import BrokerWorld, PostgresStore, start_world  # noqa: E402
+from brokerlab import BrokerWorld, world_on  # noqa: E402
 from browser import CHROMEDRIVER, CHROMIUM, Browser, web_section  # noqa: E402
 from jitlab import Lab  # noqa: E402
-from pgcluster import PgCluster  # noqa: E402
 
 
 def _need_browser():
@@ -60,27 +59,12 @@ def ww(request, wlab: Lab, idp) -> BrokerWorld:
         groups = {"idp-devs": [w.devs], "idp-dba": [w.dba], "idp-admins": [w.admins]}
         return web_section(idp, secret, groups, public_url=w.url)
 
-    def world(store=None):
-        w = start_world(wlab, store=store, extra=extra)
+    with world_on(wlab, request.param, extra=extra) as w:
         people = [(w.alice, ["idp-devs"]), (w.bob, ["idp-dba"]), (w.carol, ["idp-dba"]),
                   (w.erin, ["idp-devs", "idp-dba"]), (w.dave, ["idp-devs", "idp-admins"])]
         for user, groups in people:
             idp.set_user(f"sub-{user.name}", {"preferred_username": user.name, "groups": groups})
-        return w
-
-    if request.param == "postgres":
-        with PgCluster() as cluster:
-            w = world(lambda _root: PostgresStore(cluster))
-            try:
-                yield w
-            finally:
-                w.stop()
-    else:
-        w = world()
-        try:
-            yield w
-        finally:
-            w.stop()
+        yield w
 
 
 @pytest.fixture()

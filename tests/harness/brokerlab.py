@@ -17,6 +17,7 @@ $CARGO_TARGET_DIR/debug (default target/ under the repository root).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -668,3 +669,22 @@ def start_world(lab: Lab, store=None, extra=None) -> BrokerWorld:
     lab.set_policy(w.policy)
     b.start()
     return w
+
+
+@contextlib.contextmanager
+def world_on(lab: Lab, backend: str, extra=None):
+    """:func:`start_world` with its store in `backend`: "sqlite" (a file in the broker's
+    directory) or "postgres" (a database in a throwaway cluster); stopped afterwards."""
+    if backend == "postgres":
+        with PgCluster() as cluster:
+            w = start_world(lab, store=lambda _root: PostgresStore(cluster), extra=extra)
+            try:
+                yield w
+            finally:
+                w.stop()
+    else:
+        w = start_world(lab, extra=extra)
+        try:
+            yield w
+        finally:
+            w.stop()

@@ -473,7 +473,7 @@ DEFENCES: list[Defence] = [
           "\"SELECT state_sha256, nonce, pkce_verifier, return_to, expires FROM web_logins WHERE state_sha256 = ?1\"")],
         [f"{BW}::test_sign_in_refusals[sqlite]"], package="jit-broker"),
     Defence(
-        "web (PostgreSQL): a sign-in's state is taken once, whichever replica the browser comes back to",
+        "web: a sign-in's state is taken once, whichever PostgreSQL replica the browser comes back to",
         f"{BSRC}/store/postgres.rs",
         [("\"DELETE FROM web_logins WHERE state_sha256 = $1 RETURNING state_sha256, nonce, pkce_verifier, return_to, expires\"",
           "\"SELECT state_sha256, nonce, pkce_verifier, return_to, expires FROM web_logins WHERE state_sha256 = $1\"")],

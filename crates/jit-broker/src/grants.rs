@@ -103,6 +103,10 @@ fn refresh_revocations(
     force_change: bool,
 ) -> Result<StoredRevocations, ApiError> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
+    // The current list first: in a write transaction on PostgreSQL that takes the revocation
+    // list's lock, so the revoked grants read below include every other replica's committed
+    // revocation (read before the lock, two revocations at once each missed the other's).
+    let current = tx.revocations()?;
     let mut revoked: Vec<Revoked> = tx
         .revoked_grants(now)?
         .into_iter()
@@ -121,7 +125,6 @@ fn refresh_revocations(
     }));
     revoked.sort_by(|a, b| (a.at, &a.jti).cmp(&(b.at, &b.jti)));
     let content = serde_json::to_string(&revoked).unwrap_or_default();
-    let current = tx.revocations()?;
     let seq = match &current {
         Some(cur) if cur.content == content && !force_change => cur.seq,
         Some(cur) => cur.seq + 1,

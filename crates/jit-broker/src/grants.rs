@@ -103,9 +103,10 @@ fn refresh_revocations(
     force_change: bool,
 ) -> Result<StoredRevocations, ApiError> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
-    // The current list first: in a write transaction on PostgreSQL that takes the revocation
-    // list's lock, so the revoked grants read below include every other replica's committed
-    // revocation (read before the lock, two revocations at once each missed the other's).
+    // The current list first: in a write transaction on PostgreSQL this takes the list's
+    // lock, so the entries read next include every revocation another replica committed
+    // before it (read before the lock, they could miss one that the list it then replaces
+    // holds, and the new list would drop it).
     let current = tx.revocations()?;
     let mut revoked: Vec<Revoked> = tx
         .revoked_grants(now)?

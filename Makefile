@@ -70,13 +70,16 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched);
 # asciinema: session recordings must play in Debian's own player (tests/session: `asciinema cat`
 # prints exactly what the recorded command wrote);
+# chromium, chromium-driver: tests/e2e_web drives the broker's web pages in Debian's Chromium,
+# headless, through Selenium and Debian's chromedriver (no browser is downloaded at test time).
 # postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
 # pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
 # the package's own cluster, which is not started here); libpq5 (psycopg's client library).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema postgresql libpq5
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema chromium chromium-driver postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
-# python module name = pip package name
-PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography psycopg=psycopg
+# python module name = pip package name. selenium drives Chromium (tests/e2e_web);
+# oidc_provider_mock is the OpenID Connect provider the web tests sign in with (tests/harness/oidc_provider.py).
+PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography psycopg=psycopg selenium=selenium oidc_provider_mock=oidc-provider-mock
 
 .PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
 

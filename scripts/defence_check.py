@@ -75,6 +75,8 @@ BC = "tests/broker/test_connections.py"
 BS = "tests/broker/test_syslog_stall.py"
 BH = "tests/broker/test_hardening.py"
 BF = "tests/broker/test_store_faults.py"
+BW = "tests/broker/test_web.py"
+WSRC = "crates/jit-broker/src/web"
 BR = "tests/broker/test_replicas.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
@@ -450,6 +452,49 @@ DEFENCES: list[Defence] = [
         "packaging/siem/rsyslog/60-jitrun-rfc5424.conf",
         [(SENDER_CHECK, "    if 0 == 1 then {\n")],
         [f"{FORGED}[rfc5424-dropin-rfc5424]"]),
+    # ---- jitbroker's web pages (issue 20)
+    Defence(
+        "web: every form carries the session's CSRF token", f"{WSRC}/mod.rs",
+        [("            .is_some_and(|t| session::same_secret(t, &signed.session.csrf));\n",
+          "            .is_some_and(|_| true)\n            || true;\n")],
+        [f"{BW}::test_forms_need_the_session_csrf_token_and_the_broker_origin"], package="jit-broker"),
+    Defence(
+        "web: forms only from the broker's own pages (Origin)", f"{WSRC}/mod.rs",
+        [("        if let Some(origin) = parts.headers.get(header::ORIGIN) {\n",
+          "        if let Some(origin) = None::<&HeaderValue> {\n")],
+        [f"{BW}::test_forms_need_the_session_csrf_token_and_the_broker_origin"], package="jit-broker"),
+    Defence(
+        "web: a sign-in's state is bound to the browser that started it", f"{WSRC}/pages.rs",
+        [("    if !bound.is_some_and(|b| session::same_secret(&b, &state)) {\n", "    if false {\n")],
+        [f"{BW}::test_sign_in_refusals"], package="jit-broker"),
+    Defence(
+        "web: a sign-in's state is used once (taken from the store)", f"{BSRC}/store/sqlite.rs",
+        [("\"DELETE FROM web_logins WHERE state_sha256 = ?1 RETURNING state_sha256, nonce, pkce_verifier, return_to, expires\"",
+          "\"SELECT state_sha256, nonce, pkce_verifier, return_to, expires FROM web_logins WHERE state_sha256 = ?1\"")],
+        [f"{BW}::test_sign_in_refusals[sqlite]"], package="jit-broker"),
+    Defence(
+        "web: a sign-in's state is taken once, whichever PostgreSQL replica the browser comes back to",
+        f"{BSRC}/store/postgres.rs",
+        [("\"DELETE FROM web_logins WHERE state_sha256 = $1 RETURNING state_sha256, nonce, pkce_verifier, return_to, expires\"",
+          "\"SELECT state_sha256, nonce, pkce_verifier, return_to, expires FROM web_logins WHERE state_sha256 = $1\"")],
+        [f"{BW}::test_a_callback_reaching_both_replicas_at_once_signs_in_once[postgres]",
+         f"{BW}::test_sign_in_refusals[postgres]"], package="jit-broker"),
+    Defence(
+        "web: sessions end when idle", f"{WSRC}/session.rs",
+        [("        } else if now - s.last_seen >= web.session_idle {\n", "        } else if false {\n")],
+        [f"{BW}::test_sessions_end_at_sign_out_by_an_admin_and_when_idle"], package="jit-broker"),
+    Defence(
+        "web: sign-out ends the session in the store", f"{WSRC}/session.rs",
+        [("        if !tx.end_web_session(&s.id, now, why)? {\n", "        if false {\n")],
+        [f"{BW}::test_sessions_end_at_sign_out_by_an_admin_and_when_idle"], package="jit-broker"),
+    Defence(
+        "web: frames and inline script refused (X-Frame-Options, CSP)", f"{WSRC}/mod.rs",
+        [("    set(h, \"x-frame-options\", \"DENY\");\n", "")],
+        [f"{BW}::test_pages_carry_security_headers_and_cookies_their_attributes"], package="jit-broker"),
+    Defence(
+        "web: what people wrote is escaped (askama, no |safe)", "crates/jit-broker/templates/_request.html",
+        [('<dd class="reason">{{ r.reason }}</dd>', '<dd class="reason">{{ r.reason|safe }}</dd>')],
+        [f"{BW}::test_user_text_is_escaped_on_every_page"], package="jit-broker"),
     # ---- jitbroker (issue 14): the broker under attack and under faults
     Defence(
         "broker: stalled connections closed (header and idle timeouts)", f"{BSRC}/serve.rs",
@@ -635,7 +680,7 @@ def check_snippets(defences: list[Defence]) -> list[str]:
     return problems
 
 
-FN = re.compile(r'^(\s*)(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:unsafe\s+)?(?:extern\s+"C"\s+)?fn\s+(\w+)')
+FN = re.compile(r'^(\s*)(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?(?:extern\s+"C"\s+)?fn\s+(\w+)')
 IMPL = re.compile(r"^(\s*)impl\b(?:<[^>]*>)?\s+(?:[\w:<>', ]+\s+for\s+)?(\w+)")
 
 

@@ -43,8 +43,11 @@ schemas = {
             "message": S("string", description="what happened and what to do")})}),
     "Health": S("object", required=["status"], properties={"status": {"const": "ok"}}),
     "Ready": S("object", required=["status"], properties={"status": {"const": "ready"}}),
-    "Approval": S("object", required=["user", "host", "at", "comment"], additionalProperties=False, properties={
-        "user": S("string"), "host": S("string"), "at": time, "comment": nullable("string")}),
+    "Approval": S("object", required=["user", "host", "at", "comment", "source"], additionalProperties=False, properties={
+        "user": S("string"), "host": S("string", description="the approver's attested host; empty for an approval on the web pages"),
+        "at": time, "comment": nullable("string"),
+        "source": {"enum": ["attestation", "oidc"],
+                   "description": "how the approver was identified: an attestation from an enrolled host (jitctl), or a sign-in through the OpenID Connect provider on the web pages"}}),
     "Request": S("object", additionalProperties=False,
         required=["id", "user", "uid", "host", "rule", "cmd", "ttl", "reason", "ticket", "run_as", "hosts",
                   "break_glass", "state", "created", "expires", "approvals", "needed", "denied_by",
@@ -165,7 +168,8 @@ paths = {
                       description="Pending until the workflow's approvals arrive; issued at once (state approved, grant_id set) for auto-approve, break-glass, or min_approvals 0."),
                  "operationId": "createRequest"},
         "get": {**op("List requests: yours and those you approve (admins: all)", "200", "RequestList",
-                     params=[qbool("mine", "only your own"), qbool("pending", "only pending ones")]), "operationId": "listRequests"},
+                     params=[qbool("mine", "only your own"), qbool("pending", "only pending ones"),
+                             qbool("decidable", "only those waiting for you: pending, yours to approve or deny now, not approved by you yet (the web pages' Waiting for me)")]), "operationId": "listRequests"},
     },
     "/v1/requests/{id}": {"get": {**op("Show a request", "200", "Request", params=[pid()]), "operationId": "showRequest"}},
     "/v1/requests/{id}/approve": {"post": {**op("Approve (an approver who is not the requester)", "200", "Request", body="ApproveBody", params=[pid()], body_required=False), "operationId": "approveRequest"}},

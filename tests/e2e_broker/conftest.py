@@ -17,9 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 
-from brokerlab import BrokerWorld, PostgresStore, start_world  # noqa: E402
+from brokerlab import BrokerWorld, world_on  # noqa: E402
 from jitlab import Lab  # noqa: E402
-from pgcluster import PgCluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,19 +31,8 @@ def blab():
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def bw(request, blab: Lab) -> BrokerWorld:
-    if request.param == "postgres":
-        with PgCluster() as cluster:
-            world = start_world(blab, store=lambda _root: PostgresStore(cluster))
-            try:
-                yield world
-            finally:
-                world.stop()
-    else:
-        world = start_world(blab)
-        try:
-            yield world
-        finally:
-            world.stop()
+    with world_on(blab, request.param) as world:
+        yield world
 
 
 @pytest.fixture(autouse=True)

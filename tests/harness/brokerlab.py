@@ -17,6 +17,7 @@ $CARGO_TARGET_DIR/debug (default target/ under the repository root).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -304,6 +305,9 @@ class Broker:
         self.store = store or make_store(self.root, store_dir)
         self.key = Path(signing_key or self.root / "signing.key")
         self.port = free_port()
+        # "https" when broker.toml gets a [tls] section (through `extra`): then start() is the
+        # caller's to do (it waits for /healthz in plain HTTP).
+        self.scheme = "http"
         self.id = broker_id
         # The broker's syslog socket: a listener collecting events, unless the test brings its own.
         self.audit = None if audit_socket else AuditListener(self.root / "audit.sock").start()
@@ -344,7 +348,7 @@ class Broker:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, prefix: list[str] | None = None, nofile: tuple[int, int] | None = None) -> "Broker":
         """`jitbroker serve`, run through `prefix` (e.g. unshare) if given, with RLIMIT_NOFILE
@@ -508,6 +512,7 @@ class BrokerWorld:
     dave: User  # devs + oncall: auto-approved
     erin: User  # devs + dba: may not approve her own requests
     frank: User  # devs: only the first flow test uses him (his grant store holds one grant)
+    admins: str = ""  # the broker's admin group
     policy: str = ""
     server: "Broker | None" = None
     log: Path | None = None
@@ -624,9 +629,10 @@ def world_workflows(w: BrokerWorld) -> list[dict]:
     ]
 
 
-def start_world(lab: Lab, store=None) -> BrokerWorld:
+def start_world(lab: Lab, store=None, extra=None) -> BrokerWorld:
     """Users and groups, a Broker (its store: `store`, else a SQLite file) whose public key the
-    lab's keys.d trusts, this host's attestation key enrolled, client.toml naming the broker."""
+    lab's keys.d trusts, this host's attestation key enrolled, client.toml naming the broker.
+    ``extra(world)``, when given, returns more broker.toml (appended; e.g. ``[web]``)."""
     if not Path(JITBROKER).is_file():
         raise AssertionError(f"{JITBROKER} does not exist: run `cargo build --workspace` (make build) first")
     devs, dba, oncall, admins = lab.add_group(), lab.add_group(), lab.add_group(), lab.add_group()
@@ -641,11 +647,15 @@ def start_world(lab: Lab, store=None) -> BrokerWorld:
     jitctl = lab.install_file("jitctl", lab.jitctl_bin.read_bytes(), 0o755)
     w = BrokerWorld(lab=lab, dir=d, config=d / "broker.toml", url="", jitctl_bin=jitctl,
                     host_public=Path(), broker_public=d / "signing.pub", broker_secret=d / "signing.key",
-                    devs=devs, dba=dba, oncall=oncall, alice=alice, bob=bob, carol=carol, dave=dave, erin=erin, frank=frank)
+                    devs=devs, dba=dba, oncall=oncall, alice=alice, bob=bob, carol=carol, dave=dave, erin=erin, frank=frank,
+                    admins=admins)
     b = Broker(d, workflows=world_workflows(w), admin_groups=[admins], pending_expiry="1h",
                audit_socket=lab.audit.path, store=store(d) if store else None)
-    os.chmod(b.config, 0o600)
     w.server, w.url, w.log = b, b.url, b.log
+    if extra:
+        with open(b.config, "a") as f:
+            f.write(extra(w))
+    os.chmod(b.config, 0o600)
     # The broker's public key: jitrun trusts it in keys.d (grants and revocation lists).
     w.broker_public = d / "broker-public.paserk"
     w.broker_public.write_text(b.public_key.to_paserk() + "\n")
@@ -659,3 +669,22 @@ def start_world(lab: Lab, store=None) -> BrokerWorld:
     lab.set_policy(w.policy)
     b.start()
     return w
+
+
+@contextlib.contextmanager
+def world_on(lab: Lab, backend: str, extra=None):
+    """:func:`start_world` with its store in `backend`: "sqlite" (a file in the broker's
+    directory) or "postgres" (a database in a throwaway cluster); stopped afterwards."""
+    if backend == "postgres":
+        with PgCluster() as cluster:
+            w = start_world(lab, store=lambda _root: PostgresStore(cluster), extra=extra)
+            try:
+                yield w
+            finally:
+                w.stop()
+    else:
+        w = start_world(lab, extra=extra)
+        try:
+            yield w
+        finally:
+            w.stop()

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-pub const BODY_LIMIT: usize = 64 * 1024;
+use crate::limits::BODY_LIMIT;
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 type Shared = Arc<Broker>;
@@ -286,6 +286,8 @@ struct RequestsQuery {
     mine: bool,
     #[serde(default)]
     pending: bool,
+    #[serde(default)]
+    decidable: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -324,9 +326,14 @@ async fn create_request(State(b): State<Shared>, RawCall(call, q): RawCall) -> A
 }
 
 async fn list_requests(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    let v = attested(b, call, q, |b, c, call, q: RequestsQuery, _| {
+    let v = attested(b, call, q, |b, c, call, q: RequestsQuery, now| {
         no_body(call)?;
-        view(workflow::list_requests(b, c, q.mine, q.pending))
+        let listing = workflow::Listing {
+            mine: q.mine,
+            pending: q.pending,
+            decidable: q.decidable,
+        };
+        view(workflow::list_requests(b, c, listing, now))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -478,8 +485,15 @@ async fn retire_host(
 async fn audit(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
     let v = attested(b, call, q, |b, c, call, q: AuditQuery, _| {
         no_body(call)?;
-        require_admin(b, c)?;
-        view(hosts::audit_list(b, q.after, q.limit.unwrap_or(100)))
+        let filter = crate::store::AuditFilter {
+            after: q.after,
+            limit: q.limit.unwrap_or(100),
+            ..Default::default()
+        };
+        let rows = hosts::audit_search(b, c, &filter)?;
+        view(Ok(
+            json!({"events": rows.iter().map(|e| e.to_json()).collect::<Vec<_>>()}),
+        ))
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -582,8 +596,9 @@ async fn count_status(State(b): State<Shared>, req: Request, next: Next) -> Resp
     resp
 }
 
-pub fn router(b: Shared) -> Router {
+pub fn router(b: Shared, web: Option<Arc<crate::web::Web>>) -> Router {
     Router::new()
+        .nest_service("/ui", crate::web::router(b.clone(), web))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

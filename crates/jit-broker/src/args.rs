@@ -52,6 +52,37 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Sessions of the web pages (people signed in at /ui/ through the OpenID Connect provider).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SessionCommand {
+    /// List open sessions, newest first.
+    List {
+        /// Only USER's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Ended ones too (kept for a day after they end).
+        #[arg(long)]
+        all: bool,
+        /// Print JSON: {"sessions": [{"id", "user", "groups", "issuer", "subject", "created", "last_seen", "expires", "ended", "end_reason"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End sessions now (the browser must sign in again): one by id, every one of a user, or all.
+    End {
+        /// The session's id (from `jitbroker session list`).
+        #[arg(required_unless_present_any = ["user", "all"], conflicts_with_all = ["user", "all"])]
+        id: Option<String>,
+        /// Every open session of USER (when they leave, or their groups change at the provider).
+        #[arg(long, conflicts_with = "all")]
+        user: Option<String>,
+        /// Every open session.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -43,21 +43,70 @@ impl Verified {
     }
 }
 
-/// The attested caller.
+/// How the broker knows who acts. The same authorization code decides for every source
+/// (workflow.rs, grants.rs, roles.rs); the audit trail records which one it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// An attestation signed by `jitrun attest` on an enrolled host (jitctl, the API).
+    Attestation { host: String, uid: u32 },
+    /// A session of the web pages, signed in through the OpenID Connect provider.
+    Oidc { issuer: String, subject: String },
+}
+
+impl Identity {
+    pub fn source(&self) -> &'static str {
+        match self {
+            Identity::Attestation { .. } => "attestation",
+            Identity::Oidc { .. } => "oidc",
+        }
+    }
+}
+
+/// The authenticated caller: user name and groups, and how they were established.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: String,
-    pub uid: u32,
     pub groups: Vec<String>,
-    pub host: String,
+    pub identity: Identity,
 }
 
 impl Caller {
+    /// The attested host, or "" for a person signed in on the web pages (no host vouches).
+    pub fn host(&self) -> &str {
+        match &self.identity {
+            Identity::Attestation { host, .. } => host,
+            Identity::Oidc { .. } => "",
+        }
+    }
+
+    pub fn uid(&self) -> Option<u32> {
+        match &self.identity {
+            Identity::Attestation { uid, .. } => Some(*uid),
+            Identity::Oidc { .. } => None,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             user: self.user.clone(),
-            uid: Some(self.uid),
-            host: self.host.clone(),
+            uid: self.uid(),
+            host: self.host().to_string(),
+            identity: Some(self.identity_json()),
+        }
+    }
+
+    /// What the audit trail records about the identity: `{"source": "attestation", "user",
+    /// "uid", "host", "groups"}` or `{"source": "oidc", "issuer", "subject", "user", "groups"}`.
+    pub fn identity_json(&self) -> serde_json::Value {
+        match &self.identity {
+            Identity::Attestation { host, uid } => serde_json::json!({
+                "source": "attestation", "user": self.user, "uid": uid, "host": host,
+                "groups": self.groups,
+            }),
+            Identity::Oidc { issuer, subject } => serde_json::json!({
+                "source": "oidc", "issuer": issuer, "subject": subject, "user": self.user,
+                "groups": self.groups,
+            }),
         }
     }
 }
@@ -169,9 +218,11 @@ pub fn verify(
     Ok(Verified {
         caller: Caller {
             user: a.sub,
-            uid: a.uid,
             groups,
-            host: a.host,
+            identity: Identity::Attestation {
+                host: a.host,
+                uid: a.uid,
+            },
         },
         jti: a.jti,
         exp: a.exp,

@@ -25,12 +25,17 @@ pub struct Broker {
     pub readiness: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
-/// Who acts (from the attestation, or the local admin CLI).
+/// Who acts (an attested caller, a person signed in on the web pages, the local admin CLI,
+/// or the broker itself).
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub user: String,
     pub uid: Option<u32>,
+    /// The attested host; "" when no host vouches (web pages, the broker itself).
     pub host: String,
+    /// How a person was identified (auth.rs `Caller::identity_json`); recorded in the audit
+    /// row's `data.identity`, the syslog event's `jitrun.identity.*` and webhook payloads.
+    pub identity: Option<Value>,
 }
 
 /// One state change to record.
@@ -64,6 +69,11 @@ impl Broker {
         after: &mut Vec<Pending>,
     ) -> Result<(), ApiError> {
         let event_id = new_id();
+        let mut data = change.data;
+        if let (Some(identity), Some(map)) = (&change.actor.identity, data.as_object_mut()) {
+            map.insert("identity".into(), identity.clone());
+        }
+        let link = self.link(&data);
         let entry = tx.append_audit(&NewAudit {
             event_id: event_id.clone(),
             at: now,
@@ -71,26 +81,40 @@ impl Broker {
             actor: change.actor.user.clone(),
             host: change.actor.host.clone(),
             subject: change.subject.to_string(),
-            data: change.data.clone(),
+            data: data.clone(),
         })?;
         for hook in self.config.webhook.iter().filter(|h| h.wants(change.kind)) {
             // The delivery id is the idempotency key: in the X-Jitbroker-Delivery header and,
             // for JSON webhooks, in the body.
             let delivery_id = new_id();
             let body = match hook.format {
-                HookFormat::Json => json!({
-                    "id": event_id,
-                    "delivery": delivery_id,
-                    "type": change.kind,
-                    "at": format_time(now),
-                    "broker": self.config.id,
-                    "actor": {"user": change.actor.user, "host": change.actor.host},
-                    "subject": change.subject,
-                    "data": change.data,
-                }),
-                HookFormat::Slack => json!({
-                    "text": format!("[{}] {} ({})", self.config.id, change.summary, change.kind),
-                }),
+                HookFormat::Json => {
+                    let mut body = json!({
+                        "id": event_id,
+                        "delivery": delivery_id,
+                        "type": change.kind,
+                        "at": format_time(now),
+                        "broker": self.config.id,
+                        "actor": {"user": change.actor.user, "host": change.actor.host},
+                        "subject": change.subject,
+                        "data": data,
+                    });
+                    if let Some(link) = &link {
+                        body["url"] = json!(link);
+                    }
+                    body
+                }
+                HookFormat::Slack => {
+                    // The link is the broker's own URL (checked at start: no `|`, `>` or
+                    // whitespace) and a ULID: nothing a requester wrote.
+                    let open = link
+                        .as_ref()
+                        .map(|l| format!(" <{l}|open>"))
+                        .unwrap_or_default();
+                    json!({
+                        "text": format!("[{}] {} ({}){open}", self.config.id, change.summary, change.kind),
+                    })
+                }
             };
             tx.enqueue(
                 &delivery_id,
@@ -109,11 +133,30 @@ impl Broker {
             if !change.actor.host.is_empty() {
                 e.str("host.name", change.actor.host.as_str());
             }
+            if let Some(identity) = &change.actor.identity {
+                for key in ["source", "issuer", "subject"] {
+                    if let Some(v) = identity.get(key).and_then(Value::as_str) {
+                        e.str(&format!("jitrun.identity.{key}"), v);
+                    }
+                }
+            }
             let datagram = self.syslog.render(&e, now);
             let id = tx.enqueue_syslog(entry.id, e.kind.as_str(), &datagram)?;
             after.push(Pending { id, datagram });
         }
         Ok(())
+    }
+
+    /// The web page of the request an event is about (`data.request.id`, or the request of
+    /// `data.grant`), when `[web]` gives the broker's public URL.
+    fn link(&self, data: &Value) -> Option<String> {
+        let web = self.config.web.as_ref()?;
+        let id = data
+            .pointer("/request/id")
+            .or_else(|| data.pointer("/grant/request_id"))
+            .and_then(Value::as_str)?;
+        ulid::Ulid::from_string(id).ok()?;
+        Some(web.request_link(id))
     }
 
     /// After commit: hand the syslog events to their thread, wake the webhook task. Never

@@ -1,6 +1,6 @@
 //! The command line: `init`, `serve`, the local admin commands on the store, `pubkey`
 //! (parsed by clap as `args.rs` defines it).
-use crate::args::{AuditCommand, Cli, Command, HostCommand};
+use crate::args::{AuditCommand, Cli, Command, HostCommand, SessionCommand};
 use crate::audit_chain;
 use crate::broker::{replica_name, Actor, Broker};
 use crate::config::StoreLocation;
@@ -216,6 +216,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             let config = Config::load(&cli.config)?;
             Ok(if audit_verify(&config)? { 0 } else { 1 })
         }
+        Command::Session(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let broker = open_broker(config)?;
+            sessions(&broker, cmd, now)
+        }
         Command::Host(cmd) => {
             let config = Config::load(&cli.config)?;
             let broker = open_broker(config)?;
@@ -267,6 +272,63 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     broker.committed(events);
                     println!("retired host {name}");
                 }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `jitbroker session list|end`.
+fn sessions(broker: &Broker, cmd: SessionCommand, now: OffsetDateTime) -> Result<i32, CliError> {
+    use crate::web::session;
+    match cmd {
+        SessionCommand::List { user, all, json } => {
+            let list = session::list(broker, user.as_deref(), all)?;
+            if json {
+                let rows: Vec<_> = list.iter().map(session::session_json).collect();
+                println!("{}", serde_json::json!({ "sessions": rows }));
+            } else if list.is_empty() {
+                println!("no {}web sessions", if all { "" } else { "open " });
+            }
+            for s in list.iter().filter(|_| !json) {
+                let state = match (&s.ended, &s.end_reason) {
+                    (Some(at), why) => format!(
+                        "ended {} ({})",
+                        format_time(*at),
+                        why.as_deref().unwrap_or("")
+                    ),
+                    (None, _) => format!(
+                        "last seen {}, expires {}",
+                        format_time(s.last_seen),
+                        format_time(s.expires)
+                    ),
+                };
+                println!(
+                    "{}  {:<16} {}  (subject {} at {})",
+                    s.id, s.user, state, s.subject, s.issuer
+                );
+            }
+            Ok(0)
+        }
+        SessionCommand::End { id, user, all } => {
+            let open = session::list(broker, user.as_deref(), false)?;
+            let chosen: Vec<_> = open
+                .iter()
+                .filter(|s| all || user.is_some() || id.as_deref() == Some(s.id.as_str()))
+                .collect();
+            if let (Some(id), true) = (&id, chosen.is_empty()) {
+                return Err(CliError::Other(format!(
+                    "no open web session {id}; see `jitbroker session list`"
+                )));
+            }
+            let actor = local_actor();
+            for s in &chosen {
+                let (_, events) = session::end(broker, s, &actor, "ended by an admin", now)?;
+                broker.committed(events);
+                println!("ended web session {} of {}", s.id, s.user);
+            }
+            if chosen.is_empty() {
+                println!("no open web sessions to end");
             }
             Ok(0)
         }
@@ -325,6 +387,7 @@ pub fn local_actor() -> Actor {
         user: format!("local:{user}"),
         uid: Some(uid),
         host: crate::broker::hostname(),
+        identity: None,
     }
 }
 

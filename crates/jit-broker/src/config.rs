@@ -90,6 +90,9 @@ pub struct Config {
     pub workflow: Vec<Workflow>,
     #[serde(default)]
     pub webhook: Vec<Webhook>,
+    /// The approvers' web pages under /ui/, signed in through OpenID Connect (web.rs).
+    #[serde(default)]
+    pub web: Option<WebSettings>,
 }
 
 /// Where the store lives.
@@ -310,6 +313,195 @@ pub struct Workflow {
     pub approver_hosts: Option<Vec<String>>,
 }
 
+/// `[web]`: the pages under /ui/ and the OpenID Connect provider people sign in with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// The broker's address as browsers reach it (`https://broker.example.com`): links in
+    /// webhook payloads, the default redirect URL, the Origin that forms must come from.
+    pub public_url: String,
+    /// The provider's issuer URL (discovery: `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (the broker's user only: mode 0600 or stricter).
+    pub client_secret_file: PathBuf,
+    /// Where the provider sends the browser back; registered with the provider. Default:
+    /// `{public_url}/ui/callback`. Its path must be `/ui/callback`.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that names the person.
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// How the Unix user name is made from that claim: `{claim}` is its value, `{local}` the part
+    /// before its last `@` (then `email_domains` must name the domains after it).
+    #[serde(default = "default_user_template")]
+    pub user_template: String,
+    /// With `{local}`: the only domains whose addresses map to user names.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// Claim value → Unix user name; wins over `user_template`.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, String>,
+    /// The ID token claim that lists the person's groups at the provider.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Provider group → the broker's groups (those `approvers`, `requesters` and
+    /// `admin_groups` name). Provider groups not listed here give nothing.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// A session ends after this long without a page being loaded ...
+    #[serde(default = "default_session_idle", deserialize_with = "de_duration")]
+    pub session_idle: Duration,
+    /// ... and this long after sign-in in any case.
+    #[serde(default = "default_session_lifetime", deserialize_with = "de_duration")]
+    pub session_lifetime: Duration,
+    /// Link for tickets: `https://tracker.example.com/browse/{ticket}`.
+    #[serde(default)]
+    pub ticket_url: Option<String>,
+    /// PEM file of CA certificates for the provider's TLS (besides the built-in roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["profile".into(), "email".into()]
+}
+fn default_user_claim() -> String {
+    "preferred_username".into()
+}
+fn default_user_template() -> String {
+    "{claim}".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_session_idle() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_session_lifetime() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+impl WebSettings {
+    /// The redirect URL (configured, or `{public_url}/ui/callback`).
+    pub fn redirect_url(&self) -> String {
+        self.redirect_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/ui/callback", self.public_url))
+    }
+
+    /// Served to browsers over https (cookies get `Secure` and the `__Host-` prefix).
+    pub fn secure(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// The page of request `id`.
+    pub fn request_link(&self, id: &str) -> String {
+        format!("{}/ui/requests/{id}", self.public_url)
+    }
+}
+
+/// A URL the broker puts in links, redirects and headers: http(s), a host, no credentials, and
+/// nothing that would end a link in chat text or a header (whitespace, quotes, `<>|\^`).
+fn check_url(at: &str, url: &str, loopback_http: bool) -> Result<(), String> {
+    let rest = if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else if let Some(r) = url.strip_prefix("http://") {
+        let host = r.split(['/', '?', '#']).next().unwrap_or("");
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if !(loopback_http && matches!(name, "127.0.0.1" | "localhost" | "[::1]")) {
+            return Err(format!("{at}: {url:?} must be https:// (plain http only on 127.0.0.1, localhost or [::1], for tests)"));
+        }
+        r
+    } else {
+        return Err(format!("{at}: {url:?} is not an http(s) URL"));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains('@') {
+        return Err(format!(
+            "{at}: {url:?} has no host, or has credentials in it"
+        ));
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'<>|\\^`{}".contains(*c))
+    {
+        return Err(format!("{at}: {url:?} contains {c:?}"));
+    }
+    Ok(())
+}
+
+fn check_web(web: &mut WebSettings) -> Result<(), String> {
+    web.public_url = web.public_url.trim_end_matches('/').to_string();
+    check_url("web.public_url", &web.public_url, true)?;
+    if web
+        .public_url
+        .splitn(4, '/')
+        .nth(3)
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(format!("web.public_url: {:?} must be the broker's origin, without a path (the pages are under /ui/)", web.public_url));
+    }
+    web.issuer = web.issuer.trim_end_matches('/').to_string();
+    check_url("web.issuer", &web.issuer, true)?;
+    let redirect = web.redirect_url();
+    check_url("web.redirect_url", &redirect, true)?;
+    if !redirect.ends_with("/ui/callback") {
+        return Err(format!("web.redirect_url: {redirect:?} must end in /ui/callback (where the broker takes the provider's answer)"));
+    }
+    if web.client_id.trim().is_empty() {
+        return Err(
+            "web.client_id is empty; give the client id registered with the provider".into(),
+        );
+    }
+    for (key, claim) in [
+        ("web.user_claim", &web.user_claim),
+        ("web.groups_claim", &web.groups_claim),
+    ] {
+        if claim.trim().is_empty() {
+            return Err(format!("{key} is empty; name an ID token claim"));
+        }
+    }
+    if !web.user_template.contains("{claim}") && !web.user_template.contains("{local}") {
+        return Err(format!(
+            "web.user_template {:?} uses neither {{claim}} nor {{local}}",
+            web.user_template
+        ));
+    }
+    if web.user_template.contains("{local}") && web.email_domains.is_empty() {
+        return Err("web.user_template uses {local} (the part before @): name the domains whose addresses may sign in with web.email_domains, else alice@anywhere would be alice".into());
+    }
+    web.email_domains = web
+        .email_domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    for (claim, user) in &web.users {
+        if !jit_grant::valid_user_name(user) {
+            return Err(format!(
+                "web.users: {claim:?} maps to {user:?}, which is not a user name"
+            ));
+        }
+    }
+    if let Some(t) = &web.ticket_url {
+        if !t.contains("{ticket}") {
+            return Err(format!("web.ticket_url {t:?} has no {{ticket}}"));
+        }
+        check_url("web.ticket_url", &t.replace("{ticket}", "T"), false)?;
+    }
+    let second = Duration::from_secs(1);
+    if web.session_idle < second || web.session_lifetime < second {
+        return Err("web.session_idle and web.session_lifetime must be at least 1s".into());
+    }
+    if web.session_idle > web.session_lifetime {
+        return Err("web.session_idle is longer than web.session_lifetime".into());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HookFormat {
@@ -351,8 +543,12 @@ fn default_format() -> HookFormat {
 }
 
 impl Webhook {
+    /// Without `events`, every event but sign-ins and sign-outs (`session.*`: named only).
     pub fn wants(&self, event: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|e| e == event)
+        if self.events.is_empty() {
+            return !event.starts_with("session.");
+        }
+        self.events.iter().any(|e| e == event)
     }
     /// Delay before attempt number `attempts + 1` (attempts already made ≥ 1).
     pub fn delay(&self, attempts: u32) -> Duration {
@@ -376,6 +572,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "host.enroll",
     "host.enroll_token",
     "host.retire",
+    "session.start",
+    "session.end",
 ];
 
 impl Workflow {
@@ -424,6 +622,12 @@ impl Config {
             )));
         }
         check_http(&config.http).map_err(&invalid)?;
+        if let Some(web) = &mut config.web {
+            check_web(web).map_err(&invalid)?;
+            if config.tls.is_some() && !web.secure() {
+                return Err(invalid(format!("web.public_url {:?} must be https:// when the broker serves TLS ([tls]): browsers reach it over https, and its cookies must be Secure", web.public_url)));
+            }
+        }
         config.store_location = StoreLocation::parse(&config.store, "store").map_err(&invalid)?;
         if config.webhook_lease < MIN_WEBHOOK_LEASE {
             return Err(invalid(format!(
@@ -445,65 +649,10 @@ impl Config {
         }
         check_host_patterns("approver_hosts", &config.approver_hosts).map_err(&invalid)?;
         for (i, wf) in config.workflow.iter_mut().enumerate() {
-            let at = format!("workflow #{} (rules {:?})", i + 1, wf.rules);
-            if wf.rules.is_empty() {
-                return Err(invalid(format!("{at}: rules is empty")));
-            }
-            if wf.requesters.is_empty() {
-                return Err(invalid(format!(
-                    "{at}: requesters is empty; name the groups that may request"
-                )));
-            }
-            if wf.min_approvals > 0 && wf.approvers.is_empty() {
-                return Err(invalid(format!(
-                    "{at}: min_approvals is {} but approvers is empty; name the approving groups",
-                    wf.min_approvals
-                )));
-            }
-            if wf.max_ttl.is_zero() {
-                return Err(invalid(format!("{at}: max_ttl must be positive")));
-            }
-            check_host_patterns(&format!("{at}: hosts"), &wf.hosts).map_err(&invalid)?;
-            if let Some(hosts) = &wf.approver_hosts {
-                if hosts.is_empty() {
-                    return Err(invalid(format!("{at}: approver_hosts is empty: nobody could approve; name the approvers' hosts or leave it out")));
-                }
-                check_host_patterns(&format!("{at}: approver_hosts"), hosts).map_err(&invalid)?;
-            }
-            if let Some(auto) = &mut wf.auto_approve {
-                if auto.groups.is_empty() {
-                    return Err(invalid(format!("{at}: auto_approve.groups is empty")));
-                }
-                auto.parsed = auto
-                    .windows
-                    .iter()
-                    .map(|w| {
-                        Window::parse(w)
-                            .map_err(|e| invalid(format!("{at}: auto_approve.windows: {e}")))
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
+            check_workflow(i, wf).map_err(&invalid)?;
         }
         for (i, hook) in config.webhook.iter().enumerate() {
-            let at = format!("webhook #{} ({})", i + 1, hook.url);
-            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
-                return Err(invalid(format!(
-                    "{at}: url must start with http:// or https://"
-                )));
-            }
-            if let Some(bad) = hook
-                .events
-                .iter()
-                .find(|e| !EVENT_TYPES.contains(&e.as_str()))
-            {
-                return Err(invalid(format!(
-                    "{at}: unknown event {bad:?}; known: {}",
-                    EVENT_TYPES.join(", ")
-                )));
-            }
-            if hook.max_attempts == 0 {
-                return Err(invalid(format!("{at}: max_attempts must be at least 1")));
-            }
+            check_webhook(i, hook).map_err(&invalid)?;
         }
         Ok(config)
     }
@@ -535,6 +684,68 @@ impl Config {
     pub fn public_key_path(&self) -> PathBuf {
         self.signing_key.with_extension("pub")
     }
+}
+
+/// `[[workflow]]` number `i` (from 0): the message of its first mistake.
+fn check_workflow(i: usize, wf: &mut Workflow) -> Result<(), String> {
+    let at = format!("workflow #{} (rules {:?})", i + 1, wf.rules);
+    if wf.rules.is_empty() {
+        return Err(format!("{at}: rules is empty"));
+    }
+    if wf.requesters.is_empty() {
+        return Err(format!(
+            "{at}: requesters is empty; name the groups that may request"
+        ));
+    }
+    if wf.min_approvals > 0 && wf.approvers.is_empty() {
+        return Err(format!(
+            "{at}: min_approvals is {} but approvers is empty; name the approving groups",
+            wf.min_approvals
+        ));
+    }
+    if wf.max_ttl.is_zero() {
+        return Err(format!("{at}: max_ttl must be positive"));
+    }
+    check_host_patterns(&format!("{at}: hosts"), &wf.hosts)?;
+    if let Some(hosts) = &wf.approver_hosts {
+        if hosts.is_empty() {
+            return Err(format!("{at}: approver_hosts is empty: nobody could approve; name the approvers' hosts or leave it out"));
+        }
+        check_host_patterns(&format!("{at}: approver_hosts"), hosts)?;
+    }
+    if let Some(auto) = &mut wf.auto_approve {
+        if auto.groups.is_empty() {
+            return Err(format!("{at}: auto_approve.groups is empty"));
+        }
+        auto.parsed = auto
+            .windows
+            .iter()
+            .map(|w| Window::parse(w).map_err(|e| format!("{at}: auto_approve.windows: {e}")))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
+/// `[[webhook]]` number `i` (from 0): the message of its first mistake.
+fn check_webhook(i: usize, hook: &Webhook) -> Result<(), String> {
+    let at = format!("webhook #{} ({})", i + 1, hook.url);
+    if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+        return Err(format!("{at}: url must start with http:// or https://"));
+    }
+    if let Some(bad) = hook
+        .events
+        .iter()
+        .find(|e| !EVENT_TYPES.contains(&e.as_str()))
+    {
+        return Err(format!(
+            "{at}: unknown event {bad:?}; known: {}",
+            EVENT_TYPES.join(", ")
+        ));
+    }
+    if hook.max_attempts == 0 {
+        return Err(format!("{at}: max_attempts must be at least 1"));
+    }
+    Ok(())
 }
 
 fn check_http(http: &HttpSettings) -> Result<(), String> {

@@ -42,6 +42,22 @@ pub fn list_grants(
     active: bool,
     now: OffsetDateTime,
 ) -> Result<Value, ApiError> {
+    let list: Vec<Value> = grants_for(b, c, mine, active, now)?
+        .iter()
+        .map(|g| g.to_json(g.user == c.user))
+        .collect();
+    Ok(json!({"grants": list}))
+}
+
+/// The grants `c` may see (their own, and those they may revoke; only their own with `mine`;
+/// only those neither revoked nor expired with `active`), newest first.
+pub fn grants_for(
+    b: &Broker,
+    c: &Caller,
+    mine: bool,
+    active: bool,
+    now: OffsetDateTime,
+) -> Result<Vec<Grant>, ApiError> {
     read(b.store.as_ref(), |tx| {
         let grants = if mine {
             tx.list_grants(Some(&c.user), None, LIST_LIMIT)?
@@ -52,23 +68,31 @@ pub fn list_grants(
                 .take(LIST_LIMIT as usize)
                 .collect()
         };
-        let list: Vec<Value> = grants
-            .iter()
+        Ok(grants
+            .into_iter()
             .filter(|g| !active || (g.revoked_at.is_none() && g.exp > now))
-            .map(|g| g.to_json(g.user == c.user))
-            .collect();
-        Ok(json!({"grants": list}))
+            .collect())
+    })
+}
+
+/// May `c` revoke grant `g` now (theirs, an approver's rule, an admin; not revoked or expired)?
+pub fn may_revoke(b: &Broker, c: &Caller, g: &Grant, now: OffsetDateTime) -> bool {
+    can_manage_grant(b, c, g) && g.revoked_at.is_none() && g.exp > now
+}
+
+/// Grant `id`, if `c` may see it.
+pub fn grant_for(b: &Broker, c: &Caller, id: &str) -> Result<Grant, ApiError> {
+    read(b.store.as_ref(), |tx| {
+        tx.get_grant(id)?
+            .filter(|g| can_manage_grant(b, c, g))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no grant {id}; list yours with `jitctl grants`"))
+            })
     })
 }
 
 pub fn show_grant(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
-    read(b.store.as_ref(), |tx| {
-        let g = tx.get_grant(id)?.filter(|g| can_manage_grant(b, c, g));
-        let g = g.ok_or_else(|| {
-            ApiError::not_found(format!("no grant {id}; list yours with `jitctl grants`"))
-        })?;
-        Ok(g.to_json(g.user == c.user))
-    })
+    grant_for(b, c, id).map(|g| g.to_json(g.user == c.user))
 }
 
 /// Build and sign the revocation list from the store; seq+1 when its entries changed.

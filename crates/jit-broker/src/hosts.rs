@@ -1,9 +1,10 @@
 //! Hosts (enrollment, retirement, enrollment tokens) and the audit trail, for admins.
-use crate::auth::Verified;
+use crate::auth::{Caller, Verified};
 use crate::broker::{Actor, Broker, Change};
 use crate::error::ApiError;
-use crate::model::{Host, HostState};
-use crate::store::{read, write};
+use crate::model::{AuditEntry, Host, HostState};
+use crate::roles::require_admin;
+use crate::store::{read, write, AuditFilter};
 use crate::workflow::Events;
 use jit_grant::{format_time, PublicKey};
 use serde_json::{json, Value};
@@ -190,9 +191,23 @@ pub fn enrollment_token(
     Ok(token)
 }
 
-pub fn audit_list(b: &Broker, after: i64, limit: u32) -> Result<Value, ApiError> {
+/// The audit trail, for admins (`GET /v1/audit` and the web pages' Audit page): at most 1000
+/// rows matching `filter`.
+pub fn audit_search(
+    b: &Broker,
+    c: &Caller,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, ApiError> {
+    require_admin(b, c)?;
+    let filter = AuditFilter {
+        limit: filter.limit.clamp(1, 1000),
+        ..filter.clone()
+    };
     read(b.store.as_ref(), |tx| {
-        let rows = tx.list_audit(after, limit.clamp(1, 1000))?;
-        Ok(json!({"events": rows.iter().map(|e| e.to_json()).collect::<Vec<_>>()}))
+        if filter.is_plain_page() {
+            // A page of the whole trail, oldest first (GET /v1/audit).
+            return Ok(tx.list_audit(filter.after, filter.limit)?);
+        }
+        Ok(tx.search_audit(&filter)?)
     })
 }

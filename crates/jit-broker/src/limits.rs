@@ -4,6 +4,9 @@
 //! [`RESERVED_FDS`] below `RLIMIT_NOFILE`, whose soft limit is first raised to the hard one.
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
+/// The largest request body the API and the web pages' forms read (64 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
 /// Descriptors kept for everything but client connections: stdio, the listener, the store
 /// (database, WAL, shared memory, temporary files), the syslog socket, webhook connections,
 /// the runtime's own (epoll, eventfd), TLS files read at start.

@@ -18,6 +18,7 @@ mod serve;
 mod store;
 mod syslog;
 mod text;
+mod web;
 mod webhooks;
 mod windows;
 mod workflow;

@@ -17,6 +17,8 @@ pub struct Metrics {
     connection_limit: AtomicU64,
     closed_header_timeout: AtomicU64,
     closed_idle_timeout: AtomicU64,
+    web_signins: AtomicU64,
+    web_signin_failures: AtomicU64,
 }
 
 /// Values read from the store at scrape time.
@@ -53,6 +55,16 @@ impl Metrics {
             &self.closed_header_timeout
         } else {
             &self.closed_idle_timeout
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A sign-in on the web pages finished (`ok`) or was refused.
+    pub fn web_signin(&self, ok: bool) {
+        let counter = if ok {
+            &self.web_signins
+        } else {
+            &self.web_signin_failures
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -175,6 +187,18 @@ impl Metrics {
             "counter",
             "Attempts to send a syslog event that the socket refused (retried).",
             vec![(String::new(), self.syslog_failures.load(Ordering::Relaxed))],
+        );
+        metric(
+            "jitbroker_web_signins_total",
+            "counter",
+            "Sign-ins on the web pages, by outcome (refused: the provider, the state, the ID token or the claims).",
+            vec![
+                ("{outcome=\"ok\"}".into(), self.web_signins.load(Ordering::Relaxed)),
+                (
+                    "{outcome=\"refused\"}".into(),
+                    self.web_signin_failures.load(Ordering::Relaxed),
+                ),
+            ],
         );
         let http: Vec<(String, u64)> = self
             .http

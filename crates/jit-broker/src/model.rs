@@ -39,10 +39,13 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Approval {
     pub user: String,
+    /// The approver's attested host; "" for an approval on the web pages.
     pub host: String,
     #[serde(with = "jit_grant::claims::rfc3339_utc")]
     pub at: OffsetDateTime,
     pub comment: Option<String>,
+    /// How the approver was identified: `attestation` or `oidc` (auth.rs `Identity`).
+    pub source: String,
 }
 
 #[derive(Debug, Clone)]

@@ -25,7 +25,20 @@ const LISTEN_BACKLOG: u32 = 1024;
 const GRACE: Duration = Duration::from_secs(5);
 
 async fn maintenance(b: Arc<Broker>) {
+    let mut rounds: u64 = 0;
     loop {
+        rounds += 1;
+        if b.config.web.is_some() && rounds % 12 == 1 {
+            // Every minute: sign-ins never finished, sessions long ended.
+            let b2 = b.clone();
+            let pruned = tokio::task::spawn_blocking(move || {
+                crate::web::session::prune(&b2, time::OffsetDateTime::now_utc())
+            })
+            .await;
+            if let Ok(Err(e)) = pruned {
+                eprintln!("jitbroker: maintenance: web sessions: {e}");
+            }
+        }
         let b2 = b.clone();
         let events = tokio::task::spawn_blocking(move || {
             crate::workflow::expire_overdue(&b2, time::OffsetDateTime::now_utc())
@@ -243,6 +256,7 @@ pub fn serve(broker: Broker) -> Result<(), CliError> {
         let listener = bind(&b.config.listen)?;
         let addr = listener.local_addr().map_err(other)?;
         let tls = b.config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let web = crate::web::Web::from_config(&b).map_err(other)?;
         let slots = Arc::new(Semaphore::new(limit));
         b.metrics.set_connection_limit(limit);
         crate::syslog::start(b.clone());
@@ -250,7 +264,7 @@ pub fn serve(broker: Broker) -> Result<(), CliError> {
         tokio::spawn(maintenance(b.clone()));
         let (stop, shutdown) = watch::channel(false);
         let ctx = ConnContext {
-            app: crate::api::router(b.clone()),
+            app: crate::api::router(b.clone(), web),
             broker: b.clone(),
             tls,
             shutdown,

@@ -2,7 +2,7 @@
 //! revocation; hosts.rs: hosts and the audit trail).
 //! Every function runs its reads and writes in one transaction and returns the syslog
 //! events to send once it has committed.
-use crate::auth::Caller;
+use crate::auth::{Caller, Identity};
 use crate::broker::{new_id, Actor, Broker, Change};
 use crate::config::{in_any, Workflow};
 use crate::error::ApiError;
@@ -247,7 +247,7 @@ fn check_requested_host(
     requested: &str,
 ) -> Result<(), ApiError> {
     let allowed = if wf.hosts.is_empty() {
-        requested == c.host
+        requested == c.host()
     } else {
         wf.hosts
             .iter()
@@ -262,7 +262,7 @@ fn check_requested_host(
         match (wf.hosts.is_empty(), glob) {
             (true, _) => format!(
                 "rule {rule} grants only for the requesting host {}, not {requested:?}",
-                c.host
+                c.host()
             ),
             (false, false) => format!(
                 "rule {rule} grants only for hosts {:?}, not {requested:?}",
@@ -293,6 +293,21 @@ pub fn create(
     body: CreateBody,
     now: OffsetDateTime,
 ) -> Result<(Value, Events), ApiError> {
+    // A request is for the requester on a host: only an attestation says which uid and host.
+    let Identity::Attestation {
+        host: caller_host,
+        uid,
+    } = &c.identity
+    else {
+        return Err(ApiError::forbidden(
+            "attestation_required",
+            format!(
+                "{} is signed in on the web pages; requests are made from a host: jitctl request RULE --reason …",
+                c.user
+            ),
+        ));
+    };
+    let uid = *uid;
     name_like("rule", &body.rule)?;
     if body.rule.bytes().any(|x| b"*?[]".contains(&x)) {
         return Err(ApiError::bad(
@@ -352,7 +367,10 @@ pub fn create(
             ),
         ));
     }
-    let hosts = body.hosts.clone().unwrap_or_else(|| vec![c.host.clone()]);
+    let hosts = body
+        .hosts
+        .clone()
+        .unwrap_or_else(|| vec![caller_host.to_string()]);
     if hosts.is_empty() || hosts.len() > 64 {
         return Err(ApiError::bad(
             "invalid_body",
@@ -380,8 +398,8 @@ pub fn create(
     let mut r = Request {
         id: new_id(),
         user: c.user.clone(),
-        uid: c.uid,
-        host: c.host.clone(),
+        uid,
+        host: caller_host.to_string(),
         rule: body.rule.clone(),
         cmd: body
             .cmd
@@ -457,7 +475,21 @@ fn decidable<'b>(
     verb: &str,
 ) -> Result<(Request, &'b Workflow), ApiError> {
     let r = load_request(tx, id)?;
-    if !can_see_request(b, c, &r) {
+    let wf = check_decidable(b, c, &r, now, verb)?;
+    Ok((r, wf))
+}
+
+/// May `c` approve or deny `r` now? The one rule for the API and the web pages (which show
+/// the buttons only when this says yes, and call the same approve and deny).
+pub fn check_decidable<'b>(
+    b: &'b Broker,
+    c: &Caller,
+    r: &Request,
+    now: OffsetDateTime,
+    verb: &str,
+) -> Result<&'b Workflow, ApiError> {
+    let id = &r.id;
+    if !can_see_request(b, c, r) {
         // In an approving group but on a host that is not an approver host: say so.
         if let Some(wf) = b.config.workflow_for(&r.rule) {
             if in_any(&c.groups, &wf.approvers) {
@@ -466,7 +498,7 @@ fn decidable<'b>(
         }
         return Err(ApiError::not_found(format!("no request {id}")));
     }
-    if overdue(&r, now) {
+    if overdue(r, now) {
         return Err(ApiError::conflict(
             "request_expired",
             format!(
@@ -476,7 +508,7 @@ fn decidable<'b>(
         ));
     }
     if r.state != State::Pending {
-        return Err(not_pending(&r));
+        return Err(not_pending(r));
     }
     let wf = find_workflow(b, &r.rule)?;
     if r.user == c.user {
@@ -490,7 +522,12 @@ fn decidable<'b>(
         ));
     }
     require_approver(b, c, wf, &r.rule)?;
-    Ok((r, wf))
+    Ok(wf)
+}
+
+/// Has `c` approved `r` already (a second approval by the same person counts nothing)?
+pub fn approved_by(r: &Request, c: &Caller) -> bool {
+    r.approvals.iter().any(|a| a.user == c.user)
 }
 
 fn load_request(tx: &mut dyn Tx, id: &str) -> Result<Request, ApiError> {
@@ -518,6 +555,7 @@ fn expire_if_due(
         user: format!("jitbroker:{}", b.config.id),
         uid: None,
         host: String::new(),
+        identity: None,
     };
     b.record(
         tx,
@@ -586,7 +624,7 @@ pub fn approve(
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
         let (mut r, _) = decidable(b, c, tx, id, now, "approve")?;
-        if r.approvals.iter().any(|a| a.user == c.user) {
+        if approved_by(&r, c) {
             return Err(ApiError::conflict(
                 "already_approved",
                 format!(
@@ -597,9 +635,10 @@ pub fn approve(
         }
         let approval = Approval {
             user: c.user.clone(),
-            host: c.host.clone(),
+            host: c.host().to_string(),
             at: now,
             comment: body.comment.clone(),
+            source: c.identity.source().to_string(),
         };
         tx.add_approval(&r.id, &approval)?;
         r.approvals.push(approval);
@@ -731,12 +770,34 @@ pub fn cancel(
 }
 
 pub fn show_request(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
+    request_for(b, c, id).map(|r| r.to_json())
+}
+
+/// Request `id`, if `c` may see it (else 404, as if it did not exist).
+pub fn request_for(b: &Broker, c: &Caller, id: &str) -> Result<Request, ApiError> {
+    read(b.store.as_ref(), |tx| visible_request(b, c, tx, id))
+}
+
+fn visible_request(b: &Broker, c: &Caller, tx: &mut dyn Tx, id: &str) -> Result<Request, ApiError> {
+    let r = load_request(tx, id)?;
+    if !can_see_request(b, c, &r) {
+        return Err(ApiError::not_found(format!("no request {id}")));
+    }
+    Ok(r)
+}
+
+/// Request `id` (if `c` may see it) and its history: the audit rows about it and its grant.
+pub fn history(
+    b: &Broker,
+    c: &Caller,
+    id: &str,
+) -> Result<(Request, Vec<crate::model::AuditEntry>), ApiError> {
     read(b.store.as_ref(), |tx| {
-        let r = load_request(tx, id)?;
-        if !can_see_request(b, c, &r) {
-            return Err(ApiError::not_found(format!("no request {id}")));
-        }
-        Ok(r.to_json())
+        let r = visible_request(b, c, tx, id)?;
+        let mut subjects = vec![r.id.clone()];
+        subjects.extend(r.grant_id.clone());
+        let rows = tx.audit_about(&subjects, 200)?;
+        Ok((r, rows))
     })
 }
 
@@ -752,9 +813,42 @@ fn visible_rules(
     Some(known.filter(|rule| approves(b, c, rule)).collect())
 }
 
-pub fn list_requests(b: &Broker, c: &Caller, mine: bool, pending: bool) -> Result<Value, ApiError> {
+/// What a listing of requests asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listing {
+    /// Only the caller's own.
+    pub mine: bool,
+    /// Only pending ones.
+    pub pending: bool,
+    /// Only those waiting for the caller: pending, not overdue, that they may decide now
+    /// ([`check_decidable`]) and have not approved yet.
+    pub decidable: bool,
+}
+
+pub fn list_requests(
+    b: &Broker,
+    c: &Caller,
+    listing: Listing,
+    now: OffsetDateTime,
+) -> Result<Value, ApiError> {
+    let out = requests_for(b, c, listing, now)?;
+    Ok(json!({"requests": out.iter().map(Request::to_json).collect::<Vec<_>>()}))
+}
+
+/// The requests `c` sees with `listing`, newest first (`GET /v1/requests` and the pages).
+pub fn requests_for(
+    b: &Broker,
+    c: &Caller,
+    listing: Listing,
+    now: OffsetDateTime,
+) -> Result<Vec<Request>, ApiError> {
+    let Listing {
+        mine,
+        pending,
+        decidable,
+    } = listing;
     read(b.store.as_ref(), |tx| {
-        let state = pending.then_some(State::Pending);
+        let state = (pending || decidable).then_some(State::Pending);
         let mut out = if mine {
             tx.list_requests(&RequestFilter {
                 user: Some(c.user.clone()),
@@ -777,7 +871,10 @@ pub fn list_requests(b: &Broker, c: &Caller, mine: bool, pending: bool) -> Resul
                 .take(LIST_LIMIT as usize)
                 .collect()
         };
+        if decidable {
+            out.retain(|r| !approved_by(r, c) && check_decidable(b, c, r, now, "approve").is_ok());
+        }
         out.truncate(LIST_LIMIT as usize);
-        Ok(json!({"requests": out.iter().map(Request::to_json).collect::<Vec<_>>()}))
+        Ok(out)
     })
 }

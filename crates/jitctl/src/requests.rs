@@ -108,10 +108,14 @@ fn print_request(req: &Value) {
             a.iter()
                 .map(|x| {
                     let c = text(x, "comment");
+                    // An approval on the web pages has no host: the person signed in through SSO.
+                    let place = match (text(x, "source"), text(x, "host")) {
+                        ("oidc", _) | (_, "") => "via SSO".to_string(),
+                        (_, host) => format!("on {host}"),
+                    };
                     format!(
-                        "{} on {} at {}{}",
+                        "{} {place} at {}{}",
                         text(x, "user"),
-                        text(x, "host"),
                         text(x, "at"),
                         if c.is_empty() {
                             String::new()

@@ -73,6 +73,68 @@ pub struct UnknownRevocation {
     pub rule: Option<String>,
 }
 
+/// A sign-in in progress on the web pages (until the provider sends the browser back).
+#[derive(Debug, Clone)]
+pub struct WebLogin {
+    /// SHA-256 (hex) of the `state` sent to the provider; the browser holds the state itself.
+    pub state_sha256: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// The page to show after sign-in (a path under /ui/).
+    pub return_to: String,
+    pub expires: OffsetDateTime,
+}
+
+/// A session of someone signed in on the web pages.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    /// Public id (ULID): what admins list and end.
+    pub id: String,
+    /// SHA-256 (hex) of the cookie's token.
+    pub token_sha256: String,
+    /// The token every form that changes something must carry.
+    pub csrf: String,
+    pub user: String,
+    /// The broker groups the provider's groups map to (`[web.groups]`), at sign-in.
+    pub groups: Vec<String>,
+    pub issuer: String,
+    pub subject: String,
+    pub created: OffsetDateTime,
+    pub last_seen: OffsetDateTime,
+    /// Sign-in + `session_lifetime`.
+    pub expires: OffsetDateTime,
+    pub ended: Option<OffsetDateTime>,
+    pub end_reason: Option<String>,
+}
+
+/// Which audit rows to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Rows with id > after (oldest first), or, with `newest_first`, id < before.
+    pub after: i64,
+    pub before: Option<i64>,
+    pub newest_first: bool,
+    /// The actor, or the user of the request or grant the row is about.
+    pub user: Option<String>,
+    /// The rule of the request or grant the row is about.
+    pub rule: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub limit: u32,
+}
+
+impl AuditFilter {
+    /// Rows after `after`, oldest first, nothing else asked for.
+    pub fn is_plain_page(&self) -> bool {
+        self.before.is_none()
+            && !self.newest_first
+            && self.user.is_none()
+            && self.rule.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+}
+
 /// How hard a write transaction's commit must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -200,6 +262,30 @@ pub trait Tx {
     ) -> TxResult<()>;
     /// (waiting, delivered, failed)
     fn outbox_counts(&mut self) -> TxResult<(u64, u64, u64)>;
+
+    /// Audit rows matching `f`, in the order it asks for.
+    fn search_audit(&mut self, f: &AuditFilter) -> TxResult<Vec<AuditEntry>>;
+    /// Audit rows about any of `subjects` (request, grant ids), oldest first.
+    fn audit_about(&mut self, subjects: &[String], limit: u32) -> TxResult<Vec<AuditEntry>>;
+
+    fn insert_web_login(&mut self, l: &WebLogin) -> TxResult<()>;
+    /// Remove and return the sign-in whose state hashes to `state_sha256`, if not expired.
+    fn take_web_login(
+        &mut self,
+        state_sha256: &str,
+        now: OffsetDateTime,
+    ) -> TxResult<Option<WebLogin>>;
+    /// Sign-ins in progress (not expired).
+    fn count_web_logins(&mut self, now: OffsetDateTime) -> TxResult<u64>;
+    fn insert_web_session(&mut self, s: &WebSession) -> TxResult<()>;
+    fn web_session_by_token(&mut self, token_sha256: &str) -> TxResult<Option<WebSession>>;
+    fn touch_web_session(&mut self, id: &str, at: OffsetDateTime) -> TxResult<()>;
+    /// End session `id` (true when it had not ended already).
+    fn end_web_session(&mut self, id: &str, at: OffsetDateTime, reason: &str) -> TxResult<bool>;
+    /// Sessions, newest first: of `user` (None: everyone's); only those not ended with `open`.
+    fn list_web_sessions(&mut self, user: Option<&str>, open: bool) -> TxResult<Vec<WebSession>>;
+    /// Drop expired sign-ins, and sessions that ended or expired before `forget_before`.
+    fn prune_web(&mut self, now: OffsetDateTime, forget_before: OffsetDateTime) -> TxResult<()>;
 }
 
 /// A store: runs closures in transactions (writes are serialized).

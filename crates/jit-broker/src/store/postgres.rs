@@ -26,7 +26,8 @@
 //! concurrent requests share (group commit). The answer is sent only after that, so "answered
 //! means on disk" holds as with `synchronous_commit = on`.
 use super::{
-    Durability, NewAudit, RequestFilter, Store, StoredRevocations, Tx, TxResult, UnknownRevocation,
+    AuditFilter, Durability, NewAudit, RequestFilter, Store, StoredRevocations, Tx, TxResult,
+    UnknownRevocation, WebLogin, WebSession,
 };
 use crate::audit_chain;
 use crate::config::{PostgresSettings, PASSWORD_ENV};
@@ -54,6 +55,10 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (
         3,
         include_str!("../../migrations/postgres/0003_replicas.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_web_sessions.sql"),
     ),
 ];
 
@@ -611,7 +616,7 @@ impl PgTx<'_> {
             return Ok(out);
         }
         let rows = self.query(
-            r#"SELECT request_id, "user", host, at, comment FROM approvals
+            r#"SELECT request_id, "user", host, at, comment, source FROM approvals
                WHERE request_id = ANY($1) ORDER BY at, seq"#,
             &[&ids],
         )?;
@@ -621,6 +626,7 @@ impl PgTx<'_> {
                 host: r.get(2),
                 at: from_ts(r.get(3)),
                 comment: r.get(4),
+                source: r.get(5),
             });
         }
         Ok(out)
@@ -644,6 +650,7 @@ const HOST_COLS: &str = "name, public_key, kid, state, created, retired";
 const AUDIT_COLS: &str = "id, event_id, at, type, actor, host, subject, data, prev_hash, hash";
 const UNKNOWN_COLS: &str = r#"jti, exp, revoked_at, revoked_by, revoke_reason, "user", rule"#;
 const DELIVERY_COLS: &str = "id, delivery_id, url, event_id, event_type, body, attempts";
+const SESSION_COLS: &str = r#"id, token_sha256, csrf, "user", groups, issuer, subject, created, last_seen, expires, ended, end_reason"#;
 
 fn request_row(r: &Row) -> Request {
     let cmd: Option<String> = r.get(5);
@@ -734,6 +741,23 @@ fn unknown_row(r: &Row) -> UnknownRevocation {
     }
 }
 
+fn session_row(r: &Row) -> WebSession {
+    WebSession {
+        id: r.get(0),
+        token_sha256: r.get(1),
+        csrf: r.get(2),
+        user: r.get(3),
+        groups: parse_list(r.get(4)),
+        issuer: r.get(5),
+        subject: r.get(6),
+        created: from_ts(r.get(7)),
+        last_seen: from_ts(r.get(8)),
+        expires: from_ts(r.get(9)),
+        ended: r.get::<_, Option<i64>>(10).map(from_ts),
+        end_reason: r.get(11),
+    }
+}
+
 fn delivery_row(r: &Row) -> Delivery {
     Delivery {
         id: r.get(0),
@@ -806,8 +830,8 @@ impl Tx for PgTx<'_> {
 
     fn add_approval(&mut self, request_id: &str, a: &Approval) -> TxResult<()> {
         self.execute(
-            r#"INSERT INTO approvals (request_id, "user", host, at, comment) VALUES ($1, $2, $3, $4, $5)"#,
-            &[&request_id, &a.user, &a.host, &ts(a.at), &a.comment],
+            r#"INSERT INTO approvals (request_id, "user", host, at, comment, source) VALUES ($1, $2, $3, $4, $5, $6)"#,
+            &[&request_id, &a.user, &a.host, &ts(a.at), &a.comment, &a.source],
         )?;
         Ok(())
     }
@@ -1244,6 +1268,152 @@ impl Tx for PgTx<'_> {
             .first()
             .map(|r| (u64_of(r, 0), u64_of(r, 1), u64_of(r, 2)))
             .unwrap_or((0, 0, 0)))
+    }
+
+    fn search_audit(&mut self, f: &AuditFilter) -> TxResult<Vec<AuditEntry>> {
+        // One statement per order (so that each can walk the primary key); a filter left
+        // out is a NULL parameter. `data` holds JSON text, as in SQLite.
+        let order = if f.newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            r#"SELECT {AUDIT_COLS} FROM audit WHERE id > $1 AND ($2::BIGINT IS NULL OR id < $2)
+               AND ($3::TEXT IS NULL OR actor = $3 OR data::jsonb #>> '{{request,user}}' = $3
+                    OR data::jsonb #>> '{{grant,user}}' = $3)
+               AND ($4::TEXT IS NULL OR data::jsonb #>> '{{request,rule}}' = $4
+                    OR data::jsonb #>> '{{grant,rule}}' = $4)
+               AND ($5::BIGINT IS NULL OR at >= $5) AND ($6::BIGINT IS NULL OR at <= $6)
+               ORDER BY id {order} LIMIT $7"#
+        );
+        let rows = self.query(
+            &sql,
+            &[
+                &f.after,
+                &f.before,
+                &f.user,
+                &f.rule,
+                &f.since.map(ts),
+                &f.until.map(ts),
+                &i64::from(f.limit.max(1)),
+            ],
+        )?;
+        Ok(rows.iter().map(audit_row).collect())
+    }
+
+    fn audit_about(&mut self, subjects: &[String], limit: u32) -> TxResult<Vec<AuditEntry>> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.query(
+            &format!("SELECT {AUDIT_COLS} FROM audit WHERE subject = ANY($1) ORDER BY id LIMIT $2"),
+            &[&subjects, &i64::from(limit.max(1))],
+        )?;
+        Ok(rows.iter().map(audit_row).collect())
+    }
+
+    fn insert_web_login(&mut self, l: &WebLogin) -> TxResult<()> {
+        self.execute(
+            "INSERT INTO web_logins (state_sha256, nonce, pkce_verifier, return_to, expires) VALUES ($1, $2, $3, $4, $5)",
+            &[&l.state_sha256, &l.nonce, &l.pkce_verifier, &l.return_to, &ts(l.expires)],
+        )?;
+        Ok(())
+    }
+
+    fn take_web_login(
+        &mut self,
+        state_sha256: &str,
+        now: OffsetDateTime,
+    ) -> TxResult<Option<WebLogin>> {
+        // DELETE … RETURNING: of two replicas that the same callback reaches at once, one
+        // gets the row (the other waits for its commit, then finds none).
+        let row = self.query_opt(
+            "DELETE FROM web_logins WHERE state_sha256 = $1 RETURNING state_sha256, nonce, pkce_verifier, return_to, expires",
+            &[&state_sha256],
+        )?;
+        let login = row.map(|r| WebLogin {
+            state_sha256: r.get(0),
+            nonce: r.get(1),
+            pkce_verifier: r.get(2),
+            return_to: r.get(3),
+            expires: from_ts(r.get(4)),
+        });
+        Ok(login.filter(|l| l.expires > now))
+    }
+
+    fn count_web_logins(&mut self, now: OffsetDateTime) -> TxResult<u64> {
+        let rows = self.query(
+            "SELECT COUNT(*) FROM web_logins WHERE expires > $1",
+            &[&ts(now)],
+        )?;
+        Ok(rows.first().map(|r| u64_of(r, 0)).unwrap_or(0))
+    }
+
+    fn insert_web_session(&mut self, w: &WebSession) -> TxResult<()> {
+        self.execute(
+            &format!("INSERT INTO web_sessions ({SESSION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"),
+            &[
+                &w.id,
+                &w.token_sha256,
+                &w.csrf,
+                &w.user,
+                &json_list(&w.groups),
+                &w.issuer,
+                &w.subject,
+                &ts(w.created),
+                &ts(w.last_seen),
+                &ts(w.expires),
+                &w.ended.map(ts),
+                &w.end_reason,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn web_session_by_token(&mut self, token_sha256: &str) -> TxResult<Option<WebSession>> {
+        // Locked in write transactions: a page load on one replica and a sign-out (or an
+        // admin's end) on another are serialized, so no page is served after the end commits.
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM web_sessions WHERE token_sha256 = $1{}",
+            self.locking()
+        );
+        Ok(self
+            .query_opt(&sql, &[&token_sha256])?
+            .as_ref()
+            .map(session_row))
+    }
+
+    fn touch_web_session(&mut self, id: &str, at: OffsetDateTime) -> TxResult<()> {
+        self.execute(
+            "UPDATE web_sessions SET last_seen = GREATEST(last_seen, $2) WHERE id = $1 AND ended IS NULL",
+            &[&id, &ts(at)],
+        )?;
+        Ok(())
+    }
+
+    fn end_web_session(&mut self, id: &str, at: OffsetDateTime, reason: &str) -> TxResult<bool> {
+        let n = self.execute(
+            "UPDATE web_sessions SET ended = $2, end_reason = $3 WHERE id = $1 AND ended IS NULL",
+            &[&id, &ts(at), &reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn list_web_sessions(&mut self, user: Option<&str>, open: bool) -> TxResult<Vec<WebSession>> {
+        let rows = self.query(
+            &format!(
+                r#"SELECT {SESSION_COLS} FROM web_sessions WHERE ($1::TEXT IS NULL OR "user" = $1)
+                   AND (NOT $2 OR ended IS NULL) ORDER BY created DESC, id DESC LIMIT 1000"#
+            ),
+            &[&user, &open],
+        )?;
+        Ok(rows.iter().map(session_row).collect())
+    }
+
+    fn prune_web(&mut self, now: OffsetDateTime, forget_before: OffsetDateTime) -> TxResult<()> {
+        self.execute("DELETE FROM web_logins WHERE expires <= $1", &[&ts(now)])?;
+        self.execute(
+            "DELETE FROM web_sessions WHERE COALESCE(ended, expires) < $1",
+            &[&ts(forget_before)],
+        )?;
+        Ok(())
     }
 }
 

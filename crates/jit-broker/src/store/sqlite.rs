@@ -2,7 +2,8 @@
 //! recorded in `schema_version`, one connection behind a mutex (writes are serialized anyway).
 use super::diagnose;
 use super::{
-    Durability, NewAudit, RequestFilter, Store, StoredRevocations, Tx, TxResult, UnknownRevocation,
+    AuditFilter, Durability, NewAudit, RequestFilter, Store, StoredRevocations, Tx, TxResult,
+    UnknownRevocation, WebLogin, WebSession,
 };
 use crate::audit_chain;
 use crate::error::{ApiError, StoreError};
@@ -21,6 +22,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../migrations/0002_syslog_outbox_revocations_readiness.sql"),
     ),
     (3, include_str!("../../migrations/0003_replicas.sql")),
+    (4, include_str!("../../migrations/0004_web_sessions.sql")),
 ];
 
 /// The connection and its current `synchronous` level (FULL for durable commits).
@@ -334,7 +336,7 @@ impl SqliteTx<'_> {
     fn approvals(&self, request_id: &str) -> TxResult<Vec<Approval>> {
         let mut stmt = self
             .tx
-            .prepare_cached("SELECT user, host, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, rowid")
+            .prepare_cached("SELECT user, host, at, comment, source FROM approvals WHERE request_id = ?1 ORDER BY at, rowid")
             .map_err(|e| self.e(e))?;
         let rows = stmt
             .query_map([request_id], |r| {
@@ -343,6 +345,7 @@ impl SqliteTx<'_> {
                     host: r.get(1)?,
                     at: from_ts(r.get(2)?),
                     comment: r.get(3)?,
+                    source: r.get(4)?,
                 })
             })
             .map_err(|e| self.e(e))?
@@ -455,8 +458,8 @@ impl Tx for SqliteTx<'_> {
     fn add_approval(&mut self, request_id: &str, a: &Approval) -> TxResult<()> {
         self.tx
             .execute(
-                "INSERT INTO approvals (request_id, user, host, at, comment) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![request_id, a.user, a.host, ts(a.at), a.comment],
+                "INSERT INTO approvals (request_id, user, host, at, comment, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![request_id, a.user, a.host, ts(a.at), a.comment, a.source],
             )
             .map_err(|e| self.e(e))?;
         Ok(())
@@ -992,6 +995,216 @@ impl Tx for SqliteTx<'_> {
             .map_err(|e| self.e(e))?;
         Ok(())
     }
+
+    fn search_audit(&mut self, f: &AuditFilter) -> TxResult<Vec<AuditEntry>> {
+        let mut clauses = vec!["id > ?1".to_string()];
+        let mut args: Vec<rusqlite::types::Value> = vec![f.after.into()];
+        let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        if let Some(before) = f.before {
+            let p = arg(before.into(), &mut args);
+            clauses.push(format!("id < {p}"));
+        }
+        if let Some(user) = &f.user {
+            let p = arg(user.clone().into(), &mut args);
+            clauses.push(format!(
+                "(actor = {p} OR json_extract(data, '$.request.user') = {p} OR json_extract(data, '$.grant.user') = {p})"
+            ));
+        }
+        if let Some(rule) = &f.rule {
+            let p = arg(rule.clone().into(), &mut args);
+            clauses.push(format!(
+                "(json_extract(data, '$.request.rule') = {p} OR json_extract(data, '$.grant.rule') = {p})"
+            ));
+        }
+        if let Some(since) = f.since {
+            let p = arg(ts(since).into(), &mut args);
+            clauses.push(format!("at >= {p}"));
+        }
+        if let Some(until) = f.until {
+            let p = arg(ts(until).into(), &mut args);
+            clauses.push(format!("at <= {p}"));
+        }
+        let order = if f.newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT id, event_id, at, type, actor, host, subject, data, prev_hash, hash FROM audit WHERE {} ORDER BY id {order} LIMIT {}",
+            clauses.join(" AND "),
+            f.limit.max(1)
+        );
+        let mut stmt = self.tx.prepare(&sql).map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), audit_row)
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+
+    fn audit_about(&mut self, subjects: &[String], limit: u32) -> TxResult<Vec<AuditEntry>> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, event_id, at, type, actor, host, subject, data, prev_hash, hash FROM audit WHERE subject IN ({}) ORDER BY id LIMIT {}",
+            placeholders(subjects.len(), 1),
+            limit.max(1)
+        );
+        let mut stmt = self.tx.prepare(&sql).map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(subjects.iter()), audit_row)
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+
+    fn insert_web_login(&mut self, l: &WebLogin) -> TxResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO web_logins (state_sha256, nonce, pkce_verifier, return_to, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![l.state_sha256, l.nonce, l.pkce_verifier, l.return_to, ts(l.expires)],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    fn take_web_login(
+        &mut self,
+        state_sha256: &str,
+        now: OffsetDateTime,
+    ) -> TxResult<Option<WebLogin>> {
+        let login = self
+            .tx
+            .query_row(
+                "DELETE FROM web_logins WHERE state_sha256 = ?1 RETURNING state_sha256, nonce, pkce_verifier, return_to, expires",
+                [state_sha256],
+                |r| {
+                    Ok(WebLogin {
+                        state_sha256: r.get(0)?,
+                        nonce: r.get(1)?,
+                        pkce_verifier: r.get(2)?,
+                        return_to: r.get(3)?,
+                        expires: from_ts(r.get(4)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.e(e))?;
+        Ok(login.filter(|l| l.expires > now))
+    }
+
+    fn count_web_logins(&mut self, now: OffsetDateTime) -> TxResult<u64> {
+        self.tx
+            .query_row(
+                "SELECT COUNT(*) FROM web_logins WHERE expires > ?1",
+                [ts(now)],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.e(e))
+    }
+
+    fn insert_web_session(&mut self, w: &WebSession) -> TxResult<()> {
+        self.tx
+            .execute(
+                &format!("INSERT INTO web_sessions ({SESSION_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"),
+                params![
+                    w.id,
+                    w.token_sha256,
+                    w.csrf,
+                    w.user,
+                    json_list(&w.groups),
+                    w.issuer,
+                    w.subject,
+                    ts(w.created),
+                    ts(w.last_seen),
+                    ts(w.expires),
+                    w.ended.map(ts),
+                    w.end_reason
+                ],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    fn web_session_by_token(&mut self, token_sha256: &str) -> TxResult<Option<WebSession>> {
+        self.tx
+            .query_row(
+                &format!("SELECT {SESSION_COLS} FROM web_sessions WHERE token_sha256 = ?1"),
+                [token_sha256],
+                session_row,
+            )
+            .optional()
+            .map_err(|e| self.e(e))
+    }
+
+    fn touch_web_session(&mut self, id: &str, at: OffsetDateTime) -> TxResult<()> {
+        self.tx
+            .execute(
+                "UPDATE web_sessions SET last_seen = MAX(last_seen, ?2) WHERE id = ?1 AND ended IS NULL",
+                params![id, ts(at)],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    fn end_web_session(&mut self, id: &str, at: OffsetDateTime, reason: &str) -> TxResult<bool> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE web_sessions SET ended = ?2, end_reason = ?3 WHERE id = ?1 AND ended IS NULL",
+                params![id, ts(at), reason],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(n == 1)
+    }
+
+    fn list_web_sessions(&mut self, user: Option<&str>, open: bool) -> TxResult<Vec<WebSession>> {
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM web_sessions WHERE (?1 IS NULL OR user = ?1) AND (?2 = 0 OR ended IS NULL) ORDER BY created DESC, id DESC LIMIT 1000"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(|e| self.e(e))?;
+        let rows = stmt
+            .query_map(params![user, open], session_row)
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        Ok(rows)
+    }
+
+    fn prune_web(&mut self, now: OffsetDateTime, forget_before: OffsetDateTime) -> TxResult<()> {
+        self.tx
+            .execute("DELETE FROM web_logins WHERE expires <= ?1", [ts(now)])
+            .map_err(|e| self.e(e))?;
+        self.tx
+            .execute(
+                "DELETE FROM web_sessions WHERE COALESCE(ended, expires) < ?1",
+                [ts(forget_before)],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+}
+
+const SESSION_COLS: &str = "id, token_sha256, csrf, user, groups, issuer, subject, created, last_seen, expires, ended, end_reason";
+
+fn session_row(r: &Row<'_>) -> rusqlite::Result<WebSession> {
+    Ok(WebSession {
+        id: r.get(0)?,
+        token_sha256: r.get(1)?,
+        csrf: r.get(2)?,
+        user: r.get(3)?,
+        groups: parse_list(&r.get::<_, String>(4)?),
+        issuer: r.get(5)?,
+        subject: r.get(6)?,
+        created: from_ts(r.get(7)?),
+        last_seen: from_ts(r.get(8)?),
+        expires: from_ts(r.get(9)?),
+        ended: r.get::<_, Option<i64>>(10)?.map(from_ts),
+        end_reason: r.get(11)?,
+    })
 }
 
 fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
@@ -1032,10 +1245,10 @@ mod tests {
         let path = dir.join("b.db");
         let _ = std::fs::remove_file(&path);
         let s = SqliteStore::open(&path, "r1").unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), 4);
         drop(s);
         let s = SqliteStore::open(&path, "r1").unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), 4);
         let mode: String = s
             .lock()
             .conn

@@ -65,6 +65,7 @@ P = "tests/e2e/test_pam.py"
 X = "tests/e2e/test_execution.py"
 K = "tests/e2e/test_capabilities.py"
 RR = "tests/e2e/test_review_regressions.py"
+SEALED = "tests/e2e/test_sealed.py"
 S = "tests/e2e/test_audit_sender.py"
 FORGED = f"{S}::test_forged_audit_events_from_a_user_never_reach_the_events_output"
 SENDER_CHECK = ('    if not (exists($!uid) and (($programname == "jitrun" and cnum($!uid) == 0)\n'
@@ -299,6 +300,21 @@ DEFENCES: list[Defence] = [
           "        .map_err(grant_refusal)?;\n")],
         [f"{A}::test_revocation_list_token_is_not_a_grant",
          f"{R}::test_wrong_implicit_assertion"]),
+    Defence(
+        "sealed grants: only for rules with sealed_validity, within it", "crates/jit-policy/src/decide.rs",
+        [("    match rule.sealed_validity {\n        None => Some(format!(",
+          "    match rule.sealed_validity.or(Some(Duration::MAX)) {\n        None => Some(format!(")],
+        [f"{SEALED}::test_a_rule_without_sealed_validity_refuses_sealed_grants"]),
+    Defence(
+        "sealed grants: a single-use break-glass grant (claim consistency)", "crates/jit-grant/src/claims.rs",
+        [("        if self.sealed && !(self.break_glass && self.max_uses == Some(1)) {\n",
+          "        if false {\n")],
+        [f"{SEALED}::test_a_sealed_claim_without_single_use_break_glass_is_refused"]),
+    Defence(
+        "sealed grants: the command ends after the rule's max_duration", "crates/jit-grant/src/claims.rs",
+        [("        if !self.sealed {\n            return self.exp;\n        }\n",
+          "        if true {\n            return self.exp;\n        }\n")],
+        [f"{SEALED}::test_the_command_of_a_sealed_grant_ends_after_max_duration"]),
     Defence(
         "TIOCSTI/TIOCLINUX seccomp filter (doas CVE-2023-28339)", f"{SRC}/elevate.rs",
         [("    step(\n"

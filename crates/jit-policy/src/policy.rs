@@ -12,6 +12,7 @@
 //! capabilities = ["CAP_NET_ADMIN", "net_raw"]
 //! grant = "required"                # default; "none" = standing access
 //! max_duration = "1h"               # default "1h"
+//! sealed_validity = "30d"           # default unset: sealed break-glass grants refused
 //! min_approvals = 0
 //! env_keep = ["TERM", "LANG"]
 //! no_new_privs = true               # default true
@@ -85,8 +86,12 @@ pub struct Rule {
     pub run_as: RunAs,
     pub capabilities: CapSet,
     pub grant: GrantMode,
-    /// Longest `exp - iat` a grant for this rule may have. Default 1h.
+    /// Longest `exp - iat` a grant for this rule may have, and the longest a command may run
+    /// on a sealed grant. Default 1h.
     pub max_duration: Duration,
+    /// Longest `exp - iat` a sealed break-glass grant (claim `sealed`) for this rule may have;
+    /// None (the default): sealed grants are refused.
+    pub sealed_validity: Option<Duration>,
     pub min_approvals: u32,
     /// Environment variable names (validated: `[A-Za-z_][A-Za-z0-9_]*`).
     pub env_keep: Vec<String>,
@@ -239,12 +244,47 @@ const RULE_KEYS: &[&str] = &[
     "capabilities",
     "grant",
     "max_duration",
+    "sealed_validity",
     "min_approvals",
     "env_keep",
     "no_new_privs",
     "authenticate",
     "require_fresh_revocations",
 ];
+
+/// `max_duration` when a rule does not set it.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// A rule's duration key (`max_duration`, `sealed_validity`): a string such as "30m", longer
+/// than zero; None when the key is absent.
+fn rule_duration(
+    doc: &Doc<'_>,
+    entry: Option<&Entry>,
+    field: &str,
+) -> Result<Option<Duration>, PolicyError> {
+    let Some(e) = entry else {
+        return Ok(None);
+    };
+    let sp = doc.entry_span(e);
+    let text = match &e.node.value {
+        Raw::Str(s) => s.as_str(),
+        other => {
+            return Err(doc.err(
+                sp,
+                field,
+                format!(
+                    "expected a string such as \"1h\" or \"30m\", found {}",
+                    other.kind()
+                ),
+            ))
+        }
+    };
+    let d = parse_duration(text).map_err(|err| doc.locate(err, sp, field))?;
+    if d.is_zero() {
+        return Err(doc.err(sp, field, "must be longer than zero, e.g. \"30m\""));
+    }
+    Ok(Some(d))
+}
 
 /// Rule names: `[A-Za-z0-9._-]+`.
 pub(crate) fn valid_rule_name(s: &str) -> bool {
@@ -499,35 +539,9 @@ fn parse_rule(
         },
     };
 
-    let max_duration = match get("max_duration") {
-        None => Duration::from_secs(3600),
-        Some(e) => {
-            let sp = doc.entry_span(e);
-            let text = match &e.node.value {
-                Raw::Str(s) => s.as_str(),
-                other => {
-                    return Err(doc.err(
-                        sp,
-                        &field("max_duration"),
-                        format!(
-                            "expected a string such as \"1h\" or \"30m\", found {}",
-                            other.kind()
-                        ),
-                    ))
-                }
-            };
-            let d =
-                parse_duration(text).map_err(|err| doc.locate(err, sp, &field("max_duration")))?;
-            if d.is_zero() {
-                return Err(doc.err(
-                    sp,
-                    &field("max_duration"),
-                    "must be longer than zero, e.g. \"30m\"",
-                ));
-            }
-            d
-        }
-    };
+    let max_duration = rule_duration(doc, get("max_duration"), &field("max_duration"))?
+        .unwrap_or(DEFAULT_MAX_DURATION);
+    let sealed_validity = rule_duration(doc, get("sealed_validity"), &field("sealed_validity"))?;
 
     let min_approvals = match get("min_approvals") {
         None => 0,
@@ -611,6 +625,7 @@ fn parse_rule(
         capabilities,
         grant,
         max_duration,
+        sealed_validity,
         min_approvals,
         env_keep,
         no_new_privs,
@@ -734,6 +749,7 @@ run_as = "invoker"
 capabilities = ["CAP_NET_ADMIN", "net_raw"]
 grant = "required"
 max_duration = "1h30m"
+sealed_validity = "30d"
 min_approvals = 2
 env_keep = ["TERM", "LANG"]
 no_new_privs = false
@@ -762,6 +778,7 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert_eq!(r.capabilities.names(), vec!["CAP_NET_ADMIN", "CAP_NET_RAW"]);
         assert_eq!(r.grant, GrantMode::Required);
         assert_eq!(r.max_duration, Duration::from_secs(5400));
+        assert_eq!(r.sealed_validity, Some(Duration::from_secs(30 * 86400)));
         assert_eq!(r.min_approvals, 2);
         assert_eq!(r.env_keep, vec!["TERM", "LANG"]);
         assert!(!r.no_new_privs);
@@ -783,12 +800,13 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert_eq!(d.capabilities, CapSet::EMPTY);
         assert_eq!(d.grant, GrantMode::Required);
         assert_eq!(d.max_duration, Duration::from_secs(3600));
+        assert_eq!(d.sealed_validity, None);
         assert_eq!(d.min_approvals, 0);
         assert!(d.env_keep.is_empty());
         assert!(d.no_new_privs);
         assert!(!d.authenticate);
         assert!(!d.require_fresh_revocations);
-        assert_eq!(d.source.line, 18);
+        assert_eq!(d.source.line, 19);
         assert!(d.commands[0].matches(
             OsStr::new("/usr/bin/systemctl"),
             &[OsStr::new("restart"), OsStr::new("postgresql")]
@@ -987,6 +1005,8 @@ commands = ["/usr/bin/systemctl restart postgresql"]
             ("max_duration = \"0s\"", ":5: rule \"r\": max_duration: must be longer than zero"),
             ("max_duration = \"1 hour\"", ":5: rule \"r\": max_duration: \"1 hour\": no spaces allowed; expected a duration such as \"90s\", \"5m\" or \"1h30m\""),
             ("max_duration = 3600", ":5: rule \"r\": max_duration: expected a string such as \"1h\" or \"30m\", found an integer"),
+            ("sealed_validity = \"0s\"", ":5: rule \"r\": sealed_validity: must be longer than zero"),
+            ("sealed_validity = 30", ":5: rule \"r\": sealed_validity: expected a string such as \"1h\" or \"30m\", found an integer"),
             ("min_approvals = -1", ":5: rule \"r\": min_approvals: -1 is out of range: expected 0 or more"),
             ("min_approvals = \"2\"", ":5: rule \"r\": min_approvals: expected an integer, found a string"),
             ("env_keep = [\"TERM\", \"1BAD\"]", ":5: rule \"r\": env_keep: invalid variable name \"1BAD\""),

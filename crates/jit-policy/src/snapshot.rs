@@ -45,7 +45,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Bump whenever the layout or the meaning of a field changes.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 const MAGIC: &[u8; 8] = b"JITPSNAP";
 const TABLES: usize = 3;
 /// Bytes of the fixed header (the key follows it).
@@ -158,6 +158,14 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
     });
     o.u64(rule.max_duration.as_secs());
     o.u32(rule.max_duration.subsec_nanos());
+    match rule.sealed_validity {
+        None => o.u8(0),
+        Some(v) => {
+            o.u8(1);
+            o.u64(v.as_secs());
+            o.u32(v.subsec_nanos());
+        }
+    }
     o.u32(rule.min_approvals);
     o.strs(&rule.env_keep);
     o.u8(u8::from(rule.no_new_privs));
@@ -608,6 +616,18 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
     check(nanos < 1_000_000_000, "max_duration")?;
     let max_duration = Duration::new(secs, nanos);
     check(!max_duration.is_zero(), "max_duration")?;
+    let sealed_validity = match r.u8()? {
+        0 => None,
+        1 => {
+            let secs = r.u64()?;
+            let nanos = r.u32()?;
+            check(nanos < 1_000_000_000, "sealed_validity")?;
+            let v = Duration::new(secs, nanos);
+            check(!v.is_zero(), "sealed_validity")?;
+            Some(v)
+        }
+        _ => return Err(corrupt("invalid sealed_validity")),
+    };
     let min_approvals = r.u32()?;
     let env_keep = r.strs()?;
     check(
@@ -647,6 +667,7 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         capabilities,
         grant,
         max_duration,
+        sealed_validity,
         min_approvals,
         env_keep,
         no_new_privs,
@@ -832,6 +853,10 @@ mod tests {
                 "max_duration = \"{}\"\n",
                 rng.pick(&["1h", "90s", "1h30m", "500ms", "2d"])
             ));
+            // From what was drawn already (another draw would change every later rule).
+            if let Some(validity) = [None, Some("30d"), Some("14d")][c.len() - 1] {
+                t.push_str(&format!("sealed_validity = \"{validity}\"\n"));
+            }
             t.push_str(&format!("min_approvals = {}\n", rng.below(3)));
             if rng.below(2) == 0 {
                 t.push_str("env_keep = [\"TERM\", \"LANG\", \"_X1\"]\n");

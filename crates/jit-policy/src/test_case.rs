@@ -52,6 +52,9 @@ pub struct TestGrant {
     /// Default: `min_approvals` made-up approvers, enough for the rule.
     pub approvers: Option<Vec<String>>,
     pub break_glass: bool,
+    /// A sealed break-glass grant (implies `break_glass`), valid for the rule's
+    /// `sealed_validity`.
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +104,15 @@ impl PolicyTest {
 const TEST_KEYS: &[&str] = &[
     "name", "user", "groups", "host", "argv", "grant", "run_as", "expect", "caps", "rule", "deny",
 ];
-const GRANT_KEYS: &[&str] = &["rule", "caps", "cmd", "run_as", "approvers", "break_glass"];
+const GRANT_KEYS: &[&str] = &[
+    "rule",
+    "caps",
+    "cmd",
+    "run_as",
+    "approvers",
+    "break_glass",
+    "sealed",
+];
 
 fn parse_run_as(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<RunAs, PolicyError> {
     match doc.string(e, field)? {
@@ -195,6 +206,7 @@ fn parse_grant(doc: &Doc<'_>, e: &Entry, label: &str) -> Result<TestGrant, Polic
                 )
             }
             "break_glass" => g.break_glass = doc.boolean(entry, &f)?,
+            "sealed" => g.sealed = doc.boolean(entry, &f)?,
             _ => unreachable!("keys were checked"),
         }
     }
@@ -419,11 +431,16 @@ pub struct TestOutcome {
 
 /// The synthetic grant of a case for one rule.
 fn grant_view(policy: &Policy, t: &PolicyTest, g: &TestGrant, rule: &str) -> GrantView {
-    let (lifetime, needed) = policy
-        .rule(rule)
-        .map_or((std::time::Duration::from_secs(60), 0), |r| {
-            (r.max_duration, r.min_approvals)
-        });
+    let (lifetime, needed) =
+        policy
+            .rule(rule)
+            .map_or((std::time::Duration::from_secs(60), 0), |r| {
+                let lifetime = match (g.sealed, r.sealed_validity) {
+                    (true, Some(validity)) => validity,
+                    _ => r.max_duration,
+                };
+                (lifetime, r.min_approvals)
+            });
     GrantView {
         id: "test-grant".to_string(),
         rule: rule.to_string(),
@@ -436,7 +453,8 @@ fn grant_view(policy: &Policy, t: &PolicyTest, g: &TestGrant, rule: &str) -> Gra
             .clone()
             .unwrap_or_else(|| (1..=needed).map(|i| format!("approver-{i}")).collect()),
         subject: t.user.clone(),
-        break_glass: g.break_glass,
+        break_glass: g.break_glass || g.sealed,
+        sealed: g.sealed,
     }
 }
 

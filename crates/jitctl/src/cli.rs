@@ -266,6 +266,11 @@ pub struct MintArgs {
     /// Mark as break-glass (issued without approval; audited at alert severity)
     #[arg(long)]
     pub break_glass: bool,
+    /// A sealed break-glass grant, to keep offline: implies --break-glass and --max-uses 1;
+    /// hosts accept it only for rules with sealed_validity, and end its command after the
+    /// rule's max_duration (jitbroker break-glass seal issues them in batches)
+    #[arg(long)]
+    pub sealed: bool,
     /// Also bind the grant to this numeric uid
     #[arg(long, value_name = "N")]
     pub uid: Option<u32>,

@@ -292,6 +292,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             None
         };
         decide::consume_use(&approved)?;
+        let ends = approved.ends_at(time::OffsetDateTime::now_utc());
         let argv: Vec<CString> = run
             .command
             .iter()
@@ -316,7 +317,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                 no_new_privs: approved.rule.no_new_privs,
                 limits: limits.clone(),
             },
-            expires: approved.grant.as_ref().map(|g| g.claims.exp),
+            expires: ends,
             revocation: approved.grant.as_ref().map(|g| watchdog::RevocationWatch {
                 jti: g.claims.jti.clone(),
                 keys: keys.clone(),
@@ -391,13 +392,10 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
         if let Some(err) = &outcome.error {
             say!("jitrun: {err}");
         }
-        if let (audit::EndReason::Expired, Some(g)) = (outcome.reason, &approved.grant) {
-            say!(
-                "jitrun: grant {} expired at {}; the command was ended. Request a new grant: jitctl request {}",
-                g.claims.jti,
-                jit_grant::format_time(g.claims.exp),
-                g.claims.rule
-            );
+        if let (audit::EndReason::Expired, Some(g), Some(ended)) =
+            (outcome.reason, &approved.grant, ends)
+        {
+            say!("jitrun: {}", decide::expiry_message(g, ended));
         }
         if let (audit::EndReason::Revoked, Some(g)) = (outcome.reason, &approved.grant) {
             match revocations::load(&keys).find(&g.claims.jti) {

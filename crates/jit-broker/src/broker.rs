@@ -23,6 +23,8 @@ pub struct Broker {
     pub outbox: tokio::sync::Notify,
     /// The last readiness probe (/readyz), reused for a second.
     pub readiness: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// Held revocation watches and the store's seq they wait on (watch.rs).
+    pub watches: crate::watch::Watches,
 }
 
 /// Who acts (from the attestation, or the local admin CLI).

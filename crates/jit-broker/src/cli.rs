@@ -67,6 +67,8 @@ pub fn open_broker(config: Config) -> Result<Broker, CliError> {
         metrics: Metrics::default(),
         outbox: tokio::sync::Notify::new(),
         readiness: std::sync::Mutex::new(None),
+        // Sized by `serve` from the connection limit; the admin commands hold none.
+        watches: crate::watch::Watches::new(1),
         store: Arc::new(store),
         config,
     })
@@ -205,6 +207,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Audit(AuditCommand::Verify) => {
             let config = Config::load(&cli.config)?;
             Ok(if audit_verify(&config)? { 0 } else { 1 })
+        }
+        Command::BreakGlass(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let broker = open_broker(config)?;
+            crate::sealed_cli::run(&broker, &local_actor(), cmd, now)
         }
         Command::Host(cmd) => {
             let config = Config::load(&cli.config)?;

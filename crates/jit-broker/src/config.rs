@@ -100,13 +100,26 @@ pub struct HttpSettings {
     /// (minus what the store, syslog and webhooks need) if that is fewer.
     #[serde(default)]
     pub max_connections: u32,
+    /// Longest a revocation watch (`GET /v1/revocations?after_seq=N`) is held open before it
+    /// is answered with the unchanged list; a client's `wait` may ask for less.
+    #[serde(default = "default_watch_hold", deserialize_with = "de_duration")]
+    pub watch_hold: Duration,
+    /// Most revocation watches held at once; 0 = half the connection limit.
+    #[serde(default)]
+    pub max_watches: u32,
 }
+
+/// The longest `http.watch_hold` accepted.
+pub const MAX_WATCH_HOLD: Duration = Duration::from_secs(300);
 
 fn default_header_timeout() -> Duration {
     Duration::from_secs(10)
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(75)
+}
+fn default_watch_hold() -> Duration {
+    Duration::from_secs(50)
 }
 
 impl Default for HttpSettings {
@@ -115,6 +128,8 @@ impl Default for HttpSettings {
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
             max_connections: 0,
+            watch_hold: default_watch_hold(),
+            max_watches: 0,
         }
     }
 }
@@ -257,6 +272,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "grant.issue",
     "grant.revoke",
     "break_glass",
+    "grant.seal",
+    "grant.sealed_use",
     "host.enroll",
     "host.enroll_token",
     "host.retire",
@@ -400,6 +417,12 @@ fn check_http(http: &HttpSettings) -> Result<(), String> {
     }
     if http.idle_timeout < second {
         return Err("http.idle_timeout must be at least 1s".into());
+    }
+    if http.watch_hold < second || http.watch_hold > MAX_WATCH_HOLD {
+        return Err(format!(
+            "http.watch_hold must be between 1s and {}",
+            jit_policy::format_duration(MAX_WATCH_HOLD)
+        ));
     }
     Ok(())
 }

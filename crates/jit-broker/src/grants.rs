@@ -5,7 +5,7 @@
 use crate::auth::Caller;
 use crate::broker::{Broker, Change};
 use crate::error::ApiError;
-use crate::model::Grant;
+use crate::model::{Grant, SealedGrant};
 use crate::roles::{approves, is_admin};
 use crate::store::{read, write, StoredRevocations, Tx, UnknownRevocation};
 use crate::text::{check_text, quoted};
@@ -72,7 +72,7 @@ pub fn show_grant(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
 }
 
 /// Build and sign the revocation list from the store; seq+1 when its entries changed.
-fn refresh_revocations(
+pub(crate) fn refresh_revocations(
     b: &Broker,
     tx: &mut dyn Tx,
     now: OffsetDateTime,
@@ -94,6 +94,12 @@ fn refresh_revocations(
         exp: u.exp,
         at: u.revoked_at,
         reason: u.reason,
+    }));
+    revoked.extend(tx.revoked_sealed(now)?.into_iter().map(|g| Revoked {
+        jti: g.id,
+        exp: g.exp,
+        at: g.revoked_at.unwrap_or(now),
+        reason: g.revoke_reason.unwrap_or_default(),
     }));
     revoked.sort_by(|a, b| (a.at, &a.jti).cmp(&(b.at, &b.jti)));
     let content = serde_json::to_string(&revoked).unwrap_or_default();
@@ -147,6 +153,9 @@ pub fn revoke(
     let actor = c.actor();
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
+        if let Some(sealed) = tx.get_sealed(id)? {
+            return revoke_sealed(b, c, tx, sealed, &body.reason, now, &mut events);
+        }
         let Some(g) = tx.get_grant(id)? else {
             // No row: the token, if presented, says whose grant it is (a known grant's row
             // decides, whatever token comes along).
@@ -220,6 +229,44 @@ pub fn revoke(
         Ok(g.to_json(g.user == c.user))
     })?;
     Ok((value, events))
+}
+
+/// Revoke one sealed break-glass grant: its user, an approver for its rule or an admin.
+fn revoke_sealed(
+    b: &Broker,
+    c: &Caller,
+    tx: &mut dyn Tx,
+    g: SealedGrant,
+    reason: &str,
+    now: OffsetDateTime,
+    events: &mut Events,
+) -> Result<Value, ApiError> {
+    if !can_manage(b, c, &g.user, &g.rule) {
+        return Err(ApiError::not_found(format!("no grant {}", g.id)));
+    }
+    if g.revoked_at.is_some() {
+        return Err(ApiError::conflict(
+            "already_revoked",
+            format!("sealed grant {} is already revoked", g.id),
+        ));
+    }
+    if g.exp <= now {
+        return Err(ApiError::conflict(
+            "grant_expired",
+            format!(
+                "sealed grant {} expired at {}; nothing to revoke",
+                g.id,
+                format_time(g.exp)
+            ),
+        ));
+    }
+    let revoked = crate::sealed::revoke_in(b, tx, &c.actor(), vec![g], reason, now, events)?;
+    let g = &revoked[0];
+    Ok(json!({
+        "id": g.id, "request_id": null, "user": g.user, "rule": g.rule, "hosts": g.hosts,
+        "iat": format_time(g.iat), "exp": format_time(g.exp), "token": null, "break_glass": true,
+        "revoked": true, "revoked_at": format_time(now), "revoked_by": c.user, "revoke_reason": reason,
+    }))
 }
 
 /// The longest a grant of this broker's workflows can live (how long a revocation of an
@@ -327,6 +374,11 @@ fn revoke_unknown(
     Ok(grant)
 }
 
+/// The API's answer for a stored list.
+pub fn list_json(list: &StoredRevocations) -> Value {
+    json!({"token": list.token, "seq": list.seq, "iat": format_time(list.iat)})
+}
+
 /// The current signed list, re-signed when older than `revocations_refresh` (or when
 /// entries have expired).
 pub fn revocations(b: &Broker, now: OffsetDateTime) -> Result<Value, ApiError> {
@@ -337,9 +389,14 @@ pub fn revocations(b: &Broker, now: OffsetDateTime) -> Result<Value, ApiError> {
     });
     let list = match fresh {
         Some(l) => l,
-        None => write(b.store.as_ref(), |tx| {
-            refresh_revocations(b, tx, now, false)
-        })?,
+        None => {
+            let list = write(b.store.as_ref(), |tx| {
+                refresh_revocations(b, tx, now, false)
+            })?;
+            // Expired entries may have left it (a new seq): watchers learn of it now.
+            b.watches.poke();
+            list
+        }
     };
-    Ok(json!({"token": list.token, "seq": list.seq, "iat": format_time(list.iat)}))
+    Ok(list_json(&list))
 }

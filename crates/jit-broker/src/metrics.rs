@@ -19,6 +19,13 @@ pub struct Metrics {
     closed_idle_timeout: AtomicU64,
 }
 
+/// Revocation watches at scrape time (watch.rs).
+pub struct WatchGauges {
+    pub held: u64,
+    pub limit: u64,
+    pub refused: u64,
+}
+
 /// Values read from the store at scrape time.
 pub struct StoreGauges {
     pub requests_by_state: Vec<(String, u64)>,
@@ -57,7 +64,7 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, g: &StoreGauges) -> String {
+    pub fn render(&self, g: &StoreGauges, w: &WatchGauges) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -142,6 +149,24 @@ impl Metrics {
                 String::new(),
                 self.connection_limit.load(Ordering::Relaxed),
             )],
+        );
+        metric(
+            "jitbroker_revocation_watches",
+            "gauge",
+            "Revocation watches (GET /v1/revocations?after_seq=N) held open now.",
+            vec![(String::new(), w.held)],
+        );
+        metric(
+            "jitbroker_revocation_watch_limit",
+            "gauge",
+            "Most revocation watches held at once (http.max_watches, or half the connection limit).",
+            vec![(String::new(), w.limit)],
+        );
+        metric(
+            "jitbroker_revocation_watches_refused_total",
+            "counter",
+            "Revocation watches answered 429 because the limit was held.",
+            vec![(String::new(), w.refused)],
         );
         metric(
             "jitbroker_connections_closed_total",

@@ -1,7 +1,7 @@
 //! The store: one narrow interface ([`Store`], [`Tx`]) that the rest of the broker uses;
 //! [`SqliteStore`] is the only backend today (WAL, migrations from `migrations/`).
 use crate::error::{ApiError, StoreError};
-use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, Request, State};
+use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, Request, SealedGrant, State};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -123,6 +123,8 @@ pub trait Tx {
     fn prune_attestations(&mut self, now: OffsetDateTime) -> TxResult<usize>;
 
     fn revocations(&mut self) -> TxResult<Option<StoredRevocations>>;
+    /// The current revocation list's `seq` alone (what revocation watches follow).
+    fn revocation_seq(&mut self) -> TxResult<Option<u64>>;
     fn set_revocations(&mut self, r: &StoredRevocations) -> TxResult<()>;
 
     /// Append to the hash chain; returns the stored entry.
@@ -146,6 +148,30 @@ pub trait Tx {
 
     /// The readiness probe's write.
     fn touch_readiness(&mut self, now: OffsetDateTime) -> TxResult<()>;
+
+    /// Store a sealed grant (its `uses` are ignored).
+    fn insert_sealed(&mut self, g: &SealedGrant) -> TxResult<()>;
+    /// A sealed grant, with its uses.
+    fn get_sealed(&mut self, id: &str) -> TxResult<Option<SealedGrant>>;
+    /// Sealed grants (of one batch, or all), oldest batch first, with their uses.
+    fn list_sealed(&mut self, batch: Option<&str>) -> TxResult<Vec<SealedGrant>>;
+    fn revoke_sealed(
+        &mut self,
+        id: &str,
+        at: OffsetDateTime,
+        by: &str,
+        reason: &str,
+    ) -> TxResult<()>;
+    /// Revoked sealed grants not yet expired at `now` (for the revocation list).
+    fn revoked_sealed(&mut self, now: OffsetDateTime) -> TxResult<Vec<SealedGrant>>;
+    /// Record that `host` used sealed grant `id` at `at`; false when it was recorded before.
+    fn record_sealed_use(
+        &mut self,
+        id: &str,
+        host: &str,
+        at: OffsetDateTime,
+        reported: OffsetDateTime,
+    ) -> TxResult<bool>;
 
     fn enqueue(
         &mut self,

@@ -1,0 +1,205 @@
+//! Revocation watches: `GET /v1/revocations?after_seq=N` held open until the list's `seq`
+//! passes N (docs/broker.md, "Revocation watch").
+//!
+//! One task per broker follows the store's `seq`: it reads it when a revocation commits in
+//! this process (a local poke) and, whatever happens locally, at least every
+//! [`RECHECK`], so a revocation made by another replica on the same database wakes this
+//! replica's watchers too. Held requests wait on that value, never on the store: a thousand
+//! watchers cost one read a second. Nothing here is state of its own: the seq is the store's.
+//!
+//! Held requests are capped (`http.max_watches`): each holds a connection for up to
+//! `http.watch_hold`, and without a cap watchers could take every connection the broker may
+//! open. Past the cap a watch is answered 429 at once, with `Retry-After`.
+use crate::broker::Broker;
+use crate::grants::list_json;
+use crate::store::read;
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+
+/// How often the store's `seq` is read while anybody watches, whatever this process does.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// What watchers wait on: the newest list seen in the store (its `seq`, and the answer for
+/// it, so that a thousand woken watchers do not read the store a thousand times), and
+/// whether the broker is shutting down (then every held request is answered at once).
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    seq: u64,
+    list: Option<Arc<Value>>,
+    closing: bool,
+}
+
+pub struct Watches {
+    seen: watch::Sender<Seen>,
+    poke: Notify,
+    slots: Arc<Semaphore>,
+    limit: usize,
+    /// Watches answered 429 because `limit` were held.
+    pub refused: AtomicU64,
+}
+
+/// Why a held request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Woken {
+    /// The store's seq passed the one the client has: the list to answer.
+    Changed(Arc<Value>),
+    /// `hold` elapsed with no change.
+    Timeout,
+    /// The broker is stopping.
+    Closing,
+}
+
+impl Watches {
+    pub fn new(limit: usize) -> Watches {
+        Watches {
+            seen: watch::Sender::new(Seen::default()),
+            poke: Notify::new(),
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The most watches held at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Watches held now.
+    pub fn held(&self) -> usize {
+        self.limit - self.slots.available_permits()
+    }
+
+    /// A revocation committed in this process: read the seq now rather than at the next
+    /// recheck.
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Answer every held request (at shutdown).
+    pub fn close(&self) {
+        self.seen.send_modify(|s| s.closing = true);
+    }
+
+    /// One of the held slots, or None when `limit` are held (the caller answers 429).
+    pub fn try_hold(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.slots.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        permit
+    }
+
+    /// Wait until the store's seq is above `after`, at most `hold`.
+    pub async fn wait_past(&self, after: u64, hold: Duration) -> Woken {
+        let mut rx = self.seen.subscribe();
+        let passed = async {
+            let s = rx
+                .wait_for(|s| s.closing || (s.seq > after && s.list.is_some()))
+                .await;
+            match s {
+                Ok(s) if !s.closing => s.list.clone().map_or(Woken::Closing, Woken::Changed),
+                _ => Woken::Closing,
+            }
+        };
+        tokio::time::timeout(hold, passed)
+            .await
+            .unwrap_or(Woken::Timeout)
+    }
+
+    /// The newest seq published.
+    fn seq(&self) -> u64 {
+        self.seen.borrow().seq
+    }
+
+    fn publish(&self, seq: u64, list: Value) {
+        self.seen.send_if_modified(|s| {
+            let newer = seq > s.seq;
+            if newer {
+                s.seq = seq;
+                s.list = Some(Arc::new(list));
+            }
+            newer
+        });
+    }
+}
+
+/// Follow the store's revocation `seq` for this broker's watchers: on a local poke, and
+/// every [`RECHECK`] while anybody waits. Runs until the process ends.
+pub async fn follow(b: Arc<Broker>) {
+    loop {
+        let _ = tokio::time::timeout(RECHECK, b.watches.poke.notified()).await;
+        if b.watches.seen.receiver_count() == 0 {
+            continue;
+        }
+        let (b2, known) = (b.clone(), b.watches.seq());
+        let newer = tokio::task::spawn_blocking(move || {
+            read(b2.store.as_ref(), |tx| match tx.revocation_seq()? {
+                Some(seq) if seq > known => Ok(tx.revocations()?),
+                _ => Ok(None),
+            })
+        })
+        .await;
+        match newer {
+            Ok(Ok(Some(list))) => b.watches.publish(list.seq, list_json(&list)),
+            Ok(Ok(None)) => {}
+            // A store that fails now is retried at the next recheck; requests report it.
+            Ok(Err(e)) => eprintln!("jitbroker: revocation watch: {e}"),
+            Err(e) => eprintln!("jitbroker: revocation watch task failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn watchers_wake_on_a_newer_seq_or_at_the_hold() {
+        let list = |seq: u64| serde_json::json!({ "seq": seq });
+        let w = Arc::new(Watches::new(2));
+        w.publish(5, list(5));
+        // Already past: at once, with the list.
+        assert_eq!(
+            w.wait_past(4, Duration::from_secs(50)).await,
+            Woken::Changed(Arc::new(list(5)))
+        );
+        // Not past: the hold.
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(
+            w.wait_past(5, Duration::from_secs(50)).await,
+            Woken::Timeout
+        );
+        assert_eq!(t0.elapsed(), Duration::from_secs(50));
+        // A newer seq wakes a held watcher; an older one does not.
+        let w2 = w.clone();
+        let held = tokio::spawn(async move { w2.wait_past(5, Duration::from_secs(50)).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        w.publish(3, list(3));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!held.is_finished());
+        w.publish(6, list(6));
+        assert_eq!(held.await.unwrap(), Woken::Changed(Arc::new(list(6))));
+        // Closing answers everybody.
+        let w2 = w.clone();
+        let held = tokio::spawn(async move { w2.wait_past(6, Duration::from_secs(50)).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        w.close();
+        assert_eq!(held.await.unwrap(), Woken::Closing);
+    }
+
+    #[test]
+    fn at_most_limit_are_held() {
+        let w = Watches::new(2);
+        let a = w.try_hold().unwrap();
+        let _b = w.try_hold().unwrap();
+        assert_eq!(w.held(), 2);
+        assert!(w.try_hold().is_none());
+        assert_eq!(w.refused.load(Ordering::Relaxed), 1);
+        drop(a);
+        assert!(w.try_hold().is_some());
+    }
+}

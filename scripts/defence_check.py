@@ -75,6 +75,8 @@ BC = "tests/broker/test_connections.py"
 BS = "tests/broker/test_syslog_stall.py"
 BH = "tests/broker/test_hardening.py"
 BF = "tests/broker/test_store_faults.py"
+BW = "tests/broker/test_watch.py"
+BSEAL = "tests/broker/test_sealed.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
 
@@ -444,6 +446,26 @@ DEFENCES: list[Defence] = [
           "            return Err(ApiError::not_found(format!(\"no grant {id}\")));\n"
           "            #[allow(unreachable_code)]\n")],
         [f"{BF}::test_revoking_by_id_works_without_the_grants_row"], package="jit-broker"),
+    Defence(
+        "broker: held revocation watches are capped (http.max_watches)", f"{BSRC}/api.rs",
+        [("    let Some(_held) = b.watches.try_hold() else {\n",
+          "    let Some(_held) = Some(()) else {\n")],
+        [f"{BW}::test_held_watches_are_capped_and_other_calls_go_on"], package="jit-broker"),
+    Defence(
+        "broker: watchers follow the store's seq, not only this process's revocations", f"{BSRC}/watch.rs",
+        [("        let _ = tokio::time::timeout(RECHECK, b.watches.poke.notified()).await;\n",
+          "        b.watches.poke.notified().await;\n")],
+        [f"{BW}::test_a_replica_wakes_its_watchers_for_a_revocation_made_on_another"], package="jit-broker"),
+    Defence(
+        "broker: uses of sealed grants are reported by root on the grant's own hosts", f"{BSRC}/sealed.rs",
+        [("    if c.uid != 0 {\n", "    if false {\n"),
+         ("            if !for_host || !tx.record_sealed_use(", "            if !tx.record_sealed_use(")],
+        [f"{BSEAL}::test_a_host_reports_its_own_uses_once"], package="jit-broker"),
+    Defence(
+        "broker: revoked sealed grants are on the revocation list", f"{BSRC}/grants.rs",
+        [("    revoked.extend(tx.revoked_sealed(now)?.into_iter().map(|g| Revoked {\n",
+          "    revoked.extend(tx.revoked_sealed(now)?.into_iter().take(0).map(|g| Revoked {\n")],
+        [f"{BSEAL}::test_a_revoked_sealed_grant_stays_on_the_list_for_its_validity"], package="jit-broker"),
     Defence(
         "broker: store errors name cause and fix", f"{BSRC}/store/sqlite.rs",
         [("    let hint = diagnose::hint(path, &source)\n", "    let hint = None::<String>\n")],

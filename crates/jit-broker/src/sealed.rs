@@ -24,7 +24,7 @@ pub const MAX_COUNT: u32 = 100;
 /// Longest validity of a sealed grant.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(366 * 86400);
 /// Most uses one report may carry.
-pub const MAX_REPORTED: usize = 1000;
+pub const MAX_REPORTED: usize = 500;
 
 /// What `jitbroker break-glass seal` asks for.
 pub struct SealRequest<'a> {

@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 
 const USES: &str = "uses";
 const MARK: &str = ".uses-reported";
-/// Uses per report (the broker takes at most 1000).
-const CHUNK: usize = 500;
+/// Uses per report (the broker takes at most 500: a body of at most 64 KiB).
+const CHUNK: usize = 250;
 
 /// Report the uses counted since the last report; a failure is a warning (the next sync or
 /// watch round tries again), never the end of the sync.

@@ -18,6 +18,9 @@
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
 #                 1, 16, 64, then p99 quiet vs under 2,000 idle + 1,100 slowloris connections
 #                 (scripts/bench_broker.py; BENCH_REQUESTS, BENCH_ATTACK_REQUESTS per level; not in make test)
+#   make bench-revocation  seconds from `jitctl revoke` to the end of the revoked command on 3 hosts
+#                 in network namespaces running `jitctl revocations watch` against a TLS replica
+#                 (scripts/bench_revocation.py; root only; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens, settings and the policy
 #                 snapshot decoder (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
@@ -71,7 +74,7 @@ NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
-.PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
+.PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker bench-revocation fuzz defence-check install deb rpm clean
 
 all: build
 
@@ -171,6 +174,13 @@ endif
 bench-broker: build-deps
 	$(CARGO) build --release -p jit-broker
 	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py
+
+bench-revocation: build demo-deps
+ifeq ($(IS_ROOT),yes)
+	$(PYTHON) scripts/bench_revocation.py
+else
+	@echo "make bench-revocation needs root (throwaway users, a setuid jitrun, network namespaces)"; exit 1
+endif
 
 # Fuzzing (never part of `make test`): cargo-fuzz needs nightly-only flags (-Zsanitizer); this
 # machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets it use them. Corpora are committed

@@ -76,7 +76,7 @@ BS = "tests/broker/test_syslog_stall.py"
 BH = "tests/broker/test_hardening.py"
 BF = "tests/broker/test_store_faults.py"
 BW = "tests/broker/test_watch.py"
-BSEAL = "tests/broker/test_sealed.py"
+BSEAL = "tests/broker/test_sealed_reports.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
 

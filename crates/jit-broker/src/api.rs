@@ -421,6 +421,12 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
         q,
         |b, _, call, q: RevocationsQuery, now| {
             no_body(call)?;
+            if q.wait.is_some_and(|w| w > MAX_WAIT) {
+                return Err(ApiError::bad(
+                    "invalid_query",
+                    format!("wait is in seconds, at most {MAX_WAIT} (the broker holds a watch http.watch_hold at most)"),
+                ));
+            }
             view(grants::revocations(b, now).map(|list| (list, q)))
         },
     )
@@ -447,6 +453,9 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
     };
     Ok(ok(StatusCode::OK, answer))
 }
+
+/// The largest `wait` (seconds) a watch may ask for.
+const MAX_WAIT: u64 = 3600;
 
 fn too_many_watches(b: &Broker) -> Response {
     let retry = b.config.http.watch_hold.as_secs().max(1);

@@ -68,8 +68,9 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
 # strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered);
 # zbar-tools: tests/e2e_broker decodes the QR codes of sealed break-glass grants with zbarimg;
-# iproute2: tests/e2e_broker puts hosts in network namespaces (ip netns, veth pairs).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace zbar-tools iproute2
+# iproute2: tests/e2e_broker puts hosts in network namespaces (ip netns, veth pairs);
+# busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched).
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace zbar-tools iproute2 busybox
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography

@@ -704,11 +704,7 @@ class Lab:
             assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o4755
 
             # mount points for the bind mounts (the bind mounts themselves live only in each run's namespace)
-            for mp in MOUNT_POINTS:
-                if not mp.exists():
-                    with open(MOUNTPOINTS_MARKER, "a") as f:
-                        f.write(f"{mp}\n")
-                    mp.mkdir(mode=0o755)
+            _ensure_mountpoints()
 
             self.audit = AuditListener(self.tmp / "audit" / "audit.sock").start()
 
@@ -1206,6 +1202,7 @@ class Lab:
 
         ``binds``: further ``(source, target)`` bind mounts made in that namespace before
         ``argv`` starts (each target must exist on the host: a file or directory to cover)."""
+        _ensure_mountpoints()  # another process (a package purge) may have removed them since
         if not binds:
             return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
                     str(self.conf), str(self.state), str(user.uid), str(user.gid), *argv]
@@ -1449,6 +1446,15 @@ def _read_lines(p: Path) -> list[str]:
         return [x for x in p.read_text().splitlines() if x]
     except OSError:
         return []
+
+
+def _ensure_mountpoints() -> None:
+    """Create the mount points the runs bind over (recorded, so that the last lab removes them)."""
+    for mp in MOUNT_POINTS:
+        if not mp.exists():
+            with open(MOUNTPOINTS_MARKER, "a") as f:
+                f.write(f"{mp}\n")
+            mp.mkdir(mode=0o755, exist_ok=True)
 
 
 def _remove_created_mountpoints() -> list[str]:

@@ -7,6 +7,8 @@
 //! event. [`Spool::flush`] takes an exclusive lock, sends the files in name order and
 //! removes each right after it was sent; it stops at the first failure, so order holds.
 //! An event is sent twice only if the process dies between the send and the removal.
+//! [`Spool::try_flush`] does the same unless another process holds the lock: a setuid
+//! program must never wait for a lock that a process its caller stopped could hold.
 
 use crate::SyslogSink;
 use std::ffi::CString;
@@ -130,12 +132,32 @@ impl Spool {
     }
 
     /// Send every waiting event to `sink`, in order, removing each once sent. Returns how many
-    /// were sent; stops at the first that cannot be sent (the rest stay, in order).
+    /// were sent; stops at the first that cannot be sent (the rest stay, in order). Waits for
+    /// another flush to finish first.
     pub fn flush(&self, sink: &SyslogSink) -> Result<usize, SpoolError> {
-        let lock = self
-            .openat(LOCK, libc::O_RDWR | libc::O_CREAT, 0o600)
-            .map_err(|e| self.io(e))?;
-        lock_exclusive(&lock).map_err(|e| self.io(e))?;
+        let lock = self.lock_file()?;
+        lock_exclusive(&lock, true).map_err(|e| self.io(e))?;
+        self.send_all(sink)
+    }
+
+    /// As [`Spool::flush`], but Ok(None) at once when another process is flushing (holds the
+    /// lock): its events are on their way from there.
+    pub fn try_flush(&self, sink: &SyslogSink) -> Result<Option<usize>, SpoolError> {
+        let lock = self.lock_file()?;
+        match lock_exclusive(&lock, false) {
+            Ok(()) => self.send_all(sink).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    fn lock_file(&self) -> Result<std::fs::File, SpoolError> {
+        self.openat(LOCK, libc::O_RDWR | libc::O_CREAT, 0o600)
+            .map_err(|e| self.io(e))
+    }
+
+    /// Send and remove the waiting events, in order (the caller holds the lock).
+    fn send_all(&self, sink: &SyslogSink) -> Result<usize, SpoolError> {
         let mut sent = 0;
         for name in self.pending()? {
             let mut datagram = Vec::new();
@@ -192,10 +214,16 @@ impl Spool {
     }
 }
 
-fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
+/// An exclusive flock; without `wait`, EWOULDBLOCK (`ErrorKind::WouldBlock`) when it is held.
+fn lock_exclusive(file: &std::fs::File, wait: bool) -> io::Result<()> {
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
     loop {
         // SAFETY: flock on a descriptor we own; touches no memory.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
             return Ok(());
         }
         let e = io::Error::last_os_error();
@@ -239,6 +267,24 @@ mod tests {
         assert_eq!(spool.flush(&sink).unwrap(), 0);
         receiver.set_nonblocking(true).unwrap();
         assert!(receiver.recv(&mut buf).is_err());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn try_flush_does_not_wait_for_a_held_lock() {
+        let tmp = std::env::temp_dir().join(format!("jit-spool-test3-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let spool = spool_in(&tmp);
+        spool.push(b"waiting").unwrap();
+        let sock_path = tmp.join("log.sock");
+        let _receiver = UnixDatagram::bind(&sock_path).unwrap();
+        let sink = SyslogSink::connect(&sock_path).unwrap();
+        let held = std::fs::File::create(tmp.join(LOCK)).unwrap();
+        lock_exclusive(&held, true).unwrap();
+        assert_eq!(spool.try_flush(&sink).unwrap(), None);
+        assert_eq!(spool.pending().unwrap().len(), 1);
+        drop(held);
+        assert_eq!(spool.try_flush(&sink).unwrap(), Some(1));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 

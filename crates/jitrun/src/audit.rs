@@ -6,7 +6,9 @@ use crate::identity::{Invoker, Target};
 use crate::paths;
 use crate::refusal::{Logged, Refusal};
 use crate::trusted_files;
-use jit_audit::{Event, EventType, Framer, Framing, Spool, SyslogSink, DEFAULT_MAX_MESSAGE};
+use jit_audit::{
+    Event, EventType, Framer, Framing, Spool, SpoolError, SyslogSink, DEFAULT_MAX_MESSAGE,
+};
 use jit_policy::{AuditFraming, RunAs, Settings};
 use std::cell::Cell;
 use std::ffi::OsString;
@@ -38,6 +40,11 @@ fn spool_dir() -> String {
     format!("{}/spool", paths::STATE_DIR)
 }
 
+fn out_of_descriptors(e: &SpoolError) -> bool {
+    matches!(e, SpoolError::Io { source, .. }
+        if matches!(source.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)))
+}
+
 impl Auditor {
     pub fn new(settings: &Settings, host: &str, session_id: String) -> Auditor {
         let framer = Framer {
@@ -63,7 +70,11 @@ impl Auditor {
         }
     }
 
-    /// Send what waits in the spool, in order. True when nothing is left waiting.
+    /// Send what waits in the spool, in order. True when nothing is left waiting, and also
+    /// (the event then goes out at once, perhaps ahead of older ones still waiting) when another
+    /// process is sending the spool right now (its lock is never waited for: a process its
+    /// caller stopped could hold it forever) or when this process has no descriptor left to
+    /// look at the spool with (a caller's tiny RLIMIT_NOFILE must not make events unloggable).
     fn drain_backlog(&self, sink: &SyslogSink) -> bool {
         if self.backlog_empty.get() {
             return true;
@@ -72,9 +83,17 @@ impl Auditor {
             Ok(None) => true,
             Ok(Some(dir)) => {
                 let spool = Spool::from_dir(dir, Path::new(&spool_dir()));
-                let _ = spool.flush(sink);
-                spool.pending().map(|p| p.is_empty()).unwrap_or(false)
+                match spool
+                    .try_flush(sink)
+                    .and_then(|sent| Ok((sent, spool.pending()?)))
+                {
+                    Ok((None, _)) => return true,
+                    Ok((Some(_), waiting)) => waiting.is_empty(),
+                    Err(e) if out_of_descriptors(&e) => return true,
+                    Err(_) => false,
+                }
             }
+            Err(r) if r.code == "resource_limit" => return true,
             Err(_) => false,
         };
         self.backlog_empty.set(empty);

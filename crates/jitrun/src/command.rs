@@ -1,7 +1,9 @@
 //! Step 4: which file runs. An absolute path, or a name looked up in `secure_path`
-//! (never the caller's PATH); then the canonical path is opened once, through checked
-//! directories, and that same open file is what gets executed (execveat), so it cannot be
-//! swapped between the check and the exec.
+//! (never the caller's PATH), found with the caller's own file permissions ([`locate`]). Only
+//! once the policy allowed the run is the file opened, as root ([`open`]): first with
+//! `O_PATH`, which opens nothing (no FIFO writer is released, no device driver runs), to check
+//! that it is a safe regular file; then for reading, and that same open file is what gets
+//! executed (execveat), so it cannot be swapped between the check and the exec.
 
 use crate::identity::Invoker;
 use crate::refusal::{Refusal, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
@@ -12,12 +14,19 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// Where the command is, as the caller found it: what the policy decides on.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The path as found (`/bin/ls`, or `secure_path` entry + name).
+    pub spelled: PathBuf,
+    /// The canonical path (`/usr/bin/ls`).
+    pub canonical: PathBuf,
+}
+
 #[derive(Debug)]
 pub struct Program {
     /// The open file that will be executed.
     pub fd: OwnedFd,
-    /// The path as found (`/bin/ls`, or `secure_path` entry + name).
-    pub spelled: PathBuf,
     /// The canonical path (`/usr/bin/ls`), what policy patterns and audit events see.
     pub canonical: PathBuf,
     /// Starts with `#!`: executed through /dev/fd/N, so its descriptor must survive exec.
@@ -85,8 +94,9 @@ fn locate(argv0: &OsStr, secure_path: &str) -> Result<(PathBuf, PathBuf), Refusa
     Ok((spelled, canonical))
 }
 
-/// Find and open the program named by `argv0` for the caller `inv`.
-pub fn resolve(argv0: &OsStr, secure_path: &str, inv: &Invoker) -> Result<Program, Refusal> {
+/// Find the program named by `argv0` for the caller `inv`, with her file permissions; nothing
+/// is opened.
+pub fn locate_for(argv0: &OsStr, secure_path: &str, inv: &Invoker) -> Result<Located, Refusal> {
     let (spelled, canonical) = fs::as_user_fs(inv.uid, inv.gid, || locate(argv0, secure_path))
         .map_err(|e| {
         Refusal::config(
@@ -94,6 +104,14 @@ pub fn resolve(argv0: &OsStr, secure_path: &str, inv: &Invoker) -> Result<Progra
             format!("cannot take your file-system identity: {e}"),
         )
     })??;
+    Ok(Located { spelled, canonical })
+}
+
+/// Open the located program as root, for a run the policy allowed: check it through its
+/// `O_PATH` descriptor first (a FIFO, a device or a directory is refused unopened), then open
+/// that same file for reading.
+pub fn open(located: &Located) -> Result<Program, Refusal> {
+    let canonical = located.canonical.clone();
 
     let unsafe_target = |why: String| {
         Refusal::deny(
@@ -115,20 +133,16 @@ pub fn resolve(argv0: &OsStr, secure_path: &str, inv: &Invoker) -> Result<Progra
             .with_exit(EXIT_NOT_FOUND)
         })?;
     let c = CString::new(file_name.as_bytes()).map_err(|_| unsafe_target("NUL in path".into()))?;
-    let fd = fs::openat(
-        dirfd.as_fd(),
-        &c,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK,
-        0,
-    )
-    .map_err(|e| {
+    let cannot_open = |e: std::io::Error| {
         Refusal::deny(
             "command_not_executable",
             format!("{}: {e}", shown(&canonical)),
         )
         .with_exit(EXIT_CANNOT_EXECUTE)
-    })?;
-    let st = fs::fstat(fd.as_fd()).map_err(|e| unsafe_target(e.to_string()))?;
+    };
+    let path_fd =
+        fs::openat(dirfd.as_fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(cannot_open)?;
+    let st = fs::fstat(path_fd.as_fd()).map_err(|e| unsafe_target(e.to_string()))?;
     if !st.is_file() {
         return Err(Refusal::deny(
             "command_not_executable",
@@ -155,6 +169,21 @@ pub fn resolve(argv0: &OsStr, secure_path: &str, inv: &Invoker) -> Result<Progra
             st.mode & 0o7777
         )));
     }
+    // A checked regular file: opening it has no side effect. Its directories are root's alone,
+    // so the name still means this file; the inode is compared all the same.
+    let fd = fs::openat(
+        dirfd.as_fd(),
+        &c,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK,
+        0,
+    )
+    .map_err(cannot_open)?;
+    let opened = fs::fstat(fd.as_fd()).map_err(|e| unsafe_target(e.to_string()))?;
+    if (opened.dev, opened.ino) != (st.dev, st.ino) {
+        return Err(unsafe_target(
+            "it was replaced while jitrun checked it".into(),
+        ));
+    }
     match caps::file_has_caps(fd.as_fd()) {
         Ok(false) => {}
         Ok(true) => {
@@ -173,7 +202,6 @@ pub fn resolve(argv0: &OsStr, secure_path: &str, inv: &Invoker) -> Result<Progra
         .unwrap_or(false);
     Ok(Program {
         fd,
-        spelled,
         canonical,
         is_script,
     })

@@ -4,7 +4,7 @@
 //! the user's grant store in name order; the first that authorises the command wins.
 
 use crate::cli::{GrantSource, RunArgs};
-use crate::command::Program;
+use crate::command::Located;
 use crate::identity::Invoker;
 use crate::refusal::Refusal;
 use crate::revocations::{self, ListState};
@@ -26,6 +26,9 @@ pub struct UsedGrant {
 #[derive(Debug)]
 pub struct Approved<'p> {
     pub rule: &'p Rule,
+    /// The path the rule matched (the canonical one, or the one as found): the command's
+    /// argv[0], so that a multi-call program (pgrep/pkill, busybox) acts as what was allowed.
+    pub matched: std::path::PathBuf,
     pub caps: CapSet,
     pub run_as: RunAs,
     pub grant: Option<UsedGrant>,
@@ -63,7 +66,7 @@ pub struct Inputs<'a> {
     pub settings: &'a Settings,
     pub invoker: &'a Invoker,
     pub host: &'a str,
-    pub program: &'a Program,
+    pub program: &'a Located,
     pub run: &'a RunArgs,
     /// `/var/lib/jitrun/revocations`, read once per run.
     pub revocations: &'a ListState,
@@ -127,16 +130,19 @@ fn policy_decide<'p>(
         rule: inp.run.rule.as_deref(),
     };
     let mut decision = jit_policy::decide(inp.policy, &request, grant);
+    let mut matched = &inp.program.canonical;
     if matches!(decision, Decision::Deny(_)) && inp.program.spelled != inp.program.canonical {
         // The rule may name the program as the user spelled it (/bin/ls on a merged-/usr host).
         request.program = inp.program.spelled.as_os_str();
         if let d @ Decision::Allow { .. } = jit_policy::decide(inp.policy, &request, grant) {
             decision = d;
+            matched = &inp.program.spelled;
         }
     }
     match decision {
         Decision::Allow { rule, caps, run_as } => Ok(Approved {
             rule,
+            matched: matched.clone(),
             caps,
             run_as,
             grant: None,

@@ -9,6 +9,7 @@
 
 use crate::harden::SavedLimits;
 use crate::identity::Target;
+use crate::inherited::Inherited;
 use crate::system::caps::{self, CapSets};
 use crate::system::{process, seccomp};
 use jit_policy::{CapSet, RunAs};
@@ -24,7 +25,19 @@ pub struct Plan {
     pub no_new_privs: bool,
     /// The caller's resource limits, given back to the command.
     pub limits: SavedLimits,
+    /// The caller's nice value, CPU affinity and the like, given back to the command.
+    pub inherited: Inherited,
+    /// The command gains capabilities or another uid: no core dump (see [`NO_CORE`]).
+    pub elevated: bool,
 }
+
+/// RLIMIT_CORE (soft and hard) of an elevated command. Its memory holds what its privilege
+/// let it read, and nothing makes it non-dumpable: its uids all equal after exec, so the
+/// kernel lets a core be written, owned by the caller. One byte is less than the smallest
+/// core a file can take (one page), and it is the kernel's own "no dump" value for a
+/// core_pattern pipe (systemd-coredump, apport), where a limit of 0 is ignored. As a hard
+/// limit the command cannot raise it.
+pub const NO_CORE: u64 = 1;
 
 fn step(what: &str, r: io::Result<()>) -> io::Result<()> {
     r.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
@@ -37,6 +50,13 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
         seccomp::deny_terminal_injection(),
     )?;
     step("restoring resource limits", plan.limits.restore())?;
+    if plan.elevated {
+        step(
+            "disabling core dumps",
+            process::setrlimit(libc::RLIMIT_CORE, NO_CORE, NO_CORE),
+        )?;
+    }
+    plan.inherited.restore();
     let last = caps::last_cap()?;
     let wanted: u64 = plan.caps.0
         & if last >= 63 {

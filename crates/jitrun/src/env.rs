@@ -1,6 +1,14 @@
 //! The command's environment: built, not inherited. The target's HOME, USER, LOGNAME and
 //! SHELL, PATH = secure_path, TERM when it looks like a terminal name, and the variables
 //! the rule's `env_keep` names, when their values are sane. Nothing else passes.
+//!
+//! A command that gains capabilities or another uid must not be steered by its caller's files
+//! either: capabilities arrive as ambient capabilities, so the kernel does not mark the exec
+//! secure (AT_SECURE) and programs read their user's dotfiles as usual (a Python `.pth` file in
+//! `~/.local` runs inside the capable command). Such a command gets a HOME the caller cannot
+//! write ([`NO_HOME`] when it runs as the caller herself, else the target's own home),
+//! `PYTHONNOUSERSITE=1` and `PYTHONSAFEPATH=1`, and never the variables that point programs at
+//! per-user configuration or code ([`steers_per_user_files`]), whatever `env_keep` says.
 
 use crate::harden::EnvSnapshot;
 use crate::identity::Target;
@@ -9,6 +17,55 @@ use std::os::unix::ffi::OsStrExt;
 
 /// Longest value kept from the caller's environment.
 const MAX_VALUE: usize = 4096;
+
+/// HOME of a command that runs as its caller with capabilities: a path that does not exist
+/// and that only root could create (Debian's convention for users without a home), so that
+/// `~/.config`, `~/.local`, `~/.gitconfig`, `~/.inputrc`, `~/.terminfo`… read nothing.
+pub const NO_HOME: &str = "/nonexistent";
+
+/// What the run does to the caller's privilege.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    /// Her own uid and no capabilities: her environment and files are hers to use.
+    Same,
+    /// Capabilities, another uid, or both; `as_caller`: the uid stays hers.
+    Elevated { as_caller: bool },
+}
+
+/// Variables that make programs read configuration or code from a path the caller chooses
+/// (XDG base directories, git, terminfo, readline, OpenSSL, interpreters, temporary
+/// directories…): never passed to an elevated command, even when `env_keep` names them.
+fn steers_per_user_files(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "XDG_",
+        "GIT_",
+        "PYTHON",
+        "PERL",
+        "RUBY",
+        "NODE_",
+        "TERMINFO",
+        "LESS",
+        "OPENSSL_",
+        "SSL_CERT_",
+        "GNUPG",
+        "KRB5",
+    ];
+    const NAMES: &[&str] = &[
+        "INPUTRC",
+        "CURL_HOME",
+        "WGETRC",
+        "VIMINIT",
+        "EXINIT",
+        "MYVIMRC",
+        "GVIMINIT",
+        "HISTFILE",
+        "MANPATH",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
+}
 
 fn sane_term(v: &[u8]) -> bool {
     !v.is_empty()
@@ -54,14 +111,26 @@ pub fn build(
     target: &Target,
     secure_path: &str,
     env_keep: &[String],
+    privilege: Privilege,
 ) -> Vec<CString> {
     let mut out = Vec::new();
-    out.extend(entry("HOME", target.home.as_os_str().as_bytes()));
+    let home = match privilege {
+        Privilege::Elevated { as_caller: true } => NO_HOME.as_bytes(),
+        _ => target.home.as_os_str().as_bytes(),
+    };
+    out.extend(entry("HOME", home));
     out.extend(entry("USER", target.name.as_bytes()));
     out.extend(entry("LOGNAME", target.name.as_bytes()));
     out.extend(entry("SHELL", target.shell.as_os_str().as_bytes()));
     out.extend(entry("PATH", secure_path.as_bytes()));
-    let fixed = ["HOME", "USER", "LOGNAME", "SHELL", "PATH"];
+    let mut fixed = vec!["HOME", "USER", "LOGNAME", "SHELL", "PATH"];
+    let elevated = privilege != Privilege::Same;
+    if elevated {
+        // No user site-packages, and no script directory or working directory on sys.path.
+        out.extend(entry("PYTHONNOUSERSITE", b"1"));
+        out.extend(entry("PYTHONSAFEPATH", b"1"));
+        fixed.extend(["PYTHONNOUSERSITE", "PYTHONSAFEPATH"]);
+    }
     let lookup = |name: &str| {
         snapshot
             .iter()
@@ -72,7 +141,11 @@ pub fn build(
         out.extend(entry("TERM", v));
     }
     for name in env_keep {
-        if name == "TERM" || fixed.contains(&name.as_str()) || forbidden(name) {
+        if name == "TERM"
+            || fixed.contains(&name.as_str())
+            || forbidden(name)
+            || (elevated && steers_per_user_files(name))
+        {
             continue;
         }
         if let Some(v) = lookup(name).filter(|v| sane_value(name, v)) {
@@ -125,6 +198,7 @@ mod tests {
             &target(),
             "/usr/bin:/bin",
             &["FOO".into(), "LD_PRELOAD".into(), "PATH".into()],
+            Privilege::Same,
         ));
         assert_eq!(
             env,
@@ -154,6 +228,7 @@ mod tests {
             &target(),
             "/bin",
             &["LANG".into(), "TZ".into(), "F".into(), "LC_ALL".into()],
+            Privilege::Same,
         ));
         assert_eq!(env[5..], ["LC_ALL=C.UTF-8"]);
     }
@@ -174,8 +249,60 @@ mod tests {
                 &target(),
                 "/bin",
                 &["TZ".into()],
+                Privilege::Same,
             ));
             assert_eq!(env.iter().any(|e| e == &format!("TZ={tz}")), kept, "{tz}");
         }
+    }
+
+    #[test]
+    fn an_elevated_command_reads_nothing_of_its_callers() {
+        let s = snap(&[
+            ("XDG_CONFIG_HOME", "/home/alice/.config"),
+            ("GIT_CONFIG_GLOBAL", "/home/alice/x"),
+            ("TMPDIR", "/home/alice/tmp"),
+            ("INPUTRC", "/home/alice/.inputrc"),
+            ("LANG", "C.UTF-8"),
+        ]);
+        let keep: Vec<String> = [
+            "XDG_CONFIG_HOME",
+            "GIT_CONFIG_GLOBAL",
+            "TMPDIR",
+            "INPUTRC",
+            "LANG",
+        ]
+        .map(String::from)
+        .into();
+        let same = names(&build(&s, &target(), "/bin", &keep, Privilege::Same));
+        assert!(same.contains(&"HOME=/srv".to_string()));
+        assert!(same.contains(&"TMPDIR=/home/alice/tmp".to_string()));
+        let caller = names(&build(
+            &s,
+            &target(),
+            "/bin",
+            &keep,
+            Privilege::Elevated { as_caller: true },
+        ));
+        assert_eq!(
+            caller,
+            [
+                "HOME=/nonexistent",
+                "USER=svc",
+                "LOGNAME=svc",
+                "SHELL=/bin/sh",
+                "PATH=/bin",
+                "PYTHONNOUSERSITE=1",
+                "PYTHONSAFEPATH=1",
+                "LANG=C.UTF-8"
+            ]
+        );
+        let other = names(&build(
+            &s,
+            &target(),
+            "/bin",
+            &keep,
+            Privilege::Elevated { as_caller: false },
+        ));
+        assert_eq!(other[0], "HOME=/srv");
     }
 }

@@ -33,11 +33,13 @@ mod elevate;
 mod env;
 mod harden;
 mod identity;
+mod inherited;
 mod list;
 mod paths;
 mod policy_cache;
 mod refusal;
 mod revocations;
+mod stale_runs;
 mod supervise;
 mod system;
 mod trusted_files;
@@ -47,11 +49,15 @@ mod watchdog;
 
 use audit::{Auditor, Ending, Facts};
 use cli::{Mode, RunArgs};
+use env::Privilege;
 use identity::{Invoker, Target};
+use inherited::Inherited;
 use jit_policy::{RunAs, Settings};
 use refusal::Refusal;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use supervise::Containment;
+use system::cgroup::SessionCgroup;
 
 fn main() {
     std::process::exit(run());
@@ -74,7 +80,12 @@ fn run() -> i32 {
             )
         }
     };
-    let harden::Hardened { args, env, limits } = hardened;
+    let harden::Hardened {
+        args,
+        env,
+        limits,
+        inherited,
+    } = hardened;
     let mode = match cli::parse(args.into_iter().skip(1).collect()) {
         Ok(m) => m,
         Err(r) => {
@@ -104,7 +115,7 @@ fn run() -> i32 {
                 r.exit
             }
         },
-        Mode::Run(r) => run_mode(r, env, limits),
+        Mode::Run(r) => run_mode(r, env, limits, inherited),
     }
 }
 
@@ -191,7 +202,30 @@ fn reset_auth_mode() -> i32 {
     }
 }
 
-fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits) -> i32 {
+/// jitrun's own processes leave any cgroup the caller may control (her delegated systemd
+/// scope) before anything else: there she could kill or freeze them with cgroup.kill.
+fn enter_own_cgroup(session: &str) -> Result<Option<SessionCgroup>, Refusal> {
+    SessionCgroup::enter(session).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EMFILE) {
+            Refusal::deny(
+                "resource_limit",
+                format!("your open-file limit is too low for jitrun ({e}); raise it (ulimit -n 1024)"),
+            )
+        } else {
+            Refusal::config(
+                "supervise",
+                format!("cannot move jitrun into a cgroup of its own ({e}); on a host with cgroup v2 it does not run inside a cgroup its caller may control"),
+            )
+        }
+    })
+}
+
+fn run_mode(
+    run: RunArgs,
+    env: harden::EnvSnapshot,
+    limits: harden::SavedLimits,
+    inherited: Inherited,
+) -> i32 {
     let mut facts = Facts {
         invoker: None,
         host: "",
@@ -207,6 +241,9 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
         Err(r) => return refuse(&r, None, &facts, requested),
     };
     facts.invoker = Some(&invoker);
+    if let Err(r) = harden::become_unsignalable() {
+        return refuse(&r, None, &facts, requested);
+    }
     let settings = match config::load_settings() {
         Ok(s) => s,
         Err(r) => return refuse(&r, None, &facts, requested),
@@ -225,6 +262,12 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
         }
     };
     let auditor = Auditor::new(&settings, &host, session);
+    let own_cgroup = match enter_own_cgroup(&auditor.session_id) {
+        Ok(c) => c,
+        Err(r) => return refuse(&r, Some(&auditor), &facts, requested),
+    };
+    // Runs whose supervisor and watchdog both vanished are ended (and logged) now.
+    stale_runs::sweep(&auditor, &auditor.session_id);
 
     // The resolved program, once known, so that a refusal names it in its audit event.
     let mut executable: Option<std::path::PathBuf> = None;
@@ -242,13 +285,13 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
         let full_policy: jit_policy::Policy;
         let keys = config::load_keys()?;
         let revocation_list = revocations::load(&keys);
-        let program = command::resolve(&run.command[0], &settings.secure_path, &invoker)?;
-        executable = Some(program.canonical.clone());
+        let located = command::locate_for(&run.command[0], &settings.secure_path, &invoker)?;
+        executable = Some(located.canonical.clone());
         let facts = Facts {
             invoker: Some(&invoker),
             host: &host,
             command: &run.command,
-            executable: Some(&program.canonical),
+            executable: Some(&located.canonical),
         };
         let inputs = decide::Inputs {
             policy: &loaded.policy,
@@ -257,7 +300,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             settings: &settings,
             invoker: &invoker,
             host: &host,
-            program: &program,
+            program: &located,
             run: &run,
             revocations: &revocation_list,
             now: time::OffsetDateTime::now_utc(),
@@ -275,6 +318,8 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             }
             Err(r) => return Err(r),
         };
+        // Opened (as root) only now that a rule allows it.
+        let program = command::open(&located)?;
         let target = match &approved.run_as {
             RunAs::Invoker => Target::invoker(&invoker)?,
             RunAs::Root => Target::named("root")?,
@@ -291,22 +336,37 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
         } else {
             None
         };
+        if let (Some(_), Some(cg)) = (&pam_session, &own_cgroup) {
+            // A PAM session module (pam_systemd) may have moved jitrun into a session scope.
+            cg.reenter().map_err(|e| {
+                Refusal::config(
+                    "supervise",
+                    format!("cannot return to jitrun's cgroup after PAM: {e}"),
+                )
+            })?;
+        }
         decide::consume_use(&approved)?;
         let ends = approved.ends_at(time::OffsetDateTime::now_utc());
-        let argv: Vec<CString> = run
-            .command
-            .iter()
+        // argv[0] is the path the rule matched, never the caller's: a multi-call program acts
+        // on its name (a symlink `pkill` to a rule's pgrep would kill).
+        let argv: Vec<CString> = std::iter::once(approved.matched.as_os_str())
+            .chain(run.command[1..].iter().map(|a| a.as_os_str()))
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<_, _>>()
             .map_err(|_| Refusal::usage("NUL in an argument"))?;
+        let privilege = match (approved.caps.0 == 0, target.uid == invoker.uid) {
+            (true, true) => Privilege::Same,
+            (_, as_caller) => Privilege::Elevated { as_caller },
+        };
         let launch = supervise::Launch {
-            program: &program,
+            program,
             argv,
             envp: env::build(
                 &env,
                 &target,
                 &settings.secure_path,
                 &approved.rule.env_keep,
+                privilege,
             ),
             plan: elevate::Plan {
                 target_name: CString::new(target.name.as_bytes())
@@ -316,6 +376,8 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                 caps: approved.caps,
                 no_new_privs: approved.rule.no_new_privs,
                 limits: limits.clone(),
+                inherited: inherited.clone(),
+                elevated: privilege != Privilege::Same,
             },
             expires: ends,
             revocation: approved.grant.as_ref().map(|g| watchdog::RevocationWatch {
@@ -323,15 +385,30 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                 keys: keys.clone(),
             }),
             kill_grace: settings.kill_grace,
-            cgroup_name: &auditor.session_id,
+            session: own_cgroup.as_ref(),
         };
         let session = auditor.session_id.as_str();
         let outcome = supervise::run(
-            &launch,
+            launch,
             |pid, containment| {
+                if containment == Containment::Cgroup {
+                    // What the next jitrun logs if supervisor and watchdog both vanish.
+                    let lost = Ending {
+                        reason: audit::EndReason::SupervisorKilled,
+                        exit_code: None,
+                        signal: None,
+                        duration_ms: 0,
+                        error: None,
+                    };
+                    let end = audit::end(session, &facts, &approved, &target, pid, &lost);
+                    stale_runs::write(session, &end)?;
+                }
                 let mut start = audit::start(session, &facts, &approved, &target, pid);
                 start.str("jitrun.containment", containment.as_str());
-                auditor.emit(&start)?;
+                if let Err(r) = auditor.emit(&start) {
+                    stale_runs::remove(session);
+                    return Err(r);
+                }
                 if approved
                     .grant
                     .as_ref()
@@ -360,6 +437,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
                 let _ = auditor.record(&audit::end(
                     session, &facts, &approved, &target, pid, &ending,
                 ));
+                stale_runs::remove(session);
             },
         )?;
         // The end event first: nothing printed to a broken terminal may come before it.
@@ -418,7 +496,7 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
         }
         Ok(outcome.exit_code)
     })();
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(r) => {
             let facts = Facts {
@@ -429,5 +507,10 @@ fn run_mode(run: RunArgs, env: harden::EnvSnapshot, limits: harden::SavedLimits)
             };
             refuse(&r, Some(&auditor), &facts, requested)
         }
+    };
+    stale_runs::remove(&auditor.session_id);
+    if let Some(cg) = &own_cgroup {
+        cg.leave();
     }
+    code
 }

@@ -8,7 +8,7 @@ use crate::command::Program;
 use crate::elevate::{self, Plan};
 use crate::identity::std_fd;
 use crate::refusal::Refusal;
-use crate::system::cgroup::RunCgroup;
+use crate::system::cgroup::{RunCgroup, SessionCgroup};
 use crate::system::process::{self, Fork, WaitStatus};
 use crate::system::{fs, signals, term};
 use crate::watchdog::{Guard, Watchdog};
@@ -34,7 +34,7 @@ const HANDLED: &[libc::c_int] = &[
 ];
 
 pub struct Launch<'a> {
-    pub program: &'a Program,
+    pub program: Program,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
     pub plan: Plan,
@@ -43,7 +43,8 @@ pub struct Launch<'a> {
     /// The grant to watch on the revocation list (None for standing access).
     pub revocation: Option<crate::watchdog::RevocationWatch>,
     pub kill_grace: Duration,
-    pub cgroup_name: &'a str,
+    /// The run's cgroup, which jitrun itself already entered (None without cgroup v2).
+    pub session: Option<&'a SessionCgroup>,
 }
 
 pub struct Outcome {
@@ -122,7 +123,7 @@ enum Phase {
 ///   audit `elevate.start`); if it fails, the child is killed before it started.
 /// * `supervisor_lost(pid, elapsed)` runs in the watchdog if the supervisor vanishes.
 pub fn run(
-    launch: &Launch<'_>,
+    launch: Launch<'_>,
     started: impl FnOnce(i32, Containment) -> Result<(), Refusal>,
     supervisor_lost: impl FnOnce(i32, Duration),
 ) -> Result<Outcome, Refusal> {
@@ -134,10 +135,14 @@ pub fn run(
     let me = process::getpgrp();
     let hand_over_terminal = terminal().filter(|&t| foreground_is(t, me));
 
-    // The run's cgroup exists before the fork, so that the child is born inside it. On a host
-    // that has cgroup v2, failing to use it is a refusal, never a silent downgrade.
-    let cgroup = RunCgroup::create(launch.cgroup_name)
-        .map_err(|e| fail("cannot create the command's cgroup", e))?;
+    // The command's cgroup exists before the fork, so that the child is born inside it. On a
+    // host that has cgroup v2, failing to use it is a refusal, never a silent downgrade.
+    let cgroup = match launch.session {
+        Some(session) => session
+            .command()
+            .map_err(|e| fail("cannot create the command's cgroup", e))?,
+        None => None,
+    };
     let forked = match &cgroup {
         Some(cg) => match cg
             .open_dir()
@@ -158,18 +163,30 @@ pub fn run(
         Fork::Child => {
             drop(go_w);
             drop(rep_r);
-            child_main(launch, go_r, rep_w)
+            child_main(&launch, go_r, rep_w)
         }
         Fork::Parent(pid) => pid,
     };
     drop(go_r);
     drop(rep_w);
+    // The command has its own copy of the checked file's descriptor: one less to hold here
+    // (a caller's tiny RLIMIT_NOFILE must leave room for the watchdog's pipe and the pidfd).
+    let Program {
+        fd: program_fd,
+        canonical: program_path,
+        ..
+    } = launch.program;
+    drop(program_fd);
     let started_at = Instant::now();
+    let supervisor = process::getpid();
+    // The watchdog watches the command through this (Linux 5.3+): when the command exits, it
+    // ends what the command left behind even while this supervisor is stopped.
+    let command_exit = process::pidfd_open(child).ok();
 
     let abort = |r: Refusal, cgroup: Option<&RunCgroup>| {
         let _ = signals::kill(child, libc::SIGKILL);
         let _ = process::wait_blocking(child);
-        cleanup(cgroup, child);
+        cleanup(cgroup, child, supervisor);
         if let Some(t) = hand_over_terminal {
             let _ = term::set_foreground(t, me);
         }
@@ -204,14 +221,13 @@ pub fn run(
     let guard = Guard {
         cgroup: cgroup.as_ref(),
         child,
+        supervisor,
+        command_exit: command_exit.as_ref().map(|fd| fd.as_fd()),
+        session: launch.session,
         expires: launch.expires,
         kill_grace: launch.kill_grace,
         revocation: launch.revocation.as_ref(),
-        unneeded: &[
-            go_w.as_raw_fd(),
-            rep_r.as_raw_fd(),
-            launch.program.fd.as_raw_fd(),
-        ],
+        unneeded: &[go_w.as_raw_fd(), rep_r.as_raw_fd()],
     };
     let watchdog = match Watchdog::start(&guard, || supervisor_lost(child, started_at.elapsed())) {
         Ok(w) => {
@@ -239,10 +255,7 @@ pub fn run(
         identity_failed = true;
     } else if let Some(rest) = report.strip_prefix('x') {
         let (code, msg) = rest.split_once(':').unwrap_or(("126", rest));
-        error = Some(format!(
-            "cannot execute {}: {msg}",
-            launch.program.canonical.display()
-        ));
+        error = Some(format!("cannot execute {}: {msg}", program_path.display()));
         exec_code = Some(code.parse().unwrap_or(126));
     }
 
@@ -257,7 +270,7 @@ pub fn run(
             Ok(None) => {}
             Err(r) => {
                 // Cannot wait for the command: end it (the watchdog would, too).
-                terminate(cgroup.as_ref(), child, libc::SIGKILL);
+                terminate(cgroup.as_ref(), child, supervisor, libc::SIGKILL);
                 watchdog.finish();
                 return Err(r);
             }
@@ -266,7 +279,7 @@ pub fn run(
         let timeout = match phase {
             Phase::Running => match launch.expires {
                 Some(exp) if now >= exp => {
-                    terminate(cgroup.as_ref(), child, libc::SIGTERM);
+                    terminate(cgroup.as_ref(), child, supervisor, libc::SIGTERM);
                     phase = Phase::Terminating {
                         kill_at: Instant::now() + launch.kill_grace,
                     };
@@ -278,7 +291,7 @@ pub fn run(
             Phase::Terminating { kill_at } => {
                 let left = kill_at.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    terminate(cgroup.as_ref(), child, libc::SIGKILL);
+                    terminate(cgroup.as_ref(), child, supervisor, libc::SIGKILL);
                     phase = Phase::Killed;
                     continue;
                 }
@@ -294,7 +307,7 @@ pub fn run(
         }
     };
 
-    cleanup(cgroup.as_ref(), child);
+    cleanup(cgroup.as_ref(), child, supervisor);
     if let Some(t) = terminal() {
         if foreground_is(t, child) {
             let _ = term::set_foreground(t, me);
@@ -380,8 +393,10 @@ fn job_control_stop(child: i32, sig: libc::c_int) {
 }
 
 /// Signal everything the command started: the cgroup when there is one (setsid'd children
-/// included), else its process group and the orphans re-parented to us.
-pub fn terminate(cgroup: Option<&RunCgroup>, child: i32, sig: libc::c_int) {
+/// included), else its process group and the orphans re-parented to the supervisor (a child
+/// subreaper). Called by the supervisor and by the watchdog, so the orphans are the
+/// `supervisor`'s children, never the caller's.
+pub fn terminate(cgroup: Option<&RunCgroup>, child: i32, supervisor: i32, sig: libc::c_int) {
     match cgroup {
         Some(cg) if sig == libc::SIGKILL => {
             let _ = cg.kill_all();
@@ -393,20 +408,20 @@ pub fn terminate(cgroup: Option<&RunCgroup>, child: i32, sig: libc::c_int) {
         None => {
             let _ = signals::kill(-child, sig);
             let _ = signals::kill(child, sig);
-            for pid in orphans() {
+            for pid in orphans(supervisor) {
                 let _ = signals::kill(pid, sig);
             }
         }
     }
 }
 
-/// Processes whose parent is this supervisor (re-parented orphans of the command).
 /// The watchdog is also a child of the supervisor; it is never one of the command's orphans.
 static WATCHDOG_PID: AtomicI32 = AtomicI32::new(0);
 
-fn orphans() -> Vec<i32> {
-    let me = process::getpid();
-    let watchdog = WATCHDOG_PID.load(Ordering::Relaxed);
+/// Processes whose parent is `supervisor`: the command's orphans it adopted as a subreaper
+/// (and the command itself), never the watchdog nor the process asking.
+fn orphans(supervisor: i32) -> Vec<i32> {
+    let not = [WATCHDOG_PID.load(Ordering::Relaxed), process::getpid()];
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -419,14 +434,14 @@ fn orphans() -> Vec<i32> {
                     s.rsplit_once(')')
                         .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
                 })
-                == Some(me)
+                == Some(supervisor)
         })
-        .filter(|&pid| pid != watchdog)
+        .filter(|pid| !not.contains(pid))
         .collect()
 }
 
 /// Nothing the command started outlives it: kill what is left and remove the cgroup.
-fn cleanup(cgroup: Option<&RunCgroup>, child: i32) {
+fn cleanup(cgroup: Option<&RunCgroup>, child: i32, supervisor: i32) {
     match cgroup {
         Some(cg) => {
             if cg.is_populated() {
@@ -445,7 +460,7 @@ fn cleanup(cgroup: Option<&RunCgroup>, child: i32) {
             let _ = signals::kill(-child, libc::SIGKILL);
             // Orphans keep arriving while their parents die: repeat until none is left.
             for _ in 0..200 {
-                let left = orphans();
+                let left = orphans(supervisor);
                 if left.is_empty() {
                     break;
                 }

@@ -108,22 +108,133 @@ pub fn read_secret(path: &str, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
     read_checked(path, max, true)
 }
 
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+const READ_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+
 fn read_checked(path: &str, max: usize, secret: bool) -> Result<Option<Vec<u8>>, Refusal> {
     let (dir, name) = split(path);
-    let Some(dirfd) = walk_dir(dir)? else {
-        return Ok(None);
+    let dirfd = match walk_dir(dir) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => return Ok(None),
+        Err(r) if r.code == "resource_limit" => return read_by_path(path, max, secret),
+        Err(r) => return Err(r),
     };
     let c = CString::new(name).map_err(|_| untrusted(path, "NUL in path"))?;
-    let fd = match fs::openat(
-        dirfd.as_fd(),
-        &c,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
-        0,
-    ) {
+    let fd = match fs::openat(dirfd.as_fd(), &c, READ_FLAGS, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) if out_of_descriptors(&e) => {
+            drop(dirfd);
+            return read_by_path(path, max, secret);
+        }
+        Err(e) => return Err(io_refusal(path, e)),
+    };
+    read_open(path, fd, max, secret).map(Some)
+}
+
+/// [`read_checked`] for a process with a single descriptor to spare (a caller's hard
+/// RLIMIT_NOFILE of 4 leaves one beside fds 0-2, and root may lack CAP_SYS_RESOURCE to raise
+/// it): every directory on the way is checked with lstat(2), then the file is opened by path
+/// with O_NOFOLLOW. As sound as the walk: each checked directory is root's and writable by
+/// root alone, so nobody else can change what the path names between the checks and the open.
+/// This is what lets jitrun read its settings, and so log its refusal, under such a limit.
+fn read_by_path(path: &str, max: usize, secret: bool) -> Result<Option<Vec<u8>>, Refusal> {
+    if !check_dirs_by_path(split(path).0)? {
+        return Ok(None);
+    }
+    let c = CString::new(path).map_err(|_| untrusted(path, "NUL in path"))?;
+    let fd = match fs::open(&c, READ_FLAGS) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(io_refusal(path, e)),
     };
+    read_open(path, fd, max, secret).map(Some)
+}
+
+/// `dir` and every directory above it checked with lstat(2), without a descriptor: each a
+/// directory (not a symbolic link), owned by root, writable by root alone. Ok(false) when one
+/// does not exist.
+fn check_dirs_by_path(dir: &str) -> Result<bool, Refusal> {
+    let mut dirs = vec!["/".to_string()];
+    for comp in dir.split('/').filter(|c| !c.is_empty()) {
+        let so_far = format!("{}/{comp}", dirs.last().expect("/").trim_end_matches('/'));
+        if comp == ".." || comp == "." {
+            return Err(untrusted(&so_far, "path with . or .. components"));
+        }
+        dirs.push(so_far);
+    }
+    for d in &dirs {
+        let c = CString::new(d.as_str()).map_err(|_| untrusted(d, "NUL in path"))?;
+        let st = match fs::lstat(&c) {
+            Ok(st) => st,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(e) => return Err(io_refusal(d, e)),
+        };
+        if st.file_type() != libc::S_IFDIR {
+            return Err(untrusted(d, "a symbolic link (or a path through one)"));
+        }
+        check_owner_mode(d, &st)?;
+    }
+    Ok(true)
+}
+
+/// Write `bytes` as `name` in the state directory `dir` (made, mode 0700, under its checked
+/// parent when missing), atomically: a new temporary file, then a rename. It needs one
+/// descriptor at most (the checks of [`read_by_path`]), so that a run under a caller's tiny
+/// RLIMIT_NOFILE can still keep what it must keep.
+pub fn write_state_file(dir: &str, name: &str, bytes: &[u8]) -> Result<(), Refusal> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |e: std::io::Error| Refusal::config("state", format!("{dir}/{name}: {e}"));
+    if !check_dirs_by_path(dir)? {
+        let parent = split(dir).0;
+        if !check_dirs_by_path(parent)? {
+            return Err(Refusal::config(
+                "state",
+                format!("{parent} does not exist; create it owned by root, mode 0700 (make install does)"),
+            ));
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(failed(e)),
+            _ => {}
+        }
+        if !check_dirs_by_path(dir)? {
+            return Err(Refusal::config(
+                "state",
+                format!("{dir} vanished while being created"),
+            ));
+        }
+    }
+    let (tmp, dest) = (format!("{dir}/.{name}.tmp"), format!("{dir}/{name}"));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|_| std::fs::rename(&tmp, &dest));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(failed(e));
+    }
+    Ok(())
+}
+
+/// Remove `name` from the state directory `dir`, checked as [`write_state_file`] does; best
+/// effort, without a descriptor.
+pub fn remove_state_file(dir: &str, name: &str) {
+    if let Ok(true) = check_dirs_by_path(dir) {
+        let _ = std::fs::remove_file(format!("{dir}/{name}"));
+    }
+}
+
+/// Check an opened trusted file and read it.
+fn read_open(path: &str, fd: OwnedFd, max: usize, secret: bool) -> Result<Vec<u8>, Refusal> {
     let st = fs::fstat(fd.as_fd()).map_err(|e| io_refusal(path, e))?;
     if !st.is_file() {
         return Err(untrusted(path, "not a regular file"));
@@ -155,7 +266,7 @@ fn read_checked(path: &str, max: usize, secret: bool) -> Result<Option<Vec<u8>>,
     if buf.len() > max {
         return Err(untrusted(path, "grew larger than jitrun reads"));
     }
-    Ok(Some(buf))
+    Ok(buf)
 }
 
 /// The identity of a trusted file without reading it: the same checks as [`read`] (every

@@ -9,6 +9,11 @@
 //! watchdog kills the whole tree at once, removes the cgroup and logs `elevate.end` with
 //! `supervisor_killed`: nothing runs unsupervised and nothing ends unlogged.
 //!
+//! It also watches the command itself (a pidfd): when the command exits, whatever it left
+//! behind is killed at once, even while the supervisor is stopped (a caller who continues only
+//! the command of a stopped job must not keep its setsid'd children running, standing rules
+//! included). The supervisor logs the end when it runs again.
+//!
 //! It also watches the revocation list (docs/broker.md): every 2 s it looks whether
 //! `/var/lib/jitrun/revocations` changed (inode, size, mtime) and, when it did, verifies it
 //! again; once the grant is on it, the command ends like at expiry (SIGTERM, `kill_grace`,
@@ -16,11 +21,11 @@
 
 use crate::revocations::{self, Fingerprint, ListState};
 use crate::supervise::terminate;
-use crate::system::cgroup::RunCgroup;
+use crate::system::cgroup::{RunCgroup, SessionCgroup};
 use crate::system::fs;
 use crate::system::process::{self, Fork};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
@@ -39,6 +44,12 @@ pub struct RevocationWatch {
 pub struct Guard<'a> {
     pub cgroup: Option<&'a RunCgroup>,
     pub child: libc::pid_t,
+    /// The supervisor's pid: whose adopted orphans to end without a cgroup.
+    pub supervisor: libc::pid_t,
+    /// A pidfd of the command (None on kernels before 5.3): readable once it exited.
+    pub command_exit: Option<BorrowedFd<'a>>,
+    /// The run's cgroup directory: left and removed when the watchdog ends a run alone.
+    pub session: Option<&'a SessionCgroup>,
     pub expires: Option<OffsetDateTime>,
     pub kill_grace: Duration,
     pub revocation: Option<&'a RevocationWatch>,
@@ -128,9 +139,56 @@ impl RevocationCheck<'_> {
     }
 }
 
+/// Where the watchdog is in ending the command.
+struct Ending<'g, 'a> {
+    guard: &'g Guard<'a>,
+    kill_at: Option<Instant>,
+    revoked: bool,
+}
+
+impl Ending<'_, '_> {
+    /// SIGTERM to everything the command started; SIGKILL after `kill_grace`.
+    fn begin(&mut self) {
+        let g = self.guard;
+        terminate(g.cgroup, g.child, g.supervisor, libc::SIGTERM);
+        self.kill_at = Some(Instant::now() + g.kill_grace);
+    }
+
+    fn kill(&self) {
+        let g = self.guard;
+        terminate(g.cgroup, g.child, g.supervisor, libc::SIGKILL);
+    }
+
+    /// Nothing arrived before the time-out: kill at the end of the grace period, begin at
+    /// expiry, or when the grant is on the revocation list.
+    fn on_timeout(&mut self, revocation: Option<&mut RevocationCheck<'_>>) {
+        match self.kill_at {
+            Some(at) if Instant::now() >= at => {
+                self.kill();
+                self.kill_at = Some(Instant::now() + Duration::from_secs(3600));
+            }
+            Some(_) => {}
+            None if self
+                .guard
+                .expires
+                .is_some_and(|exp| OffsetDateTime::now_utc() >= exp) =>
+            {
+                self.begin()
+            }
+            None => {
+                if let Some(check) = revocation {
+                    if Instant::now() >= check.next && check.revoked(false) {
+                        self.revoked = true;
+                        self.begin();
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOnce()) -> ! {
     let mut from_supervisor = std::fs::File::from(from_supervisor);
-    let mut revoked = false;
     // The caller's RLIMIT_NOFILE (inherited, possibly tiny) must not keep the watchdog from
     // reading the revocation list: drop what it does not need, and raise the limit where the
     // kernel lets root (not in containers without CAP_SYS_RESOURCE).
@@ -141,7 +199,12 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
     }
     let _ = process::setsid();
     let _ = fs::std_fds_to_null();
-    let mut kill_at: Option<Instant> = None;
+    let mut ending = Ending {
+        guard,
+        kill_at: None,
+        revoked: false,
+    };
+    let mut command_exit = guard.command_exit;
     let mut revocation = guard.revocation.map(|watch| RevocationCheck {
         watch,
         seen: None,
@@ -150,13 +213,12 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
     // The list may have changed between the decision and the start.
     if let Some(check) = revocation.as_mut() {
         if check.revoked(true) {
-            revoked = true;
-            terminate(guard.cgroup, guard.child, libc::SIGTERM);
-            kill_at = Some(Instant::now() + guard.kill_grace);
+            ending.revoked = true;
+            ending.begin();
         }
     }
     loop {
-        let mut timeout = match (kill_at, guard.expires) {
+        let mut timeout = match (ending.kill_at, guard.expires) {
             (Some(at), _) => at.saturating_duration_since(Instant::now()),
             (None, Some(exp)) => {
                 let left = exp - OffsetDateTime::now_utc();
@@ -164,48 +226,37 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
             }
             (None, None) => Duration::from_secs(3600),
         };
-        if let (None, Some(check)) = (kill_at, revocation.as_ref()) {
+        if let (None, Some(check)) = (ending.kill_at, revocation.as_ref()) {
             timeout = timeout.min(check.next.saturating_duration_since(Instant::now()));
         }
-        match fs::poll_readable(from_supervisor.as_fd(), timeout) {
-            Ok(true) => {
-                let mut byte = [0u8; 1];
-                let done = from_supervisor
-                    .read(&mut byte)
-                    .map(|n| n == 1 && byte[0] == b'd')
-                    .unwrap_or(false);
-                if done {
-                    process::exit_now(if revoked { EXIT_REVOKED } else { 0 });
-                }
-                break; // end of file: the supervisor is gone
-            }
-            Ok(false) => match kill_at {
-                Some(at) if Instant::now() >= at => {
-                    terminate(guard.cgroup, guard.child, libc::SIGKILL);
-                    kill_at = Some(Instant::now() + Duration::from_secs(3600));
-                }
-                Some(_) => {}
-                None if guard
-                    .expires
-                    .is_some_and(|exp| OffsetDateTime::now_utc() >= exp) =>
-                {
-                    terminate(guard.cgroup, guard.child, libc::SIGTERM);
-                    kill_at = Some(Instant::now() + guard.kill_grace);
-                }
-                None => {
-                    if let Some(check) = revocation.as_mut() {
-                        if Instant::now() >= check.next && check.revoked(false) {
-                            revoked = true;
-                            terminate(guard.cgroup, guard.child, libc::SIGTERM);
-                            kill_at = Some(Instant::now() + guard.kill_grace);
-                        }
-                    }
-                }
-            },
+        let mut fds = vec![from_supervisor.as_fd()];
+        fds.extend(command_exit);
+        let ready = match fs::poll_readable_any(&fds, timeout) {
+            Ok(r) => r,
             Err(_) => break, // cannot watch: fail closed
+        };
+        if ready.get(1) == Some(&true) {
+            // The command exited: nothing it started outlives it, whether or not the
+            // supervisor (perhaps stopped for job control) gets to it now.
+            ending.kill();
+            command_exit = None;
+        }
+        if ready[0] {
+            let mut byte = [0u8; 1];
+            let done = from_supervisor
+                .read(&mut byte)
+                .map(|n| n == 1 && byte[0] == b'd')
+                .unwrap_or(false);
+            if done {
+                process::exit_now(if ending.revoked { EXIT_REVOKED } else { 0 });
+            }
+            break; // end of file: the supervisor is gone
+        }
+        if !ready.contains(&true) {
+            ending.on_timeout(revocation.as_mut());
         }
     }
-    terminate(guard.cgroup, guard.child, libc::SIGKILL);
+    ending.kill();
     supervisor_lost();
     if let Some(cg) = guard.cgroup {
         for _ in 0..500 {
@@ -215,6 +266,9 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
             std::thread::sleep(Duration::from_millis(10));
         }
         cg.remove();
+    }
+    if let Some(session) = guard.session {
+        session.leave();
     }
     process::exit_now(0)
 }

@@ -1,9 +1,14 @@
-//! A cgroup v2 per run: the command and everything it starts (setsid included) stay in
-//! it, and `cgroup.kill` ends them all at once.
+//! A cgroup v2 per run, `<mount>/jitrun/<session>/`, owned by root, with two leaves:
+//! `supervisor` holds jitrun's own processes (from right after hardening: the supervisor, then
+//! the watchdog) and `command` the command and everything it starts (setsid included), which
+//! `cgroup.kill` ends at once. No caller can move jitrun's processes out of `supervisor`, freeze
+//! or kill them through a cgroup of her own: migrating a process needs write access to the
+//! common ancestor's `cgroup.procs`, here the root cgroup's. A session whose `supervisor` leaf
+//! is empty lost its supervisor and watchdog (see `stale_runs.rs`).
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
 
@@ -35,7 +40,15 @@ pub fn mount_point() -> io::Result<Option<PathBuf>> {
         };
         if right.split_whitespace().next() == Some("cgroup2") {
             if let Some(mount) = left.split_whitespace().nth(4) {
-                return Ok(Some(PathBuf::from(unescape_octal(mount))));
+                // Only if it is still reachable there: a mount over it hides it (and jitrun
+                // must never make directories in whatever file system covers it).
+                let mount = unescape_octal(mount);
+                let Ok(c) = std::ffi::CString::new(mount.as_bytes()) else {
+                    continue;
+                };
+                if is_cgroup2(&c) {
+                    return Ok(Some(PathBuf::from(mount)));
+                }
             }
         }
     }
@@ -61,29 +74,102 @@ fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// One run's cgroup.
-#[derive(Debug)]
-pub struct RunCgroup {
-    pub path: PathBuf,
+const PARENT: &str = "jitrun";
+const SUPERVISOR: &str = "supervisor";
+const COMMAND: &str = "command";
+
+fn mkdir(path: &Path) -> io::Result<()> {
+    match fs::create_dir(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
 }
 
-impl RunCgroup {
-    /// Create `<mount>/jitrun/<name>`. Ok(None) only when this host cannot contain a run
-    /// (no cgroup v2, or no `cgroup.kill`: Linux before 5.14); any failure on a host that can
-    /// is an error, so that a caller's tricks (a tiny RLIMIT_NOFILE) never silently downgrade.
-    pub fn create(name: &str) -> io::Result<Option<RunCgroup>> {
+/// `<mount>/jitrun`, created when missing; it must be root's.
+fn parent_dir(mount: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = mount.join(PARENT);
+    mkdir(&parent)?;
+    let meta = fs::symlink_metadata(&parent)?;
+    if !meta.is_dir() || meta.uid() != 0 {
+        return Err(io::Error::other(format!(
+            "{} is not a directory owned by root",
+            parent.display()
+        )));
+    }
+    Ok(parent)
+}
+
+fn is_populated(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.events"))
+        .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// Is the session's `supervisor` leaf empty? Only what the kernel says counts: a leaf that
+/// cannot be read (no descriptor left, say) is taken as alive, and a session without one is
+/// left alone (a jitrun between its two mkdirs, or an older jitrun's run).
+fn supervisor_gone(session: &Path) -> bool {
+    fs::read_to_string(session.join(SUPERVISOR).join("cgroup.events"))
+        .map(|events| events.lines().any(|l| l.trim() == "populated 0"))
+        .unwrap_or(false)
+}
+
+fn move_self(dir: &Path) -> io::Result<()> {
+    fs::write(
+        dir.join("cgroup.procs"),
+        super::process::getpid().to_string(),
+    )
+}
+
+/// One run's cgroup directory, `<mount>/jitrun/<session>`, and jitrun's own leaf in it.
+#[derive(Debug)]
+pub struct SessionCgroup {
+    pub dir: PathBuf,
+    parent: PathBuf,
+}
+
+impl SessionCgroup {
+    /// Create `<mount>/jitrun/<session>/supervisor` and move the calling process into it.
+    /// Ok(None): this host has no cgroup v2. A directory that a concurrent sweep of abandoned
+    /// sessions removed between the steps (an empty `supervisor` leaf; ENOENT) is made again.
+    pub fn enter(session: &str) -> io::Result<Option<SessionCgroup>> {
         let Some(mount) = mount_point()? else {
             return Ok(None);
         };
-        let parent = mount.join("jitrun");
-        match fs::create_dir(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+        let parent = parent_dir(&mount)?;
+        let cg = SessionCgroup {
+            dir: parent.join(session),
+            parent,
+        };
+        cg.reenter()?;
+        Ok(Some(cg))
+    }
+
+    /// Move the calling process into the session's `supervisor` leaf, making the directories
+    /// as needed (also after a PAM module such as pam_systemd moved it into a session scope).
+    pub fn reenter(&self) -> io::Result<()> {
+        let leaf = self.dir.join(SUPERVISOR);
+        let mut last = io::Error::from(io::ErrorKind::NotFound);
+        for _ in 0..5 {
+            match mkdir(&self.dir)
+                .and_then(|_| mkdir(&leaf))
+                .and_then(|_| move_self(&leaf))
+            {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => last = e,
+                other => return other,
+            }
         }
-        let path = parent.join(name);
-        fs::create_dir(&path)?;
-        let cg = RunCgroup { path };
+        Err(last)
+    }
+
+    /// The command's leaf. Ok(None) when the kernel has no `cgroup.kill` (before Linux 5.14):
+    /// the command is then held by its process group instead.
+    pub fn command(&self) -> io::Result<Option<RunCgroup>> {
+        let cg = RunCgroup {
+            path: self.dir.join(COMMAND),
+        };
+        mkdir(&cg.path)?;
         match fs::metadata(cg.path.join("cgroup.kill")) {
             Ok(_) => Ok(Some(cg)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -97,6 +183,54 @@ impl RunCgroup {
         }
     }
 
+    /// At the end of the run: move to `<mount>/jitrun` (no controller is ever enabled there,
+    /// so a process may sit in it) and remove the session's directories. Best effort: what is
+    /// left is an empty session that the next sweep removes.
+    pub fn leave(&self) {
+        if move_self(&self.parent).is_ok() {
+            remove_session(&self.dir);
+        }
+    }
+}
+
+/// Remove a session's (empty) directories; best effort.
+pub fn remove_session(dir: &Path) {
+    for leaf in [COMMAND, SUPERVISOR] {
+        let _ = fs::remove_dir(dir.join(leaf));
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// The sessions under `<mount>/jitrun` whose `supervisor` leaf holds no process: their
+/// supervisor and watchdog have ended. Their directory and the command's leaf.
+pub fn abandoned_sessions() -> Vec<(String, PathBuf, RunCgroup)> {
+    let Ok(Some(mount)) = mount_point() else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(mount.join(PARENT)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .filter(|(_, dir)| supervisor_gone(dir))
+        .map(|(name, dir)| {
+            let command = RunCgroup {
+                path: dir.join(COMMAND),
+            };
+            (name, dir, command)
+        })
+        .collect()
+}
+
+/// One run's command cgroup (`<mount>/jitrun/<session>/command`).
+#[derive(Debug)]
+pub struct RunCgroup {
+    pub path: PathBuf,
+}
+
+impl RunCgroup {
     /// A descriptor on the cgroup directory, for clone3(CLONE_INTO_CGROUP).
     pub fn open_dir(&self) -> io::Result<std::os::fd::OwnedFd> {
         use std::os::unix::ffi::OsStrExt;
@@ -127,9 +261,7 @@ impl RunCgroup {
     }
 
     pub fn is_populated(&self) -> bool {
-        fs::read_to_string(self.path.join("cgroup.events"))
-            .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
-            .unwrap_or(false)
+        is_populated(&self.path)
     }
 
     /// Remove the (empty) cgroup directory; best effort.

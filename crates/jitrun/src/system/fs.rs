@@ -9,18 +9,21 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// Run `f` with the file-system identity (fsuid/fsgid) of `uid`/`gid` and no effective
 /// capabilities, then return to the previous identity and capabilities. Every open inside `f`
 /// is checked as that user: no DAC override, and no CAP_SYS_PTRACE to open another process's
-/// `/proc/PID/fd` links. `uid`/`gid` must be the real ids (the kernel allows those without
-/// privilege). Fails closed: if the previous state cannot be restored, the error is returned.
+/// `/proc/PID/fd` links. The ids are taken while CAP_SETUID/CAP_SETGID are still effective
+/// (jitrun's real uid is root's by then, see `harden::become_unsignalable`), then every
+/// effective capability is dropped. Fails closed: if the previous state cannot be restored,
+/// the error is returned.
 pub fn as_user_fs<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> io::Result<T> {
     let saved = super::caps::get()?;
     let (old_uid, old_gid) = (current_fsuid(), current_fsgid());
-    super::caps::set(super::caps::CapSets {
+    set_fs_ids(uid, gid);
+    let dropped = super::caps::set(super::caps::CapSets {
         effective: 0,
         ..saved
-    })?;
-    set_fs_ids(uid, gid);
-    if (current_fsuid(), current_fsgid()) != (uid, gid) {
+    });
+    if dropped.is_err() || (current_fsuid(), current_fsgid()) != (uid, gid) {
         restore_fs(saved, old_uid, old_gid)?;
+        dropped?;
         return Err(io::Error::other(format!(
             "could not take the file-system identity of uid {uid}"
         )));
@@ -171,8 +174,24 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable struct stat for the duration of the call.
     check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(to_stat(&st))
+}
+
+/// `lstat(path)`: the metadata of the path's last component itself (a symbolic link is
+/// reported as one), without a descriptor.
+pub fn lstat(path: &CStr) -> io::Result<Stat> {
+    // SAFETY: all-zero bytes are a valid `struct stat`; lstat fills it in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` writable, both for the duration of the call.
+    check(unsafe { libc::lstat(path.as_ptr(), &mut st) })?;
+    Ok(to_stat(&st))
+}
+
+// nlink_t is u64 here and u32 on other targets.
+#[allow(clippy::unnecessary_cast)]
+fn to_stat(st: &libc::stat) -> Stat {
     let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
-    Ok(Stat {
+    Stat {
         mode: st.st_mode,
         uid: st.st_uid,
         size: st.st_size as u64,
@@ -181,7 +200,7 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
         nlink: st.st_nlink as u64,
         mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
         ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
-    })
+    }
 }
 
 /// Take an exclusive `flock` on the file (blocking); released when the file is closed.
@@ -225,23 +244,35 @@ pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
 
 /// Wait up to `timeout` for `fd` to become readable (data or end of file). EINTR is a time-out.
 pub fn poll_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    Ok(poll_readable_any(&[fd], timeout)?[0])
+}
+
+/// Wait up to `timeout` for any of `fds` to become readable (data, end of file, or for a
+/// pidfd the process's exit); which ones are. EINTR is a time-out (none ready).
+pub fn poll_readable_any(
+    fds: &[BorrowedFd<'_>],
+    timeout: std::time::Duration,
+) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: one valid pollfd for the duration of the call.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    // SAFETY: `pfds` holds `pfds.len()` valid pollfd entries for the duration of the call.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
     if r < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
+            Ok(vec![false; fds.len()])
         } else {
             Err(e)
         };
     }
-    Ok(r > 0)
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
 }
 
 /// Close descriptors inherited across fork that this (child) process will never use. Only for

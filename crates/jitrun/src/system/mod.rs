@@ -1,6 +1,7 @@
 //! The operating-system layer: every `unsafe` block of jitrun lives here, behind
 //! small safe functions. Everything above this module is safe Rust.
 
+pub mod attrs;
 pub mod caps;
 pub mod cgroup;
 pub mod fs;

@@ -71,6 +71,20 @@ pub fn fork_into_cgroup(cgroup_dir: BorrowedFd<'_>) -> io::Result<Fork> {
     }
 }
 
+/// `pidfd_open(pid, 0)` (Linux 5.3+): a descriptor that becomes readable when `pid` exits.
+/// Only for a process that cannot be reaped meanwhile (an unreaped child of the caller), so
+/// that the pid cannot name another process.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only; the returned descriptor is new.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(fd).map_err(io::Error::other)?;
+    // SAFETY: `fd` was just returned by pidfd_open (close-on-exec) and is owned by us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Leave the process without running destructors or atexit handlers (child side).
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.

@@ -545,10 +545,14 @@ DEFENCES: list[Defence] = [
           "            #[allow(unreachable_code)]\n")],
         [f"{BF}::test_revoking_by_id_works_without_the_grants_row"], package="jit-broker"),
     Defence(
-        "broker: held revocation watches are capped (http.max_watches)", f"{BSRC}/api.rs",
-        [("    let Some(_held) = b.watches.try_hold() else {\n",
-          "    let Some(_held) = Some(()) else {\n")],
+        "broker: held revocation watches are capped (http.max_watches)", f"{BSRC}/watch.rs",
+        [("        let slot = self.slots.clone().try_acquire_owned().map_err(|_| Full::Broker)?;\n",
+          "        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().map_err(|_| Full::Broker)?;\n")],
         [f"{BW}::test_held_watches_are_capped_and_other_calls_go_on"], package="jit-broker"),
+    Defence(
+        "broker: one host's callers hold at most http.max_watches_per_host watches", f"{BSRC}/watch.rs",
+        [("        if by_host.get(host).copied().unwrap_or(0) >= self.per_host {\n", "        if false {\n")],
+        [f"{BW}::test_one_host_cannot_take_every_watch"], package="jit-broker"),
     Defence(
         "broker: watchers follow the store's seq, not only this process's revocations", f"{BSRC}/watch.rs",
         [("        let _ = tokio::time::timeout(RECHECK, b.watches.poke.notified()).await;\n",

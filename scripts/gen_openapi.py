@@ -127,7 +127,7 @@ ERRS = {
     "409": "the object is not in a state for this (`not_pending`, `already_approved`, `already_revoked`, `grant_expired`, `request_expired`, `host_exists`, `key_in_use`, `host_retired`)",
     "413": "body over 64 KiB (`body_too_large`)",
     "415": "a body without `Content-Type: application/json` (`unsupported_media_type`)",
-    "429": "the broker holds as many revocation watches as it may (`too_many_watches`, http.max_watches): fetch the list without after_seq, or watch again after the Retry-After header's seconds (or on another broker)",
+    "429": "the broker holds as many revocation watches as it may (`too_many_watches`: http.max_watches, or the caller's host http.max_watches_per_host): fetch the list without after_seq, or watch again after the Retry-After header's seconds (or on another broker)",
     "500": "the broker failed (`internal`)",
     "503": "the store cannot take a write, or its file system is full or read-only (`not_ready`)",
 }
@@ -192,7 +192,7 @@ paths = {
                                              {"name": "wait", "in": "query", "required": False,
                                               "schema": {"type": "integer", "minimum": 0, "maximum": 3600},
                                               "description": "seconds to hold at most (the broker's http.watch_hold caps it; 0: no hold)"}],
-                                     description="A watch (after_seq) holds a connection: at most http.max_watches are held at once, past that 429 `too_many_watches` with Retry-After. Every replica on one store wakes its watchers within a second of a revocation made on any of them."),
+                                     description="A watch (after_seq) holds a connection: at most http.max_watches are held at once (http.max_watches_per_host for one host's callers), past that 429 `too_many_watches` with Retry-After. Every replica on one store wakes its watchers within a second of a revocation made on any of them."),
                                 "operationId": "revocations"}},
     "/v1/sealed/used": {"post": {**op("Report uses of sealed break-glass grants on the calling host (root on an enrolled host)", "200", "Recorded", body="UsesBody",
                                       description="Sent by `jitctl revocations sync` and `watch`: the use counters written since the last report. Only sealed grants valid for the calling host are recorded (once per grant and host, `grant.sealed_use`); other ids are ignored. 403 `not_root` for anyone but uid 0."),

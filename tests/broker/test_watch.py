@@ -105,6 +105,31 @@ def test_held_watches_are_capped_and_other_calls_go_on(make_broker):
     held(b, 0)
 
 
+def test_one_host_cannot_take_every_watch(make_broker):
+    b = make_broker(extra='[http]\nmax_watches_per_host = 1\nwatch_hold = "300s"\n')
+    dave = b.person("dave", 1004, ["dba", "oncall"], host="db-1")
+    alice = b.person("alice", 1001, ["netops", "dba"], host="web-1")
+    seq = current_seq(b, dave)
+    first = Watch(b, dave, seq)
+    held(b, 1)
+    # Another watch from db-1, by anyone there: refused; one from web-1: held.
+    r = Watch(b, b.person("mallory", 1005, ["users"], host="db-1"), seq).result(timeout=60)
+    assert r.status == 429 and r.error_code() == "too_many_watches", r.body
+    assert "for host db-1" in r.json["error"]["message"], r.body
+    other = Watch(b, alice, seq)
+    held(b, 2)
+    gid = grant(b, dave)
+    b.ok(dave, "POST", f"/v1/grants/{gid}/revoke", {"reason": "per host"})
+    for w in (first, other):
+        assert w.result().json["seq"] > seq
+    held(b, 0)
+    # The slot is back once the watch is answered.
+    seq = current_seq(b, dave)
+    again = Watch(b, dave, seq)
+    held(b, 1)
+    assert again.is_alive()
+
+
 def test_max_watches_must_leave_connections_for_everything_else(tmp_path):
     b = Broker(tmp_path / "b", workflows=[NET, ONCALL], extra='[http]\nmax_connections = 100\nmax_watches = 51\n')
     try:

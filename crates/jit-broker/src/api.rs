@@ -9,7 +9,7 @@ use crate::grants::RevokeBody;
 use crate::metrics::{StoreGauges, WatchGauges};
 use crate::roles::require_admin;
 use crate::store::read;
-use crate::watch::Woken;
+use crate::watch::{Full, Woken};
 use crate::workflow::{self, ApproveBody, Events, ReasonBody};
 use crate::{grants, hosts};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -415,11 +415,11 @@ async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) 
 /// until the list's seq passes it, then answered with the list (the same one when the hold
 /// ran out). Past `http.max_watches` held at once: 429 with Retry-After.
 async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    let (list, q) = attested(
+    let (list, q, host) = attested(
         b.clone(),
         call,
         q,
-        |b, _, call, q: RevocationsQuery, now| {
+        |b, c, call, q: RevocationsQuery, now| {
             no_body(call)?;
             if q.wait.is_some_and(|w| w > MAX_WAIT) {
                 return Err(ApiError::bad(
@@ -427,7 +427,7 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
                     format!("wait is in seconds, at most {MAX_WAIT} (the broker holds a watch http.watch_hold at most)"),
                 ));
             }
-            view(grants::revocations(b, now).map(|list| (list, q)))
+            view(grants::revocations(b, now).map(|list| (list, q, c.host.clone())))
         },
     )
     .await?;
@@ -441,8 +441,9 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
         Some(after) if after >= seq && !hold.is_zero() => after,
         _ => return Ok(ok(StatusCode::OK, list)),
     };
-    let Some(_held) = b.watches.try_hold() else {
-        return Ok(too_many_watches(&b));
+    let _held = match b.watches.try_hold(&host) {
+        Ok(held) => held,
+        Err(full) => return Ok(too_many_watches(&b, full, &host)),
     };
     let answer = match b.watches.wait_past(after, hold).await {
         Woken::Changed(list) => list.as_ref().clone(),
@@ -457,15 +458,22 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
 /// The largest `wait` (seconds) a watch may ask for.
 const MAX_WAIT: u64 = 3600;
 
-fn too_many_watches(b: &Broker) -> Response {
+fn too_many_watches(b: &Broker, full: Full, host: &str) -> Response {
     let retry = b.config.http.watch_hold.as_secs().max(1);
+    let held = match full {
+        Full::Broker => format!(
+            "this broker holds {} revocation watches already (http.max_watches)",
+            b.watches.limit()
+        ),
+        Full::Host => format!(
+            "this broker holds {} revocation watches for host {host} already (http.max_watches_per_host)",
+            b.watches.per_host()
+        ),
+    };
     let mut resp = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_watches",
-        format!(
-            "this broker holds {} revocation watches already (http.max_watches); fetch the list without after_seq, or watch again in {retry}s (or from another broker)",
-            b.watches.limit()
-        ),
+        format!("{held}; fetch the list without after_seq, or watch again in {retry}s (or from another broker)"),
     )
     .into_response();
     resp.headers_mut()

@@ -68,7 +68,7 @@ pub fn open_broker(config: Config) -> Result<Broker, CliError> {
         outbox: tokio::sync::Notify::new(),
         readiness: std::sync::Mutex::new(None),
         // Sized by `serve` from the connection limit; the admin commands hold none.
-        watches: crate::watch::Watches::new(1),
+        watches: crate::watch::Watches::new(1, 1),
         store: Arc::new(store),
         config,
     })

@@ -107,6 +107,10 @@ pub struct HttpSettings {
     /// Most revocation watches held at once; 0 = half the connection limit.
     #[serde(default)]
     pub max_watches: u32,
+    /// Most revocation watches held at once for callers attested from one host (its watch
+    /// service needs one; a restart may leave the old one held until its hold ends).
+    #[serde(default = "default_watches_per_host")]
+    pub max_watches_per_host: u32,
 }
 
 /// The longest `http.watch_hold` accepted.
@@ -121,6 +125,9 @@ fn default_idle_timeout() -> Duration {
 fn default_watch_hold() -> Duration {
     Duration::from_secs(50)
 }
+fn default_watches_per_host() -> u32 {
+    4
+}
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -130,6 +137,7 @@ impl Default for HttpSettings {
             max_connections: 0,
             watch_hold: default_watch_hold(),
             max_watches: 0,
+            max_watches_per_host: default_watches_per_host(),
         }
     }
 }
@@ -417,6 +425,9 @@ fn check_http(http: &HttpSettings) -> Result<(), String> {
     }
     if http.idle_timeout < second {
         return Err("http.idle_timeout must be at least 1s".into());
+    }
+    if http.max_watches_per_host == 0 {
+        return Err("http.max_watches_per_host must be at least 1".into());
     }
     if http.watch_hold < second || http.watch_hold > MAX_WATCH_HOLD {
         return Err(format!(

@@ -235,7 +235,8 @@ pub fn serve(mut broker: Broker) -> Result<(), CliError> {
         .map_err(other)?;
     let watches =
         crate::limits::watch_limit(broker.config.http.max_watches, limit).map_err(other)?;
-    broker.watches = crate::watch::Watches::new(watches);
+    broker.watches =
+        crate::watch::Watches::new(watches, broker.config.http.max_watches_per_host as usize);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

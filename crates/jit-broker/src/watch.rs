@@ -14,8 +14,9 @@ use crate::broker::Broker;
 use crate::grants::list_json;
 use crate::store::read;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -37,8 +38,43 @@ pub struct Watches {
     poke: Notify,
     slots: Arc<Semaphore>,
     limit: usize,
-    /// Watches answered 429 because `limit` were held.
+    /// Most held at once for callers attested from one host (`http.max_watches_per_host`).
+    per_host: usize,
+    by_host: Mutex<HashMap<String, usize>>,
+    /// Watches answered 429 because `limit` (or the host's share) were held.
     pub refused: AtomicU64,
+}
+
+/// Why a watch was not held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// `http.max_watches` are held.
+    Broker,
+    /// The caller's host holds `http.max_watches_per_host`.
+    Host,
+}
+
+/// A held watch: its slot of the broker's and of its host's, given back when dropped.
+pub struct Held<'a> {
+    _slot: OwnedSemaphorePermit,
+    host: String,
+    watches: &'a Watches,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut by_host = self
+            .watches
+            .by_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by_host.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                by_host.remove(&self.host);
+            }
+        }
+    }
 }
 
 /// Why a held request ended.
@@ -53,14 +89,21 @@ pub enum Woken {
 }
 
 impl Watches {
-    pub fn new(limit: usize) -> Watches {
+    pub fn new(limit: usize, per_host: usize) -> Watches {
         Watches {
             seen: watch::Sender::new(Seen::default()),
             poke: Notify::new(),
             slots: Arc::new(Semaphore::new(limit)),
             limit,
+            per_host,
+            by_host: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// The most watches held at once for one host.
+    pub fn per_host(&self) -> usize {
+        self.per_host
     }
 
     /// The most watches held at once.
@@ -84,13 +127,33 @@ impl Watches {
         self.seen.send_modify(|s| s.closing = true);
     }
 
-    /// One of the held slots, or None when `limit` are held (the caller answers 429).
-    pub fn try_hold(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = self.slots.clone().try_acquire_owned().ok();
-        if permit.is_none() {
+    /// A slot for a watch of a caller attested from `host`, unless the broker holds `limit`
+    /// or that host its share (then the caller answers 429): one host's users cannot take
+    /// every slot from the others.
+    pub fn try_hold(&self, host: &str) -> Result<Held<'_>, Full> {
+        let held = self.reserve(host);
+        if held.is_err() {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
-        permit
+        held
+    }
+
+    fn reserve(&self, host: &str) -> Result<Held<'_>, Full> {
+        let mut by_host = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
+        if by_host.get(host).copied().unwrap_or(0) >= self.per_host {
+            return Err(Full::Host);
+        }
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Full::Broker)?;
+        *by_host.entry(host.to_string()).or_insert(0) += 1;
+        Ok(Held {
+            _slot: slot,
+            host: host.to_string(),
+            watches: self,
+        })
     }
 
     /// Wait until the store's seq is above `after`, at most `hold`.
@@ -160,7 +223,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn watchers_wake_on_a_newer_seq_or_at_the_hold() {
         let list = |seq: u64| serde_json::json!({ "seq": seq });
-        let w = Arc::new(Watches::new(2));
+        let w = Arc::new(Watches::new(2, 2));
         w.publish(5, list(5));
         // Already past: at once, with the list.
         assert_eq!(
@@ -192,14 +255,18 @@ mod tests {
     }
 
     #[test]
-    fn at_most_limit_are_held() {
-        let w = Watches::new(2);
-        let a = w.try_hold().unwrap();
-        let _b = w.try_hold().unwrap();
-        assert_eq!(w.held(), 2);
-        assert!(w.try_hold().is_none());
-        assert_eq!(w.refused.load(Ordering::Relaxed), 1);
+    fn at_most_limit_are_held_and_each_host_its_share() {
+        let w = Watches::new(3, 2);
+        let a = w.try_hold("web-1").unwrap();
+        let _b = w.try_hold("web-1").unwrap();
+        assert_eq!(w.try_hold("web-1").err(), Some(Full::Host));
+        let _c = w.try_hold("web-2").unwrap();
+        assert_eq!(w.held(), 3);
+        assert_eq!(w.try_hold("web-3").err(), Some(Full::Broker));
+        assert_eq!(w.refused.load(Ordering::Relaxed), 2);
         drop(a);
-        assert!(w.try_hold().is_some());
+        assert!(w.try_hold("web-1").is_ok());
+        // A refusal takes nothing from the host's share.
+        assert!(!w.by_host.lock().unwrap().contains_key("web-3"));
     }
 }

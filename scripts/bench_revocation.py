@@ -34,10 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "harness"))
 sys.path.insert(0, str(REPO / "tests" / "e2e_broker"))
-from broker_lab import ROOT, free_port, start_world, stop_process  # noqa: E402
-from jitlab import Lab, toml_value  # noqa: E402
-from netns_hosts import NetHosts, tls_files, wait_until  # noqa: E402
-from test_hosts_netns import _serve_tls, fleet_policy, replica_config  # noqa: E402
+from broker_lab import start_world, stop_process  # noqa: E402
+from jitlab import Lab  # noqa: E402
+from netns_hosts import NetHosts, wait_until  # noqa: E402
+from test_hosts_netns import fleet  # noqa: E402
 
 
 def percentile(xs: list[float], p: float) -> float:
@@ -98,23 +98,7 @@ def main() -> int:
         net = NetHosts(lab, args.hosts)
         replica = None
         try:
-            ca, crt, key = tls_files(net.dir, [net.broker_address])
-            listen = f"{net.broker_address}:{free_port()}"
-            config = net.dir / "replica.toml"
-            config.write_text(replica_config(bw, listen, crt, key))
-            url = f"https://{listen}"
-            dead = f"https://{net.broker_address}:{free_port()}"
-            for h in net.hosts:
-                bw.broker("--config", str(bw.config), "host", "add", h.name, h.public.read_text().strip())
-                h.write_conf("broker-ca.pem", ca.read_text())
-                h.write_conf("client.toml", f"broker = {toml_value([dead, url])}\nca = \"/etc/jitrun/broker-ca.pem\"\n"
-                                            f"jitrun = {toml_value(str(lab.jitrun))}\n")
-                h.write_conf("policy.toml", bw.policy + fleet_policy(bw))
-            replica = _serve_tls(config, url, ca, net.dir / "replica.log")
-            for h in net.hosts:
-                h.start(ROOT, [str(bw.jitctl_bin), "revocations", "watch"])
-            for h in net.hosts:
-                wait_until(lambda h=h: (h.state / "revocations").exists(), "the first lists", timeout=120)
+            url, replica = fleet(bw, net)
             samples: list[float] = []
             calls: list[float] = []
             for i in range(args.rounds):

@@ -82,6 +82,7 @@ class NetHost:
         self.address = f"{NET_BASE}.{hosts.subnet}.{4 * index + 2}"
         self.dir = hosts.dir / self.name
         self.conf, self.state = self.dir / "conf", self.dir / "state"
+        self.watch: Started | None = None  # its `jitctl revocations watch`, once started
         outside, inside = f"v{tag}{index}o", f"v{tag}{index}i"
         _ip("netns", "add", self.ns)
         hosts.namespaces.append(self.ns)

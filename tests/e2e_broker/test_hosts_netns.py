@@ -9,7 +9,6 @@ runs a command on each; it is revoked on the *other* replica; both commands end 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -37,30 +36,40 @@ def replica_config(bw, listen: str, crt, key) -> str:
                    f'\n[tls]\ncert = {toml_value(str(crt))}\nkey = {toml_value(str(key))}\n')
 
 
+def fleet(bw, net: NetHosts) -> tuple[str, subprocess.Popen]:
+    """A TLS replica of the lab's broker on the first host's gateway, every host enrolled and
+    configured for it (a client URL list whose first entry does not answer, the test CA, the
+    fleet rule), and `jitctl revocations watch` running on each, its first list written.
+    Returns the replica's URL and process."""
+    lab = bw.lab
+    ca, crt, key = tls_files(net.dir, [net.broker_address])
+    listen = f"{net.broker_address}:{free_port()}"
+    config = net.dir / "replica.toml"
+    config.write_text(replica_config(bw, listen, crt, key))
+    url = f"https://{listen}"
+    dead = f"https://{net.broker_address}:{free_port()}"
+    for h in net.hosts:
+        bw.broker("--config", str(bw.config), "host", "add", h.name, h.public.read_text().strip())
+        h.write_conf("broker-ca.pem", ca.read_text())
+        h.write_conf("client.toml", f"broker = {toml_value([dead, url])}\nca = \"/etc/jitrun/broker-ca.pem\"\n"
+                                    f"jitrun = {toml_value(str(lab.jitrun))}\n")
+        h.write_conf("policy.toml", bw.policy + fleet_policy(bw))
+    replica = _serve_tls(config, url, ca, net.dir / "replica.log")
+    for h in net.hosts:
+        h.watch = h.start(ROOT, [str(bw.jitctl_bin), "revocations", "watch"])
+    for h in net.hosts:
+        wait_until(lambda h=h: (h.state / "revocations").exists(), f"{h.name}'s first list", timeout=90)
+    return url, replica
+
+
 def test_revocation_ends_the_command_on_every_watching_host(bw):
     lab, d = bw.lab, bw.dave  # dave: devs and on call
     net = NetHosts(lab, 2)
     replica = None
     try:
-        ca, crt, key = tls_files(net.dir, [net.broker_address])
-        port = free_port()
-        listen = f"{net.broker_address}:{port}"
-        config = net.dir / "replica.toml"
-        config.write_text(replica_config(bw, listen, crt, key))
-        url = f"https://{listen}"
-        dead = f"https://{net.broker_address}:{free_port()}"
+        url, replica = fleet(bw, net)
         for h in net.hosts:
-            bw.broker("--config", str(bw.config), "host", "add", h.name, h.public.read_text().strip())
-            h.write_conf("broker-ca.pem", ca.read_text())
-            h.write_conf("client.toml", f"broker = {toml_value([dead, url])}\nca = \"/etc/jitrun/broker-ca.pem\"\n"
-                                        f"jitrun = {toml_value(str(lab.jitrun))}\n")
-            h.write_conf("policy.toml", bw.policy + fleet_policy(bw))
-        replica = _serve_tls(config, url, ca, net.dir / "replica.log")
-
-        watches = [h.start(ROOT, [str(bw.jitctl_bin), "revocations", "watch"]) for h in net.hosts]
-        for h, w in zip(net.hosts, watches):
-            wait_until(lambda h=h: (h.state / "revocations").exists(), f"{h.name}'s first list", timeout=90)
-            assert f"({url})" in w.output(), w.output()
+            assert f"({url})" in h.watch.output(), h.watch.output()
 
         # One grant for both hosts, asked for from the first.
         first = net.hosts[0]
@@ -96,8 +105,7 @@ def test_revocation_ends_the_command_on_every_watching_host(bw):
             assert e.get("jitrun.grant.id") == gid
             on_list = decode_token((h.state / "revocations").read_text())[0]["revoked"]
             assert gid in [x["jti"] for x in on_list]
-        for w in watches:
-            assert w.proc.poll() is None and f"newly revoked: {gid}" in w.output(), w.output()
+            assert h.watch.proc.poll() is None and f"newly revoked: {gid}" in h.watch.output(), h.watch.output()
     finally:
         net.close()
         if replica:

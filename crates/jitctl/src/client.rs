@@ -272,8 +272,8 @@ impl Broker {
         let token = self.attest(method, bare, body.unwrap_or_default())?;
         let url = format!("{base}{path}");
         let auth = format!("JitAttest {token}");
-        let sent = match (method, body) {
-            ("GET", _) => self
+        let sent = match method {
+            "GET" => self
                 .agent
                 .get(&url)
                 .config()
@@ -281,24 +281,20 @@ impl Broker {
                 .build()
                 .header("Authorization", &auth)
                 .call(),
-            ("POST", Some(bytes)) => self
-                .agent
-                .post(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("Authorization", &auth)
-                .header("Content-Type", "application/json")
-                .send(bytes),
-            ("POST", None) => self
-                .agent
-                .post(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("Authorization", &auth)
-                .send_empty(),
-            (other, _) => return Err(CliError(format!("unsupported method {other}"))),
+            "POST" => {
+                let post = self
+                    .agent
+                    .post(&url)
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .header("Authorization", &auth);
+                match body {
+                    Some(bytes) => post.header("Content-Type", "application/json").send(bytes),
+                    None => post.send_empty(),
+                }
+            }
+            other => return Err(CliError(format!("unsupported method {other}"))),
         };
         let mut resp = match sent {
             Ok(r) => r,

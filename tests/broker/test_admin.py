@@ -24,7 +24,7 @@ def test_init_writes_keys_with_modes_and_is_idempotent(broker):
     out = broker.cli("init").stdout
     assert "keeping the existing signing key" in out and key.read_text() == before
     with broker.db() as c:
-        assert c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
+        assert c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 3
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # A key others can read is refused.
     key.chmod(0o640)

@@ -39,6 +39,7 @@ DESTDIR       ?=
 BINDIR        ?= $(PREFIX)/bin
 SYSCONFDIR    ?= /etc
 LOCALSTATEDIR ?= /var/lib
+LOGDIR        ?= /var/log
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
@@ -69,11 +70,13 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered);
 # zbar-tools: tests/e2e_broker decodes the QR codes of sealed break-glass grants with zbarimg;
 # iproute2: tests/e2e_broker puts hosts in network namespaces (ip netns, veth pairs);
-# busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace zbar-tools iproute2 busybox
+# busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched);
+# asciinema: session recordings must play in Debian's own player (tests/session: `asciinema cat`
+# prints exactly what the recorded command wrote).
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema zbar-tools iproute2
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
-PY_MODULES := pytest=pytest pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
+PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
 
 .PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker bench-revocation fuzz defence-check install deb rpm clean
 
@@ -230,7 +233,9 @@ install: release
 	fi
 	install -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0644 packaging/systemd/jitrun-revocations-sync.service packaging/systemd/jitrun-revocations-sync.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 packaging/systemd/jitrun-sessions-prune.service packaging/systemd/jitrun-sessions-prune.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOCALSTATEDIR)/jitrun
+	install -d -m 0700 $(INSTALL_OWNER) $(DESTDIR)$(LOGDIR)/jitrun/sessions
 ifneq ($(IS_ROOT),yes)
 	@echo "note: not root: files are not owned by root, so the installed jitrun is not usable setuid"
 endif

@@ -124,7 +124,7 @@ def filler_rule(rng: random.Random, i: int, bench_user: str, bench_group: str | 
         if rng.random() < 0.4:
             rule["min_approvals"] = rng.randint(1, 2)
     if rng.random() < 0.2:
-        rule["env_keep"] = rng.sample(["TERM", "LANG", "LC_ALL", "TZ", "KUBECONFIG", "COLUMNS"], rng.randint(1, 3))
+        rule["env_keep"] = rng.sample(["TERM", "LANG", "LC_ALL", "TZ", "LC_TIME", "COLUMNS"], rng.randint(1, 3))
     if run_as != "invoker" and rng.random() < 0.03:
         rule["no_new_privs"] = False
     return rule

@@ -79,6 +79,8 @@ BW = "tests/broker/test_watch.py"
 BSEAL = "tests/broker/test_sealed_reports.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
+PS = "tests/e2e/test_policy_safety.py"
+POLICY = "crates/jit-policy/src"
 
 
 @dataclasses.dataclass
@@ -572,6 +574,25 @@ DEFENCES: list[Defence] = [
         "broker: store errors name cause and fix", f"{BSRC}/store/sqlite.rs",
         [("    let hint = diagnose::hint(path, &source)\n", "    let hint = None::<String>\n")],
         [f"{BF}::test_store_errors_name_the_cause_and_the_fix"], package="jit-broker"),
+    Defence(
+        "a rule that records sessions never runs unrecorded (recording_unavailable)", f"{SRC}/decide.rs",
+        [("    refuse_recording(approved.rule, inp.settings)?;\n", "")],
+        ["tests/e2e/test_recording_refused.py::test_a_rule_that_records_does_not_run",
+         "tests/e2e/test_recording_refused.py::test_the_settings_default_makes_every_rule_without_record_record"]),
+    Defence(
+        "a glob never matches an argument with a \"..\" component (cat /var/log/* is not /etc/shadow)",
+        f"{POLICY}/pattern.rs",
+        [("    if has_meta(pattern.as_bytes()) && has_dotdot(arg) {\n        return false;\n    }\n", "")],
+        [f"{PS}::test_a_glob_never_matches_a_dotdot_path"]),
+    Defence(
+        "path: globs match within one path component, normalised paths only", f"{POLICY}/pattern.rs",
+        [("        return path_glob_match(p.as_bytes(), arg);\n", "        return glob_match(p.as_bytes(), arg);\n")],
+        [f"{PS}::test_a_path_glob_matches_only_the_entries_of_its_directory"]),
+    Defence(
+        "env_keep is an allow list; never-kept names refused in both lists at load", f"{POLICY}/policy.rs",
+        [("            } else if env_never_kept(v) {\n", "            } else if false {\n"),
+         ("            } else if safe_only && !env_known_safe(v) {\n", "            } else if false {\n")],
+        [f"{PS}::test_env_keep_names_outside_the_allow_list_refuse_the_policy"]),
 ]
 
 

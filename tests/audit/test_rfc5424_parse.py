@@ -24,6 +24,7 @@ SEVERITY = {
     "elevate.end": SyslogSeverity.notice,
     "elevate.deny": SyslogSeverity.warning,
     "policy.error": SyslogSeverity.err,
+    "session.io": SyslogSeverity.info,
 }
 TRUNCATED = {"huge_arg", "many_args"}
 CEE_HEADER = re.compile(r"^<(\d+)>([A-Z][a-z]{2}) ([ 1-3]\d) (\d\d:\d\d:\d\d) jitrun\[4242\]: @cee:")

@@ -78,7 +78,7 @@ commands = [
   "{b}/setsid-helper *", "{b}/not-executable", "{b}/missing",
   "{b}/fcap-true", "{b}/world-writable", "{b}/user-owned", "{b}/setgid-true",
 ]
-env_keep = ["JITLAB_KEEP"]
+env_keep_unchecked = ["JITLAB_KEEP"]
 max_duration = "30m"
 
 [[rule]]

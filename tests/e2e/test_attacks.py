@@ -177,9 +177,16 @@ def test_hostile_environment_reaches_neither_jitrun_nor_the_command(lab, world, 
     assert markers(kit) == [], "LD_PRELOAD was honoured by jitrun"
 
 
+SAFE_ENV = {"TERM", "COLORTERM", "COLUMNS", "LINES", "NO_COLOR", "LANG", "LANGUAGE", "TZ"}
+
+
 def envkeep_rule(a, keep) -> str:
+    """A standing rule for /usr/bin/env keeping `keep`: names on jitrun's known-safe list in
+    env_keep, the others in env_keep_unchecked (where the never-kept ones are still refused)."""
+    safe = [k for k in keep if k in SAFE_ENV or k.startswith("LC_")]
+    other = [k for k in keep if k not in safe]
     return (f'[[rule]]\nname = "envkeep"\nusers = ["{a}"]\ncommands = ["/usr/bin/env"]\n'
-            f'grant = "none"\nenv_keep = {json.dumps(keep)}\n')
+            f'grant = "none"\nenv_keep = {json.dumps(safe)}\nenv_keep_unchecked = {json.dumps(other)}\n')
 
 
 def test_env_keep_of_a_loader_variable_is_a_policy_error(lab, world, kit, clean_markers):

@@ -44,7 +44,7 @@ def doc_field_table() -> dict[str, tuple[str, str]]:
     rows = {}
     for line in table.splitlines()[2:]:
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        m = re.fullmatch(r"`([a-z_.]+)`", cells[0])
+        m = re.fullmatch(r"`([a-z0-9_.]+)`", cells[0])
         assert m, f"unparseable row in docs/audit.md's field table: {line}"
         assert m.group(1) not in rows, f"field listed twice: {m.group(1)}"
         rows[m.group(1)] = (cells[1], cells[2])
@@ -65,7 +65,7 @@ def doc_event_lists() -> dict[str, tuple[set[str], set[str]]]:
         parts = re.split(r"\bWhen applicable\b[^:]*:", item.split("always:", 1)[-1])
         assert "always:" in item and len(parts) == 2, f"docs/audit.md: {m.group(1)} lacks its two lists"
         always_txt, cond_txt = parts
-        names = lambda txt: {n for n in re.findall(r"`([a-z_.]+)`", txt) if n in known}  # noqa: E731
+        names = lambda txt: {n for n in re.findall(r"`([a-z0-9_.]+)`", txt) if n in known}  # noqa: E731
         out[m.group(1)] = (names(always_txt), names(cond_txt) - names(always_txt))
     assert set(out) == set(JITRUN_EVENTS), f"docs/audit.md describes {sorted(out)}"
     return out
@@ -183,6 +183,11 @@ def run_scenarios(lab, world, framing: str) -> list:
         run(["/nonexistent/" + "p" * 250 + "/" + "q" * 3700], cwd=deep)
     finally:
         shutil.rmtree(top)
+    # policy.error naming its rule: a rule that records sessions (this jitrun cannot record)
+    records = f'[[rule]]\nname = "records"\nusers = ["{a}"]\ncommands = ["/usr/bin/true rec"]\nrecord = true\n'
+    lab.set_policy(world.policy, dropins={"90-schema.toml": extra, "91-records.toml": records})
+    assert run(["/usr/bin/true", "rec"], grant=lab.mint(a, "records")).returncode == 1
+    lab.set_policy(world.policy, dropins={"90-schema.toml": extra})
     # policy.error: a broken policy (with -u, on a terminal)
     lab.set_policy("[[rule]]\nname = 1\n")
     run(["/usr/bin/true"], options=["-u", "root"], pty=True)

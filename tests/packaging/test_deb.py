@@ -35,6 +35,7 @@ DEB_DIR = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debian"
 ETC = Path("/etc/jitrun")
 DROPINS = ETC / "policy.d"
 STATE = Path("/var/lib/jitrun")
+SESSIONS = Path("/var/log/jitrun/sessions")
 PKG_PREFIX = "jitrun-policy-pkgtest"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installs packages with dpkg (needs root)")
@@ -86,9 +87,10 @@ def host():
     for pkg in ("jitrun", "jitbroker", *our_packages()):
         if installed(pkg):
             pytest.fail(f"package {pkg} is already installed: not clobbering it")
-    for d in (ETC, STATE, Path("/etc/jitbroker")):
+    for d in (ETC, STATE, Path("/etc/jitbroker"), SESSIONS):
         if d.exists() and any(d.iterdir()):
             pytest.fail(f"{d} exists and is not empty: not clobbering it")
+    sessions_existed = {d: d.exists() for d in (SESSIONS, SESSIONS.parent)}
     # The test harness may have made empty mount points here: put them back afterwards.
     existed = {d: d.exists() for d in (ETC, STATE)}
     # Another test (or a broker run by hand) may have left a store in /var/lib/jitbroker: the
@@ -145,6 +147,10 @@ def host():
         for path in (Path("/usr/bin/jitrun"), Path("/usr/bin/jitctl"), Path("/usr/bin/jitbroker")):
             if path.exists():
                 problems.append(f"{path} still exists after the purge")
+        # Purge removes the recordings directory (and /var/log/jitrun) when empty.
+        for d, was in sessions_existed.items():
+            if not was and d.exists():
+                problems.append(f"{d} still exists after the purge")
         assert not problems, "teardown: " + "; ".join(problems)
 
 
@@ -166,6 +172,9 @@ def test_package_contents_show_setuid_jitrun_and_conffiles():
                  "./usr/lib/systemd/system/jitrun-revocations-sync.timer",
                  "./usr/lib/systemd/system/jitrun-revocations-watch.service",
                  "./usr/share/man/man1/jitctl-revocations-watch.1.gz",
+                 "./usr/lib/systemd/system/jitrun-sessions-prune.service",
+                 "./usr/lib/systemd/system/jitrun-sessions-prune.timer",
+                 "./usr/share/man/man1/jitctl-sessions-prune.1.gz",
                  "./usr/share/man/man1/jitrun.1.gz", "./usr/share/man/man5/jitrun.toml.5.gz",
                  "./usr/share/man/man5/jitrun-policy.5.gz", "./usr/share/man/man1/jitctl-policy-pack.1.gz",
                  "./usr/share/doc/jitrun/copyright", "./usr/share/doc/jitrun/admin-guide.md"):
@@ -190,7 +199,8 @@ def test_copyright_lists_every_linked_crate_with_its_licence():
     tree = run(["cargo", "tree", "-p", "jitrun", "-p", "jitctl", "-e", "normal", "--prefix", "none", "--offline"],
                cwd=ROOT).stdout
     crates = {line.split()[0] for line in tree.splitlines() if line.strip()} - {"jitrun", "jitctl", "jit-policy",
-                                                                                  "jit-grant", "jit-audit"}
+                                                                                  "jit-grant", "jit-audit",
+                                                                                  "jit-session"}
     assert crates, tree
     for c in crates:
         assert re.search(rf"^  {re.escape(c)} \S+ +\S", text, re.M), f"crate {c} missing from the copyright file"
@@ -203,6 +213,8 @@ def test_installed_files_and_modes(host):
     st = os.stat("/usr/bin/jitrun")
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o4755)
     st = os.stat(STATE)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700), oct(st.st_mode)
+    st = os.stat(SESSIONS)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700), oct(st.st_mode)
     for d in (ETC, DROPINS, ETC / "keys.d"):
         st = os.stat(d)
@@ -219,7 +231,8 @@ def test_installed_files_and_modes(host):
     # admin makes with `systemctl enable`), and nothing is enabled at installation.
     state = Path("/var/lib/systemd/deb-systemd-helper-enabled")
     for unit, target in (("jitbroker.service", "multi-user.target"), ("jitrun-revocations-sync.timer", "timers.target"),
-                         ("jitrun-revocations-watch.service", "multi-user.target")):
+                         ("jitrun-revocations-watch.service", "multi-user.target"),
+                         ("jitrun-sessions-prune.timer", "timers.target")):
         assert (state / f"{unit}.dsh-also").is_file(), f"{unit} not registered with deb-systemd-helper"
         assert not Path(f"/etc/systemd/system/{target}.wants/{unit}").exists(), f"{unit} enabled at installation"
 

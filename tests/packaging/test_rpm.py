@@ -52,13 +52,16 @@ def test_jitrun_rpm_files_modes_and_config():
         assert "c" in t[conf][2] and "n" in t[conf][2], (conf, t[conf])  # %config(noreplace)
     for path in ("/usr/share/man/man1/jitrun.1.gz", "/usr/share/man/man5/jitrun-policy.5.gz",
                  "/usr/share/man/man1/jitctl-policy-pack.1.gz", "/usr/share/bash-completion/completions/jitrun",
-                 "/usr/lib/systemd/system/jitrun-revocations-sync.timer",
-                 "/usr/lib/systemd/system/jitrun-revocations-watch.service", "/usr/lib/tmpfiles.d/jitrun.conf",
+                 "/usr/lib/systemd/system/jitrun-revocations-sync.timer", "/usr/lib/tmpfiles.d/jitrun.conf",
+                 "/usr/lib/systemd/system/jitrun-sessions-prune.timer",
+                 "/usr/lib/systemd/system/jitrun-sessions-prune.service",
+                 "/usr/lib/systemd/system/jitrun-revocations-watch.service",
                  "/usr/share/licenses/jitrun/copyright"):
         assert path in t, f"{path} not in {sorted(t)}"
     assert rpm("-qlp", pkg).split() == sorted(t)
     scripts = rpm("-qp", "--scripts", pkg)
     assert "install -d -m 0700 -o root -g root /var/lib/jitrun" in scripts, scripts
+    assert "install -d -m 0700 -o root -g root /var/log/jitrun/sessions" in scripts, scripts
     # The PAM service uses the RPM distributions' stack, not Debian's common-*.
     assert "@include" not in (ROOT / "packaging/rpm/pam.d/jitrun").read_text()
 

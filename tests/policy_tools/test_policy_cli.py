@@ -69,8 +69,8 @@ expect = "allow"
     assert "expected capabilities CAP_NET_RAW, got CAP_NET_ADMIN, CAP_NET_RAW" in p.stdout
     assert re.search(rf"^FAILED  {re.escape(str(f))}:{n - 5}: nina may run /usr/sbin/ip link$", p.stdout, re.M), p.stdout
     assert "got: denied (grant_required)" in p.stdout
-    assert re.search(r"^8 passed, 2 failed$", p.stdout, re.M), p.stdout
-    assert "2 of 10 policy test(s) failed" in p.stderr
+    assert re.search(r"^10 passed, 2 failed$", p.stdout, re.M), p.stdout
+    assert "2 of 12 policy test(s) failed" in p.stderr
 
 
 def test_a_bad_test_table_is_a_load_error_with_file_line(tmp_path):
@@ -128,9 +128,11 @@ def test_lint_warnings_and_strict(tmp_path):
         ("10-migrated.toml", 11, "all-capabilities"),
         ("10-migrated.toml", 5, "shell-with-privilege"),
         ("10-migrated.toml", 6, "shell-escape"),
+        ("10-migrated.toml", 6, "arbitrary-file"),
         ("10-migrated.toml", 7, "runs-any-command"),
         ("10-migrated.toml", 8, "outside-secure-path"),
         ("10-migrated.toml", 19, "all-capabilities"),
+        ("10-migrated.toml", 17, "shell-escape"),
         ("10-migrated.toml", 14, "shadowed"),
     ], p.stdout
     # Each message says what to do.
@@ -142,7 +144,7 @@ def test_lint_warnings_and_strict(tmp_path):
     p = jitctl("policy", "check", "--strict", d, check=False)
     assert p.returncode == 1
     assert re.search(r"^.*10-migrated.toml:12: error\[standing-access\]", p.stdout, re.M), p.stdout
-    assert "8 lint finding(s) with --strict" in p.stderr
+    assert "10 lint finding(s) with --strict" in p.stderr
 
 
 def test_check_secure_path_from_settings(tmp_path):

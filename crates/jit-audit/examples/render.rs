@@ -2,6 +2,7 @@
 //! `{"name":…, "framing":"cee"|"rfc5424", "max_message":N, "datagram":"…"}`.
 //! Used by tests/audit/test_rfc5424_parse.py to check the output with independent parsers.
 //! Fixed time, pid and host, so the output is reproducible (the cee header uses UTC here).
+use jit_audit::session_io::{Chunk, SessionIo};
 use jit_audit::{Event, EventType, Framer, Framing, Value, DEFAULT_MAX_MESSAGE};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -105,6 +106,29 @@ fn many_args() -> Event {
     e
 }
 
+/// A chunk of a session recording: asciicast lines as the jit-session writer escapes them
+/// (quotes, backslashes, `]`, an SD lookalike, escape sequences, non-ASCII, NUL as `\u0000`).
+fn session_io() -> Event {
+    let session = SessionIo {
+        session_id: "4f6c2a9e0d3b41c7a8e25f1b9c07d3e6".into(),
+        host: "web-01.example.com".into(),
+        user: "alice".into(),
+    };
+    let lines = [
+        r#"[0.248848, "o", "\u001b[1;31m\"quoted\" ] [x@1 a=\"b\"] back\\slash\r\n"]"#,
+        "[1.001376, \"o\", \"caf\u{e9} \u{1f600} \\u0000\\u0007 \\u2028\\r\\n\"]",
+        r#"[1.500000, "r", "120x40"]"#,
+        r#"[2.000000, "x", "0"]"#,
+    ];
+    session.event(&Chunk {
+        seq: 3,
+        offset: 2048,
+        lines: lines.iter().map(|l| l.to_string()).collect(),
+        sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        last: true,
+    })
+}
+
 fn main() {
     let now = OffsetDateTime::from_unix_timestamp_nanos(1_795_626_901_123_456_000).expect("time");
     let samples = [
@@ -114,6 +138,7 @@ fn main() {
         ("policy_error", policy_error()),
         ("huge_arg", huge_arg()),
         ("many_args", many_args()),
+        ("session_io", session_io()),
     ];
     for (name, event) in &samples {
         for framing in [Framing::Cee, Framing::Rfc5424] {

@@ -7,7 +7,8 @@
 //! `jitrun.grant.issuer`, `jitrun.grant.expires`, `jitrun.grant.approvers`, `jitrun.grant.ticket`,
 //! `jitrun.grant.reason`, `jitrun.grant.break_glass`, `jitrun.deny_code`, `jitrun.deny_reason`,
 //! `jitrun.end_reason`, `jitrun.signal`, `jitrun.duration_ms`, `jitrun.args_truncated`,
-//! `jitrun.error` (policy.error).
+//! `jitrun.error` (policy.error); for `session.io` the `jitrun.recording.*` fields of
+//! [`crate::session_io`].
 //!
 //! The framer may add `jitrun.args_truncated` and `jitrun.fields_truncated` (both `true`) when
 //! it had to shorten an event to fit one datagram (see [`crate::Framer`]).
@@ -40,6 +41,8 @@ pub enum EventType {
     GrantRevoke,
     BreakGlass,
     PolicyError,
+    /// One chunk of a session recording (see [`crate::session_io`]).
+    SessionIo,
 }
 
 /// syslog severities (RFC 5424 numbers).
@@ -78,7 +81,7 @@ impl Severity {
 
 impl EventType {
     /// Every event type, in documentation order.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         EventType::ElevateStart,
         EventType::ElevateEnd,
         EventType::ElevateDeny,
@@ -89,6 +92,7 @@ impl EventType {
         EventType::GrantRevoke,
         EventType::BreakGlass,
         EventType::PolicyError,
+        EventType::SessionIo,
     ];
 
     /// `elevate.start`, ...
@@ -104,6 +108,7 @@ impl EventType {
             EventType::GrantRevoke => "grant.revoke",
             EventType::BreakGlass => "break_glass",
             EventType::PolicyError => "policy.error",
+            EventType::SessionIo => "session.io",
         }
     }
 
@@ -113,7 +118,7 @@ impl EventType {
     }
 
     /// start/end: Notice; deny: Warning; request.*/grant.*: Notice/Info; break_glass: Alert;
-    /// policy.error: Error.
+    /// policy.error: Error; session.io: Info (the bulk of a recording, not an alert).
     ///
     /// Exactly: `request.create` and `request.deny` are Info (routine workflow);
     /// `request.approve`, `grant.issue` and `grant.revoke` are Notice (they change who may
@@ -122,7 +127,9 @@ impl EventType {
         match self {
             EventType::ElevateStart | EventType::ElevateEnd => Severity::Notice,
             EventType::ElevateDeny => Severity::Warning,
-            EventType::RequestCreate | EventType::RequestDeny => Severity::Info,
+            EventType::RequestCreate | EventType::RequestDeny | EventType::SessionIo => {
+                Severity::Info
+            }
             EventType::RequestApprove | EventType::GrantIssue | EventType::GrantRevoke => {
                 Severity::Notice
             }
@@ -358,23 +365,30 @@ pub(crate) fn write_json_list(l: &[String], out: &mut String) {
 pub(crate) fn write_json_str(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if needs_unicode_escape(c) => push_u_escape(c, out),
-            c => out.push(c),
-        }
+        write_json_char(c, |_| false, out);
     }
     out.push('"');
 }
 
+/// One character as JSON string content: `"` and `\` escaped, `\n`, `\r`, `\t`, `\b`, `\f`,
+/// `\uXXXX` for what [`needs_unicode_escape`] or `also` selects, anything else as it is.
+/// (jit-session escapes a few more characters in recordings with `also`.)
+pub fn write_json_char(c: char, also: fn(char) -> bool, out: &mut String) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{08}' => out.push_str("\\b"),
+        '\u{0c}' => out.push_str("\\f"),
+        c if needs_unicode_escape(c) || also(c) => push_u_escape(c, out),
+        c => out.push(c),
+    }
+}
+
 /// C0 controls, DEL, C1 controls and the Unicode line/paragraph separators.
-pub(crate) fn needs_unicode_escape(c: char) -> bool {
+pub fn needs_unicode_escape(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}')
 }
 
@@ -402,7 +416,8 @@ mod tests {
                 "grant.issue",
                 "grant.revoke",
                 "break_glass",
-                "policy.error"
+                "policy.error",
+                "session.io"
             ]
         );
         for t in EventType::ALL {
@@ -416,6 +431,7 @@ mod tests {
         assert_eq!(EventType::PolicyError.severity(), Severity::Error);
         assert_eq!(EventType::RequestCreate.severity(), Severity::Info);
         assert_eq!(EventType::GrantIssue.severity(), Severity::Notice);
+        assert_eq!(EventType::SessionIo.severity(), Severity::Info);
         assert_eq!(Severity::Notice.code(), 5);
     }
 

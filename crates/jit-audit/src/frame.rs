@@ -162,22 +162,60 @@ impl Framer {
         now: OffsetDateTime,
         local_offset: UtcOffset,
     ) -> Vec<u8> {
-        let prefix = match self.framing {
-            Framing::Cee => self.cee_prefix(event.kind, now.to_offset(local_offset)),
-            Framing::Rfc5424 => self.rfc5424_prefix(event.kind, now),
+        let prefix = self.prefix(event.kind, now, local_offset);
+        fit(&prefix, event, self.max_message, |e| self.body(e))
+    }
+
+    /// The whole datagram, never shortened: `None` when it would be longer than
+    /// [`Framer::max_message`]. For events that must arrive exactly as built or not at all
+    /// (`session.io` chunks, which are sized with [`Framer::list_entry_len`] to fit).
+    pub fn render_whole(&self, event: &Event, now: OffsetDateTime) -> Option<Vec<u8>> {
+        let local = match self.framing {
+            Framing::Cee => local_offset(now),
+            Framing::Rfc5424 => UtcOffset::UTC,
         };
-        let body = |e: &Event| -> String {
-            match self.framing {
-                Framing::Cee => e.to_json_string(),
-                Framing::Rfc5424 => {
-                    let mut s = self.structured_data(e);
-                    s.push(' ');
-                    s.push_str(&summary(e));
-                    s
-                }
+        let mut out = self.prefix(event.kind, now, local).into_bytes();
+        out.extend_from_slice(self.body(event).as_bytes());
+        (out.len() <= self.max_message).then_some(out)
+    }
+
+    /// How many bytes the string `s` takes as one entry of a list field in this framing
+    /// (quotes and escapes included, the separating comma not): the JSON string literal
+    /// for `cee`; for `rfc5424` that literal with `"`, `\` and `]` escaped once more. The
+    /// header and every other field have a fixed size for a given event, so a datagram's
+    /// length grows by exactly this (plus one comma after the first entry) per entry.
+    pub fn list_entry_len(&self, s: &str) -> usize {
+        let mut json = String::with_capacity(s.len() + 2);
+        crate::event::write_json_str(s, &mut json);
+        match self.framing {
+            Framing::Cee => json.len(),
+            Framing::Rfc5424 => {
+                json.len()
+                    + json
+                        .bytes()
+                        .filter(|b| matches!(b, b'"' | b'\\' | b']'))
+                        .count()
             }
-        };
-        fit(&prefix, event, self.max_message, body)
+        }
+    }
+
+    fn prefix(&self, kind: EventType, now: OffsetDateTime, local_offset: UtcOffset) -> String {
+        match self.framing {
+            Framing::Cee => self.cee_prefix(kind, now.to_offset(local_offset)),
+            Framing::Rfc5424 => self.rfc5424_prefix(kind, now),
+        }
+    }
+
+    fn body(&self, e: &Event) -> String {
+        match self.framing {
+            Framing::Cee => e.to_json_string(),
+            Framing::Rfc5424 => {
+                let mut s = self.structured_data(e);
+                s.push(' ');
+                s.push_str(&summary(e));
+                s
+            }
+        }
     }
 
     fn pri(&self, kind: EventType) -> u8 {
@@ -551,6 +589,17 @@ pub fn summary(e: &Event) -> String {
             }
             s.push_str("revoked by ");
             s.push_str(&who);
+        }
+        EventType::SessionIo => {
+            s.push_str("session ");
+            s.push_str(&field(e, "jitrun.session_id").unwrap_or_else(|| "?".to_owned()));
+            s.push_str(" recording, chunk ");
+            s.push_str(&field(e, crate::session_io::SEQ).unwrap_or_else(|| "?".to_owned()));
+            s.push_str(" at offset ");
+            s.push_str(&field(e, crate::session_io::OFFSET).unwrap_or_else(|| "?".to_owned()));
+            if e.get(crate::session_io::FINAL) == Some(&Value::Bool(true)) {
+                s.push_str(", final");
+            }
         }
         EventType::PolicyError => {
             s.push_str("policy error");

@@ -9,15 +9,19 @@
 //!   and the same fields, flattened to dotted names, as SD-PARAMs (escaping `"`, `\`, `]`).
 //!
 //! Facility authpriv (10). Severity per event type (see [`EventType::severity`]).
+//!
+//! `session.io` events carry a session recording in chunks ([`session_io`]).
 
 pub mod escape;
 pub mod event;
 pub mod frame;
+pub mod session_io;
 pub mod sink;
 pub mod spool;
 
 pub use escape::{escape_bytes, unescape_bytes};
 pub use event::{Event, EventType, Severity, Value, SCHEMA_VERSION};
 pub use frame::{Framer, Framing, DEFAULT_MAX_MESSAGE, DEFAULT_SD_ID};
+pub use session_io::{Chunk, SessionIo};
 pub use sink::{AuditError, SyslogSink, DEFAULT_SOCKET};
 pub use spool::{Spool, SpoolError, MAX_SPOOLED};

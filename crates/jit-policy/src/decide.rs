@@ -5,7 +5,7 @@
 
 use crate::glob::glob_match;
 use crate::policy::GrantMode;
-use crate::text::{command_line, quote, quoted_list};
+use crate::text::{command_line, os_word, quote, quoted_list};
 use crate::{format_duration, CapSet, CommandPattern, Policy, Rule, RunAs};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -194,6 +194,19 @@ pub fn allows_command(rule: &Rule, program: &OsStr, args: &[&OsStr]) -> bool {
     rule.commands.iter().any(|c| c.matches(program, args))
 }
 
+/// When `rule` refuses the command only because one of its globs would match an argument
+/// holding a `..` path component: what to tell the person (starts with "; ").
+pub fn dotdot_note(rule: &Rule, program: &OsStr, args: &[&OsStr]) -> Option<String> {
+    let arg = rule
+        .commands
+        .iter()
+        .find_map(|c| c.dotdot_refusal(program, args))?;
+    Some(format!(
+        "; the argument {} has a \"..\" path component, which a glob never matches (it would climb out of the directory the rule names): give the path without \"..\"",
+        os_word(arg)
+    ))
+}
+
 /// The user name an identity stands for, given the invoker's name.
 pub fn run_as_name<'a>(run_as: &'a RunAs, invoker: &'a str) -> &'a str {
     match run_as {
@@ -315,11 +328,12 @@ fn with_grant<'p>(policy: &'p Policy, request: &Request<'_>, g: &GrantView) -> D
         );
     }
     if !allows_command(rule, request.program, request.args) {
+        let why = dotdot_note(rule, request.program, request.args).unwrap_or_default();
         return deny(
             DenyCode::GrantRuleMismatch,
             Some(rule),
             format!(
-                "grant {id} is for rule {r}, which does not allow {cmd}; request a grant for a rule that does (jitrun -l lists them)"
+                "grant {id} is for rule {r}, which does not allow {cmd}{why}; request a grant for a rule that does (jitrun -l lists them)"
             ),
         );
     }
@@ -517,6 +531,16 @@ fn without_grant<'p>(policy: &'p Policy, request: &Request<'_>) -> Decision<'p> 
         .filter(|r| allows_command(r, request.program, request.args))
         .collect();
     if full.is_empty() {
+        if let Some((r, why)) = here
+            .iter()
+            .find_map(|r| dotdot_note(r, request.program, request.args).map(|w| (*r, w)))
+        {
+            return deny(
+                DenyCode::CommandNotAllowed,
+                Some(r),
+                format!("no rule lets {user} run {cmd} on {host}{why}"),
+            );
+        }
         let closest = here.iter().copied().find_map(|r| {
             r.commands
                 .iter()
@@ -858,6 +882,41 @@ min_approvals = 1
         let d = denied(decide(&p, &req, None), DenyCode::CommandNotAllowed);
         assert!(
             !d.message.contains('\x1b') && d.message.contains("\\xff"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn a_dotdot_argument_is_refused_with_the_reason() {
+        let p = Policy::load(&[PolicySource {
+            name: "p.toml".into(),
+            text: "[[rule]]\nname = \"logs\"\nusers = [\"alice\"]\ncommands = [\"/usr/bin/cat /var/log/*\"]\ncapabilities = [\"dac_read_search\"]\ngrant = \"none\"\n".into(),
+        }])
+        .unwrap();
+        allowed(ask("alice", "h", &["/usr/bin/cat", "/var/log/syslog"]).decide(&p, None));
+        let d = denied(
+            ask("alice", "h", &["/usr/bin/cat", "/var/log/../../etc/shadow"]).decide(&p, None),
+            DenyCode::CommandNotAllowed,
+        );
+        assert_eq!(d.rule.as_deref(), Some("logs"));
+        assert!(
+            d.message.starts_with("no rule lets alice run /usr/bin/cat /var/log/../../etc/shadow on h; the argument /var/log/../../etc/shadow has a \"..\" path component, which a glob never matches"),
+            "{}",
+            d.message
+        );
+        let g = grant("logs", "alice");
+        let d = denied(
+            ask(
+                "alice",
+                "h",
+                &["/usr/bin/cat", "/var/log/x/../../../etc/shadow"],
+            )
+            .decide(&p, Some(&g)),
+            DenyCode::GrantRuleMismatch,
+        );
+        assert!(
+            d.message.contains("has a \"..\" path component"),
             "{}",
             d.message
         );

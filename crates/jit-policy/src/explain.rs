@@ -3,7 +3,7 @@
 //! path is untouched); the per-rule reasons are computed beside it, in the order
 //! [`decide`] checks things: who, host, command, grant, run-as, authentication.
 
-use crate::decide::{allows_command, allows_host, names_user, run_as_name};
+use crate::decide::{allows_command, allows_host, dotdot_note, names_user, run_as_name};
 use crate::policy::GrantMode;
 use crate::text::{command_line, quote};
 use crate::{decide, Decision, GrantView, Policy, Request, Rule};
@@ -68,9 +68,10 @@ pub fn first_mismatch(
             .map(|c| quote(&c.to_string()))
             .collect();
         return Some(format!(
-            "no command pattern matches {} (commands: {})",
+            "no command pattern matches {} (commands: {}){}",
             command_line(request.program, request.args),
-            shown.join(", ")
+            shown.join(", "),
+            dotdot_note(rule, request.program, request.args).unwrap_or_default()
         ));
     }
     if let Some(wanted) = request.rule {

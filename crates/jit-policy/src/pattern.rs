@@ -10,6 +10,16 @@
 //! `/`), because it is compared with the canonical path jitrun resolved: a
 //! non-canonical path could never match. In the string form quotes are refused
 //! (they are not interpreted: use the array form for arguments with spaces).
+//!
+//! Two rules keep a glob inside the directory it names:
+//! * an argument that a glob word matches may not hold a `..` path component (a
+//!   component between `/` or `=` separators): `/var/log/*` never matches
+//!   `/var/log/../../etc/shadow`. A literal word is compared as written.
+//! * a word written `path:PATTERN` is a path glob: the argument must be a normalised
+//!   path (no `.`, `..` or empty components, no trailing `/`), each `*`, `?` or `[...]`
+//!   matches within one path component (never a `/`), and a component that is exactly
+//!   `**` matches any number of whole components: `path:/var/log/*` matches the entries
+//!   of `/var/log` only, `path:/var/log/**/*.log` any `.log` file below it.
 
 use crate::glob::{glob_match, glob_within, has_meta};
 use crate::text::quote;
@@ -66,6 +76,27 @@ fn check_program(program: &str, shown: Shown<'_>) -> Result<(), PolicyError> {
                 quote(program)
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A `path:` word must hold a normalised path pattern (what it can match).
+fn check_path_globs(args: &[String], shown: Shown<'_>) -> Result<(), PolicyError> {
+    for a in args {
+        let Some(p) = path_glob(a) else { continue };
+        let why = match components(p.as_bytes()) {
+            None => Some("it must be a path without \".\", \"..\", \"//\" or a trailing \"/\" (the arguments it matches have none either)"),
+            Some((_, parts)) if parts.iter().any(|c| *c != b"**" && c.windows(2).any(|w| w == b"**")) => {
+                Some("\"**\" is only meaningful as a whole path component (\"/var/log/**/*.log\"); within a component write \"*\"")
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(invalid(
+                shown,
+                &format!("the path glob {}: {why}", quote(a)),
+            ));
+        }
     }
     Ok(())
 }
@@ -146,6 +177,7 @@ impl CommandPattern {
             ));
         }
         check_program(&program, &shown)?;
+        check_path_globs(&args, &shown)?;
         if args.iter().any(|a| a == "**") {
             return Err(invalid(
                 &shown,
@@ -173,6 +205,7 @@ impl CommandPattern {
         if rest {
             args.pop();
         }
+        check_path_globs(&args, shown)?;
         if args.iter().any(|a| a == "**") {
             return Err(invalid(
                 shown,
@@ -186,22 +219,46 @@ impl CommandPattern {
         })
     }
 
+    /// The same program, and a number of arguments the pattern takes.
+    fn program_and_count(&self, program: &OsStr, count: usize) -> bool {
+        let count_ok = if self.rest {
+            count >= self.args.len()
+        } else {
+            count == self.args.len()
+        };
+        program.as_bytes() == self.program.as_bytes() && count_ok
+    }
+
     /// `program` is the canonical absolute path jitrun resolved; `args` are argv[1..].
     pub fn matches(&self, program: &OsStr, args: &[&OsStr]) -> bool {
-        if program.as_bytes() != self.program.as_bytes() {
-            return false;
-        }
-        let count_ok = if self.rest {
-            args.len() >= self.args.len()
-        } else {
-            args.len() == self.args.len()
-        };
-        count_ok
+        self.program_and_count(program, args.len())
             && self
                 .args
                 .iter()
                 .zip(args)
-                .all(|(p, a)| glob_match(p.as_bytes(), a.as_bytes()))
+                .all(|(p, a)| word_matches(p, a.as_bytes()))
+    }
+
+    /// When this pattern refuses the command only because an argument that one of its globs
+    /// matches holds a `..` component, that argument (for a message that says so).
+    pub fn dotdot_refusal<'a>(&self, program: &OsStr, args: &[&'a OsStr]) -> Option<&'a OsStr> {
+        if !self.program_and_count(program, args.len()) {
+            return None;
+        }
+        let mut offending = None;
+        for (p, a) in self.args.iter().zip(args) {
+            if word_matches(p, a.as_bytes()) {
+                continue;
+            }
+            let textual = path_glob(p).is_none()
+                && has_meta(p.as_bytes())
+                && glob_match(p.as_bytes(), a.as_bytes());
+            if !textual {
+                return None;
+            }
+            offending = offending.or(Some(*a));
+        }
+        offending
     }
 
     /// Is every command this pattern matches also matched by `outer`? Used for the
@@ -226,8 +283,117 @@ impl CommandPattern {
                 .args
                 .iter()
                 .zip(&outer.args)
-                .all(|(i, o)| glob_within(i.as_bytes(), o.as_bytes()))
+                .all(|(i, o)| word_within(i, o))
     }
+}
+
+/// The prefix that makes an argument pattern a path glob.
+pub const PATH_GLOB: &str = "path:";
+
+/// The pattern of a `path:` word, if it is one.
+pub fn path_glob(word: &str) -> Option<&str> {
+    word.strip_prefix(PATH_GLOB)
+}
+
+/// Does `arg` hold a `..` path component? Components are separated by `/` and `=` (so that
+/// `--file=../x` counts too).
+pub fn has_dotdot(arg: &[u8]) -> bool {
+    arg.split(|&b| b == b'/' || b == b'=').any(|c| c == b"..")
+}
+
+/// One argument pattern against one argument: a path glob, a glob (never with a `..`
+/// component in the argument), or literal text.
+fn word_matches(pattern: &str, arg: &[u8]) -> bool {
+    if let Some(p) = path_glob(pattern) {
+        return path_glob_match(p.as_bytes(), arg);
+    }
+    if has_meta(pattern.as_bytes()) && has_dotdot(arg) {
+        return false;
+    }
+    glob_match(pattern.as_bytes(), arg)
+}
+
+/// The components of a normalised path: None when `path` has `.`, `..` or empty components
+/// (`//`, a trailing `/`), or is empty. The leading `/` of an absolute path is not a
+/// component; the bool says whether it was there.
+fn components(path: &[u8]) -> Option<(bool, Vec<&[u8]>)> {
+    let (absolute, rest) = match path.strip_prefix(b"/") {
+        Some(r) => (true, r),
+        None => (false, path),
+    };
+    let parts: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
+    if parts
+        .iter()
+        .any(|c| c.is_empty() || *c == b"." || *c == b"..")
+    {
+        return None;
+    }
+    Some((absolute, parts))
+}
+
+/// A path glob against an argument: component by component, `**` for any number of
+/// whole components; the argument must be a normalised path.
+fn path_glob_match(pattern: &[u8], arg: &[u8]) -> bool {
+    let (Some((pa, pat)), Some((aa, text))) = (components(pattern), components(arg)) else {
+        return false;
+    };
+    pa == aa && components_match(&pat, &text)
+}
+
+fn components_match(pat: &[&[u8]], text: &[&[u8]]) -> bool {
+    match pat.split_first() {
+        None => text.is_empty(),
+        Some((first, rest)) if *first == b"**" => {
+            (0..=text.len()).any(|skip| components_match(rest, &text[skip..]))
+        }
+        Some((first, rest)) => match text.split_first() {
+            Some((t, trest)) => glob_match(first, t) && components_match(rest, trest),
+            None => false,
+        },
+    }
+}
+
+/// Is every argument `inner` matches also matched by `outer`? Sound, not complete.
+fn word_within(inner: &str, outer: &str) -> bool {
+    match (path_glob(inner), path_glob(outer)) {
+        // Path globs: the same pattern, or a literal path the outer one matches.
+        (Some(i), Some(o)) => {
+            i == o
+                || (!has_meta(i.as_bytes())
+                    && path_glob_match(o.as_bytes(), unescape(i).as_bytes()))
+        }
+        // A literal argument within a path glob.
+        (None, Some(o)) => {
+            !has_meta(inner.as_bytes()) && path_glob_match(o.as_bytes(), unescape(inner).as_bytes())
+        }
+        // A path glob matches normalised paths whose components its globs match, which the
+        // same text as a plain glob matches too, unless it uses `**` (which also matches
+        // zero components, i.e. one `/` fewer). Neither holds a `..` component.
+        (Some(i), None) => {
+            components(i.as_bytes()).is_some_and(|(_, c)| !c.iter().any(|c| *c == b"**"))
+                && glob_within(i.as_bytes(), outer.as_bytes())
+        }
+        (None, None) => {
+            // A glob word refuses `..` arguments that a literal word would take.
+            let outer_refuses = has_meta(outer.as_bytes()) && !has_meta(inner.as_bytes());
+            glob_within(inner.as_bytes(), outer.as_bytes())
+                && !(outer_refuses && has_dotdot(inner.as_bytes()))
+        }
+    }
+}
+
+/// A literal pattern word (no metacharacters) as the argument it matches: escapes removed.
+fn unescape(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.push(chars.next().unwrap_or('\\'));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for CommandPattern {
@@ -361,9 +527,116 @@ mod tests {
         assert!(hit(&c, &["/bin/cat", "/var/log/a b"]));
         assert!(!hit(&c, &["/bin/cat", "/var/log/a", "/etc/shadow"]));
         assert!(
-            hit(&c, &["/bin/cat", "/var/log/../../etc/shadow"]),
-            "globs are textual"
+            hit(&c, &["/bin/cat", "/var/log/nginx/access.log"]),
+            "a textual glob crosses '/'"
         );
+    }
+
+    #[test]
+    fn a_glob_never_matches_a_dotdot_component() {
+        let c = p("/bin/cat /var/log/*");
+        for bad in [
+            "/var/log/../../etc/shadow",
+            "/var/log/..",
+            "/var/log/x/../../../etc/shadow",
+            "/var/log//../x",
+        ] {
+            assert!(!hit(&c, &["/bin/cat", bad]), "{bad}");
+            let args = [OsStr::new(bad)];
+            assert_eq!(
+                c.dotdot_refusal(OsStr::new("/bin/cat"), &args),
+                Some(OsStr::new(bad))
+            );
+        }
+        // Names that merely contain dots are fine; `.` and `//` cannot leave the directory.
+        for ok in [
+            "/var/log/a..b",
+            "/var/log/...",
+            "/var/log/./x",
+            "/var/log//x",
+        ] {
+            assert!(hit(&c, &["/bin/cat", ok]), "{ok}");
+        }
+        let c = p("/usr/bin/tar --file=* **");
+        assert!(!hit(&c, &["/usr/bin/tar", "--file=../x"]));
+        assert!(hit(&c, &["/usr/bin/tar", "--file=x..y"]));
+        // A literal word is compared as written, and `**` arguments are open anyway.
+        let c = p("/bin/cat /var/log/../x **");
+        assert!(hit(&c, &["/bin/cat", "/var/log/../x", "../y"]));
+        assert_eq!(
+            c.dotdot_refusal(OsStr::new("/bin/cat"), &[OsStr::new("/var/log/../z")]),
+            None
+        );
+        // git's revision ranges are not path components.
+        assert!(hit(
+            &p("/usr/bin/git log *"),
+            &["/usr/bin/git", "log", "HEAD..main"]
+        ));
+    }
+
+    #[test]
+    fn path_globs_stay_within_one_directory() {
+        let c = p("/bin/cat path:/var/log/*");
+        assert!(hit(&c, &["/bin/cat", "/var/log/syslog"]));
+        assert!(hit(&c, &["/bin/cat", "/var/log/.hidden"]));
+        for bad in [
+            "/var/log/nginx/access.log",
+            "/var/log/../etc/shadow",
+            "/var/log/./syslog",
+            "/var/log//syslog",
+            "/var/log/",
+            "/var/log",
+            "var/log/syslog",
+            "/var/log/syslog/",
+        ] {
+            assert!(!hit(&c, &["/bin/cat", bad]), "{bad}");
+        }
+        let c = p("/bin/cat path:/var/log/**/*.log");
+        assert!(hit(&c, &["/bin/cat", "/var/log/x.log"]));
+        assert!(hit(&c, &["/bin/cat", "/var/log/a/b/x.log"]));
+        assert!(!hit(&c, &["/bin/cat", "/var/log/a/../../x.log"]));
+        assert!(!hit(&c, &["/bin/cat", "/var/x.log"]));
+        let c = p("/bin/cat path:logs/?.txt");
+        assert!(hit(&c, &["/bin/cat", "logs/a.txt"]));
+        assert!(!hit(&c, &["/bin/cat", "/logs/a.txt"]));
+        assert!(!hit(&c, &["/bin/cat", "logs//.txt"]));
+        // Malformed path globs are refused at load.
+        for bad in [
+            "/bin/cat path:",
+            "/bin/cat path:/var/../x",
+            "/bin/cat path:/var/log/",
+            "/bin/cat path:/var//log",
+            "/bin/cat path:/var/log/a**",
+        ] {
+            let e = CommandPattern::parse_str(bad).unwrap_err().to_string();
+            assert!(e.contains("path glob"), "{bad}: {e}");
+        }
+        assert!(
+            CommandPattern::from_parts("/bin/cat".into(), vec!["path:/x/./y".into()], false)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn within_with_path_globs() {
+        let rule = p("/bin/cat path:/var/log/*");
+        assert!(p("/bin/cat path:/var/log/*").is_within(&rule));
+        assert!(p("/bin/cat /var/log/syslog").is_within(&rule));
+        assert!(!p("/bin/cat /var/log/a/b").is_within(&rule));
+        assert!(
+            !p("/bin/cat /var/log/*").is_within(&rule),
+            "textual * is wider"
+        );
+        assert!(!p("/bin/cat path:/var/log/**").is_within(&rule));
+        let textual = p("/bin/cat /var/log/*");
+        assert!(p("/bin/cat path:/var/log/*").is_within(&textual));
+        assert!(p("/bin/cat path:/var/log/a/*").is_within(&textual));
+        assert!(!p("/bin/cat path:/var/log/**").is_within(&textual));
+        assert!(
+            !p("/bin/cat /var/log/../x").is_within(&textual),
+            "the rule refuses .."
+        );
+        assert!(p("/bin/cat /var/log/x").is_within(&textual));
     }
 
     #[test]

@@ -14,12 +14,17 @@
 //! max_duration = "1h"               # default "1h"
 //! sealed_validity = "30d"           # default unset: sealed break-glass grants refused
 //! min_approvals = 0
-//! env_keep = ["TERM", "LANG"]
+//! env_keep = ["TERM", "LANG"]      # variables known to be safe (SAFE_ENV)
+//! env_keep_unchecked = ["APP_ENV"] # others, vouched for by the admin (linted)
+//! allow_risks = ["shell-escape"]    # lint findings the admin has weighed (jitctl)
 //! no_new_privs = true               # default true
 //! authenticate = false              # default false
 //! require_fresh_revocations = false # default false; true: refuse grants while the host's
 //!                                   # revocation list is missing, invalid or older than
 //!                                   # settings revocations.max_age
+//! record = true                     # default: settings record.default (false); record the
+//!                                   # session (asciicast v2 + session.io events)
+//! record_input = false              # default false; also record what is typed (passwords too)
 //!
 //! [[test]]                          # for `jitctl policy test`: parsed and checked here,
 //! user = "alice"                    # evaluated by `jitctl policy test`, never by jitrun
@@ -32,10 +37,11 @@
 //! Errors read `file:LINE: rule "name": field: problem` (`rule[N]` with a 0-based
 //! index within the file when the rule has no valid name yet).
 //!
-//! Besides the checks listed on [`Policy::load`], `env_keep` refuses variables that
-//! let the caller inject code into the privileged command (`LD_*`, `GCONV_PATH`,
-//! `BASH_ENV`, ...), `hosts` must not be empty, and `commands` must list at least one
-//! command.
+//! Besides the checks listed on [`Policy::load`], `env_keep` names only variables known to
+//! be safe to pass ([`SAFE_ENV`]); `env_keep_unchecked` may name others, but never one
+//! that lets the caller inject code into the privileged command ([`env_never_kept`]:
+//! `LD_*`, `GCONV_PATH`, `BASH_ENV`, `GIT_*`, ...); `hosts` must not be empty, and
+//! `commands` must list at least one command.
 
 use crate::error::Location;
 use crate::test_case::{parse_test, PolicyTest};
@@ -93,13 +99,23 @@ pub struct Rule {
     /// None (the default): sealed grants are refused.
     pub sealed_validity: Option<Duration>,
     pub min_approvals: u32,
-    /// Environment variable names (validated: `[A-Za-z_][A-Za-z0-9_]*`).
+    /// Variables kept from the caller: names on [`SAFE_ENV`] only.
     pub env_keep: Vec<String>,
+    /// Variables kept from the caller that are not known to be safe (never one that
+    /// [`env_never_kept`] names): the admin's explicit escape hatch, which the linter flags.
+    pub env_keep_unchecked: Vec<String>,
+    /// Lint ids the admin has acknowledged for this rule (`jitctl policy check --strict`
+    /// passes them; `policy explain` shows them). No effect on decisions.
+    pub allow_risks: Vec<String>,
     pub no_new_privs: bool,
     pub authenticate: bool,
     /// Refuse grants for this rule while `/var/lib/jitrun/revocations` is missing, invalid,
     /// or older than settings `revocations.max_age` (deny code `revocations_stale`).
     pub require_fresh_revocations: bool,
+    /// `record`: `None` when the rule does not say (then the settings' `record.default`).
+    pub record: Option<bool>,
+    /// `record_input`: also record what is typed to the command.
+    pub record_input: bool,
     pub source: SourceLoc,
     /// Where some keys were written, for the linter's messages.
     pub lines: RuleLines,
@@ -114,11 +130,32 @@ pub struct RuleLines {
     pub capabilities: usize,
     pub grant: usize,
     pub authenticate: usize,
+    pub record_input: usize,
+    pub env_keep_unchecked: usize,
+    pub allow_risks: usize,
     /// One per entry of `commands`, in order.
     pub commands: Vec<usize>,
 }
 
 impl Rule {
+    /// Whether runs under this rule are recorded: its `record`, else the settings' default.
+    pub fn records(&self, settings: &crate::RecordSettings) -> bool {
+        self.record.unwrap_or(settings.default)
+    }
+
+    /// The variables this rule passes from the caller's environment (their values are checked
+    /// by jitrun): `env_keep` names that are on [`SAFE_ENV`] and `env_keep_unchecked` names
+    /// that [`env_never_kept`] does not refuse. The loader already enforces both; this is the
+    /// same check again where the list is used.
+    pub fn kept_env(&self) -> Vec<String> {
+        let safe = self.env_keep.iter().filter(|n| env_known_safe(n));
+        let unchecked = self.env_keep_unchecked.iter();
+        safe.chain(unchecked)
+            .filter(|n| valid_env_name(n) && !env_never_kept(n))
+            .cloned()
+            .collect()
+    }
+
     /// The line of a key (see [`RuleLines`]), else the rule's header line.
     pub fn line(&self, key_line: usize) -> usize {
         if key_line > 0 {
@@ -247,9 +284,13 @@ const RULE_KEYS: &[&str] = &[
     "sealed_validity",
     "min_approvals",
     "env_keep",
+    "env_keep_unchecked",
     "no_new_privs",
     "authenticate",
     "require_fresh_revocations",
+    "record",
+    "record_input",
+    "allow_risks",
 ];
 
 /// `max_duration` when a rule does not set it.
@@ -317,20 +358,75 @@ pub(crate) fn valid_env_name(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
+/// Variables known to be safe to pass to a privileged command: their values are terminal
+/// sizes and names, locale names and time-zone names (jitrun refuses locale and TZ values
+/// that are paths), which no program reads code, configuration or a file name from. These
+/// are the only names `env_keep` accepts; anything else needs `env_keep_unchecked`.
+pub const SAFE_ENV: &[&str] = &[
+    "TERM",
+    "COLORTERM",
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_ADDRESS",
+    "LC_COLLATE",
+    "LC_CTYPE",
+    "LC_IDENTIFICATION",
+    "LC_MEASUREMENT",
+    "LC_MESSAGES",
+    "LC_MONETARY",
+    "LC_NAME",
+    "LC_NUMERIC",
+    "LC_PAPER",
+    "LC_TELEPHONE",
+    "LC_TIME",
+    "TZ",
+];
+
+/// Is `name` on [`SAFE_ENV`]?
+pub fn env_known_safe(name: &str) -> bool {
+    SAFE_ENV.contains(&name)
+}
+
+/// Prefixes of variables never passed to a privileged command (see [`NEVER_KEPT_ENV`]):
+/// the dynamic loader's, git's (`GIT_CONFIG_PARAMETERS` runs `core.fsmonitor`, `GIT_DIR`
+/// picks the repository and its hooks), interpreters' start-up and module paths, less's
+/// (`LESSOPEN`, `LESSEDIT`, `LESS=+!sh`), systemd's pager and editor (`SYSTEMD_PAGER`,
+/// `SYSTEMD_PAGERSECURE=0`), the XDG directories programs read configuration and plugins
+/// from, and OpenSSL's configuration and engines.
+pub const NEVER_KEPT_PREFIXES: &[&str] = &[
+    "LD_", "GIT_", "PYTHON", "PERL", "RUBY", "NODE_", "LESS", "SYSTEMD_", "XDG_", "OPENSSL_",
+    "SSL_", "KRB5", "GTK_", "QT_", "GIO_", "DYLD_",
+];
+
 /// Variables never passed to a privileged command, whatever a rule says: they make the
-/// dynamic loader, the C library, a shell or an interpreter run code or read data of the
-/// caller's choosing, or choose which program runs (an ambient-capability exec is not
-/// AT_SECURE, so the C library trusts its environment). `policy check` refuses rules that
-/// name them in `env_keep`, and jitrun drops them even if a rule got through.
+/// dynamic loader, the C library, a shell, an interpreter, an editor, a pager or another
+/// program run code or read configuration, data or credentials of the caller's choosing,
+/// or choose which program runs (an ambient-capability exec is not AT_SECURE, so the C
+/// library trusts its environment). Together with [`NEVER_KEPT_PREFIXES`]. The policy
+/// loader refuses them in `env_keep` and `env_keep_unchecked`, and jitrun drops them even
+/// if a rule got through.
 pub const NEVER_KEPT_ENV: &[&str] = &[
     "PATH",
+    "HOME",
+    "SHELL",
     "IFS",
+    "CDPATH",
+    "FPATH",
     "BASH_ENV",
     "ENV",
     "SHELLOPTS",
     "BASHOPTS",
+    "PS1",
+    "PS2",
+    "PS3",
     "PS4",
     "PROMPT_COMMAND",
+    "HISTFILE",
+    "INPUTRC",
     "ZDOTDIR",
     "GCONV_PATH",
     "GETCONF_DIR",
@@ -345,33 +441,58 @@ pub const NEVER_KEPT_ENV: &[&str] = &[
     "MALLOC_CHECK_",
     "MALLOC_TRACE",
     "GLIBC_TUNABLES",
-    "PYTHONPATH",
-    "PYTHONSTARTUP",
-    "PYTHONHOME",
-    "PERL5OPT",
-    "PERL5LIB",
-    "PERLLIB",
-    "RUBYOPT",
-    "RUBYLIB",
-    "NODE_OPTIONS",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+    "TERMINFO",
+    "TERMINFO_DIRS",
+    "TERMCAP",
+    "TERMPATH",
     "JAVA_TOOL_OPTIONS",
     "_JAVA_OPTIONS",
     "JDK_JAVA_OPTIONS",
-    "LESSOPEN",
-    "LESSCLOSE",
+    "CLASSPATH",
     "EDITOR",
     "VISUAL",
     "SUDO_EDITOR",
+    "SUDO_ASKPASS",
+    "SSH_ASKPASS",
+    "SSH_AUTH_SOCK",
     "PAGER",
     "MANPAGER",
-    "GIT_EXEC_PATH",
-    "GIT_SSH",
-    "GIT_SSH_COMMAND",
+    "MANOPT",
+    "MANPATH",
+    "MANROFFOPT",
+    "BROWSER",
+    "VIMINIT",
+    "EXINIT",
+    "MYVIMRC",
+    "VIMRUNTIME",
+    "EMACSLOADPATH",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKEFILES",
+    "CURL_HOME",
+    "WGETRC",
+    "NETRC",
+    "GNUPGHOME",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "XAUTHORITY",
+    "KUBECONFIG",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "PSQLRC",
+    "PGPASSFILE",
+    "PGSERVICEFILE",
+    "MYSQL_HOME",
+    "SQLITE_HISTORY",
+    "GDBHISTFILE",
 ];
 
-/// Is `name` one of the variables never passed to a command (`LD_*` and [`NEVER_KEPT_ENV`])?
+/// Is `name` one of the variables never passed to a command ([`NEVER_KEPT_ENV`] and
+/// [`NEVER_KEPT_PREFIXES`])?
 pub fn env_never_kept(name: &str) -> bool {
-    name.starts_with("LD_") || NEVER_KEPT_ENV.contains(&name)
+    NEVER_KEPT_ENV.contains(&name) || NEVER_KEPT_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Host names or globs: printable, no whitespace.
@@ -557,29 +678,36 @@ fn parse_rule(
         }
     };
 
-    let env_keep = match get("env_keep") {
+    let env_keep = env_names(doc, get("env_keep"), &field("env_keep"), true)?;
+    let env_keep_unchecked = env_names(
+        doc,
+        get("env_keep_unchecked"),
+        &field("env_keep_unchecked"),
+        false,
+    )?;
+    let allow_risks = match get("allow_risks") {
         None => Vec::new(),
-        Some(e) => doc
-            .strings(e, &field("env_keep"), "[\"TERM\", \"LANG\"]")?
-            .into_iter()
-            .map(|(v, sp)| {
-                if !valid_env_name(v) {
-                    Err(doc.err(
-                        sp,
-                        &field("env_keep"),
-                        format!("invalid variable name {}: expected [A-Za-z_][A-Za-z0-9_]*", quote(v)),
-                    ))
-                } else if env_never_kept(v) {
-                    Err(doc.err(
-                        sp,
-                        &field("env_keep"),
-                        format!("{} is never kept: it would let the caller run code of their choice in the privileged command", quote(v)),
-                    ))
-                } else {
-                    Ok(v.to_string())
+        Some(e) => {
+            let mut out: Vec<String> = Vec::new();
+            for (id, sp) in doc.strings(e, &field("allow_risks"), "[\"shell-escape\"]")? {
+                let valid = !id.is_empty()
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid {
+                    return Err(doc.err(sp, &field("allow_risks"), format!("invalid lint id {}: lint ids look like \"shell-escape\" (jitctl policy check names them)", quote(id))));
                 }
-            })
-            .collect::<Result<_, _>>()?,
+                if out.iter().any(|o| o == id) {
+                    return Err(doc.err(
+                        sp,
+                        &field("allow_risks"),
+                        format!("{} is listed twice", quote(id)),
+                    ));
+                }
+                out.push(id.to_string());
+            }
+            out
+        }
     };
 
     let flag = |key: &str, default: bool| match get(key) {
@@ -589,6 +717,10 @@ fn parse_rule(
     let no_new_privs = flag("no_new_privs", true)?;
     let authenticate = flag("authenticate", false)?;
     let require_fresh_revocations = flag("require_fresh_revocations", false)?;
+    let record = get("record")
+        .map(|e| doc.boolean(e, &field("record")))
+        .transpose()?;
+    let record_input = flag("record_input", false)?;
 
     let line_of = |key: &str| get(key).map_or(0, |e| doc.loc(doc.entry_span(e)).line);
     let commands_entry = get("commands");
@@ -612,6 +744,9 @@ fn parse_rule(
         capabilities: line_of("capabilities"),
         grant: line_of("grant"),
         authenticate: line_of("authenticate"),
+        record_input: line_of("record_input"),
+        env_keep_unchecked: line_of("env_keep_unchecked"),
+        allow_risks: line_of("allow_risks"),
         commands: command_lines,
     };
 
@@ -628,12 +763,51 @@ fn parse_rule(
         sealed_validity,
         min_approvals,
         env_keep,
+        env_keep_unchecked,
+        allow_risks,
         no_new_privs,
         authenticate,
         require_fresh_revocations,
+        record,
+        record_input,
         source,
         lines,
     })
+}
+
+/// `env_keep` (`safe_only`: names on [`SAFE_ENV`]) or `env_keep_unchecked` (any name
+/// that is not never kept, and not one that belongs in `env_keep`).
+fn env_names(
+    doc: &Doc<'_>,
+    entry: Option<&Entry>,
+    field: &str,
+    safe_only: bool,
+) -> Result<Vec<String>, PolicyError> {
+    let Some(e) = entry else {
+        return Ok(Vec::new());
+    };
+    let example = if safe_only {
+        "[\"TERM\", \"LANG\"]"
+    } else {
+        "[\"APP_ENV\"]"
+    };
+    doc.strings(e, field, example)?
+        .into_iter()
+        .map(|(v, sp)| {
+            let why = if !valid_env_name(v) {
+                format!("invalid variable name {}: expected [A-Za-z_][A-Za-z0-9_]*", quote(v))
+            } else if env_never_kept(v) {
+                format!("{} is never kept: it would let the caller run code of their choice, or make the command read configuration, files or credentials of the caller's choosing, in the privileged command", quote(v))
+            } else if safe_only && !env_known_safe(v) {
+                format!("{} is not on the list of variables known to be safe to keep (terminal, locale and time-zone names: see docs/policy.md); if the command needs it and you have checked that no program it runs reads code, configuration or a path from it, list it in env_keep_unchecked instead (jitctl policy check then warns with env-keep-unchecked)", quote(v))
+            } else if !safe_only && env_known_safe(v) {
+                format!("{} is known to be safe: list it in env_keep", quote(v))
+            } else {
+                return Ok(v.to_string());
+            };
+            Err(doc.err(sp, field, why))
+        })
+        .collect()
 }
 
 fn parse_commands(
@@ -755,6 +929,8 @@ env_keep = ["TERM", "LANG"]
 no_new_privs = false
 authenticate = true
 require_fresh_revocations = true
+record = true
+record_input = true
 
 [[rule]]
 name = "db.restart_1"
@@ -784,6 +960,8 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert!(!r.no_new_privs);
         assert!(r.authenticate);
         assert!(r.require_fresh_revocations);
+        assert_eq!((r.record, r.record_input), (Some(true), true));
+        assert_eq!(r.lines.record_input, 19);
         assert_eq!(
             r.source,
             SourceLoc {
@@ -806,7 +984,12 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert!(d.no_new_privs);
         assert!(!d.authenticate);
         assert!(!d.require_fresh_revocations);
-        assert_eq!(d.source.line, 19);
+        assert_eq!((d.record, d.record_input), (None, false));
+        let mut settings = crate::RecordSettings::default();
+        assert!(r.records(&settings) && !d.records(&settings));
+        settings.default = true;
+        assert!(d.records(&settings));
+        assert_eq!(d.source.line, 21);
         assert!(d.commands[0].matches(
             OsStr::new("/usr/bin/systemctl"),
             &[OsStr::new("restart"), OsStr::new("postgresql")]
@@ -1012,6 +1195,11 @@ commands = ["/usr/bin/systemctl restart postgresql"]
             ("env_keep = [\"TERM\", \"1BAD\"]", ":5: rule \"r\": env_keep: invalid variable name \"1BAD\""),
             ("env_keep = [\"LD_PRELOAD\"]", ":5: rule \"r\": env_keep: \"LD_PRELOAD\" is never kept"),
             ("env_keep = [\"BASH_ENV\"]", ":5: rule \"r\": env_keep: \"BASH_ENV\" is never kept"),
+            ("env_keep = [\"TERM\", \"APP_ENV\"]", ":5: rule \"r\": env_keep: \"APP_ENV\" is not on the list of variables known to be safe to keep"),
+            ("env_keep_unchecked = [\"GIT_CONFIG_PARAMETERS\"]", ":5: rule \"r\": env_keep_unchecked: \"GIT_CONFIG_PARAMETERS\" is never kept"),
+            ("env_keep_unchecked = [\"LANG\"]", ":5: rule \"r\": env_keep_unchecked: \"LANG\" is known to be safe: list it in env_keep"),
+            ("allow_risks = [\"Shell escape\"]", ":5: rule \"r\": allow_risks: invalid lint id \"Shell escape\""),
+            ("allow_risks = [\"shell-escape\", \"shell-escape\"]", ":5: rule \"r\": allow_risks: \"shell-escape\" is listed twice"),
             ("no_new_privs = \"no\"", ":5: rule \"r\": no_new_privs: expected true or false, found a string"),
             ("authenticate = 1", ":5: rule \"r\": authenticate: expected true or false, found an integer"),
         ];
@@ -1024,10 +1212,13 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         }
         // Positive controls for the same fields.
         assert!(load(&rule_with("run_as = \"root\"\ncapabilities = [\"all\"]")).is_ok());
-        assert!(load(&rule_with(
-            "max_duration = \"500ms\"\nenv_keep = [\"_X1\", \"TZ\"]"
+        let ok = load(&rule_with(
+            "max_duration = \"500ms\"\nenv_keep = [\"LC_TIME\", \"TZ\"]\nenv_keep_unchecked = [\"_X1\"]\nallow_risks = [\"env-keep-unchecked\"]",
         ))
-        .is_ok());
+        .unwrap();
+        assert_eq!(ok.rules[0].kept_env(), ["LC_TIME", "TZ", "_X1"]);
+        assert_eq!(ok.rules[0].allow_risks, ["env-keep-unchecked"]);
+        assert_eq!(ok.rules[0].lines.allow_risks, 8);
         assert!(load(&rule_with("run_as = \"svc-backup$\"")).is_ok());
     }
 

@@ -15,8 +15,14 @@
 //! auth_cache = "0s"         # "5m": no password again for 5 minutes on the same terminal
 //! [revocations]
 //! max_age = "15m"           # default unset: a list of any age counts as fresh
+//! [record]                  # session recording: see crate::record
+//! default = false
+//! max_bytes = "1G"
+//! on_max_bytes = "end"
+//! on_failure = "end"
 //! ```
 
+use crate::record::{parse_record, RecordSettings};
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry};
 use crate::{parse_duration, PolicyError};
@@ -61,6 +67,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub pam: PamSettings,
     pub revocations: RevocationSettings,
+    /// `[record]`: session recording.
+    pub record: RecordSettings,
 }
 
 /// `[revocations]`: how old `/var/lib/jitrun/revocations` may be for rules that set
@@ -89,6 +97,7 @@ impl Default for Settings {
                 auth_cache: Duration::ZERO,
             },
             revocations: RevocationSettings::default(),
+            record: RecordSettings::default(),
         }
     }
 }
@@ -125,6 +134,7 @@ impl Settings {
                 }
                 "audit" => parse_audit(&doc, doc.table(e, field)?, &mut settings.audit)?,
                 "pam" => parse_pam(&doc, doc.table(e, field)?, &mut settings.pam)?,
+                "record" => parse_record(&doc, doc.table(e, field)?, &mut settings.record)?,
                 "revocations" => {
                     let table = doc.table(e, field)?;
                     doc.check_keys(table, REVOCATION_KEYS, "revocations")?;
@@ -166,6 +176,7 @@ const TOP_KEYS: &[&str] = &[
     "audit",
     "pam",
     "revocations",
+    "record",
 ];
 const REVOCATION_KEYS: &[&str] = &["max_age"];
 const PAM_KEYS: &[&str] = &["service", "auth_cache"];
@@ -414,7 +425,7 @@ sd_id = "acme@12345"
         let e = err("host = \"a\"\nclock_skw = \"1m\"\n");
         assert_eq!(
             e,
-            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit, pam, revocations"
+            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit, pam, revocations, record"
         );
         let e = err("[audit]\nframing = \"cee\"\n\nfail_open = true\n");
         assert!(

@@ -45,7 +45,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Bump whenever the layout or the meaning of a field changes.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 6;
 const MAGIC: &[u8; 8] = b"JITPSNAP";
 const TABLES: usize = 3;
 /// Bytes of the fixed header (the key follows it).
@@ -168,13 +168,30 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
     }
     o.u32(rule.min_approvals);
     o.strs(&rule.env_keep);
+    o.strs(&rule.env_keep_unchecked);
+    o.strs(&rule.allow_risks);
     o.u8(u8::from(rule.no_new_privs));
     o.u8(u8::from(rule.authenticate));
     o.u8(u8::from(rule.require_fresh_revocations));
+    o.u8(match rule.record {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    });
+    o.u8(u8::from(rule.record_input));
     o.str(&rule.source.file);
     o.u64(rule.source.line as u64);
     let l = &rule.lines;
-    for line in [l.hosts, l.run_as, l.capabilities, l.grant, l.authenticate] {
+    for line in [
+        l.hosts,
+        l.run_as,
+        l.capabilities,
+        l.grant,
+        l.authenticate,
+        l.record_input,
+        l.env_keep_unchecked,
+        l.allow_risks,
+    ] {
         o.u64(line as u64);
     }
     o.len(l.commands.len());
@@ -633,22 +650,39 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
     check(
         env_keep
             .iter()
-            .all(|e| valid_env_name(e) && !crate::env_never_kept(e)),
+            .all(|e| valid_env_name(e) && crate::env_known_safe(e)),
         "env_keep",
     )?;
+    let env_keep_unchecked = r.strs()?;
+    check(
+        env_keep_unchecked
+            .iter()
+            .all(|e| valid_env_name(e) && !crate::env_never_kept(e) && !crate::env_known_safe(e)),
+        "env_keep_unchecked",
+    )?;
+    let allow_risks = r.strs()?;
     let no_new_privs = r.bool()?;
     let authenticate = r.bool()?;
     let require_fresh_revocations = r.bool()?;
+    let record = match r.u8()? {
+        0 => None,
+        1 => Some(false),
+        2 => Some(true),
+        _ => return Err(corrupt("invalid record")),
+    };
+    let record_input = r.bool()?;
     let file = r.str()?.to_string();
     let line = usize::try_from(r.u64()?).map_err(|_| corrupt("line"))?;
     let mut key_line = || usize::try_from(r.u64()?).map_err(|_| corrupt("line"));
-    let (hosts_line, run_as_line, caps_line, grant_line, auth_line) = (
+    let (hosts_line, run_as_line, caps_line, grant_line, auth_line, input_line) = (
+        key_line()?,
         key_line()?,
         key_line()?,
         key_line()?,
         key_line()?,
         key_line()?,
     );
+    let (unchecked_line, risks_line) = (key_line()?, key_line()?);
     let nlines = r.count(8)?;
     let mut command_lines = Vec::with_capacity(nlines);
     for _ in 0..nlines {
@@ -670,9 +704,13 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         sealed_validity,
         min_approvals,
         env_keep,
+        env_keep_unchecked,
+        allow_risks,
         no_new_privs,
         authenticate,
         require_fresh_revocations,
+        record,
+        record_input,
         source: SourceLoc { file, line },
         lines: RuleLines {
             hosts: hosts_line,
@@ -680,6 +718,9 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
             capabilities: caps_line,
             grant: grant_line,
             authenticate: auth_line,
+            record_input: input_line,
+            env_keep_unchecked: unchecked_line,
+            allow_risks: risks_line,
             commands: command_lines,
         },
     })
@@ -832,6 +873,7 @@ mod tests {
                 "[\"/usr/bin/printf\", \"%s with spaces\\n\", \"*\"]",
                 "\"/bin/true\"",
                 "[\"/usr/bin/tee\", \"/etc/x y\", \"**\"]",
+                "\"/usr/bin/cat path:/var/log/**/*.log\"",
             ];
             let k = 1 + rng.below(3) as usize;
             let c: Vec<&str> = (0..k).map(|_| rng.pick(&cmds)).collect();
@@ -859,7 +901,10 @@ mod tests {
             }
             t.push_str(&format!("min_approvals = {}\n", rng.below(3)));
             if rng.below(2) == 0 {
-                t.push_str("env_keep = [\"TERM\", \"LANG\", \"_X1\"]\n");
+                t.push_str("env_keep = [\"TERM\", \"LANG\"]\nenv_keep_unchecked = [\"_X1\"]\n");
+            }
+            if rng.below(3) == 0 {
+                t.push_str("allow_risks = [\"shell-escape\", \"standing-access\"]\n");
             }
             t.push_str(&format!("no_new_privs = {}\n", rng.below(2) == 0));
             t.push_str(&format!("authenticate = {}\n", rng.below(4) == 0));
@@ -867,6 +912,11 @@ mod tests {
                 "require_fresh_revocations = {}\n",
                 rng.below(3) == 0
             ));
+            match rng.below(3) {
+                0 => t.push_str("record = true\nrecord_input = true\n"),
+                1 => t.push_str("record = false\n"),
+                _ => {}
+            }
         }
         t
     }

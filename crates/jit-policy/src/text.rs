@@ -22,7 +22,7 @@ fn word(s: &str) -> String {
 }
 
 /// One argv element for a message: lossy UTF-8, quoted when it needs to be.
-fn os_word(s: &OsStr) -> String {
+pub(crate) fn os_word(s: &OsStr) -> String {
     match std::str::from_utf8(s.as_bytes()) {
         Ok(u) => word(u),
         Err(_) => {
@@ -63,7 +63,7 @@ pub(crate) fn command_line(program: &OsStr, args: &[&OsStr]) -> String {
 }
 
 /// Edit distance, for "did you mean" hints on unknown keys.
-pub(crate) fn distance(a: &str, b: &str) -> usize {
+pub fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

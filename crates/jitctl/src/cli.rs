@@ -55,6 +55,10 @@ pub enum Command {
     /// jitrun's local audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Session recordings (/var/log/jitrun/sessions, root only): list, play, rebuild from
+    /// syslog, prune
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +217,93 @@ pub struct FlushArgs {
     /// Spool directory
     #[arg(long, value_name = "DIR", default_value = "/var/lib/jitrun/spool")]
     pub spool: PathBuf,
+}
+
+/// Where jitrun writes session recordings.
+pub const SESSIONS_DIR: &str = "/var/log/jitrun/sessions";
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List the recordings, newest first: session id, start, user, run-as, rule, duration,
+    /// size, how it ended, command
+    List(SessionsListArgs),
+    /// Play a recording on this terminal with its timing (q or Ctrl-C stops, space pauses)
+    Play(SessionsPlayArgs),
+    /// Rebuild a recording from the session.io events syslog kept, checking every chunk
+    Fetch(SessionsFetchArgs),
+    /// Remove the recordings last written longer ago than --older-than (as root)
+    Prune(SessionsPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsListArgs {
+    /// Only the sessions of this invoking user (a name or a uid)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Only the sessions started at or after T: RFC 3339 ("2026-11-25T17:00:00Z"), a date
+    /// ("2026-11-25", UTC), or how long ago ("2h", "7d")
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// The recordings directory
+    #[arg(long, value_name = "DIR", default_value = SESSIONS_DIR)]
+    pub dir: PathBuf,
+    /// JSON output (one array), for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsPlayArgs {
+    /// A session id (32 hex digits, as `jitctl sessions list` shows it) or a .cast file
+    #[arg(value_name = "ID|FILE")]
+    pub session: String,
+    /// Playback speed: 2 plays twice as fast, 0.5 half as fast
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    pub speed: f64,
+    /// Cut pauses longer than this many seconds to this
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_limit: Option<f64>,
+    /// Watch a session that is still being recorded: what is there at once (no pauses), then
+    /// what comes, as it comes, until the recording ends
+    #[arg(long)]
+    pub follow: bool,
+    /// The recordings directory (for a session id)
+    #[arg(long, value_name = "DIR", default_value = SESSIONS_DIR)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsFetchArgs {
+    /// The session id (32 hex digits: jitrun.session_id of the audit events)
+    #[arg(value_name = "ID")]
+    pub session: String,
+    /// Files syslog wrote: the JSON lines of packaging/siem/rsyslog (or of docs/audit.md's
+    /// configuration), or raw syslog lines; "-" reads standard input
+    #[arg(long = "from", value_name = "FILE", required = true, num_args = 1..)]
+    pub from: Vec<PathBuf>,
+    /// Where to write the recording (default: ./ID.cast; "-": standard output)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write what could be rebuilt even when chunks are missing or do not match (with a
+    /// marker at each gap); the exit status is still 1
+    #[arg(long)]
+    pub partial: bool,
+    /// Replace the output file if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsPruneArgs {
+    /// Remove the recordings last written longer ago than this, e.g. "90d"
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: String,
+    /// Say what would be removed, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The recordings directory
+    #[arg(long, value_name = "DIR", default_value = SESSIONS_DIR)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

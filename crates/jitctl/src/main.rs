@@ -13,6 +13,7 @@ mod policy;
 mod requests;
 mod revocations;
 mod sealed;
+mod sessions;
 mod sudoers;
 mod sync;
 mod ulid;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         cli::Command::Policy(cli::PolicyCommand::Diff(args)) => done(diff::run(args)),
         cli::Command::Policy(cli::PolicyCommand::ImportSudoers(args)) => done(sudoers::run(args)),
         cli::Command::Audit(cli::AuditCommand::Flush(args)) => done(audit::flush(args)),
+        cli::Command::Sessions(cmd) => sessions::run(cmd),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

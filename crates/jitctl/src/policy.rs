@@ -117,6 +117,9 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     let settings = load_settings(args.settings.as_deref())?;
     let mut findings = lint(&policy, &settings);
     let before = findings.len();
+    findings.retain(|f| !f.acknowledged);
+    let acknowledged = before - findings.len();
+    let before = findings.len();
     findings.retain(|f| {
         !sources
             .iter()
@@ -134,17 +137,33 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         .count();
     if args.strict && warnings > 0 {
         return Err(format!(
-            "{warnings} lint finding(s) with --strict in {} rules from {files} files; fix them, or run without --strict to see them as warnings",
+            "{warnings} lint finding(s) with --strict in {} rules from {files} files; fix them, or acknowledge one you have weighed with allow_risks = [\"ID\"] in its rule (docs/policy.md, \"Lint\")",
             policy.rules.len()
         )
         .into());
     }
     println!(
-        "ok: {} rules, {} tests from {files} files; {warnings} warning(s), {silenced} silenced by jitctl-lint comments",
+        "ok: {} rules, {} tests from {files} files; {warnings} warning(s), {acknowledged} acknowledged by allow_risks, {silenced} silenced by jitctl-lint comments",
         policy.rules.len(),
         policy.tests.len(),
     );
     Ok(())
+}
+
+/// The lint findings of one rule, for `explain`: each id, and whether the rule acknowledges it.
+fn risks_of(policy: &Policy, settings: &Settings, rule: &str) -> Vec<String> {
+    lint(policy, settings)
+        .into_iter()
+        .filter(|f| f.rule == rule && f.code != "unused-allow-risk")
+        .map(|f| {
+            let how = if f.acknowledged {
+                "acknowledged by allow_risks"
+            } else {
+                "not acknowledged"
+            };
+            format!("{} ({how}, {}:{})", f.code, f.file, f.line)
+        })
+        .collect()
 }
 
 pub fn test(args: &TestArgs) -> Result<()> {
@@ -227,6 +246,23 @@ fn run_as_text(r: &RunAs, user: &str) -> String {
     }
 }
 
+/// Whether the rule's sessions are recorded, and why.
+fn record_text(rule: &jit_policy::Rule, settings: &jit_policy::RecordSettings) -> String {
+    let why = match rule.record {
+        Some(r) => format!("record = {r} in the rule"),
+        None => format!("settings record.default = {}", settings.default),
+    };
+    if !rule.records(settings) {
+        return format!("no ({why})");
+    }
+    let what = if rule.record_input {
+        "output and input"
+    } else {
+        "output"
+    };
+    format!("yes, {what} ({why}); this jitrun cannot record yet and refuses such runs (recording_unavailable)")
+}
+
 pub fn explain(args: &ExplainArgs) -> Result<()> {
     let (policy, _) = load_policy(&args.policy)?;
     let settings = load_settings(args.settings.as_deref())?;
@@ -267,7 +303,7 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
             g.id, g.rule
         );
     }
-    match &e.decision {
+    let decided = match &e.decision {
         Decision::Allow { rule, caps, run_as } => {
             println!("decision: allow");
             println!(
@@ -276,6 +312,8 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
             );
             println!("run as:   {}", run_as_text(run_as, &args.user));
             println!("caps:     {caps}");
+            println!("record:   {}", record_text(rule, &settings.record));
+            Some(rule.name.clone())
         }
         Decision::Deny(d) => {
             println!("decision: deny ({})", d.code);
@@ -283,6 +321,15 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
             if let Some(r) = &d.rule {
                 println!("rule:     \"{r}\"");
             }
+            d.rule.clone()
+        }
+    };
+    if let Some(name) = decided {
+        let risks = risks_of(&policy, &settings, &name);
+        if risks.is_empty() {
+            println!("risks:    none (jitctl policy check finds nothing in this rule)");
+        } else {
+            println!("risks:    {}", risks.join("\n          "));
         }
     }
     println!("rules:");

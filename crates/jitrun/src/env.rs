@@ -1,6 +1,7 @@
 //! The command's environment: built, not inherited. The target's HOME, USER, LOGNAME and
 //! SHELL, PATH = secure_path, TERM when it looks like a terminal name, and the variables
-//! the rule's `env_keep` names, when their values are sane. Nothing else passes.
+//! the rule keeps (`jit_policy::Rule::kept_env`: `env_keep` names on the known-safe list and
+//! `env_keep_unchecked`), when their values are sane. Nothing else passes.
 //!
 //! A command that gains capabilities or another uid must not be steered by its caller's files
 //! either: capabilities arrive as ambient capabilities, so the kernel does not mark the exec
@@ -275,7 +276,9 @@ mod tests {
         .into();
         let same = names(&build(&s, &target(), "/bin", &keep, Privilege::Same));
         assert!(same.contains(&"HOME=/srv".to_string()));
-        assert!(same.contains(&"TMPDIR=/home/alice/tmp".to_string()));
+        // TMPDIR is on the never-kept list (a policy that keeps it does not load): dropped here too.
+        assert!(!same.iter().any(|e| e.starts_with("TMPDIR=")));
+        assert!(same.contains(&"LANG=C.UTF-8".to_string()));
         let caller = names(&build(
             &s,
             &target(),

@@ -365,7 +365,7 @@ fn run_mode(
                 &env,
                 &target,
                 &settings.secure_path,
-                &approved.rule.env_keep,
+                &approved.rule.kept_env(),
                 privilege,
             ),
             plan: elevate::Plan {

@@ -1,29 +1,38 @@
-//! `jitctl policy import-sudoers FILE [-o OUT]`: sudoers → jitrun policy.
+//! `jitctl policy import-sudoers FILE [-o OUT]`: sudoers → jitrun policy that never allows
+//! more than sudo did.
 //!
-//! Every converted rule is standing access (`grant = "none"`), as sudoers is, with a
-//! `# from FILE:LINE: <original>` comment. What has no safe equivalent is left out and
-//! listed (on standard error and in a comment at the end of the output): converting part
-//! of a line never allows more than sudoers did; where only a narrower form exists (fewer
-//! hosts, fewer run-as users) the narrower one is written and the difference listed.
-//!
-//! Mapping:
-//! * users `alice` → `users`; `%group` → `groups`; `User_Alias` expanded.
-//! * hosts `ALL` → `["*"]`; names as they are; `Host_Alias` expanded.
-//! * run-as: none → `root`; `(user)` → `run_as = "user"` (one rule per run-as user);
-//!   `(ALL)` → `root` only; `Runas_Alias` expanded.
-//! * `root` → `capabilities = ["ALL"]` (sudo gives full root); other users: none.
-//! * `NOPASSWD:` → `authenticate = false`; `PASSWD:` or no tag → `authenticate = true`.
-//! * `/path` → `"/path **"` (sudo: any arguments); `/path ""` → `"/path"` (none);
-//!   `/path a b` → exact arguments; a final `*` → `* **` (one or more); `Cmnd_Alias` expanded.
-//! * `Defaults env_keep = / += / -= "A B"` → `env_keep` on every rule.
-pub mod parse;
+//! 1. The file is parsed as sudo 1.9 parses it ([`grammar`], [`lex`]); a file `visudo -c`
+//!    refuses is refused here, with the line, the column and visudo's message, and nothing is
+//!    converted. Files it includes are checked the same way (not converted).
+//! 2. Every command of every user specification becomes an [`Item`], with what applies to it
+//!    in sudo: aliases expanded, the run-as list, tags and options carried forward from the
+//!    command before it (sudo's grammar), and the `Defaults` that concern it.
+//! 3. Each item converts to jitrun commands, or is left out with the reason ([`convert_item`]):
+//!    a command with options (`CWD`, `CHROOT`, `TIMEOUT`, `NOTBEFORE`, ...), restrictive tags or
+//!    restrictive `Defaults` (`noexec`, `requiretty`, `runchroot`, ...) is left out; where only a
+//!    narrower form exists (fewer hosts, fewer run-as users, one-argument globs) that is written.
+//! 4. sudo takes the *last* matching line, jitrun the *first* matching standing rule: the rules
+//!    are written in reverse order, and a command is left out (or made to ask for a password)
+//!    when a later line that may match the same request is stricter in a way its conversion
+//!    does not reproduce ([`last_match`]).
+//! 5. `Defaults targetpw`/`rootpw`/`runaspw` make sudo ask for another user's password: the rules
+//!    that would ask for the invoker's instead are left out.
+pub mod defaults;
+pub mod grammar;
+pub mod lex;
+pub mod options;
 
 use crate::cli::ImportSudoersArgs;
 use crate::error::{io_error, CliError, Result};
-use jit_policy::valid_user_name;
-use jit_policy::{CommandPattern, Policy, PolicySource};
-use parse::{AliasKind, Cmnd, CmndSpec, Entry, Member};
-use std::collections::{BTreeMap, BTreeSet};
+use grammar::{AliasKind, Binding, Body, Cmnd, CmndKind, Entry, Member, Name, Op, Runas, Setting};
+use jit_policy::glob::{glob_match, has_meta};
+use jit_policy::{
+    env_known_safe, env_never_kept, valid_user_name, CommandPattern, Policy, PolicySource,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+pub use grammar::SyntaxError;
 
 /// Something not converted (or converted narrower), with where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,43 +50,40 @@ pub struct Conversion {
     pub skipped: Vec<Skipped>,
 }
 
-#[derive(Default)]
-struct Aliases {
-    user: BTreeMap<String, Vec<Member>>,
-    runas: BTreeMap<String, Vec<Member>>,
-    host: BTreeMap<String, Vec<Member>>,
-    cmnd: BTreeMap<String, Vec<Cmnd>>,
+type Aliases = HashMap<(AliasKind, String), AliasDef>;
+
+#[derive(Debug, Clone)]
+struct AliasDef {
+    members: Vec<Member>,
+    cmnds: Vec<Cmnd>,
 }
 
-fn is_alias_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_uppercase())
-        && c.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        && s != "ALL"
-}
-
-/// Expand aliases in a member list; negation flips through aliases.
+/// Expand aliases in a member list (a negated alias negates its members).
 fn expand(
     list: &[Member],
-    table: &BTreeMap<String, Vec<Member>>,
+    kind: AliasKind,
+    aliases: &Aliases,
     depth: usize,
 ) -> std::result::Result<Vec<Member>, String> {
     if depth > 32 {
-        return Err("aliases nest too deep (a loop?)".into());
+        return Err(format!(
+            "the {} aliases refer to each other in a loop (visudo warns about the cycle)",
+            kind.keyword()
+        ));
     }
     let mut out = Vec::new();
     for m in list {
-        match table.get(&m.name) {
-            Some(inner) if is_alias_name(&m.name) => {
-                for x in expand(inner, table, depth + 1)? {
+        match &m.name {
+            Name::Alias(a) => {
+                let def = aliases.get(&(kind, a.clone())).ok_or_else(|| {
+                    format!("{} {a} is used but never defined (visudo warns about it); sudo matches nothing for it: define it, or remove it", kind.keyword())
+                })?;
+                for x in expand(&def.members, kind, aliases, depth + 1)? {
                     out.push(Member {
                         neg: x.neg != m.neg,
                         name: x.name,
                     });
                 }
-            }
-            None if is_alias_name(&m.name) => {
-                return Err(format!("alias {} is not defined", m.name))
             }
             _ => out.push(m.clone()),
         }
@@ -85,34 +91,833 @@ fn expand(
     Ok(out)
 }
 
-fn expand_cmnds(
+fn expand_cmnd(
     c: &Cmnd,
     aliases: &Aliases,
     depth: usize,
 ) -> std::result::Result<Vec<Cmnd>, String> {
     if depth > 32 {
-        return Err("aliases nest too deep (a loop?)".into());
+        return Err("the Cmnd_Alias definitions refer to each other in a loop (visudo warns about the cycle)".into());
     }
-    if c.args.is_none() && is_alias_name(&c.program) {
-        let inner = aliases
-            .cmnd
-            .get(&c.program)
-            .ok_or_else(|| format!("Cmnd_Alias {} is not defined", c.program))?;
-        let mut out = Vec::new();
-        for i in inner {
-            for mut x in expand_cmnds(i, aliases, depth + 1)? {
-                x.neg = x.neg != c.neg;
-                out.push(x);
+    let CmndKind::Alias(a) = &c.kind else {
+        return Ok(vec![c.clone()]);
+    };
+    let def = aliases.get(&(AliasKind::Cmnd, a.clone())).ok_or_else(|| {
+        format!("Cmnd_Alias {a} is used but never defined (visudo warns about it); sudo matches nothing for it: define it, or remove it")
+    })?;
+    let mut out = Vec::new();
+    for inner in &def.cmnds {
+        for mut x in expand_cmnd(inner, aliases, depth + 1)? {
+            x.neg = x.neg != c.neg;
+            out.push(x);
+        }
+    }
+    Ok(out)
+}
+
+/// Where a `Defaults` setting applies.
+#[derive(Debug, Clone)]
+enum Scope {
+    Global,
+    Users(Vec<Member>),
+    Hosts(Vec<Member>),
+    Runas(Vec<Member>),
+    Cmnds(Vec<Cmnd>),
+}
+
+/// A `Defaults` setting that changes what an item converts to.
+#[derive(Debug, Clone)]
+struct Effect {
+    line: usize,
+    scope: Scope,
+    shown: String,
+}
+
+/// What the `Defaults` lines say that matters for conversion.
+#[derive(Debug, Default)]
+struct DefaultsFacts {
+    env_keep: Vec<String>,
+    env_keep_unchecked: Vec<String>,
+    /// Settings that make sudo stricter than jitrun can be (`noexec`, `requiretty`, ...).
+    restrictions: Vec<Effect>,
+    /// `targetpw`, `rootpw`, `runaspw`: sudo asks for another user's password.
+    other_password: Vec<Effect>,
+    /// A global `runas_default`, the last one.
+    runas_default: Option<String>,
+    /// `runas_default` bound to users, hosts, run-as users or commands.
+    bound_runas_default: Vec<Effect>,
+}
+
+/// `Defaults` settings that restrict what sudo runs, when set (to a value other than `*`).
+const RESTRICTIVE: &[(&str, &str)] = &[
+    (
+        "noexec",
+        "sudo stops the command from running other programs (NOEXEC)",
+    ),
+    (
+        "intercept",
+        "sudo checks every program the command runs against sudoers",
+    ),
+    ("requiretty", "sudo runs it only from a terminal"),
+    ("runchroot", "sudo runs it in another root directory"),
+    ("runcwd", "sudo runs it in another working directory"),
+    ("command_timeout", "sudo ends it after a time"),
+    (
+        "apparmor_profile",
+        "sudo confines it in an AppArmor profile",
+    ),
+    ("role", "sudo runs it in an SELinux role"),
+    ("type", "sudo runs it in an SELinux type"),
+    ("privs", "sudo limits its privileges"),
+    ("limitprivs", "sudo limits its privileges"),
+    (
+        "runas_check_shell",
+        "sudo runs it only as users with a valid shell",
+    ),
+];
+
+fn setting_text(s: &Setting) -> String {
+    let value = || {
+        let v = s.value.clone().unwrap_or_default();
+        if v.contains([' ', ',', ':', '=', '#', '"', '\\']) {
+            format!("{v:?}")
+        } else {
+            v
+        }
+    };
+    match &s.op {
+        Op::Flag(true) => s.name.clone(),
+        Op::Flag(false) => format!("!{}", s.name),
+        Op::Set => format!("{}={}", s.name, value()),
+        Op::Add => format!("{}+={}", s.name, value()),
+        Op::Remove => format!("{}-={}", s.name, value()),
+    }
+}
+
+fn scope_of(binding: &Binding, aliases: &Aliases) -> Scope {
+    // An alias that cannot be expanded leaves the members as written: every overlap test is
+    // conservative about names it does not know.
+    let ex = |m: &Vec<Member>, k| expand(m, k, aliases, 0).unwrap_or_else(|_| m.clone());
+    match binding {
+        Binding::None => Scope::Global,
+        Binding::User(m) => Scope::Users(ex(m, AliasKind::User)),
+        Binding::Runas(m) => Scope::Runas(ex(m, AliasKind::Runas)),
+        Binding::Host(m) => Scope::Hosts(ex(m, AliasKind::Host)),
+        Binding::Cmnd(c) => Scope::Cmnds(
+            c.iter()
+                .flat_map(|c| expand_cmnd(c, aliases, 0).unwrap_or_else(|_| vec![c.clone()]))
+                .collect(),
+        ),
+    }
+}
+
+fn defaults_facts(
+    entries: &[Entry],
+    aliases: &Aliases,
+    lines: &[String],
+    skip: &mut Vec<Skipped>,
+) -> DefaultsFacts {
+    let mut f = DefaultsFacts::default();
+    for e in entries {
+        let Body::Defaults { binding, settings } = &e.body else {
+            continue;
+        };
+        let head = lines
+            .get(e.line - 1)
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("Defaults");
+        for s in settings {
+            let shown = format!("{head} {}", setting_text(s));
+            let effect = || Effect {
+                line: e.line,
+                scope: scope_of(binding, aliases),
+                shown: shown.clone(),
+            };
+            let on = !matches!(s.op, Op::Flag(false));
+            let name = s.name.as_str();
+            let mut note = |why: String| {
+                skip.push(Skipped {
+                    line: e.line,
+                    what: shown.clone(),
+                    why,
+                })
+            };
+            if name == "env_keep" {
+                env_keep(s, binding, &mut f, &mut note);
+            } else if matches!(name, "targetpw" | "rootpw" | "runaspw") && on {
+                f.other_password.push(effect());
+                note(format!("sudo then asks for {} password, which jitrun cannot: the rules that ask for a password and that this may concern are left out (listed below)", match name { "targetpw" => "the target user's", "rootpw" => "root's", _ => "the run-as default user's" }));
+            } else if name == "runas_default" {
+                match (binding, &s.value) {
+                    (Binding::None, Some(v)) => f.runas_default = Some(v.clone()),
+                    _ => f.bound_runas_default.push(effect()),
+                }
+                note("commands without a run-as list run as this user in sudo; the conversion uses it (a bound one leaves out the commands it may concern)".into());
+            } else if let Some((_, why)) = RESTRICTIVE.iter().find(|(n, _)| *n == name) {
+                let restricts = on && s.value.as_deref() != Some("*");
+                if restricts {
+                    f.restrictions.push(effect());
+                    note(format!("{why}, which jitrun cannot: the commands this may concern are left out (listed below)"));
+                } else {
+                    note("nothing to convert (it does not restrict anything)".into());
+                }
+            } else {
+                note(other_default_note(name, s));
             }
         }
-        return Ok(out);
     }
-    Ok(vec![c.clone()])
+    f
+}
+
+fn other_default_note(name: &str, s: &Setting) -> String {
+    match name {
+        "env_reset" => "nothing to convert: jitrun always starts the command with a clean environment".into(),
+        "secure_path" => format!("set secure_path = {:?} in /etc/jitrun/jitrun.toml instead", s.value.clone().unwrap_or_default()),
+        "authenticate" if s.op == Op::Flag(false) => "sudo then asks for no password; the converted rules ask for one unless the line says NOPASSWD (stricter): set authenticate = false where you mean it".into(),
+        _ => "this Defaults setting has no equivalent in jitrun policy".into(),
+    }
+}
+
+fn env_keep(s: &Setting, binding: &Binding, f: &mut DefaultsFacts, note: &mut dyn FnMut(String)) {
+    if !matches!(binding, Binding::None) {
+        note("env_keep bound to users, hosts, run-as users or commands has no equivalent (env_keep is per rule): add it to the converted rules it concerns by hand".into());
+        return;
+    }
+    let names: Vec<String> = s
+        .value
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    match s.op {
+        Op::Flag(false) => {
+            f.env_keep.clear();
+            f.env_keep_unchecked.clear();
+            return;
+        }
+        Op::Set => {
+            f.env_keep.clear();
+            f.env_keep_unchecked.clear();
+        }
+        Op::Remove => {
+            f.env_keep.retain(|x| !names.contains(x));
+            f.env_keep_unchecked.retain(|x| !names.contains(x));
+            return;
+        }
+        _ => {}
+    }
+    for n in names {
+        let valid = n
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            note(format!("env_keep {n:?}: jitrun keeps variables by exact name only (no wildcards, no values)"));
+        } else if env_never_kept(&n) {
+            note(format!("env_keep {n:?}: jitrun never passes this variable to a privileged command (it lets the caller run code or choose files)"));
+        } else if env_known_safe(&n) {
+            if !f.env_keep.contains(&n) {
+                f.env_keep.push(n);
+            }
+        } else if !f.env_keep_unchecked.contains(&n) {
+            note(format!("env_keep {n:?} is not on jitrun's list of variables known to be safe: it is kept with env_keep_unchecked, which `jitctl policy check` flags; check that no program reads code or a path from it"));
+            f.env_keep_unchecked.push(n);
+        }
+    }
+}
+
+/// One command of one user specification, with everything that applies to it.
+#[derive(Debug, Clone)]
+struct Item {
+    line: usize,
+    source: String,
+    users: std::result::Result<Vec<Member>, String>,
+    hosts: std::result::Result<Vec<Member>, String>,
+    runas: std::result::Result<Option<Runas>, String>,
+    /// sudo asks for a password (no NOPASSWD in force).
+    password: bool,
+    /// Restrictive tags in force (NOEXEC, INTERCEPT) and options, for messages.
+    restricted: Vec<String>,
+    /// Other tags that do not convert (SETENV, LOG_*, MAIL, FOLLOW).
+    loose_tags: Vec<String>,
+    cmnd: std::result::Result<Cmnd, String>,
+}
+
+fn source_lines(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.trim().to_string()).collect()
+}
+
+fn items(entries: &[Entry], aliases: &Aliases, text: &str) -> Vec<Item> {
+    let lines = source_lines(text);
+    let mut out = Vec::new();
+    for e in entries {
+        let Body::Spec { users, privileges } = &e.body else {
+            continue;
+        };
+        let source = lines.get(e.line - 1).cloned().unwrap_or_default();
+        let users = expand(users, AliasKind::User, aliases, 0);
+        for p in privileges {
+            let hosts = expand(&p.hosts, AliasKind::Host, aliases, 0);
+            for cs in &p.cmnds {
+                let runas = match &cs.runas {
+                    None => Ok(None),
+                    Some(r) => expand_runas(r, aliases).map(Some),
+                };
+                let mut restricted: Vec<String> =
+                    cs.options.iter().map(|(o, v)| format!("{o}={v}")).collect();
+                let mut loose_tags = Vec::new();
+                for (tag, on) in &cs.tags.0 {
+                    match (*tag, *on) {
+                        ("EXEC", false) => restricted.push("NOEXEC".into()),
+                        ("INTERCEPT", true) => restricted.push("INTERCEPT".into()),
+                        ("SETENV", true)
+                        | ("LOG_INPUT", true)
+                        | ("LOG_OUTPUT", true)
+                        | ("MAIL", true)
+                        | ("FOLLOW", true) => loose_tags.push(tag.to_string()),
+                        _ => {}
+                    }
+                }
+                restricted.sort();
+                loose_tags.sort();
+                let password = cs.tags.get("PASSWD") != Some(false);
+                let expanded = expand_cmnd(&cs.cmnd, aliases, 0);
+                let cmnds: Vec<std::result::Result<Cmnd, String>> = match expanded {
+                    Ok(list) => list.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                for cmnd in cmnds {
+                    out.push(Item {
+                        line: e.line,
+                        source: source.clone(),
+                        users: users.clone(),
+                        hosts: hosts.clone(),
+                        runas: runas.clone(),
+                        password,
+                        restricted: restricted.clone(),
+                        loose_tags: loose_tags.clone(),
+                        cmnd,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expand_runas(r: &Runas, aliases: &Aliases) -> std::result::Result<Runas, String> {
+    Ok(Runas {
+        users: r
+            .users
+            .as_ref()
+            .map(|u| expand(u, AliasKind::Runas, aliases, 0))
+            .transpose()?,
+        groups: r
+            .groups
+            .as_ref()
+            .map(|g| expand(g, AliasKind::Runas, aliases, 0))
+            .transpose()?,
+    })
+}
+
+/// What one item converts to.
+#[derive(Debug, Clone, Default)]
+struct Converted {
+    users: Vec<String>,
+    groups: Vec<String>,
+    hosts: Vec<String>,
+    /// Run-as identities: "root", "invoker" or a user name.
+    run_as: Vec<String>,
+    words: Vec<String>,
+    authenticate: bool,
+    /// Nothing was narrowed: the jitrun rule matches every request the sudo item matches
+    /// (globs in arguments count as narrowed: jitrun's stay within one argument and refuse "..").
+    exact: bool,
+    notes: Vec<String>,
+}
+
+fn cmnd_text(c: &Cmnd) -> String {
+    let neg = if c.neg { "!" } else { "" };
+    match &c.kind {
+        CmndKind::All => format!("{neg}ALL"),
+        CmndKind::Alias(a) => format!("{neg}{a}"),
+        CmndKind::Command { path, args: None } => format!("{neg}{path}"),
+        CmndKind::Command {
+            path,
+            args: Some(a),
+        } => format!("{neg}{path} {a}"),
+    }
+}
+
+/// A sudoers command → the words of a jitrun pattern (array form), or why not.
+fn pattern(c: &Cmnd) -> std::result::Result<(Vec<String>, bool, Option<String>), String> {
+    let (p, args) = match &c.kind {
+        CmndKind::All => return Err("command ALL (any command) has no equivalent: jitrun rules list absolute program paths (a pattern for \"/**\" is refused); list the commands people need, or write a break-glass rule (grant = \"required\", min_approvals = 2) for the rare full-root session".into()),
+        CmndKind::Alias(a) => return Err(format!("{a} is not a Cmnd_Alias this file defines")),
+        CmndKind::Command { path, args } => (path, args),
+    };
+    if p == "sudoedit" {
+        return Err("sudoedit has no equivalent: an editor run with privilege can start a shell; let the file's group edit it, or manage it with configuration management".into());
+    }
+    if p.starts_with('^') {
+        return Err("regular expressions are not supported: jitrun program paths are exact and its argument patterns are globs within one argument; list the programs and argument lists out".into());
+    }
+    if p.ends_with('/') {
+        return Err(format!("a directory ({p}: every program in it) has no equivalent: list its programs one by one"));
+    }
+    if has_meta(p.as_bytes()) {
+        return Err(format!("a program path with wildcards ({p}) has no equivalent: jitrun rules name each program exactly; list them"));
+    }
+    if c.digest {
+        return Err("digests have no equivalent: jitrun refuses targets that are not root-owned and root-writable only, which is its protection against a swapped binary; drop the digest to convert it".into());
+    }
+    let mut words = vec![p.clone()];
+    let mut exact = true;
+    let mut note = None;
+    match args.as_deref() {
+        None => words.push("**".to_string()),
+        Some("\"\"") => {}
+        Some(a) if a.starts_with('^') => return Err("regular expressions (in the arguments) are not supported: jitrun argument patterns are globs within one argument; list the argument lists out".into()),
+        Some(a) => {
+            let parts: Vec<&str> = a.split(' ').filter(|w| !w.is_empty()).collect();
+            for (i, w) in parts.iter().enumerate() {
+                if *w == "\"\"" {
+                    return Err("\"\" among other arguments has no equivalent (sudo compares it as the text \"\")".into());
+                }
+                if has_meta(w.as_bytes()) {
+                    exact = false;
+                    note = Some("a '*' matches within one argument in jitrun (sudo's can span arguments), and never an argument with a \"..\" path component".to_string());
+                }
+                words.push(w.to_string());
+                if *w == "*" && i + 1 == parts.len() {
+                    words.push("**".to_string());
+                }
+            }
+        }
+    }
+    CommandPattern::parse_words(&words).map_err(|e| e.to_string())?;
+    Ok((words, exact, note))
+}
+
+fn convert_users(users: &[Member], c: &mut Converted) -> std::result::Result<(), String> {
+    if let Some(m) = users.iter().find(|m| m.neg) {
+        return Err(format!("the negated user {} has no equivalent; converting the rest would allow someone sudoers excludes", member_text(m)));
+    }
+    for m in users {
+        match &m.name {
+            Name::Word(u) if valid_user_name(u) => c.users.push(u.clone()),
+            Name::Group(g)
+                if !g.starts_with("%:") && !g.starts_with("%#") && valid_user_name(&g[1..]) =>
+            {
+                c.groups.push(g[1..].to_string())
+            }
+            Name::All => {
+                c.exact = false;
+                c.notes.push("user ALL (everyone) has no equivalent: jitrun rules name users or groups; name a group everyone concerned is in".into());
+            }
+            other => {
+                c.exact = false;
+                c.notes.push(format!("user {} is not converted (numeric ids, non-Unix groups, netgroups and names jitrun does not accept): name the users or groups", member_text(&Member { neg: false, name: other.clone() })));
+            }
+        }
+    }
+    if c.users.is_empty() && c.groups.is_empty() {
+        return Err(c
+            .notes
+            .pop()
+            .unwrap_or_else(|| "no user or group is left to convert".into()));
+    }
+    Ok(())
+}
+
+fn convert_hosts(hosts: &[Member], c: &mut Converted) -> std::result::Result<(), String> {
+    if let Some(m) = hosts.iter().find(|m| m.neg) {
+        return Err(format!("the negated host {} has no equivalent; converting the rest would allow hosts sudoers excludes", member_text(m)));
+    }
+    for m in hosts {
+        match &m.name {
+            Name::All => {
+                c.hosts = vec!["*".into()];
+                return Ok(());
+            }
+            Name::Word(h) if h.chars().all(|ch| ch.is_ascii_graphic()) => c.hosts.push(h.clone()),
+            other => {
+                c.exact = false;
+                c.notes.push(format!("host {} is not converted: netgroups, IP addresses and networks are not host names; list the hosts' names", member_text(&Member { neg: false, name: other.clone() })));
+            }
+        }
+    }
+    if c.hosts.is_empty() {
+        return Err("no host name is left in this host list (netgroups, IP addresses and networks are not host names)".into());
+    }
+    Ok(())
+}
+
+fn convert_runas(
+    runas: &Option<Runas>,
+    facts: &DefaultsFacts,
+    c: &mut Converted,
+) -> std::result::Result<(), String> {
+    let Some(r) = runas else {
+        c.run_as = vec![facts.runas_default.clone().unwrap_or_else(|| "root".into())];
+        return Ok(());
+    };
+    let Some(users) = &r.users else {
+        return Err("a run-as group only ((:group)) runs the command as yourself with another group; jitrun has no run-as group".into());
+    };
+    if r.groups.is_some() {
+        c.exact = false;
+        c.notes.push(
+            "run-as groups are not converted: jitrun gives the run-as user its own groups".into(),
+        );
+    }
+    if users.iter().any(|m| m.neg) {
+        return Err("negated run-as users have no equivalent".into());
+    }
+    for m in users {
+        match &m.name {
+            Name::Myself => c.run_as.push("invoker".into()),
+            Name::All => {
+                c.exact = false;
+                c.notes.push("run-as ALL is converted as root only: add rules with run_as = \"<user>\" for other target users".into());
+                c.run_as.push("root".into());
+            }
+            Name::Word(u) if valid_user_name(u) && !u.starts_with('#') => c.run_as.push(u.clone()),
+            other => {
+                c.exact = false;
+                c.notes.push(format!("run-as {} is not converted (groups, ids, netgroups and names jitrun does not accept): name the user", member_text(&Member { neg: false, name: other.clone() })));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    c.run_as.retain(|r| seen.insert(r.clone()));
+    if c.run_as.is_empty() {
+        return Err("no run-as user is left to convert".into());
+    }
+    Ok(())
+}
+
+fn member_text(m: &Member) -> String {
+    let neg = if m.neg { "!" } else { "" };
+    let n = match &m.name {
+        Name::All => "ALL".into(),
+        Name::Alias(a) | Name::Group(a) | Name::NetGroup(a) | Name::Address(a) | Name::Word(a) => {
+            a.clone()
+        }
+        Name::Myself => "(yourself)".into(),
+    };
+    format!("{neg}{n}")
+}
+
+/// Convert one item, or say why not.
+fn convert_item(item: &Item, facts: &DefaultsFacts) -> std::result::Result<Converted, String> {
+    let cmnd = item.cmnd.as_ref().map_err(Clone::clone)?;
+    if cmnd.neg {
+        return Err("a negated command only takes away, and jitrun rules cannot express exceptions; earlier commands it may take away are left out (listed with this line)".into());
+    }
+    if let Some(r) = item.restricted.first() {
+        let what = if r.contains('=') {
+            "command options (CWD, CHROOT, TIMEOUT, NOTBEFORE/NOTAFTER, ROLE/TYPE) have no jitrun equivalent, and converting without them would allow more (an unchrooted command, no time limit); for time limits use grants (grant = \"required\", max_duration)"
+        } else {
+            "has no equivalent, and converting without it would allow more (jitrun's no_new_privs stops setuid gains, not exec)"
+        };
+        return Err(format!("{} applies to this command (sudo carries a command's run-as list, tags and options on to the commands after it in the same list): {what}", item.restricted.join(" ")));
+    }
+    let mut c = Converted {
+        exact: true,
+        authenticate: item.password,
+        ..Converted::default()
+    };
+    convert_users(item.users.as_ref().map_err(Clone::clone)?, &mut c)?;
+    convert_hosts(item.hosts.as_ref().map_err(Clone::clone)?, &mut c)?;
+    convert_runas(item.runas.as_ref().map_err(Clone::clone)?, facts, &mut c)?;
+    let (words, exact, note) = pattern(cmnd)?;
+    c.words = words;
+    c.exact &= exact;
+    c.notes.extend(note);
+    for t in &item.loose_tags {
+        c.notes.push(format!("{t}: not converted (SETENV is never allowed, LOG_* input/output is not recorded, MAIL is not sent, FOLLOW has no meaning)"));
+    }
+    Ok(c)
+}
+
+// ---------------------------------------------------------------- overlap tests (conservative)
+
+/// Could the two member lists name the same person? Unknown memberships (groups, netgroups,
+/// ids, ALL, negations, names that did not expand) count as yes.
+fn people_may_overlap(a: &[Member], b: &[Member]) -> bool {
+    let plain = |l: &[Member]| -> Option<BTreeSet<String>> {
+        l.iter()
+            .map(|m| match (&m.name, m.neg) {
+                (Name::Word(w), false) if !w.starts_with('#') => Some(w.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    match (plain(a), plain(b)) {
+        (Some(x), Some(y)) => !x.is_disjoint(&y),
+        _ => true,
+    }
+}
+
+fn hosts_may_overlap(a: &[Member], b: &[Member]) -> bool {
+    let plain = |l: &[Member]| -> Option<BTreeSet<String>> {
+        l.iter()
+            .map(|m| match (&m.name, m.neg) {
+                (Name::Word(w), false) if !has_meta(w.as_bytes()) => Some(w.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect()
+    };
+    match (plain(a), plain(b)) {
+        (Some(x), Some(y)) => !x.is_disjoint(&y),
+        _ => true,
+    }
+}
+
+/// The run-as users an item may run as: None = any (unknown); "" stands for the invoker.
+fn runas_set(r: &Option<Runas>, facts: &DefaultsFacts) -> Option<BTreeSet<String>> {
+    let Some(r) = r else {
+        return Some([facts.runas_default.clone().unwrap_or_else(|| "root".into())].into());
+    };
+    let users = r.users.as_ref()?;
+    users
+        .iter()
+        .map(|m| match (&m.name, m.neg) {
+            (Name::Word(w), false) if !w.starts_with('#') => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn same_program(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    // sudo matches a command by the file it names: /bin/ls and /usr/bin/ls are one file on a
+    // merged-/usr system. The same base name counts as the same program.
+    base(a) == base(b)
+        || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Could sudo command `j` match a request that the converted words `i` allow?
+fn cmnd_may_overlap(i: &[String], j: &Cmnd) -> bool {
+    let (path, args) = match &j.kind {
+        CmndKind::All | CmndKind::Alias(_) => return true,
+        CmndKind::Command { path, args } => (path, args),
+    };
+    let program = &i[0];
+    let path_hit = if path.starts_with('^') {
+        true
+    } else if path == "sudoedit" {
+        false
+    } else if path.ends_with('/') {
+        program.starts_with(path.as_str())
+            || same_program(
+                path.trim_end_matches('/'),
+                program.rsplit_once('/').map_or("", |(d, _)| d),
+            )
+    } else if has_meta(path.as_bytes()) {
+        glob_match(path.as_bytes(), program.as_bytes())
+            || glob_match(
+                path.rsplit('/').next().unwrap_or("").as_bytes(),
+                program.rsplit('/').next().unwrap_or("").as_bytes(),
+            )
+    } else {
+        same_program(path, program)
+    };
+    if !path_hit {
+        return false;
+    }
+    let words = &i[1..];
+    match args.as_deref() {
+        None => true,
+        Some("\"\"") => words.is_empty() || words == ["**"],
+        Some(a) => {
+            let open = has_meta(a.as_bytes())
+                || a.starts_with('^')
+                || words.iter().any(|w| has_meta(w.as_bytes()));
+            open || words.join(" ") == a.replace('\\', "")
+        }
+    }
+}
+
+fn item_may_overlap(i: &Item, ic: &Converted, j: &Item, facts: &DefaultsFacts) -> bool {
+    let people = match (&i.users, &j.users) {
+        (Ok(a), Ok(b)) => people_may_overlap(a, b),
+        _ => true,
+    };
+    let hosts = match (&i.hosts, &j.hosts) {
+        (Ok(a), Ok(b)) => hosts_may_overlap(a, b),
+        _ => true,
+    };
+    let runas = match (&i.runas, &j.runas) {
+        (Ok(a), Ok(b)) => match (runas_set(a, facts), runas_set(b, facts)) {
+            (Some(x), Some(y)) => !x.is_disjoint(&y),
+            _ => true,
+        },
+        _ => true,
+    };
+    let cmnd = match &j.cmnd {
+        Ok(c) => cmnd_may_overlap(&ic.words, c),
+        Err(_) => true,
+    };
+    people && hosts && runas && cmnd
+}
+
+fn scope_may_apply(scope: &Scope, i: &Item, ic: &Converted, facts: &DefaultsFacts) -> bool {
+    match scope {
+        Scope::Global => true,
+        Scope::Users(m) => i.users.as_ref().map_or(true, |u| people_may_overlap(u, m)),
+        Scope::Hosts(m) => i.hosts.as_ref().map_or(true, |h| hosts_may_overlap(h, m)),
+        Scope::Runas(m) => {
+            let target = Some(Runas {
+                users: Some(m.clone()),
+                groups: None,
+            });
+            match (
+                i.runas.as_ref().map(|r| runas_set(r, facts)),
+                runas_set(&target, facts),
+            ) {
+                (Ok(Some(x)), Some(y)) => !x.is_disjoint(&y),
+                _ => true,
+            }
+        }
+        Scope::Cmnds(c) => c.iter().any(|c| cmnd_may_overlap(&ic.words, c)),
+    }
+}
+
+/// The `Defaults` effects that leave a converted item out: a restriction that may apply, or
+/// another user's password when the item asks for one.
+fn defaults_refusal(i: &Item, ic: &Converted, facts: &DefaultsFacts) -> Option<String> {
+    if let Some(e) = facts
+        .restrictions
+        .iter()
+        .find(|e| scope_may_apply(&e.scope, i, ic, facts))
+    {
+        return Some(format!(
+            "line {} ({}) may apply to it: sudo is stricter there than a jitrun rule can be",
+            e.line, e.shown
+        ));
+    }
+    if i.runas.as_ref().is_ok_and(Option::is_none) {
+        if let Some(e) = facts
+            .bound_runas_default
+            .iter()
+            .find(|e| scope_may_apply(&e.scope, i, ic, facts))
+        {
+            return Some(format!(
+                "line {} ({}) may change whom sudo runs it as (it has no run-as list)",
+                e.line, e.shown
+            ));
+        }
+    }
+    if ic.authenticate {
+        if let Some(e) = facts
+            .other_password
+            .iter()
+            .find(|e| scope_may_apply(&e.scope, i, ic, facts))
+        {
+            return Some(format!("line {} ({}): sudo asks for another user's password here, and jitrun would ask for the invoker's own, which is weaker", e.line, e.shown));
+        }
+    }
+    None
+}
+
+/// How a later item `j` is stricter than the converted `i`, if it is.
+enum Stricter {
+    No,
+    /// It asks for a password where `i` does not: `i` can ask too.
+    Password,
+    /// A negation, a restriction, or another user's password: `i` must go.
+    Other(&'static str),
+}
+
+fn stricter(j: &Item, jc: Option<&Converted>, ic: &Converted, facts: &DefaultsFacts) -> Stricter {
+    let cmnd_neg = j.cmnd.as_ref().is_ok_and(|c| c.neg);
+    if cmnd_neg {
+        return Stricter::Other("it takes the command away (a negation)");
+    }
+    if !j.restricted.is_empty() {
+        return Stricter::Other("it restricts the command (an option or NOEXEC/INTERCEPT)");
+    }
+    if j.password && !ic.authenticate {
+        let other_pw = jc.is_none_or(|c| c.authenticate) && !facts.other_password.is_empty();
+        return if other_pw {
+            Stricter::Other("it asks for a password (another user's, with targetpw/rootpw/runaspw)")
+        } else {
+            Stricter::Password
+        };
+    }
+    Stricter::No
+}
+
+/// sudo's last match: leave out (or make ask for a password) each converted item that a later,
+/// stricter item may match as well, unless that later item was converted exactly (then the
+/// reversed rule order gives it precedence in jitrun too).
+fn last_match(
+    items: &[Item],
+    conv: &mut [Option<Converted>],
+    facts: &DefaultsFacts,
+    skip: &mut Vec<Skipped>,
+) {
+    for i in (0..items.len()).rev() {
+        let Some(mut ic) = conv[i].clone() else {
+            continue;
+        };
+        let mut drop_reason = None;
+        for j in i + 1..items.len() {
+            if !item_may_overlap(&items[i], &ic, &items[j], facts) {
+                continue;
+            }
+            let jc = conv[j].as_ref();
+            match stricter(&items[j], jc, &ic, facts) {
+                Stricter::No => {}
+                _ if jc.is_some_and(|c| c.exact)
+                    && !items[j].cmnd.as_ref().is_ok_and(|c| c.neg) => {}
+                Stricter::Password => {
+                    ic.authenticate = true;
+                    ic.notes.push(format!("asks for a password: line {} comes later, may match the same request and asks for one (sudo applies the last matching line)", items[j].line));
+                }
+                Stricter::Other(why) => {
+                    drop_reason = Some(format!("line {} comes later and may match the same request ({why}); sudo applies the last matching line, and its conversion cannot take precedence here", items[j].line));
+                    break;
+                }
+            }
+        }
+        match drop_reason {
+            Some(why) => {
+                skip.push(Skipped {
+                    line: items[i].line,
+                    what: cmnd_text(items[i].cmnd.as_ref().expect("converted")),
+                    why,
+                });
+                conv[i] = None;
+            }
+            None => conv[i] = Some(ic),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- rendering
+
+#[derive(Debug, Default)]
+struct RuleOut {
+    line: usize,
+    source: String,
+    users: Vec<String>,
+    groups: Vec<String>,
+    hosts: Vec<String>,
+    run_as: String,
+    authenticate: bool,
+    commands: Vec<Vec<String>>,
+    notes: BTreeSet<String>,
 }
 
 fn toml_str(s: &str) -> String {
-    // TOML basic strings accept the same escapes as Rust's {:?} for what we write
-    // (quotes, backslashes, control characters as \u{..} are not TOML: map them).
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -139,90 +944,6 @@ fn toml_list(items: &[String]) -> String {
     )
 }
 
-/// A sudoers command → a jitrun pattern (array form), or why not.
-fn pattern(c: &Cmnd) -> std::result::Result<(Vec<String>, Option<String>), String> {
-    let p = &c.program;
-    if p == "ALL" {
-        return Err("command ALL (any command) has no equivalent: jitrun rules list absolute program paths (a pattern for \"/**\" is refused); list the commands people need, or write a break-glass rule (grant = \"required\", min_approvals = 2) for the rare full-root session".into());
-    }
-    if p == "sudoedit" {
-        return Err("sudoedit has no equivalent: an editor run with privilege can start a shell; let the file's group edit it, or manage it with configuration management".into());
-    }
-    if p.starts_with('^')
-        || c.args
-            .as_ref()
-            .is_some_and(|a| a.iter().any(|w| w.starts_with('^')))
-    {
-        return Err("regular expressions have no equivalent: jitrun argument patterns are globs within one argument; write the allowed argument lists out".into());
-    }
-    if p.ends_with('/') {
-        return Err(format!("a directory ({p}: every program in it) has no equivalent: list its programs one by one"));
-    }
-    if !p.starts_with('/') {
-        return Err(format!("{p:?} is not an absolute path (nor a known alias)"));
-    }
-    if c.digest.is_some() {
-        return Err("digests have no equivalent: jitrun refuses targets that are not root-owned and root-writable only, which is its protection against a swapped binary; drop the digest to convert it".into());
-    }
-    let mut words = vec![p.clone()];
-    let mut note = None;
-    match &c.args {
-        None => words.push("**".to_string()),
-        Some(args) => {
-            for (i, a) in args.iter().enumerate() {
-                if a == "*" && i + 1 == args.len() {
-                    words.push("*".to_string());
-                    words.push("**".to_string());
-                } else {
-                    if a.contains('*') {
-                        note = Some("a '*' inside an argument matches within that argument only in jitrun (sudo's can span arguments)".to_string());
-                    }
-                    words.push(a.clone());
-                }
-            }
-        }
-    }
-    CommandPattern::parse_words(&words).map_err(|e| e.to_string())?;
-    Ok((words, note))
-}
-
-const RESTRICTIVE_TAGS: &[&str] = &["NOEXEC", "INTERCEPT"];
-const IGNORED_TAGS: &[&str] = &[
-    "NOPASSWD",
-    "PASSWD",
-    "EXEC",
-    "NOSETENV",
-    "NOLOG_INPUT",
-    "NOLOG_OUTPUT",
-    "NOMAIL",
-    "NOINTERCEPT",
-    "FOLLOW",
-    "NOFOLLOW",
-];
-
-/// A restriction found in the file (see `convert`).
-struct Forbidden {
-    line: usize,
-    /// A program, a directory ending in '/', or `ALL`.
-    program: String,
-    /// The users it concerns, unless `anyone`.
-    users: Vec<String>,
-    anyone: bool,
-}
-
-#[derive(Default)]
-struct RuleOut {
-    line: usize,
-    source: String,
-    users: Vec<String>,
-    groups: Vec<String>,
-    hosts: Vec<String>,
-    run_as: String,
-    authenticate: bool,
-    commands: Vec<Vec<String>>,
-    notes: BTreeSet<String>,
-}
-
 /// Rule names start with the file's base name (letters, digits, '.', '_', '-'), so that
 /// the files of /etc/sudoers.d converted into policy.d never clash: `sudoers-12`, `10-ops-3`.
 fn rule_prefix(path: &str) -> String {
@@ -244,535 +965,257 @@ fn rule_prefix(path: &str) -> String {
     }
 }
 
-/// Convert sudoers text; `name` is used in comments and messages.
-pub fn convert(name: &str, text: &str) -> Conversion {
-    let mut skipped: Vec<Skipped> = Vec::new();
-    let mut skip = |line: usize, what: &str, why: String| {
-        skipped.push(Skipped {
-            line,
-            what: what.to_string(),
-            why,
-        })
-    };
-    let mut aliases = Aliases::default();
-    let mut env_keep: Vec<String> = Vec::new();
+/// Group converted items into rules, in file order: an item joins the last rule made when it
+/// has the same line, people, hosts, identity and password, else it starts a new one (so that
+/// the order of rules is the order of the items).
+fn group(items: &[Item], conv: &[Option<Converted>]) -> Vec<RuleOut> {
     let mut rules: Vec<RuleOut> = Vec::new();
-    // Programs (or directories ending in '/', or ALL) that a negation or a `Defaults!CMND
-    // noexec` restricts somewhere: jitrun cannot express the exception, so they are left out
-    // of every converted rule (sudo's "last match wins" could apply them to any line).
-    let mut forbidden: Vec<Forbidden> = Vec::new();
-
-    let lines: Vec<(parse::Line, std::result::Result<Vec<Entry>, String>)> =
-        parse::logical_lines(text)
-            .into_iter()
-            .map(|l| {
-                let e = parse::parse_line(&l.text);
-                (l, e)
-            })
-            .collect();
-    // Aliases first: sudoers may use an alias above its definition.
-    for (_, entries) in &lines {
-        for entry in entries.iter().flatten() {
-            if let Entry::Alias {
-                kind,
-                name,
-                members,
-                cmnds,
-            } = entry
-            {
-                let (name, members, cmnds) = (name.clone(), members.clone(), cmnds.clone());
-                match kind {
-                    AliasKind::User => aliases.user.insert(name, members),
-                    AliasKind::Runas => aliases.runas.insert(name, members),
-                    AliasKind::Host => aliases.host.insert(name, members),
-                    AliasKind::Cmnd => {
-                        aliases.cmnd.insert(name, cmnds);
-                        None
-                    }
-                };
-            }
-        }
-    }
-    for (line, entries) in lines {
-        let shown = line.text.clone();
-        let entries = match entries {
-            Ok(e) => e,
-            Err(why) => {
-                skip(
-                    line.number,
-                    &shown,
-                    format!("cannot parse this line: {why}"),
-                );
-                continue;
-            }
-        };
-        for entry in entries {
-            match entry {
-                Entry::Include { directive, path } => skip(
-                    line.number,
-                    &shown,
-                    format!("{directive} is not followed: convert {path} with import-sudoers as well (into /etc/jitrun/policy.d/)"),
-                ),
-                Entry::Alias { .. } => {}
-                Entry::Defaults { binding, settings } => {
-                    // `Defaults!CMND noexec` restricts those commands wherever they are allowed.
-                    if let Some(list) = binding.as_deref().and_then(|b| b.strip_prefix('!')) {
-                        if settings.iter().any(|s| s == "noexec" || s == "intercept") {
-                            for w in list.split(',') {
-                                let c = parse::Cmnd {
-                                    neg: false,
-                                    digest: None,
-                                    program: w.trim().to_string(),
-                                    args: None,
-                                };
-                                for x in expand_cmnds(&c, &aliases, 0).unwrap_or_default() {
-                                    forbidden.push(Forbidden {
-                                        line: line.number,
-                                        program: x.program,
-                                        users: Vec::new(),
-                                        anyone: true,
-                                    });
-                                }
-                            }
-                        }
-                    }
-                    for s in settings {
-                        let what = match &binding {
-                            Some(b) => format!("Defaults{b} {s}"),
-                            None => format!("Defaults {s}"),
-                        };
-                        defaults(&s, binding.as_deref(), &mut env_keep, &mut |why| {
-                            skip(line.number, &what, why)
-                        });
-                    }
-                }
-                Entry::Spec { users, parts } => {
-                    let who = expand(&users, &aliases.user, 0).unwrap_or_default();
-                    // Whom a negation may concern: the users named, or anyone when the line
-                    // names a group, ALL or anything else whose members are unknown here.
-                    let anyone = who.is_empty()
-                        || who
-                            .iter()
-                            .any(|m| m.neg || !valid_user_name(&m.name) || m.name == "ALL");
-                    let names: Vec<String> = who.iter().map(|m| m.name.clone()).collect();
-                    for part in &parts {
-                        for cs in &part.cmnds {
-                            for x in expand_cmnds(&cs.cmnd, &aliases, 0).unwrap_or_default() {
-                                if x.neg {
-                                    forbidden.push(Forbidden {
-                                        line: line.number,
-                                        program: x.program,
-                                        users: names.clone(),
-                                        anyone,
-                                    });
-                                }
-                            }
-                        }
-                    }
-                    spec(&line.number, &shown, &users, &parts, &aliases, &mut rules, &mut skip);
-                }
-            }
-        }
-    }
-
-    for r in &mut rules {
-        r.commands.retain(|words| {
-            let program = &words[0];
-            let hit = forbidden.iter().find(|f| {
-                let who = f.anyone
-                    || !r.groups.is_empty()
-                    || r.users.iter().any(|u| f.users.contains(u));
-                let what = f.program == "ALL"
-                    || f.program == *program
-                    || (f.program.ends_with('/') && program.starts_with(f.program.as_str()));
-                who && what
+    for (it, c) in items.iter().zip(conv) {
+        let Some(c) = c else { continue };
+        for ra in &c.run_as {
+            let same = rules.last().is_some_and(|r| {
+                r.line == it.line
+                    && r.users == c.users
+                    && r.groups == c.groups
+                    && r.hosts == c.hosts
+                    && &r.run_as == ra
+                    && r.authenticate == c.authenticate
             });
-            if let Some(f) = hit {
-                skip(
-                    r.line,
-                    &words.join(" "),
-                    format!("left out: line {} restricts {} (a negation or noexec) for people this rule may name, and jitrun rules cannot express exceptions", f.line, f.program),
-                );
+            if !same {
+                rules.push(RuleOut {
+                    line: it.line,
+                    source: it.source.clone(),
+                    users: c.users.clone(),
+                    groups: c.groups.clone(),
+                    hosts: c.hosts.clone(),
+                    run_as: ra.clone(),
+                    authenticate: c.authenticate,
+                    ..RuleOut::default()
+                });
             }
-            hit.is_none()
-        });
+            let r = rules.last_mut().expect("pushed");
+            if !r.commands.contains(&c.words) {
+                r.commands.push(c.words.clone());
+            }
+            r.notes.extend(c.notes.iter().cloned());
+        }
     }
-    rules.retain(|r| !r.commands.is_empty());
+    rules
+}
 
-    // Render.
-    let mut out = String::new();
-    out.push_str(&format!(
+fn render(name: &str, rules: &[RuleOut], facts: &DefaultsFacts, skipped: &[Skipped]) -> String {
+    let mut out = format!(
         "# Converted from {name} by `jitctl policy import-sudoers`.\n\
          # Every rule is standing access (grant = \"none\"), like sudoers: run `jitctl policy check`,\n\
          # then move rules to grant = \"required\" as people start using `jitctl request`.\n\
-         # What could not be converted is listed at the end.\n"
-    ));
-    let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
+         # The rules are in reverse order of the lines they come from: sudo applies the last line\n\
+         # that matches, jitrun the first standing rule. What could not be converted is listed at the end.\n"
+    );
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let prefix = rule_prefix(name);
-    for r in &rules {
+    let mut named: Vec<(String, &RuleOut)> = Vec::new();
+    for r in rules {
         let base = format!("{prefix}-{}", r.line);
-        let n = seen_names.entry(base.clone()).or_insert(0);
+        let n = seen.entry(base.clone()).or_insert(0);
         *n += 1;
-        let rule_name = if *n == 1 { base } else { format!("{base}-{n}") };
+        named.push((if *n == 1 { base } else { format!("{base}-{n}") }, r));
+    }
+    for (rule_name, r) in named.iter().rev() {
         out.push_str(&format!("\n# from {name}:{}: {}\n", r.line, r.source));
         for note in &r.notes {
             out.push_str(&format!("# note: {note}\n"));
         }
-        out.push_str("[[rule]]\n");
-        out.push_str(&format!("name = {}\n", toml_str(&rule_name)));
+        out.push_str(&format!("[[rule]]\nname = {}\n", toml_str(rule_name)));
         if !r.users.is_empty() {
             out.push_str(&format!("users = {}\n", toml_list(&r.users)));
         }
         if !r.groups.is_empty() {
             out.push_str(&format!("groups = {}\n", toml_list(&r.groups)));
         }
-        out.push_str(&format!("hosts = {}\n", toml_list(&r.hosts)));
-        out.push_str("commands = [\n");
+        out.push_str(&format!("hosts = {}\ncommands = [\n", toml_list(&r.hosts)));
         for c in &r.commands {
             out.push_str(&format!("  {},\n", toml_list(c)));
         }
-        out.push_str("]\n");
-        out.push_str(&format!("run_as = {}\n", toml_str(&r.run_as)));
+        out.push_str(&format!("]\nrun_as = {}\n", toml_str(&r.run_as)));
         if r.run_as == "root" {
             out.push_str(
                 "capabilities = [\"ALL\"]  # sudo's root is full root; list fewer when you can\n",
             );
         }
-        out.push_str("grant = \"none\"\n");
-        out.push_str(&format!("authenticate = {}\n", r.authenticate));
-        if !env_keep.is_empty() {
-            out.push_str(&format!("env_keep = {}\n", toml_list(&env_keep)));
+        out.push_str(&format!(
+            "grant = \"none\"\nauthenticate = {}\n",
+            r.authenticate
+        ));
+        if !facts.env_keep.is_empty() {
+            out.push_str(&format!("env_keep = {}\n", toml_list(&facts.env_keep)));
+        }
+        if !facts.env_keep_unchecked.is_empty() {
+            out.push_str(&format!(
+                "env_keep_unchecked = {}\n",
+                toml_list(&facts.env_keep_unchecked)
+            ));
         }
     }
     if !skipped.is_empty() {
         out.push_str(&format!("\n# Not converted ({}):\n", skipped.len()));
-        for s in &skipped {
+        for s in skipped {
             out.push_str(&format!("#   {name}:{}: {}: {}\n", s.line, s.what, s.why));
         }
     }
-    Conversion {
-        policy: out,
+    out
+}
+
+/// Convert sudoers text; `name` is used in comments and messages. A text `visudo -c` would
+/// refuse is refused ([`SyntaxError`]).
+pub fn convert(name: &str, text: &str) -> std::result::Result<Conversion, SyntaxError> {
+    let entries = grammar::parse(text)?;
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let lines = source_lines(text);
+    let mut aliases: Aliases = HashMap::new();
+    for e in &entries {
+        match &e.body {
+            Body::Alias { kind, name, members, cmnds } => {
+                aliases.insert((*kind, name.clone()), AliasDef { members: members.clone(), cmnds: cmnds.clone() });
+            }
+            Body::Include { dir, path } => skipped.push(Skipped {
+                line: e.line,
+                what: lines.get(e.line - 1).cloned().unwrap_or_default(),
+                why: format!("{} is not followed: convert {path} with import-sudoers as well (into /etc/jitrun/policy.d/)", if *dir { "an include directory" } else { "an included file" }),
+            }),
+            _ => {}
+        }
+    }
+    let facts = defaults_facts(&entries, &aliases, &lines, &mut skipped);
+    let items = items(&entries, &aliases, text);
+    let mut conv: Vec<Option<Converted>> = Vec::with_capacity(items.len());
+    for it in &items {
+        let c = convert_item(it, &facts).and_then(|c| match defaults_refusal(it, &c, &facts) {
+            Some(why) => Err(why),
+            None => Ok(c),
+        });
+        match c {
+            Ok(c) => {
+                for n in c.notes.iter().filter(|n| n.contains("not converted")) {
+                    skipped.push(Skipped {
+                        line: it.line,
+                        what: it.cmnd.as_ref().map(cmnd_text).unwrap_or_default(),
+                        why: format!("converted narrower: {n}"),
+                    });
+                }
+                conv.push(Some(c));
+            }
+            Err(why) => {
+                skipped.push(Skipped {
+                    line: it.line,
+                    what: it
+                        .cmnd
+                        .as_ref()
+                        .map(cmnd_text)
+                        .unwrap_or_else(|_| it.source.clone()),
+                    why,
+                });
+                conv.push(None);
+            }
+        }
+    }
+    last_match(&items, &mut conv, &facts, &mut skipped);
+    skipped.sort_by_key(|s| s.line);
+    let rules = group(&items, &conv);
+    Ok(Conversion {
+        policy: render(name, &rules, &facts, &skipped),
         rules: rules.len(),
         skipped,
-    }
+    })
 }
 
-fn defaults(
-    setting: &str,
-    binding: Option<&str>,
-    env_keep: &mut Vec<String>,
-    skip: &mut dyn FnMut(String),
-) {
-    let (key, op, value) = if let Some((k, v)) = setting.split_once("+=") {
-        (k.trim(), "+=", v.trim())
-    } else if let Some((k, v)) = setting.split_once("-=") {
-        (k.trim(), "-=", v.trim())
-    } else if let Some((k, v)) = setting.split_once('=') {
-        (k.trim(), "=", v.trim())
-    } else {
-        (setting.trim(), "", "")
-    };
-    if key != "env_keep" {
-        let why = match key {
-            "env_reset" => {
-                "nothing to convert: jitrun always starts the command with a clean environment"
-                    .to_string()
-            }
-            "secure_path" => {
-                format!("set secure_path = {value} in /etc/jitrun/jitrun.toml instead")
-            }
-            _ => "this Defaults setting has no equivalent in jitrun policy".to_string(),
-        };
-        skip(why);
-        return;
-    }
-    if let Some(b) = binding {
-        skip(format!("env_keep bound to {b:?} has no equivalent (env_keep is per rule): add it to the converted rules it concerns by hand"));
-        return;
-    }
-    if op.is_empty() {
-        skip("env_keep without a value has no meaning here".into());
-        return;
-    }
-    let names: Vec<String> = value
-        .trim_matches('"')
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    if op == "=" {
-        env_keep.clear();
-    }
-    for n in names {
-        if op == "-=" {
-            env_keep.retain(|x| *x != n);
+/// The files a sudoers file includes, as visudo finds them: relative paths from the file's
+/// directory; in an include directory, regular files whose names hold no '.' and do not end
+/// in '~', in name order.
+fn included_files(file: &Path, entries: &[Entry]) -> Vec<(PathBuf, bool)> {
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    let mut out = Vec::new();
+    for e in entries {
+        let Body::Include { dir: is_dir, path } = &e.body else {
             continue;
+        };
+        let path = path.trim_matches('"');
+        if path.contains("%h") {
+            continue; // per-host names: visudo substitutes the host name; not checked here
         }
-        let valid = n
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            skip(format!("env_keep {n:?}: jitrun keeps variables by exact name only (no wildcards, no values)"));
-        } else if jit_policy::env_never_kept(&n) {
-            skip(format!("env_keep {n:?}: jitrun never passes this variable to a privileged command (it lets the caller run code of their choice)"));
-        } else if !env_keep.contains(&n) {
-            env_keep.push(n);
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn spec(
-    line: &usize,
-    shown: &str,
-    users: &[Member],
-    parts: &[parse::HostPart],
-    aliases: &Aliases,
-    rules: &mut Vec<RuleOut>,
-    skip: &mut dyn FnMut(usize, &str, String),
-) {
-    let line = *line;
-    let users = match expand(users, &aliases.user, 0) {
-        Ok(u) => u,
-        Err(e) => return skip(line, shown, e),
-    };
-    if let Some(n) = users.iter().find(|m| m.neg) {
-        return skip(line, shown, format!("the negated user {:?} has no equivalent; converting the rest would allow someone sudoers excludes", n.name));
-    }
-    let mut who_users = Vec::new();
-    let mut who_groups = Vec::new();
-    for m in &users {
-        let n = &m.name;
-        if n == "ALL" {
-            skip(line, shown, "user ALL (everyone) has no equivalent: jitrun rules name users or groups; name a group everyone concerned is in".into());
-        } else if let Some(g) = n.strip_prefix('%') {
-            if g.starts_with(':') || g.starts_with('#') {
-                skip(
-                    line,
-                    &format!("user {n}"),
-                    "non-Unix groups and numeric group ids are not converted (name the group)"
-                        .into(),
-                );
-            } else {
-                who_groups.push(g.to_string());
-            }
-        } else if n.starts_with('#') || n.starts_with('+') {
-            skip(
-                line,
-                &format!("user {n}"),
-                "numeric user ids and netgroups are not converted (name the users)".into(),
-            );
-        } else if !valid_user_name(n) {
-            skip(
-                line,
-                &format!("user {n}"),
-                "not a user name jitrun policy accepts (letters, digits, '.', '_', '-')".into(),
-            );
+        let p = if path.starts_with('/') {
+            PathBuf::from(path)
         } else {
-            who_users.push(n.clone());
-        }
-    }
-    if who_users.is_empty() && who_groups.is_empty() {
-        return;
-    }
-    for part in parts {
-        let hosts = match expand(&part.hosts, &aliases.host, 0) {
-            Ok(h) => h,
-            Err(e) => {
-                skip(line, shown, e);
-                continue;
-            }
+            dir.join(path)
         };
-        if let Some(n) = hosts.iter().find(|m| m.neg) {
-            skip(line, shown, format!("the negated host {:?} has no equivalent; converting the rest would allow hosts sudoers excludes", n.name));
+        if !is_dir {
+            out.push((p, true));
             continue;
         }
-        let mut host_list = Vec::new();
-        for h in &hosts {
-            if h.name == "ALL" {
-                host_list = vec!["*".to_string()];
-                break;
-            }
-            let ip_like = h.name.contains('/')
-                || h.name.contains(':')
-                || h.name.chars().all(|c| c.is_ascii_digit() || c == '.');
-            if h.name.starts_with('+') || ip_like {
-                skip(line, &format!("host {}", h.name), "netgroups, IP addresses and networks are not host names: the converted rule leaves them out; list the hosts' names".into());
-            } else {
-                host_list.push(h.name.clone());
-            }
-        }
-        if host_list.is_empty() {
-            skip(
-                line,
-                shown,
-                "no host name is left in this host list, so nothing of it is converted".into(),
-            );
+        let Ok(rd) = std::fs::read_dir(&p) else {
             continue;
-        }
-        // Expand commands; a negated command anywhere makes the part unconvertible.
-        let mut expanded: Vec<(CmndSpec, Cmnd)> = Vec::new();
-        let mut bad = None;
-        for cs in &part.cmnds {
-            match expand_cmnds(&cs.cmnd, aliases, 0) {
-                Ok(list) => expanded.extend(list.into_iter().map(|c| (cs.clone(), c))),
-                Err(e) => bad = Some(e),
-            }
-        }
-        if let Some(e) = bad {
-            skip(line, shown, e);
-            continue;
-        }
-        if let Some((_, c)) = expanded.iter().find(|(_, c)| c.neg) {
-            skip(line, shown, format!("the negated command {:?} has no equivalent; converting the rest would allow what sudoers forbids", c.program));
-            continue;
-        }
-        for (cs, c) in expanded {
-            let what = match &c.args {
-                None => c.program.clone(),
-                Some(a) if a.is_empty() => format!("{} \"\"", c.program),
-                Some(a) => format!("{} {}", c.program, a.join(" ")),
-            };
-            if let Some(t) = cs
-                .tags
-                .iter()
-                .find(|t| RESTRICTIVE_TAGS.contains(&t.as_str()))
-            {
-                skip(line, &what, format!("{t}: has no equivalent, and converting without it would allow more (jitrun sets no_new_privs, which stops setuid gains, not exec)"));
-                continue;
-            }
-            if let Some(o) = cs.options.first() {
-                skip(line, &what, format!("{o}: command options (CWD, CHROOT, TIMEOUT, NOTBEFORE/NOTAFTER, SELinux/AppArmor) have no equivalent; for time limits use grants (grant = \"required\", max_duration)"));
-                continue;
-            }
-            let (words, note) = match pattern(&c) {
-                Ok(p) => p,
-                Err(why) => {
-                    skip(line, &what, why);
-                    continue;
-                }
-            };
-            // Run-as users.
-            let mut runas_users = vec!["root".to_string()];
-            let mut notes: Vec<String> = note.into_iter().collect();
-            if let Some(r) = &cs.runas {
-                let (u, g) = match r.split_once(':') {
-                    Some((u, g)) => (u.trim(), g.trim()),
-                    None => (r.trim(), ""),
-                };
-                if u.is_empty() {
-                    skip(
-                        line,
-                        &what,
-                        format!("run-as group only ({r}) has no equivalent: jitrun runs as a user"),
-                    );
-                    continue;
-                }
-                if !g.is_empty() {
-                    notes.push(format!("run-as groups ({g}) are not converted: jitrun gives the run-as user its own groups"));
-                }
-                let members: Vec<Member> = u
-                    .split(',')
-                    .map(|s| s.trim())
-                    .filter(|s| !s.is_empty())
-                    .map(|s| match s.strip_prefix('!') {
-                        Some(n) => Member {
-                            neg: true,
-                            name: n.trim().to_string(),
-                        },
-                        None => Member {
-                            neg: false,
-                            name: s.to_string(),
-                        },
-                    })
-                    .collect();
-                let members = match expand(&members, &aliases.runas, 0) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        skip(line, &what, e);
-                        continue;
-                    }
-                };
-                if members.iter().any(|m| m.neg) {
-                    skip(
-                        line,
-                        &what,
-                        format!("negated run-as users ({r}) have no equivalent"),
-                    );
-                    continue;
-                }
-                runas_users.clear();
-                for m in members {
-                    if m.name == "ALL" {
-                        notes.push("run-as ALL is converted as root only: add rules with run_as = \"<user>\" for other target users".to_string());
-                        runas_users.push("root".to_string());
-                    } else if m.name.starts_with('%')
-                        || m.name.starts_with('#')
-                        || m.name.starts_with('+')
-                        || !valid_user_name(&m.name)
-                    {
-                        skip(
-                            line,
-                            &format!("{what} as {}", m.name),
-                            "run-as groups, ids, netgroups and names jitrun policy does not accept are not converted (name the user)"
-                                .into(),
-                        );
-                    } else {
-                        runas_users.push(m.name);
-                    }
-                }
-                runas_users.dedup();
-            }
-            for t in &cs.tags {
-                if !IGNORED_TAGS.contains(&t.as_str()) {
-                    notes.push(format!("{t}: not converted (jitrun has no equivalent; SETENV is never allowed, LOG_* I/O is not recorded, MAIL is not sent)"));
-                }
-            }
-            let authenticate = !cs.tags.iter().any(|t| t == "NOPASSWD");
-            for ra in runas_users {
-                let existing = rules.iter_mut().find(|r| {
-                    r.line == line
-                        && r.hosts == host_list
-                        && r.run_as == ra
-                        && r.authenticate == authenticate
-                });
-                let r = match existing {
-                    Some(r) => r,
-                    None => {
-                        rules.push(RuleOut {
-                            line,
-                            source: shown.to_string(),
-                            users: who_users.clone(),
-                            groups: who_groups.clone(),
-                            hosts: host_list.clone(),
-                            run_as: ra.clone(),
-                            authenticate,
-                            ..RuleOut::default()
-                        });
-                        rules.last_mut().expect("pushed")
-                    }
-                };
-                if !r.commands.contains(&words) {
-                    r.commands.push(words.clone());
-                }
-                r.notes.extend(notes.iter().cloned());
-            }
-        }
+        };
+        let mut names: Vec<PathBuf> = rd
+            .flatten()
+            .map(|d| d.path())
+            .filter(|f| {
+                let n = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                !n.contains('.') && !n.ends_with('~') && f.is_file()
+            })
+            .collect();
+        names.sort();
+        out.extend(names.into_iter().map(|n| (n, false)));
     }
+    out
+}
+
+/// visudo -c checks the files a sudoers file includes too: so does import-sudoers (it does not
+/// convert them). `depth` bounds include loops.
+fn check_includes(file: &Path, text: &str, depth: usize) -> Result<()> {
+    if depth > 128 {
+        return Err(CliError(format!(
+            "{}: too many levels of includes",
+            file.display()
+        )));
+    }
+    let entries = grammar::parse(text).map_err(|e| syntax(&file.display().to_string(), &e))?;
+    for (inc, must_exist) in included_files(file, &entries) {
+        let body = match std::fs::read(&inc) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if must_exist => {
+                return Err(CliError(format!(
+                    "{}: {e}, included from {} (visudo -c refuses it too); nothing was converted",
+                    inc.display(),
+                    file.display()
+                )))
+            }
+            Err(_) => continue,
+        };
+        check_includes(&inc, &body, depth + 1)?;
+    }
+    Ok(())
+}
+
+fn syntax(name: &str, e: &SyntaxError) -> CliError {
+    CliError(format!("{name}:{}:{}: {} (visudo -c refuses this file too; fix it with visudo, then convert it again); nothing was converted", e.line, e.col, e.message))
 }
 
 pub fn run(args: &ImportSudoersArgs) -> Result<()> {
-    let text =
-        std::fs::read_to_string(&args.file).map_err(|e| io_error("cannot read", &args.file, &e))?;
+    let bytes = std::fs::read(&args.file).map_err(|e| io_error("cannot read", &args.file, &e))?;
     let name = args.file.display().to_string();
-    let conv = convert(&name, &text);
+    let text = String::from_utf8(bytes).map_err(|e| {
+        CliError(format!(
+            "{name}: not UTF-8 (byte {}); nothing was converted",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let conv = convert(&name, &text).map_err(|e| syntax(&name, &e))?;
+    check_includes(&args.file, &text, 0)?;
     // The output must load: a converter bug must not produce a policy jitrun refuses.
-    Policy::load(&[PolicySource {
-        name: "converted policy".to_string(),
-        text: conv.policy.clone(),
-    }])
-    .map_err(|e| CliError(format!("internal error: the converted policy does not load ({e}); please report this with the sudoers line")))?;
+    Policy::load(&[PolicySource { name: "converted policy".to_string(), text: conv.policy.clone() }])
+        .map_err(|e| CliError(format!("internal error: the converted policy does not load ({e}); please report this with the sudoers file")))?;
     match &args.output {
         Some(out) => {
             std::fs::write(out, &conv.policy).map_err(|e| io_error("cannot write", out, &e))?
@@ -791,126 +1234,4 @@ pub fn run(args: &ImportSudoersArgs) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(text: &str) -> Policy {
-        Policy::load(&[PolicySource {
-            name: "out.toml".to_string(),
-            text: text.to_string(),
-        }])
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-    }
-
-    #[test]
-    fn common_forms() {
-        let src = "User_Alias ADMINS = alice, %wheel\nRunas_Alias DB = postgres\nHost_Alias WEB = web1, web2\nCmnd_Alias NET = /usr/sbin/ip link *, /usr/bin/ping\nDefaults env_keep += \"LANG TERM\"\nDefaults env_keep += \"LD_PRELOAD\"\n\nADMINS WEB = NOPASSWD: NET, /usr/bin/id \"\"\nbob ALL = (DB) /usr/bin/psql\n%sudo ALL=(ALL:ALL) ALL\n";
-        let c = convert("sudoers", src);
-        let p = load(&c.policy);
-        assert_eq!(p.rules.len(), 2, "{}", c.policy);
-        let a = &p.rules[0];
-        assert_eq!(a.name, "sudoers-8");
-        assert_eq!(a.users, ["alice"]);
-        assert_eq!(a.groups, ["wheel"]);
-        assert_eq!(a.hosts, ["web1", "web2"]);
-        let cmds: Vec<String> = a.commands.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            cmds,
-            ["/usr/sbin/ip link * **", "/usr/bin/ping **", "/usr/bin/id"]
-        );
-        assert!(a.capabilities.is_all());
-        assert!(!a.authenticate);
-        assert_eq!(a.env_keep, ["LANG", "TERM"]);
-        assert_eq!(a.grant, jit_policy::GrantMode::None);
-        let b = &p.rules[1];
-        assert_eq!(b.run_as, jit_policy::RunAs::User("postgres".into()));
-        assert!(b.capabilities.is_empty());
-        assert!(b.authenticate, "no NOPASSWD: sudo asks for a password");
-        assert!(
-            c.policy
-                .contains("# from sudoers:8: ADMINS WEB = NOPASSWD: NET, /usr/bin/id \"\"\n"),
-            "{}",
-            c.policy
-        );
-        let whys: Vec<&str> = c.skipped.iter().map(|s| s.what.as_str()).collect();
-        assert!(
-            whys.contains(&"Defaults env_keep += \"LD_PRELOAD\""),
-            "{whys:?}"
-        );
-        assert!(
-            c.skipped
-                .iter()
-                .any(|s| s.line == 10 && s.why.starts_with("command ALL")),
-            "{:?}",
-            c.skipped
-        );
-        assert!(c.policy.contains("# Not converted (2):"), "{}", c.policy);
-    }
-
-    #[test]
-    fn unsafe_partial_conversions_are_refused() {
-        let src = "alice ALL = ALL, !/usr/bin/su\nbob ALL, !SRV = /usr/bin/id\nHost_Alias SRV = db1\ncarol ALL = NOEXEC: /usr/bin/less, CWD=/tmp /usr/bin/id, sudoedit /etc/hosts, /usr/bin/passwd ^[a-z]+$, /usr/local/bin/\ndave 10.0.0.0/8, web1 = /usr/bin/id\n";
-        let c = convert("s", src);
-        let p = load(&c.policy);
-        // Only dave's rule, narrowed to web1.
-        assert_eq!(p.rules.len(), 1, "{}", c.policy);
-        assert_eq!(p.rules[0].hosts, ["web1"]);
-        let lines: Vec<usize> = c.skipped.iter().map(|s| s.line).collect();
-        assert_eq!(lines, [1, 2, 4, 4, 4, 4, 4, 5], "{:?}", c.skipped);
-    }
-
-    #[test]
-    fn negations_elsewhere_remove_the_command_everywhere() {
-        let src = "Cmnd_Alias PAGERS = /usr/bin/less\nDefaults!PAGERS noexec\nalice ALL = NOPASSWD: /usr/bin/systemctl, /usr/bin/less, /usr/bin/id\nalice ALL = !/usr/bin/systemctl stop sshd\n";
-        let c = convert("s", src);
-        let p = load(&c.policy);
-        let cmds: Vec<String> = p.rules[0]
-            .commands
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(cmds, ["/usr/bin/id **"]);
-        let left: Vec<(usize, &str)> = c
-            .skipped
-            .iter()
-            .map(|s| (s.line, s.what.as_str()))
-            .collect();
-        assert!(left.contains(&(3, "/usr/bin/systemctl **")), "{left:?}");
-        assert!(left.contains(&(3, "/usr/bin/less **")), "{left:?}");
-        assert!(c
-            .skipped
-            .iter()
-            .any(|s| s.why.contains("line 4 restricts /usr/bin/systemctl")));
-        // A negation for someone else does not touch the rule; aliases may come later.
-        let c = convert("s", "alice ALL = NOPASSWD: /usr/bin/su www\nbob ALL = /usr/bin/id, !SU\nCmnd_Alias SU = /usr/bin/su\n%g ALL = NOPASSWD: /usr/bin/su www\n");
-        let p = load(&c.policy);
-        assert_eq!(p.rules.len(), 1, "{}", c.policy);
-        assert_eq!(p.rules[0].users, ["alice"]);
-    }
-
-    #[test]
-    fn names_are_per_file_and_validated() {
-        let c = convert(
-            "/etc/sudoers.d/10 ops",
-            "al@x, bob ALL = (db@x, postgres) NOPASSWD: /usr/bin/psql\n",
-        );
-        let p = load(&c.policy);
-        assert_eq!(p.rules[0].name, "10-ops-1");
-        assert_eq!(p.rules[0].users, ["bob"]);
-        assert_eq!(
-            p.rules[0].run_as,
-            jit_policy::RunAs::User("postgres".into())
-        );
-        assert_eq!(c.skipped.len(), 2, "{:?}", c.skipped);
-        assert_eq!(rule_prefix("/x/"), "sudoers");
-    }
-
-    #[test]
-    fn debian_default_sudoers() {
-        let src = "Defaults\tenv_reset\nDefaults\tmail_badpass\nDefaults\tsecure_path=\"/usr/local/sbin:/usr/bin\"\nDefaults\tuse_pty\nroot\tALL=(ALL:ALL) ALL\n%sudo\tALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n";
-        let c = convert("sudoers", src);
-        assert_eq!(c.rules, 0);
-        assert_eq!(c.skipped.len(), 7, "{:?}", c.skipped);
-        load(&c.policy);
-    }
-}
+mod tests;

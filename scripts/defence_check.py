@@ -548,8 +548,8 @@ DEFENCES: list[Defence] = [
         [f"{BF}::test_revoking_by_id_works_without_the_grants_row"], package="jit-broker"),
     Defence(
         "broker: held revocation watches are capped (http.max_watches)", f"{BSRC}/watch.rs",
-        [("        let slot = self.slots.clone().try_acquire_owned().map_err(|_| Full::Broker)?;\n",
-          "        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().map_err(|_| Full::Broker)?;\n")],
+        [("        let slot = self\n            .slots\n            .clone()\n            .try_acquire_owned()\n",
+          "        let slot = Arc::new(Semaphore::new(1))\n            .try_acquire_owned()\n")],
         [f"{BW}::test_held_watches_are_capped_and_other_calls_go_on"], package="jit-broker"),
     Defence(
         "broker: one host's callers hold at most http.max_watches_per_host watches", f"{BSRC}/watch.rs",

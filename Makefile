@@ -3,7 +3,7 @@
 #   make deps     install what the tests need (Debian packages via apt-get when root; Python modules via pip)
 #   make build    cargo build --workspace (first installs the Debian packages the build needs, when root;
 #                 every target that builds does: see "What the machine needs" below)
-#   make lint     cargo fmt --check + clippy -D warnings
+#   make lint     cargo fmt --check + clippy -D warnings + no import circles (scripts/module_cycles.py)
 #   make test     deps, build, lint, audit, cargo test, policy-test, packages, then the end-to-end tests (root only)
 #   make audit    cargo-deny: banned crates, licences, sources (offline); make audit-advisories: RustSec (needs GitHub)
 #   make policy-test  jitctl policy check --strict and policy test on policy-examples/
@@ -15,9 +15,11 @@
 #   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
 #   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
-#   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback at concurrency
-#                 1, 16, 64, then p99 quiet vs under 2,000 idle + 1,100 slowloris connections
-#                 (scripts/bench_broker.py; BENCH_REQUESTS, BENCH_ATTACK_REQUESTS per level; not in make test)
+#   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback (wrk) at
+#                 concurrency 1, 16, 64 on SQLite and on PostgreSQL with 1 and 2 replicas, CPU per
+#                 grant, revocation-sync capacity, then p99 quiet vs under 2,000 idle + 1,100
+#                 slowloris connections (scripts/bench_broker.py; BENCH_SECONDS per level,
+#                 BENCH_ATTACK_REQUESTS; not in make test)
 #   make bench-revocation  seconds from `jitctl revoke` to the end of the revoked command on 3 hosts
 #                 in network namespaces running `jitctl revocations watch` against a TLS replica
 #                 (scripts/bench_revocation.py; root only; not in make test)
@@ -72,11 +74,14 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # iproute2: tests/e2e_broker puts hosts in network namespaces (ip netns, veth pairs);
 # busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched);
 # asciinema: session recordings must play in Debian's own player (tests/session: `asciinema cat`
-# prints exactly what the recorded command wrote).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema zbar-tools iproute2
+# prints exactly what the recorded command wrote);
+# postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
+# pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
+# the package's own cluster, which is not started here); libpq5 (psycopg's client library).
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema zbar-tools iproute2 postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
-PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography
+PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography psycopg=psycopg
 
 .PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker bench-revocation fuzz defence-check install deb rpm clean
 
@@ -127,9 +132,11 @@ build: build-deps
 release: build-deps
 	$(CARGO) build --workspace --release
 
+# module_cycles.py: no import circle between the modules of any crate (beyond the ones it lists).
 lint: build-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) scripts/module_cycles.py
 
 unit: build-deps
 	$(CARGO) test --workspace
@@ -176,6 +183,8 @@ endif
 # store under target/; grants issued per second end to end (auto-approved requests) at concurrency
 # 1, 16, 64; then the latency of the same requests while idle and slowloris connections are held.
 bench-broker: build-deps
+	@$(NEED_DEB) "make bench-broker (wrk drives the load; PostgreSQL and taskset for the set-ups)" wrk postgresql libpq5 util-linux
+	@$(PYTHON) -c "import psycopg, pyseto" 2>/dev/null || $(MAKE) --no-print-directory deps
 	$(CARGO) build --release -p jit-broker
 	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py
 

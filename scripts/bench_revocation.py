@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "harness"))
 sys.path.insert(0, str(REPO / "tests" / "e2e_broker"))
-from broker_lab import start_world, stop_process  # noqa: E402
+from brokerlab import start_world, stop_process  # noqa: E402
 from jitlab import Lab  # noqa: E402
 from netns_hosts import NetHosts, wait_until  # noqa: E402
 from test_hosts_netns import fleet  # noqa: E402

@@ -47,6 +47,7 @@ import datetime
 import filecmp
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,7 @@ BH = "tests/broker/test_hardening.py"
 BF = "tests/broker/test_store_faults.py"
 BW = "tests/broker/test_watch.py"
 BSEAL = "tests/broker/test_sealed_reports.py"
+BR = "tests/broker/test_replicas.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
 PS = "tests/e2e/test_policy_safety.py"
@@ -135,7 +137,7 @@ DEFENCES: list[Defence] = [
         [f"{A}::test_env_keep_drops_path_tricks_in_kept_locale_and_tz"]),
     Defence(
         "jitrun's own environment cleared at start", f"{SRC}/harden.rs",
-        [("    process::clear_env();\n", "")],
+        [("    unsafe {\n        process::clear_env()\n    };\n", "    {};\n")],
         [],
         untestable="nothing jitrun runs after the snapshot reads the environment: glibc already drops the "
                    "loader, iconv and locale-path variables for a setuid start (AT_SECURE), jitrun's code reads "
@@ -144,7 +146,7 @@ DEFENCES: list[Defence] = [
                    "/dev/log could follow a caller's TZ; this host has no /dev/log. It guards future code"),
     Defence(
         "fds above 2 closed", f"{SRC}/harden.rs",
-        [("    let _ = fs::close_from_3();\n", "")],
+        [("    let _ = unsafe { fs::close_from_3() };\n", "    let _ = ();\n")],
         [f"{A}::test_descriptors_above_2_do_not_reach_the_command"]),
     Defence(
         "closed fds 0-2 reopened on /dev/null", f"{SRC}/harden.rs",
@@ -170,7 +172,7 @@ DEFENCES: list[Defence] = [
                    "pipe, host-wide settings a test must not change under other runs; "
                    "test_user_cannot_trace_read_or_signal_the_supervisor passes without it"),
     Defence(
-        "supervisor fully root after fork (setresuid 0)", f"{SRC}/supervise.rs",
+        "supervisor fully root after fork (setresuid 0)", f"{SRC}/exec/mod.rs",
         [("    if let Err(e) = process::setresgid(0).and_then(|_| process::setresuid(0)) {\n",
           "    if let Err(e) = process::set_real_uid(launch.plan.target.uid) {\n")],
         [f"{A}::test_user_cannot_trace_read_or_signal_the_supervisor",
@@ -256,12 +258,12 @@ DEFENCES: list[Defence] = [
          ("        Ok(false) => {}\n", "        Ok(_) => {}\n")],
         [f"{K}::test_unsafe_target_is_refused"]),
     Defence(
-        "command executed by its checked fd (execveat, no swap)", f"{SRC}/supervise.rs",
+        "command executed by its checked fd (execveat, no swap)", f"{SRC}/exec/spawn.rs",
         [("    let e = process::exec_fd(launch.program.fd.as_fd(), &launch.argv, &launch.envp);\n",
           "    let e = {\n"
           "        use std::os::unix::ffi::OsStrExt as _;\n"
           "        use std::os::unix::process::CommandExt as _;\n"
-          "        let os = |c: &CString| std::ffi::OsStr::from_bytes(c.as_bytes()).to_os_string();\n"
+          "        let os = |c: &std::ffi::CString| std::ffi::OsStr::from_bytes(c.as_bytes()).to_os_string();\n"
           "        let mut cmd = std::process::Command::new(&launch.program.canonical);\n"
           "        cmd.arg0(os(&launch.argv[0]))\n"
           "            .args(launch.argv[1..].iter().map(os))\n"
@@ -323,16 +325,16 @@ DEFENCES: list[Defence] = [
           "        if true {\n            return self.exp;\n        }\n")],
         [f"{SEALED}::test_the_command_of_a_sealed_grant_ends_after_max_duration"]),
     Defence(
-        "TIOCSTI/TIOCLINUX seccomp filter (doas CVE-2023-28339)", f"{SRC}/elevate.rs",
+        "TIOCSTI/TIOCLINUX seccomp filter (doas CVE-2023-28339)", f"{SRC}/exec/elevate.rs",
         [("    step(\n"
           "        \"installing the TIOCSTI filter\",\n"
           "        seccomp::deny_terminal_injection(),\n"
           "    )?;\n", "")],
         [f"{A}::test_command_cannot_inject_keystrokes_into_the_callers_terminal"]),
     Defence(
-        "PAM: a rule with authenticate = true authenticates", f"{SRC}/main.rs",
-        [("        let pam_session = if approved.rule.authenticate {\n",
-          "        let pam_session = if false {\n")],
+        "PAM: a rule with authenticate = true authenticates", f"{SRC}/pipeline.rs",
+        [("    let pam_session = if approved.rule.authenticate {\n",
+          "    let pam_session = if false {\n")],
         [f"{P}::test_pam_deny_refuses_and_runs_nothing",
          f"{R}::test_rule_asking_for_authentication_never_runs_unauthenticated"]),
     Defence(
@@ -341,8 +343,8 @@ DEFENCES: list[Defence] = [
         [f"{P}::test_expired_account_is_refused_by_the_account_check"]),
     Defence(
         "caller's resource limits cannot kill jitrun (FSIZE, CPU)", f"{SRC}/harden.rs",
-        [("        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { hard };\n",
-          "        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { soft };\n"),
+        [("        } else {\n            hard\n        };\n",
+          "        } else {\n            soft\n        };\n"),
          ("    signals::ignore(libc::SIGXFSZ);\n    signals::ignore(libc::SIGXCPU);\n", "")],
         [f"{RR}::test_caller_cpu_limit_cannot_kill_the_supervisor",
          f"{G}::test_tiny_file_size_limit_cannot_reset_the_use_counter"],
@@ -378,8 +380,8 @@ DEFENCES: list[Defence] = [
              "overflow uid; the defence makes it one clear refusal, and the test's message check is what sees "
              "it removed"),
     Defence(
-        "the command's argv[0] is the path the rule matched", f"{SRC}/main.rs",
-        [("std::iter::once(approved.matched.as_os_str())", "std::iter::once(run.command[0].as_os_str())")],
+        "the command's argv[0] is the path the rule matched", f"{SRC}/pipeline.rs",
+        [("std::iter::once(approved.matched.as_os_str())", "std::iter::once(run.args.command[0].as_os_str())")],
         [f"{A}::test_argv0_is_the_path_the_rule_matched_so_pgrep_cannot_act_as_pkill",
          f"{A}::test_argv0_of_a_multicall_busybox_is_the_matched_path"]),
     Defence(
@@ -390,7 +392,7 @@ DEFENCES: list[Defence] = [
         note="a HOME she cannot write and PYTHONNOUSERSITE each keep the .pth file out, so both go; the list "
              "of variables never passed to an elevated command is checked by env.rs's unit tests"),
     Defence(
-        "an elevated command leaves no core dump (RLIMIT_CORE 1 byte)", f"{SRC}/elevate.rs",
+        "an elevated command leaves no core dump (RLIMIT_CORE 1 byte)", f"{SRC}/exec/elevate.rs",
         [("    if plan.elevated {\n", "    if false {\n")],
         [f"{A}::test_a_capable_command_leaves_no_core_dump"]),
     Defence(
@@ -402,9 +404,9 @@ DEFENCES: list[Defence] = [
         [("    if let Err(r) = harden::become_unsignalable() {\n", "    if let Err(r) = Ok::<(), Refusal>(()) {\n")],
         [f"{A}::test_the_caller_cannot_stop_her_own_jitrun_before_it_starts_the_command"]),
     Defence(
-        "the command is opened only after the policy allowed the run", f"{SRC}/main.rs",
-        [("        executable = Some(located.canonical.clone());\n",
-          "        executable = Some(located.canonical.clone());\n        let _opened = command::open(&located)?;\n")],
+        "the command is opened only after the policy allowed the run", f"{SRC}/pipeline.rs",
+        [("    *executable = Some(located.canonical.clone());\n",
+          "    *executable = Some(located.canonical.clone());\n    let _opened = command::open(&located)?;\n")],
         [f"{A}::test_a_fifo_named_as_the_command_is_never_opened_as_root"]),
     Defence(
         "the command is checked through O_PATH before it is opened", f"{SRC}/command.rs",
@@ -412,13 +414,13 @@ DEFENCES: list[Defence] = [
           "fs::openat(dirfd.as_fd(), &c, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0)")],
         [f"{A}::test_a_fifo_named_as_the_command_is_never_opened_as_root"]),
     Defence(
-        "the watchdog ends leftovers when the command exits (pidfd)", f"{SRC}/supervise.rs",
+        "the watchdog ends leftovers when the command exits (pidfd)", f"{SRC}/exec/mod.rs",
         [("    let command_exit = process::pidfd_open(child).ok();\n",
-          "    let command_exit: Option<OwnedFd> = None;\n")],
+          "    let command_exit: Option<std::os::fd::OwnedFd> = None;\n")],
         [f"{A}::test_leftovers_end_when_the_command_exits_while_the_supervisor_is_stopped",
          f"{A}::test_without_cgroups_the_watchdog_ends_the_supervisors_adopted_orphans"]),
     Defence(
-        "without cgroups, orphans are the supervisor's children (also from the watchdog)", f"{SRC}/supervise.rs",
+        "without cgroups, orphans are the supervisor's children (also from the watchdog)", f"{SRC}/exec/terminate.rs",
         [("                == Some(supervisor)\n", "                == Some(process::getpid())\n")],
         [f"{A}::test_without_cgroups_the_watchdog_ends_the_supervisors_adopted_orphans"]),
     Defence(
@@ -538,7 +540,7 @@ DEFENCES: list[Defence] = [
     Defence(
         "broker: grant-issuing commits durable (synchronous=FULL)", f"{BSRC}/store/sqlite.rs",
         [("        let full = durability == Durability::Durable;\n", "        let full = false;\n")],
-        [f"{BF}::test_a_grant_is_on_disk_before_it_is_answered"], package="jit-broker"),
+        [f"{BF}::test_a_grant_is_on_disk_before_it_is_answered[sqlite]"], package="jit-broker"),
     Defence(
         "broker: revocation by id without the grant's row", f"{BSRC}/grants.rs",
         [("        let Some(g) = tx.get_grant(id)? else {\n",
@@ -559,7 +561,15 @@ DEFENCES: list[Defence] = [
         "broker: watchers follow the store's seq, not only this process's revocations", f"{BSRC}/watch.rs",
         [("        let _ = tokio::time::timeout(RECHECK, b.watches.poke.notified()).await;\n",
           "        b.watches.poke.notified().await;\n")],
-        [f"{BW}::test_a_replica_wakes_its_watchers_for_a_revocation_made_on_another"], package="jit-broker"),
+        [f"{BW}::test_without_listen_a_replica_still_wakes_its_watchers_at_its_look[postgres]"],
+        package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): every replica hears of a new revocation list at once (NOTIFY)",
+        f"{BSRC}/store/postgres.rs",
+        [("            &format!(\"SELECT pg_notify('{REVOCATIONS_CHANNEL}', $1)\"),\n",
+          "            \"SELECT $1::TEXT\",\n")],
+        [f"{BW}::test_a_replica_wakes_its_watchers_for_a_revocation_made_on_another[postgres]"],
+        package="jit-broker"),
     Defence(
         "broker: uses of sealed grants are reported by root on the grant's own hosts", f"{BSRC}/sealed.rs",
         [("    if c.uid != 0 {\n", "    if false {\n"),
@@ -593,6 +603,42 @@ DEFENCES: list[Defence] = [
         [("            } else if env_never_kept(v) {\n", "            } else if false {\n"),
          ("            } else if safe_only && !env_known_safe(v) {\n", "            } else if false {\n")],
         [f"{PS}::test_env_keep_names_outside_the_allow_list_refuse_the_policy"]),
+    # ---- jitbroker on PostgreSQL (issue 19): what must happen once, decided in the database
+    Defence(
+        "broker (PostgreSQL): durable answers wait for the disk (commit barrier)", f"{BSRC}/store/postgres.rs",
+        [("        let barrier = self.barrier;\n", "        let barrier = false;\n")],
+        [f"{BF}::test_a_grant_is_on_disk_before_it_is_answered[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): rows read in write transactions locked (FOR UPDATE)", f"{BSRC}/store/postgres.rs",
+        [("            \" FOR UPDATE\"\n        } else {", "            \"\"\n        } else {")],
+        [f"{BR}::test_approvals_on_two_replicas_at_once_count_distinct_approvers[postgres]",
+         f"{BR}::test_sealed_grants_used_and_revoked_on_two_replicas_at_once_count_once[postgres]"],
+        package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): audit appends serialized (advisory lock on the chain head)", f"{BSRC}/store/postgres.rs",
+        [("let mut pre = format!(\"SELECT pg_advisory_xact_lock({AUDIT_LOCK})\");",
+          "let mut pre = format!(\"SELECT {AUDIT_LOCK}\");")],
+        [f"{BR}::test_the_audit_chain_stays_one_chain_with_concurrent_writers[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): one revocation list writer at a time (seq)", f"{BSRC}/store/postgres.rs",
+        [("let pre = format!(\"SELECT pg_advisory_xact_lock({REVOCATIONS_LOCK})\");",
+          "let pre = format!(\"SELECT {REVOCATIONS_LOCK}\");")],
+        [f"{BR}::test_revocation_list_seq_strictly_increases_across_replicas[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): a replayed attestation jti is refused (primary key)", f"{BSRC}/store/postgres.rs",
+        [("ON CONFLICT (jti) DO NOTHING", "ON CONFLICT (jti) DO UPDATE SET exp = EXCLUDED.exp")],
+        [f"{BR}::test_a_replayed_attestation_is_accepted_once_across_replicas[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): a sealed grant's use on a host is recorded once (primary key)",
+        f"{BSRC}/store/postgres.rs",
+        [("ON CONFLICT (grant_id, host) DO NOTHING", "ON CONFLICT (grant_id, host) DO UPDATE SET reported = EXCLUDED.reported")],
+        [f"{BR}::test_sealed_grants_used_and_revoked_on_two_replicas_at_once_count_once[postgres]"],
+        package="jit-broker"),
+    Defence(
+        "broker: webhook deliveries claimed before they are sent (lease, SKIP LOCKED)", f"{BSRC}/store/postgres.rs",
+        [("\"UPDATE outbox SET next_attempt_ms = $2 WHERE id IN (",
+          "\"UPDATE outbox SET next_attempt_ms = next_attempt_ms + 0 * $2 WHERE id IN (")],
+        [f"{BR}::test_each_webhook_is_delivered_once_by_the_replica_set[postgres]"], package="jit-broker"),
 ]
 
 
@@ -636,6 +682,9 @@ def locate(text: str, snippet: str) -> tuple[int, int]:
 def check_snippets(defences: list[Defence]) -> list[str]:
     problems = []
     for d in defences:
+        if not (REPO / d.file).is_file():
+            problems.append(f"{d.name}: {d.file} does not exist")
+            continue
         text = (REPO / d.file).read_text()
         for old, _ in d.edits:
             n, _ = locate(text, old)
@@ -644,10 +693,39 @@ def check_snippets(defences: list[Defence]) -> list[str]:
     return problems
 
 
+FN = re.compile(r'^(\s*)(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?(?:extern\s+"C"\s+)?fn\s+(\w+)')
+IMPL = re.compile(r"^(\s*)impl\b(?:<[^>]*>)?\s+(?:[\w:<>', ]+\s+for\s+)?(\w+)")
+
+
+def enclosing(text: str, line: int) -> str | None:
+    """The Rust function (`Type::method` inside an impl) that holds 1-based line `line`: the
+    nearest `fn` above it that is indented less; None outside any function (or not Rust)."""
+    lines = text.split("\n")
+    here = lines[line - 1]
+    indent = len(here) - len(here.lstrip())
+    for i in range(line - 1, -1, -1):
+        m = FN.match(lines[i])
+        if m and len(m.group(1)) < indent:
+            for j in range(i - 1, -1, -1):
+                owner = IMPL.match(lines[j])
+                if owner and len(owner.group(1)) < len(m.group(1)):
+                    return f"{owner.group(2)}::{m.group(2)}"
+                if lines[j].strip() and not lines[j].startswith((" ", "\t", "}", "#", "/")) and not owner:
+                    break  # a top-level item that is not an impl: a free function
+            return m.group(2)
+    return None
+
+
 def where(d: Defence) -> str:
+    """The file and the functions that hold the snippets (names, not line numbers: they stay
+    true while the code around them moves)."""
     text = (REPO / d.file).read_text()
-    lines = sorted({locate(text, old)[1] for old, _ in d.edits})
-    return f"{d.file.removeprefix('crates/')}:{','.join(map(str, lines))}"
+    names = []
+    for old, _ in d.edits:
+        name = enclosing(text, locate(text, old)[1]) if d.file.endswith(".rs") else None
+        if name and name not in names:
+            names.append(name)
+    return d.file.removeprefix("crates/") + (f" ({', '.join(names)})" if names else "")
 
 
 # ---- building

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "harness"))
 sys.path.insert(0, str(REPO / "tests" / "e2e_broker"))
 
-import broker_lab  # noqa: E402
+import brokerlab as broker_lab  # noqa: E402
 import jitlab  # noqa: E402
 from jitlab import toml_value  # noqa: E402
 

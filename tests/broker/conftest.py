@@ -1,4 +1,9 @@
-"""Fixtures: a real jitbroker (tests/broker/brokerlab.py) per test, in the test's tmp dir."""
+"""Fixtures: a real jitbroker (tests/harness/brokerlab.py) per test, in the test's tmp dir.
+
+Every test runs once per store backend, `sqlite` and `postgres` (a database of its own in one
+throwaway PostgreSQL cluster for the session, tests/harness/pgcluster.py), unless it is
+marked ``@pytest.mark.backends("sqlite")``: those test the HTTP layer or SQLite's file
+handling, not the store's behaviour, and each says why."""
 
 from __future__ import annotations
 
@@ -8,8 +13,23 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from brokerlab import JITBROKER, NET, ONCALL, Broker  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+import brokerlab  # noqa: E402
+from brokerlab import JITBROKER, NET, ONCALL, Broker, PostgresStore  # noqa: E402
+from pgcluster import PgCluster  # noqa: E402
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only on these store backends (default: all)")
+
+
+def pytest_generate_tests(metafunc):
+    if "store_backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        metafunc.parametrize("store_backend", marker.args if marker else BACKENDS, indirect=True)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _binary():
@@ -17,8 +37,44 @@ def _binary():
         pytest.fail(f"jitbroker not found at {JITBROKER}; run `cargo build -p jit-broker` or set $JITBROKER")
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL cluster for the session (root only: initdb runs as an unprivileged
+    system user)."""
+    if os.geteuid() != 0:
+        pytest.skip("the PostgreSQL backend's tests need root (initdb as an unprivileged system user)")
+    with PgCluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture()
-def make_broker(tmp_path):
+def store_backend(request):
+    """The backend of this test's brokers: Brokers made without `store=` get a store of it."""
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        made = []
+
+        def new(_root):
+            made.append(PostgresStore(cluster))
+            return made[-1]
+
+        brokerlab.default_store = new
+        yield "postgres"
+        brokerlab.default_store = None
+        for s in made:
+            cluster.drop_database(s.name)
+    else:
+        brokerlab.default_store = None
+        yield "sqlite"
+
+
+@pytest.fixture(autouse=True)
+def _backend(store_backend):
+    return store_backend
+
+
+@pytest.fixture()
+def make_broker(tmp_path, store_backend):
     made = []
 
     def make(**kw) -> Broker:

@@ -19,6 +19,10 @@ import pytest
 from attackers import Attack, raise_nofile
 from brokerlab import NET, ONCALL, Broker, raw_http, wait_for
 
+# The HTTP layer under attack (thousands of connections, slowloris, descriptor limits): the
+# store is not involved, so these run on one backend (SQLite) only.
+pytestmark = pytest.mark.backends("sqlite")
+
 HEADER_TIMEOUT, IDLE_TIMEOUT = 3, 4
 HTTP = f'[http]\nheader_timeout = "{HEADER_TIMEOUT}s"\nidle_timeout = "{IDLE_TIMEOUT}s"\n'
 

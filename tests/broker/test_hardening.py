@@ -97,8 +97,8 @@ def test_chat_messages_cannot_be_forged_by_user_text(make_broker):
         b.ok(bob, "POST", f"/v1/requests/{rid}/deny", {"reason": "no\nbob approved it after all"})
         gid = b.ok(dave, "POST", "/v1/requests", {"rule": "db-x", "reason": "a\tb"}, status=201)["grant_id"]
         b.ok(dave, "POST", f"/v1/grants/{gid}/revoke", {"reason": "done\n<!here>"})
-        texts = wait_for(lambda: (lambda t: t if len(t) >= 5 else None)(
-            [r["body"]["text"] for r in hook.by_delivery().values()]), 60, "the Slack messages")
+        texts = wait_for(lambda: (lambda t: t if any("(grant.revoke)" in x for x in t) else None)(
+            [r["body"]["text"] for r in hook.by_delivery().values()]), 60, "the Slack messages up to the revocation")
         for text in texts:
             assert "\n" not in text and "\r" not in text, text  # one line each: nothing starts a line of its own
             assert "<!" not in text and "<http" not in text, text  # no mentions or links from user text

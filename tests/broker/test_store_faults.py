@@ -40,6 +40,7 @@ def wait_ready(b: Broker, want: int, what: str) -> dict:
 # ---- 5. readiness
 
 @needs_root
+@pytest.mark.backends("sqlite")  # a SQLite file on a full tmpfs; PostgreSQL's outage: test_replicas.py
 def test_readyz_follows_the_store_while_healthz_stays_up(tmp_path):
     store = tmp_path / "store"
     b = Broker(tmp_path / "b", workflows=[NET, ONCALL], store_dir=store)
@@ -100,6 +101,7 @@ def write_config(d: Path, store: Path) -> Path:
 
 
 @needs_root
+@pytest.mark.backends("sqlite")  # the SQLite file's directory and file system
 def test_store_errors_name_the_cause_and_the_fix(open_dir):
     store_dir = open_dir / "store"
     config = write_config(open_dir, store_dir / "broker.db")
@@ -128,13 +130,33 @@ def test_store_errors_name_the_cause_and_the_fix(open_dir):
 
 # ---- 4. durability and revocation without the row
 
+def store_pids(b: Broker) -> list[int]:
+    """The processes whose fsync/fdatasync make the broker's commits durable: the broker itself
+    (SQLite), or PostgreSQL's postmaster (followed into the backends it forks) and the backends
+    serving the broker's role (never the WAL writer, which flushes asynchronous commits on its
+    own timer)."""
+    if b.store.kind == "sqlite":
+        return [b.proc.pid]
+    cluster = b.store.cluster
+    pids = [int((cluster.data / "postmaster.pid").read_text().split()[0])]
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"postgres: jitbroker "):
+                pids.append(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
 def fsyncs_during(b: Broker, action) -> int:
-    """fsync/fdatasync calls the broker makes while `action` runs (strace -c)."""
-    tracer = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-p", str(b.proc.pid)],
+    """fsync/fdatasync calls made for the broker's store while `action` runs (strace -c)."""
+    pids = store_pids(b)
+    tracer = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=fsync,fdatasync",
+                               *[a for p in pids for a in ("-p", str(p))]],
                               stderr=subprocess.PIPE, text=True)
     def attached():
-        tasks = Path(f"/proc/{b.proc.pid}/task")
-        return all("TracerPid:\t0\n" not in (t / "status").read_text() for t in tasks.iterdir())
+        tasks = [t for p in pids for t in Path(f"/proc/{p}/task").iterdir()]
+        return all("TracerPid:\t0\n" not in (t / "status").read_text() for t in tasks)
 
     try:
         wait_for(attached, 30, "strace to attach to every thread")
@@ -149,6 +171,10 @@ def fsyncs_during(b: Broker, action) -> int:
 
 
 def test_a_grant_is_on_disk_before_it_is_answered(broker):
+    """SQLite: the broker fsyncs each grant's commit. PostgreSQL: the grant's transaction
+    commits asynchronously (releasing the audit chain's lock at once) and the answer waits for
+    a synchronous commit behind it (store/postgres.rs): a WAL flush per grant, by the
+    backends, none for reads (the replay table is bookkeeping)."""
     if shutil.which("strace") is None:
         pytest.fail("strace is missing: `make deps` installs it")
     dave = broker.person("dave", 1004, ["dba", "oncall"], host="db-1")

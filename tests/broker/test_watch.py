@@ -9,10 +9,11 @@ Nothing here measures time: each test waits for a state it can observe (the brok
 
 from __future__ import annotations
 
-import shutil
+import re
 import subprocess
 import threading
 
+import pytest
 from brokerlab import JITBROKER, NET, ONCALL, Broker, raw_http, revocation_list, wait_for
 
 
@@ -140,27 +141,81 @@ def test_max_watches_must_leave_connections_for_everything_else(tmp_path):
         b.close()
 
 
-def test_a_replica_wakes_its_watchers_for_a_revocation_made_on_another(tmp_path):
-    """Two brokers on one store, with one signing key: a watch held on B returns for a
-    revocation made on A. B's hold (300s) is longer than the client waits (120s): only B's
-    own re-check of the store's seq can answer it in time."""
-    a = Broker(tmp_path / "a", workflows=[NET, ONCALL], extra='[http]\nwatch_hold = "300s"\n')
-    b = Broker(tmp_path / "b", workflows=[NET, ONCALL], extra='[http]\nwatch_hold = "300s"\n',
-               store_dir=tmp_path / "a")
-    shutil.copyfile(a.key, b.key)
-    b.public_key = a.public_key
-    try:
-        a.start()
-        b.start()
-        dave = a.person("dave", 1004, ["dba", "oncall"], host="db-1")
-        gid = grant(a, dave)
-        seq = current_seq(b, dave)
-        w = Watch(b, dave, seq, timeout=120)
-        held(b, 1)
-        a.ok(dave, "POST", f"/v1/grants/{gid}/revoke", {"reason": "revoked on A"})
-        r = w.result()
-        assert r.status == 200 and r.json["seq"] > seq, r.body
-        assert gid in [e["jti"] for e in revocation_list(b, r.json["token"])["revoked"]]
-    finally:
-        a.close()
+@pytest.fixture()
+def two_replicas(tmp_path, store_backend):
+    """make(listen=True) -> (a, b): two started replicas on one PostgreSQL database with one
+    signing key; b holds watches 300 s (longer than a client here waits), so only an
+    announcement or b's own look at the store can answer them; `listen=False` sets b's
+    `[postgres] listen = false`."""
+    made: list[Broker] = []
+
+    def make(listen: bool = True) -> tuple[Broker, Broker]:
+        hold = '[http]\nwatch_hold = "300s"\n'
+        a = Broker(tmp_path / "a", workflows=[NET, ONCALL], replica="a", extra=hold)
+        b = Broker(tmp_path / "b", workflows=[NET, ONCALL], replica="b", extra=hold, store=a.store,
+                   signing_key=a.key)
+        if not listen:
+            b.config.write_text(b.config.read_text().replace("[postgres]\n", "[postgres]\nlisten = false\n"))
+        made.extend([a, b])
+        return a.start(), b.start()
+
+    yield make
+    for b in made:
         b.close()
+
+
+def revoked_on_a_answers_b(a: Broker, b: Broker) -> None:
+    """A watch held on b is answered with the list that holds a grant revoked on a."""
+    dave = a.person("dave", 1004, ["dba", "oncall"], host="db-1")
+    gid = grant(a, dave)
+    seq = current_seq(b, dave)
+    w = Watch(b, dave, seq, timeout=120)
+    held(b, 1)
+    a.ok(dave, "POST", f"/v1/grants/{gid}/revoke", {"reason": "revoked on A"})
+    r = w.result()
+    assert r.status == 200 and r.json["seq"] > seq, r.body
+    assert gid in [e["jti"] for e in revocation_list(b, r.json["token"])["revoked"]]
+
+
+# Replicas share a PostgreSQL database; a SQLite file serves one broker process, whose own
+# revocations wake its watchers directly (the tests above, on both stores).
+@pytest.mark.backends("postgres")
+def test_a_replica_wakes_its_watchers_for_a_revocation_made_on_another(two_replicas):
+    """b hears the revocation committed on a (NOTIFY on the store's channel, LISTEN on b's
+    own connection) and answers its watcher with the new list."""
+    a, b = two_replicas()
+    wait_for(lambda: b.metrics()["jitbroker_revocation_listener_up"] == 1, 30, "b to listen for revocations")
+    before = b.metrics()["jitbroker_revocation_announcements_total"]
+    revoked_on_a_answers_b(a, b)
+    assert b.metrics()["jitbroker_revocation_announcements_total"] > before
+    # Its own revocations too: one announcement per new list, whichever replica stored it.
+    assert a.metrics()["jitbroker_revocation_announcements_total"] >= 1
+
+
+@pytest.mark.backends("postgres")
+def test_without_listen_a_replica_still_wakes_its_watchers_at_its_look(two_replicas):
+    """`[postgres] listen = false` (LISTEN does not pass a transaction-pooling PgBouncer): b
+    hears nothing, and its once-a-second look at the store's seq answers the watch."""
+    a, b = two_replicas(listen=False)
+    revoked_on_a_answers_b(a, b)
+    m = b.metrics()
+    assert m["jitbroker_revocation_listener_up"] == 0 and m["jitbroker_revocation_announcements_total"] == 0, m
+
+
+@pytest.mark.backends("postgres")
+def test_a_replica_listens_again_after_losing_its_connection(two_replicas, pg_cluster):
+    """The listening connection is cut (as a restart or fail-over of PostgreSQL would): b says
+    so, connects again by itself, and hears the next revocation."""
+    a, b = two_replicas()
+    wait_for(lambda: b.metrics()["jitbroker_revocation_listener_up"] == 1, 30, "b to listen for revocations")
+    cut = pg_cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name = 'jitbroker b' AND query = 'LISTEN jitbroker_revocations'")
+    assert cut.strip() == "t", cut
+    again = re.compile(r"^jitbroker: listening for revocations on \S+ again$", re.M)
+    wait_for(lambda: again.search(b.log.read_text()), 60, "b to listen again")
+    log = b.log.read_text()
+    assert "jitbroker: not listening for revocations on" in log and pg_cluster.password not in log, log
+    wait_for(lambda: b.metrics()["jitbroker_revocation_listener_up"] == 1, 30, "b's listener gauge")
+    before = b.metrics()["jitbroker_revocation_announcements_total"]
+    revoked_on_a_answers_b(a, b)
+    assert b.metrics()["jitbroker_revocation_announcements_total"] > before

@@ -1,8 +1,11 @@
-"""The full broker flow as it runs for real: a real `jitbroker` on 127.0.0.1 (random port,
-real SQLite file), this machine enrolled with its host key, throwaway users and groups, and
-the real setuid `jitrun` and `jitctl` run as those users inside the lab's private mount
-namespace, where /etc/jitrun (keys.d with the broker's public key, host.key, client.toml,
-policy) and /var/lib/jitrun are the test's."""
+"""The full broker flow as it runs for real: a real `jitbroker` on 127.0.0.1 (random port),
+this machine enrolled with its host key, throwaway users and groups, and the real setuid
+`jitrun` and `jitctl` run as those users inside the lab's private mount namespace, where
+/etc/jitrun (keys.d with the broker's public key, host.key, client.toml, policy) and
+/var/lib/jitrun are the test's.
+
+The whole suite runs twice: with the broker's store in SQLite, and in PostgreSQL (a throwaway
+cluster, tests/harness/pgcluster.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 
-from broker_lab import BrokerWorld, start_world  # noqa: E402
+from brokerlab import BrokerWorld, PostgresStore, start_world  # noqa: E402
 from jitlab import Lab  # noqa: E402
+from pgcluster import PgCluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,13 +30,36 @@ def blab():
         yield lab
 
 
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only on these store backends (default: all)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test once per store backend (one world each for the session), unless marked
+    ``@pytest.mark.backends(...)``."""
+    if "bw" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        metafunc.parametrize("bw", marker.args if marker else BACKENDS, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def bw(blab: Lab) -> BrokerWorld:
-    world = start_world(blab)
-    try:
-        yield world
-    finally:
-        world.stop()
+def bw(request, blab: Lab) -> BrokerWorld:
+    if request.param == "postgres":
+        with PgCluster() as cluster:
+            world = start_world(blab, store=lambda _root: PostgresStore(cluster))
+            try:
+                yield world
+            finally:
+                world.stop()
+    else:
+        world = start_world(blab)
+        try:
+            yield world
+        finally:
+            world.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -11,20 +11,12 @@ import json
 import os
 import re
 import stat
-import time
 from datetime import datetime, timedelta, timezone
 
-from broker_lab import ROOT
+from brokerlab import ROOT, wait_for
 from jitlab import ATTEST_IA, REVOCATIONS_IA, decode_token
 
 STATUS_TRUE = ["/usr/bin/true", "ok"]
-
-
-def _wait(pred, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def approved_grant(bw, user, rule: str, approvers) -> str:
@@ -154,7 +146,7 @@ def test_revoke_ends_a_running_command_and_refuses_the_grant(bw):
     bw.ok(ROOT, "revocations", "sync")  # the list as it is now: gid not on it
     grant = lab.grant_dir(a) / gid
     with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep", "600"]) as run:
-        _wait(lambda: "elevate.start" in [e.action for e in run.events()], "elevate.start")
+        wait_for(lambda: "elevate.start" in [e.action for e in run.events()], 60, "elevate.start")
         out = bw.ok(bw.bob, "revoke", gid, "--reason", "incident over")
         assert "revoked" in out, out
         out = bw.ok(ROOT, "revocations", "sync")
@@ -185,11 +177,10 @@ def test_jitctl_revokes_a_grant_the_broker_lost(bw):
     """The broker's row of a grant is gone (a crash before it reached the disk, a restored
     backup): its user revokes it from the grant store with jitctl, which presents the token,
     and hosts refuse it."""
-    import sqlite3
     a, lab = bw.alice, bw.lab
     gid = approved_grant(bw, a, "db-restart", [bw.bob, bw.carol])
     bw.ok(a, "sync")
-    with sqlite3.connect(bw.dir / "broker.db") as c:
+    with bw.server.db() as c:
         c.execute("DELETE FROM grants WHERE id = ?", (gid,))
     # Without the token (bob has none) the broker knows no such grant.
     p = bw.jitctl(bw.bob, "revoke", gid, "--reason", "lost")
@@ -232,8 +223,8 @@ def test_fresh_revocations_required(bw):
     # max_age shorter than the list's age: stale again (the list's iat only gets older).
     lab.write_settings(text=(lab.conf / "jitrun.toml").read_text() + '\n[revocations]\nmax_age = "1s"\n')
     iat = decode_token((lab.state / "revocations").read_text())[0]["iat"]
-    _wait(lambda: datetime.now(timezone.utc) - datetime.fromisoformat(iat.replace("Z", "+00:00"))
-          > timedelta(seconds=2), "the list to be older than max_age")
+    wait_for(lambda: datetime.now(timezone.utc) - datetime.fromisoformat(iat.replace("Z", "+00:00"))
+             > timedelta(seconds=2), 60, "the list to be older than max_age")
     res = lab.run_as_user(a, STATUS_TRUE, grant=grant)
     assert res.returncode == 1 and res.event("elevate.deny").get("jitrun.deny_code") == "revocations_stale", str(res)
 
@@ -248,7 +239,7 @@ def test_calls_without_a_valid_attestation_are_refused(bw):
     status, body = bw.http("GET", "/v1/requests?mine=true", headers={"Authorization": "Bearer x"})
     assert status == 401, body
     # Signed by a key the broker never enrolled.
-    other_sec, other_pub = lab.keygen("not-enrolled")
+    other_sec, other_pub = lab.keygen(f"not-enrolled-{bw.dir.name}")
     now = datetime.now(timezone.utc)
     claims = {"v": 1, "sub": bw.alice.name, "uid": bw.alice.uid, "groups": [bw.devs], "host": lab.host,
               "iat": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -300,7 +291,7 @@ def test_wait_exits_0_once_approved_and_1_when_denied(bw):
         with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=env, cwd=a.home, text=True) as p:
             try:
-                _wait(lambda: _pending_with_reason(bw, a, reason), "the request to be created")
+                wait_for(lambda: _pending_with_reason(bw, a, reason), 60, "the request to be created")
                 (rid,) = _pending_with_reason(bw, a, reason)
                 if decision == "approve":
                     bw.ok(bw.bob, "approve", rid)
@@ -327,7 +318,7 @@ def test_wait_on_a_terminal_shows_a_progress_indicator(bw):
     reason = f"wait on a tty {os.urandom(4).hex()}"
     argv = [str(bw.jitctl_bin), "request", "db-restart", "--reason", reason, "--wait"]
     with lab.spawn_as_user(a, argv, pty=True) as run:
-        _wait(lambda: _pending_with_reason(bw, a, reason), "the request to be created")
+        wait_for(lambda: _pending_with_reason(bw, a, reason), 60, "the request to be created")
         (rid,) = _pending_with_reason(bw, a, reason)
         assert run.wait_output(b"waiting for 2 approvals", timeout=30), run.output
         bw.ok(bw.bob, "approve", rid)

@@ -13,7 +13,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 
-from broker_lab import ROOT, free_port
+from brokerlab import ROOT, free_port
 from jitlab import decode_token, toml_value
 
 STATUS_TRUE = ["/usr/bin/true", "ok"]

@@ -1,10 +1,10 @@
 """A revoked grant's running command ends on every connected host, without the timer: two
-hosts, each in its own network namespace, reach a second broker replica (same store and
-signing key as the lab's broker) over TLS with a test CA, through a client URL list whose first
-entry does not answer; each runs `jitctl revocations watch`. One grant, valid on both hosts,
-runs a command on each; it is revoked on the *other* replica; both commands end with
-`jitrun.end_reason = "revoked"`. No `jitctl revocations sync` runs. How fast is measured by
-`make bench-revocation` (scripts/bench_revocation.py), not here."""
+hosts, each in its own network namespace, reach a second broker replica (same PostgreSQL
+database and signing key as the lab's broker) over TLS with a test CA, through a client URL
+list whose first entry does not answer; each runs `jitctl revocations watch`. One grant, valid
+on both hosts, runs a command on each; it is revoked on the *other* replica; both commands end
+with `jitrun.end_reason = "revoked"`. No `jitctl revocations sync` runs. How fast is measured
+by `make bench-revocation` (scripts/bench_revocation.py), not here."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import subprocess
 import time
 
 import pytest
-from broker_lab import JITBROKER, ROOT, free_port, serve, stop_process
+from brokerlab import JITBROKER, ROOT, free_port, serve, stop_process
 from jitlab import decode_token, toml_value
 from netns_hosts import NetHosts, tls_files, wait_until
 
-pytestmark = pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip(8) (iproute2; make deps installs it)")
+# Replicas share a PostgreSQL database (a SQLite file serves one broker process).
+pytestmark = [pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip(8) (iproute2; make deps installs it)"),
+              pytest.mark.backends("postgres")]
 
 
 def fleet_policy(bw) -> str:

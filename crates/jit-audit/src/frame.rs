@@ -285,25 +285,14 @@ impl Framer {
     }
 }
 
-/// The local UTC offset at `now`, from the C library's `localtime_r` (as glibc's syslog(3)).
+/// The local UTC offset at `now`, from the C library's `localtime_r` (as glibc's syslog(3)),
+/// through the `time` crate (UTC when the C library cannot say). The time zone comes from `TZ`
+/// or /etc/localtime, read once per process by the C library. Sound in jitbroker's threads too:
+/// `localtime_r` is thread-safe, and only a concurrent change of the environment could race
+/// with it, which neither jitrun (it clears its environment before any thread or event) nor
+/// jitbroker (it never writes its environment) does.
 fn local_offset(now: OffsetDateTime) -> UtcOffset {
-    // Fallible where time_t is 32 bits.
-    #[allow(irrefutable_let_patterns)]
-    let Ok(t) = libc::time_t::try_from(now.unix_timestamp()) else {
-        return UtcOffset::UTC;
-    };
-    // SAFETY: `tm` is a plain C struct for which all-zero is a valid value; localtime_r only
-    // writes into it and reads `t`, both valid for the duration of the call.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: `t` and `tm` are valid for the call; localtime_r is the thread-safe variant.
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return UtcOffset::UTC;
-    }
-    i32::try_from(tm.tm_gmtoff)
-        .ok()
-        .and_then(|s| UtcOffset::from_whole_seconds(s).ok())
-        .unwrap_or(UtcOffset::UTC)
+    UtcOffset::local_offset_at(now).unwrap_or(UtcOffset::UTC)
 }
 
 /// Printable US-ASCII (33..=126) that `extra` allows, others as `_`; at most `max` bytes;

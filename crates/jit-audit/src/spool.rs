@@ -11,9 +11,11 @@
 //! program must never wait for a lock that a process its caller stopped could hold.
 
 use crate::SyslogSink;
-use std::ffi::CString;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::UnlinkatFlags;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -42,10 +44,6 @@ pub struct Spool {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn cstr(name: &str) -> CString {
-    CString::new(name).expect("spool names contain no NUL")
-}
 
 impl Spool {
     /// A directory the caller opened and checked (jitrun: through its trusted-file walk).
@@ -121,7 +119,11 @@ impl Spool {
         let name = format!("{nanos:020}-{:010}-{n:04}{SUFFIX}", std::process::id());
         let tmp = format!(".{name}.tmp");
         let mut file = self
-            .openat(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
+            .openat(
+                &tmp,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            )
             .map_err(|e| self.io(e))?;
         let written = file.write_all(datagram).and_then(|_| file.sync_all());
         if let Err(e) = written.and_then(|_| self.rename(&tmp, &name)) {
@@ -152,7 +154,7 @@ impl Spool {
     }
 
     fn lock_file(&self) -> Result<std::fs::File, SpoolError> {
-        self.openat(LOCK, libc::O_RDWR | libc::O_CREAT, 0o600)
+        self.openat(LOCK, OFlag::O_RDWR | OFlag::O_CREAT, 0o600)
             .map_err(|e| self.io(e))
     }
 
@@ -161,7 +163,7 @@ impl Spool {
         let mut sent = 0;
         for name in self.pending()? {
             let mut datagram = Vec::new();
-            match self.openat(&name, libc::O_RDONLY, 0) {
+            match self.openat(&name, OFlag::O_RDONLY, 0) {
                 Ok(mut f) => f.read_to_end(&mut datagram).map_err(|e| self.io(e))?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // sent by another flush
                 Err(e) => return Err(self.io(e)),
@@ -175,60 +177,41 @@ impl Spool {
         Ok(sent)
     }
 
-    fn openat(&self, name: &str, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
-        let c = cstr(name);
-        // SAFETY: `c` is NUL-terminated and outlives the call; the descriptor returned is new
-        // and owned by the File below alone.
-        let fd = unsafe {
-            libc::openat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                mode as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by openat and nothing else owns it.
-        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    /// A file in the spool directory; never through a symbolic link.
+    fn openat(&self, name: &str, flags: OFlag, mode: u32) -> io::Result<std::fs::File> {
+        let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        let fd = nix::fcntl::openat(&self.dir, name, flags, Mode::from_bits_truncate(mode))?;
+        Ok(std::fs::File::from(fd))
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        let (f, t) = (cstr(from), cstr(to));
-        let d = self.dir.as_raw_fd();
-        // SAFETY: both names are NUL-terminated and outlive the call; both relative to our dir.
-        if unsafe { libc::renameat(d, f.as_ptr(), d, t.as_ptr()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(nix::fcntl::renameat(&self.dir, from, &self.dir, to)?)
     }
 
     fn unlink(&self, name: &str) -> io::Result<()> {
-        let c = cstr(name);
-        // SAFETY: `c` is NUL-terminated and outlives the call; relative to our directory.
-        if unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(nix::unistd::unlinkat(
+            &self.dir,
+            name,
+            UnlinkatFlags::NoRemoveDir,
+        )?)
     }
 }
 
-/// An exclusive flock; without `wait`, EWOULDBLOCK (`ErrorKind::WouldBlock`) when it is held.
+/// An exclusive flock (std's `File::lock`), held until the file is closed; without `wait`,
+/// `ErrorKind::WouldBlock` when another process holds it.
 fn lock_exclusive(file: &std::fs::File, wait: bool) -> io::Result<()> {
-    let op = if wait {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_EX | libc::LOCK_NB
-    };
     loop {
-        // SAFETY: flock on a descriptor we own; touches no memory.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        let locked = if wait {
+            file.lock()
+        } else {
+            file.try_lock().map_err(|e| match e {
+                std::fs::TryLockError::WouldBlock => io::ErrorKind::WouldBlock.into(),
+                std::fs::TryLockError::Error(e) => e,
+            })
+        };
+        match locked {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }

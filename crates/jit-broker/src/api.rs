@@ -11,7 +11,7 @@ use crate::roles::require_admin;
 use crate::store::read;
 use crate::watch::{Full, Woken};
 use crate::workflow::{self, ApproveBody, Events, ReasonBody};
-use crate::{grants, hosts};
+use crate::{grants, hosts, revocation_list};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -427,7 +427,7 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
                     format!("wait is in seconds, at most {MAX_WAIT} (the broker holds a watch http.watch_hold at most)"),
                 ));
             }
-            view(grants::revocations(b, now).map(|list| (list, q, c.host.clone())))
+            view(revocation_list::revocations(b, now).map(|list| (list, q, c.host.clone())))
         },
     )
     .await?;
@@ -449,7 +449,7 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
         Woken::Changed(list) => list.as_ref().clone(),
         Woken::Timeout | Woken::Closing => {
             let b2 = b.clone();
-            blocking(move || grants::revocations(&b2, now())).await?
+            blocking(move || revocation_list::revocations(&b2, now())).await?
         }
     };
     Ok(ok(StatusCode::OK, answer))
@@ -640,6 +640,14 @@ async fn metrics(State(b): State<Shared>) -> ApiResult {
                 held: b.watches.held() as u64,
                 limit: b.watches.limit() as u64,
                 refused: b.watches.refused.load(std::sync::atomic::Ordering::Relaxed),
+                announced: b
+                    .watches
+                    .announced
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                listening: b
+                    .watches
+                    .listening
+                    .load(std::sync::atomic::Ordering::Relaxed),
             },
         ),
     )

@@ -35,6 +35,23 @@ pub enum Command {
     Audit(AuditCommand),
     /// Print the public key (PASERK) that hosts install in /etc/jitrun/keys.d/.
     Pubkey,
+    /// Write a new signing key to PATH (0600) and its public key to PATH with .pub (0644),
+    /// for a key roll-over (docs/broker.md); prints the public key.
+    Keygen {
+        /// Where to write the new secret key; must not exist.
+        path: PathBuf,
+    },
+    /// Copy a SQLite store into an empty PostgreSQL database (every table, the audit chain
+    /// as it is), then compare both row by row and verify the chain. Stop the broker first.
+    Migrate {
+        /// The SQLite store: sqlite:/var/lib/jitbroker/broker.db (or a path).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL store: postgres://USER@HOST:PORT/DATABASE, without a password (it
+        /// comes from broker.toml's [postgres] password_file, or $JITBROKER_STORE_PASSWORD).
+        #[arg(long)]
+        to: String,
+    },
     /// Sealed break-glass grants: issued in advance, kept offline, for when no broker can be
     /// reached.
     #[command(subcommand, name = "break-glass")]

@@ -24,7 +24,7 @@ pub struct Broker {
     /// The last readiness probe (/readyz), reused for a second.
     pub readiness: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// Held revocation watches and the store's seq they wait on (watch.rs).
-    pub watches: crate::watch::Watches,
+    pub watches: Arc<crate::watch::Watches>,
 }
 
 /// Who acts (from the attestation, or the local admin CLI).
@@ -76,9 +76,13 @@ impl Broker {
             data: change.data.clone(),
         })?;
         for hook in self.config.webhook.iter().filter(|h| h.wants(change.kind)) {
+            // The delivery id is the idempotency key: in the X-Jitbroker-Delivery header and,
+            // for JSON webhooks, in the body.
+            let delivery_id = new_id();
             let body = match hook.format {
                 HookFormat::Json => json!({
                     "id": event_id,
+                    "delivery": delivery_id,
                     "type": change.kind,
                     "at": format_time(now),
                     "broker": self.config.id,
@@ -91,7 +95,7 @@ impl Broker {
                 }),
             };
             tx.enqueue(
-                &new_id(),
+                &delivery_id,
                 &hook.url,
                 &event_id,
                 change.kind,
@@ -120,6 +124,11 @@ impl Broker {
         self.syslog.queue(events);
         self.outbox.notify_one();
     }
+}
+
+/// This process's replica name (`replica` in broker.toml, else HOSTNAME:PORT).
+pub fn replica_name(config: &Config) -> String {
+    config.replica_name(&hostname())
 }
 
 pub fn hostname() -> String {

@@ -2,32 +2,19 @@
 //! (parsed by clap as `args.rs` defines it).
 use crate::args::{AuditCommand, Cli, Command, HostCommand};
 use crate::audit_chain;
-use crate::broker::{Actor, Broker};
+use crate::broker::{replica_name, Actor, Broker};
+use crate::config::StoreLocation;
 use crate::config::{default_config_text, Config};
+use crate::error::CliError;
 use crate::hosts;
 use crate::metrics::Metrics;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PgStore, SqliteStore};
 use crate::syslog::Syslog;
 use jit_grant::{format_time, PublicKey, SecretKey};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use time::OffsetDateTime;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Store(#[from] crate::error::StoreError),
-    #[error("{0}")]
-    Api(#[from] crate::error::ApiError),
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{0}")]
-    Other(String),
-}
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> CliError {
     CliError::File {
@@ -59,7 +46,7 @@ pub fn load_key(path: &Path) -> Result<SecretKey, CliError> {
 
 pub fn open_broker(config: Config) -> Result<Broker, CliError> {
     let key = load_key(&config.signing_key)?;
-    let store = SqliteStore::open(&config.store)?;
+    let store = crate::store::open(&config, &replica_name(&config))?;
     Ok(Broker {
         kid: key.public_key().kid(),
         key,
@@ -68,8 +55,8 @@ pub fn open_broker(config: Config) -> Result<Broker, CliError> {
         outbox: tokio::sync::Notify::new(),
         readiness: std::sync::Mutex::new(None),
         // Sized by `serve` from the connection limit; the admin commands hold none.
-        watches: crate::watch::Watches::new(1, 1),
-        store: Arc::new(store),
+        watches: std::sync::Arc::new(crate::watch::Watches::new(1, 1)),
+        store,
         config,
     })
 }
@@ -118,37 +105,42 @@ fn init(config_path: &Path) -> Result<(), CliError> {
             config.signing_key.display()
         );
     } else {
-        let key = SecretKey::generate().map_err(|e| CliError::Other(e.to_string()))?;
-        write_new(
-            &config.signing_key,
-            &format!("{}\n", key.to_paserk()),
-            0o600,
-        )?;
-        let public = config.public_key_path();
-        let _ = std::fs::remove_file(&public);
-        write_new(
-            &public,
-            &format!("{}\n", key.public_key().to_paserk()),
-            0o644,
-        )?;
+        let key = write_key_pair(&config.signing_key)?;
         println!(
             "signing key {} (0600), public key {} (kid {})",
             config.signing_key.display(),
-            public.display(),
+            config.public_key_path().display(),
             key.public_key().kid()
         );
     }
-    if let Some(dir) = config.store.parent() {
-        ensure_dir(dir, 0o700)?;
+    if let StoreLocation::Sqlite(path) = &config.store_location {
+        if let Some(dir) = path.parent() {
+            ensure_dir(dir, 0o700)?;
+        }
     }
-    let store = SqliteStore::open(&config.store)?;
+    let store = crate::store::open(&config, &replica_name(&config))?;
     println!(
         "store {} at schema version {}",
-        config.store.display(),
+        config.store_location,
         store.schema_version()?
     );
     println!("next: install the public key on every host (jitbroker pubkey > /etc/jitrun/keys.d/{}.paserk), enroll hosts (jitbroker host add NAME KEY), then jitbroker serve", config.id.replace(['@', '/'], "-"));
     Ok(())
+}
+
+/// A new signing key at `path` (0600, never over an existing file) and its public key beside
+/// it (`.pub`, 0644).
+fn write_key_pair(path: &Path) -> Result<SecretKey, CliError> {
+    let key = SecretKey::generate().map_err(|e| CliError::Other(e.to_string()))?;
+    write_new(path, &format!("{}\n", key.to_paserk()), 0o600)?;
+    let public = path.with_extension("pub");
+    let _ = std::fs::remove_file(&public);
+    write_new(
+        &public,
+        &format!("{}\n", key.public_key().to_paserk()),
+        0o644,
+    )?;
+    Ok(key)
 }
 
 fn read_key_arg(key: &str) -> Result<PublicKey, CliError> {
@@ -166,7 +158,7 @@ fn read_key_arg(key: &str) -> Result<PublicKey, CliError> {
 }
 
 fn audit_verify(config: &Config) -> Result<bool, CliError> {
-    let store = SqliteStore::open(&config.store)?;
+    let store = crate::store::open(config, &replica_name(config))?;
     let rows = store.audit_rows()?;
     match audit_chain::verify(&rows) {
         Ok(n) => {
@@ -203,6 +195,24 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 load_key(&config.signing_key)?.public_key().to_paserk()
             );
             Ok(0)
+        }
+        Command::Keygen { path } => {
+            if let Some(dir) = path.parent() {
+                ensure_dir(dir, 0o700)?;
+            }
+            let key = write_key_pair(&path)?;
+            eprintln!(
+                "new signing key {} (0600), public key {} (kid {}): install the public key on every host first (keys.d), then point signing_key at the new key on every replica and restart them one by one",
+                path.display(),
+                path.with_extension("pub").display(),
+                key.public_key().kid()
+            );
+            println!("{}", key.public_key().to_paserk());
+            Ok(0)
+        }
+        Command::Migrate { from, to } => {
+            let config = Config::load(&cli.config)?;
+            migrate(&config, &from, &to).map(|_| 0)
         }
         Command::Audit(AuditCommand::Verify) => {
             let config = Config::load(&cli.config)?;
@@ -268,6 +278,46 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(0)
         }
     }
+}
+
+/// `jitbroker migrate`: SQLite into an empty PostgreSQL database, verified.
+fn migrate(config: &Config, from: &str, to: &str) -> Result<(), CliError> {
+    let path = match StoreLocation::parse(from, "--from").map_err(CliError::Other)? {
+        StoreLocation::Sqlite(path) => path,
+        StoreLocation::Postgres(_) => {
+            return Err(CliError::Other(
+                "--from: jitbroker migrate copies from a SQLite store (sqlite:PATH)".into(),
+            ))
+        }
+    };
+    let url =
+        match StoreLocation::parse(to, "--to").map_err(CliError::Other)? {
+            StoreLocation::Postgres(url) => url,
+            StoreLocation::Sqlite(_) => return Err(CliError::Other(
+                "--to: jitbroker migrate copies into PostgreSQL (postgres://USER@HOST/DATABASE)"
+                    .into(),
+            )),
+        };
+    if !path.is_file() {
+        return Err(file_err(&path, "no such SQLite store"));
+    }
+    let me = replica_name(config);
+    let src = SqliteStore::open(&path, &me)?;
+    let dst = PgStore::open(&url, &config.postgres, &me)?;
+    let copied = crate::store::migrate::sqlite_to_postgres(&src, &dst)?;
+    for (table, n) in &copied.tables {
+        println!("copied {n:>8} rows of {table}");
+    }
+    println!(
+        "verified: every table equal row by row; audit chain intact: {} rows{}",
+        copied.audit_rows,
+        copied
+            .last_hash
+            .map(|h| format!(", last hash {h}"))
+            .unwrap_or_default()
+    );
+    println!("next: set store = {url:?} in broker.toml on every replica, then start them");
+    Ok(())
 }
 
 /// For the admin CLI: the local actor (the Unix user running jitbroker).

@@ -27,7 +27,7 @@ fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dura
 fn default_listen() -> String {
     "127.0.0.1:7443".into()
 }
-fn default_store() -> PathBuf {
+fn default_store() -> String {
     "/var/lib/jitbroker/broker.db".into()
 }
 fn default_key() -> PathBuf {
@@ -50,8 +50,23 @@ pub struct Config {
     pub id: String,
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// A SQLite file (`/path` or `sqlite:/path`) or a PostgreSQL URL without a password
+    /// (`postgres://user@host:port/db`); see [`StoreLocation`].
     #[serde(default = "default_store")]
-    pub store: PathBuf,
+    pub store: String,
+    /// `store` parsed (by [`Config::parse`]).
+    #[serde(skip)]
+    pub store_location: StoreLocation,
+    /// This process's name among the replicas sharing the store (its queued syslog events
+    /// are its own); default `HOSTNAME:PORT` of `listen`.
+    #[serde(default)]
+    pub replica: Option<String>,
+    #[serde(default)]
+    pub postgres: PostgresSettings,
+    /// How long a replica's claim on a batch of webhook deliveries holds: a replica that dies
+    /// in the middle of a batch leaves the rest to the others after this.
+    #[serde(default = "default_webhook_lease", deserialize_with = "de_duration")]
+    pub webhook_lease: Duration,
     #[serde(default = "default_key")]
     pub signing_key: PathBuf,
     #[serde(default = "default_admins")]
@@ -75,6 +90,117 @@ pub struct Config {
     pub workflow: Vec<Workflow>,
     #[serde(default)]
     pub webhook: Vec<Webhook>,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`, key=value pairs after `?`), never
+    /// with a password in it: that comes from `[postgres] password_file` or
+    /// `$JITBROKER_STORE_PASSWORD`.
+    Postgres(String),
+}
+
+impl Default for StoreLocation {
+    fn default() -> Self {
+        StoreLocation::Sqlite(default_store().into())
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(p) => write!(f, "{}", p.display()),
+            StoreLocation::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
+/// The environment variable that may hold the PostgreSQL password.
+pub const PASSWORD_ENV: &str = "JITBROKER_STORE_PASSWORD";
+
+impl StoreLocation {
+    /// `store` as broker.toml or `jitbroker migrate` gives it. `what` names the setting in
+    /// messages.
+    pub fn parse(text: &str, what: &str) -> Result<StoreLocation, String> {
+        let text = text.trim();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let parsed: tokio_postgres::Config = text.parse().map_err(|e| {
+                format!("{what}: not a PostgreSQL URL ({e}); e.g. postgres://jitbroker@db1.example.org:5432/jitbroker")
+            })?;
+            if parsed.get_password().is_some() {
+                return Err(format!("{what}: the URL holds a password; remove it from the URL and put it in a file named by [postgres] password_file (mode 0600 or 0640, owned by root) or in ${PASSWORD_ENV}, so that it never shows in settings, logs or messages"));
+            }
+            if parsed.get_dbname().is_none() {
+                return Err(format!(
+                    "{what}: name the database in the URL (postgres://USER@HOST/DATABASE)"
+                ));
+            }
+            return Ok(StoreLocation::Postgres(text.to_string()));
+        }
+        let path = text.strip_prefix("sqlite:").unwrap_or(text);
+        if path.is_empty() || path.contains("://") {
+            return Err(format!(
+                "{what}: {text:?} is neither a file path (sqlite:/var/lib/jitbroker/broker.db) nor a postgres:// URL"
+            ));
+        }
+        Ok(StoreLocation::Sqlite(path.into()))
+    }
+}
+
+/// `[postgres]`: how to reach a PostgreSQL store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// A file holding the password (one line; not readable by others).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) to verify the server with: TLS to PostgreSQL (required when set).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// How long to wait for a connection (from the pool, or a new one to the server).
+    #[serde(default = "default_connect_timeout", deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Hear other replicas' revocations at once (a connection of its own that LISTENs);
+    /// false where LISTEN does not work (a transaction-pooling PgBouncer in between): then
+    /// the once-a-second look at the store alone brings them.
+    #[serde(default = "default_pg_listen")]
+    pub listen: bool,
+}
+
+fn default_pg_listen() -> bool {
+    true
+}
+
+fn default_webhook_lease() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The shortest `webhook_lease`: one POST (its 10 s timeout) and a margin must fit.
+pub const MIN_WEBHOOK_LEASE: Duration = Duration::from_secs(20);
+
+fn default_pool_size() -> u32 {
+    16
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            password_file: None,
+            ca_file: None,
+            pool_size: default_pool_size(),
+            connect_timeout: default_connect_timeout(),
+            listen: default_pg_listen(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +459,25 @@ impl Config {
             )));
         }
         check_http(&config.http).map_err(&invalid)?;
+        config.store_location = StoreLocation::parse(&config.store, "store").map_err(&invalid)?;
+        if config.webhook_lease < MIN_WEBHOOK_LEASE {
+            return Err(invalid(format!(
+                "webhook_lease must be at least {}s (a POST may take 10s)",
+                MIN_WEBHOOK_LEASE.as_secs()
+            )));
+        }
+        if config.postgres.pool_size == 0 || config.postgres.pool_size > 1000 {
+            return Err(invalid(
+                "postgres.pool_size must be between 1 and 1000".into(),
+            ));
+        }
+        if let Some(r) = &config.replica {
+            if r.is_empty() || r.len() > 200 || r.chars().any(|c| c.is_control()) {
+                return Err(invalid(
+                    "replica: a name of 1 to 200 printable characters".into(),
+                ));
+            }
+        }
         check_host_patterns("approver_hosts", &config.approver_hosts).map_err(&invalid)?;
         for (i, wf) in config.workflow.iter_mut().enumerate() {
             let at = format!("workflow #{} (rules {:?})", i + 1, wf.rules);
@@ -410,6 +555,15 @@ impl Config {
 
     pub fn is_admin(&self, groups: &[String]) -> bool {
         in_any(groups, &self.admin_groups)
+    }
+
+    /// This process's replica name: `replica`, else `HOSTNAME:PORT` (the port of `listen`).
+    pub fn replica_name(&self, hostname: &str) -> String {
+        if let Some(r) = &self.replica {
+            return r.clone();
+        }
+        let port = self.listen.rsplit(':').next().unwrap_or("");
+        format!("{hostname}:{port}")
     }
 
     /// The public key file written next to the signing key.
@@ -539,5 +693,35 @@ events = ["request.create", "request.approve", "grant.issue", "grant.revoke", "b
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown event \"nope\""), "{e}");
+    }
+
+    #[test]
+    fn store_locations() {
+        let parse = |s| StoreLocation::parse(s, "store");
+        assert_eq!(
+            parse("/var/lib/jitbroker/broker.db"),
+            Ok(StoreLocation::Sqlite("/var/lib/jitbroker/broker.db".into()))
+        );
+        assert_eq!(
+            parse("sqlite:/x/b.db"),
+            Ok(StoreLocation::Sqlite("/x/b.db".into()))
+        );
+        assert_eq!(
+            parse("postgres://jb@db1:5432/jitbroker"),
+            Ok(StoreLocation::Postgres(
+                "postgres://jb@db1:5432/jitbroker".into()
+            ))
+        );
+        let e = parse("postgres://jb:s3cret@db1/jitbroker").unwrap_err();
+        assert!(e.contains("password_file") && !e.contains("s3cret"), "{e}");
+        assert!(parse("postgres://jb@db1").unwrap_err().contains("database"));
+        assert!(parse("mysql://x/y").is_err());
+        let c = Config::parse(
+            "id = \"b\"\nlisten = \"0.0.0.0:7443\"\nstore = \"postgres://jb@db1/j\"\n[postgres]\npassword_file = \"/etc/jitbroker/pg\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        assert!(matches!(c.store_location, StoreLocation::Postgres(_)));
+        assert_eq!(c.replica_name("h1"), "h1:7443");
     }
 }

@@ -11,6 +11,15 @@ pub enum StoreError {
         source: rusqlite::Error,
         hint: String,
     },
+    /// PostgreSQL refused or failed a statement (`target`: the URL, never with a password).
+    #[error("store {target}: {message}")]
+    Postgres { target: String, message: String },
+    /// PostgreSQL cannot be reached (down, restarting, the pool is exhausted): try again.
+    #[error("store {target}: unavailable: {message}")]
+    Unavailable { target: String, message: String },
+    /// A concurrent change (another request, another replica) wrote the same record first.
+    #[error("store {target}: {message}")]
+    Conflict { target: String, message: String },
     #[error("store {path}: not ready: {message}")]
     NotReady { path: String, message: String },
     #[error("store {path}: {message}")]
@@ -57,6 +66,22 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         eprintln!("jitbroker: {e}");
+        match &e {
+            StoreError::Unavailable { .. } => {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    format!("the broker's store cannot be reached ({e}); nothing was changed, try again in a few seconds"),
+                )
+            }
+            StoreError::Conflict { .. } => {
+                return ApiError::conflict(
+                    "concurrent_change",
+                    "another request changed the same record at the same moment and won; nothing was changed, look again and retry",
+                )
+            }
+            _ => {}
+        }
         ApiError::internal(format!(
             "the broker's store failed ({e}); nothing was changed, try again or ask the broker's admin"
         ))
@@ -75,4 +100,22 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// What the `jitbroker` commands fail with (main prints it).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    #[error("{path}: {message}")]
+    File {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("{0}")]
+    Other(String),
 }

@@ -1,17 +1,18 @@
-//! Grants: listing, revocation, and the signed revocation list. Revoking by id does not need
-//! the grant's row: a grant the store does not know (lost with a crash before it reached the
+//! Grants: listing and revocation (the signed list they go on: revocation_list.rs). Revoking
+//! by id does not need the grant's row: a grant the store does not know (lost with a crash before it reached the
 //! disk, or from an earlier store) is revoked by an admin, or by whoever may manage it when
 //! they present its token.
 use crate::auth::Caller;
 use crate::broker::{Broker, Change};
 use crate::error::ApiError;
 use crate::model::{Grant, SealedGrant};
+use crate::revocation_list::refresh_revocations;
 use crate::roles::{approves, is_admin};
-use crate::store::{read, write, StoredRevocations, Tx, UnknownRevocation};
+use crate::store::{read, write, Tx, UnknownRevocation};
 use crate::text::{check_text, quoted};
 use crate::workflow::{Events, LIST_LIMIT};
 use jit_audit::{Event, EventType};
-use jit_grant::{format_time, Claims, KeySet, RevocationList, Revoked, TokenKind};
+use jit_grant::{format_time, Claims, KeySet, TokenKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -69,63 +70,6 @@ pub fn show_grant(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
         })?;
         Ok(g.to_json(g.user == c.user))
     })
-}
-
-/// Build and sign the revocation list from the store; seq+1 when its entries changed.
-pub(crate) fn refresh_revocations(
-    b: &Broker,
-    tx: &mut dyn Tx,
-    now: OffsetDateTime,
-    force_change: bool,
-) -> Result<StoredRevocations, ApiError> {
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    let mut revoked: Vec<Revoked> = tx
-        .revoked_grants(now)?
-        .into_iter()
-        .map(|g| Revoked {
-            jti: g.id,
-            exp: g.exp,
-            at: g.revoked_at.unwrap_or(now),
-            reason: g.revoke_reason.unwrap_or_default(),
-        })
-        .collect();
-    revoked.extend(tx.revoked_unknown(now)?.into_iter().map(|u| Revoked {
-        jti: u.jti,
-        exp: u.exp,
-        at: u.revoked_at,
-        reason: u.reason,
-    }));
-    revoked.extend(tx.revoked_sealed(now)?.into_iter().map(|g| Revoked {
-        jti: g.id,
-        exp: g.exp,
-        at: g.revoked_at.unwrap_or(now),
-        reason: g.revoke_reason.unwrap_or_default(),
-    }));
-    revoked.sort_by(|a, b| (a.at, &a.jti).cmp(&(b.at, &b.jti)));
-    let content = serde_json::to_string(&revoked).unwrap_or_default();
-    let current = tx.revocations()?;
-    let seq = match &current {
-        Some(cur) if cur.content == content && !force_change => cur.seq,
-        Some(cur) => cur.seq + 1,
-        None => 1,
-    };
-    let list = RevocationList {
-        iss: b.config.id.clone(),
-        iat: now,
-        seq,
-        revoked,
-    };
-    let token = list
-        .sign(&b.key)
-        .map_err(|e| ApiError::internal(format!("cannot sign the revocation list: {e}")))?;
-    let stored = StoredRevocations {
-        seq,
-        iat: now,
-        content,
-        token,
-    };
-    tx.set_revocations(&stored)?;
-    Ok(stored)
 }
 
 /// The verified claims of a presented grant token, which must be this broker's grant `id`.
@@ -372,31 +316,4 @@ fn revoke_unknown(
         events,
     )?;
     Ok(grant)
-}
-
-/// The API's answer for a stored list.
-pub fn list_json(list: &StoredRevocations) -> Value {
-    json!({"token": list.token, "seq": list.seq, "iat": format_time(list.iat)})
-}
-
-/// The current signed list, re-signed when older than `revocations_refresh` (or when
-/// entries have expired).
-pub fn revocations(b: &Broker, now: OffsetDateTime) -> Result<Value, ApiError> {
-    let current = read(b.store.as_ref(), |tx| Ok(tx.revocations()?))?;
-    let fresh = current.filter(|cur| {
-        let age = (now - cur.iat).whole_seconds();
-        age >= 0 && (age as u64) < b.config.revocations_refresh.as_secs()
-    });
-    let list = match fresh {
-        Some(l) => l,
-        None => {
-            let list = write(b.store.as_ref(), |tx| {
-                refresh_revocations(b, tx, now, false)
-            })?;
-            // Expired entries may have left it (a new seq): watchers learn of it now.
-            b.watches.poke();
-            list
-        }
-    };
-    Ok(list_json(&list))
 }

@@ -13,6 +13,7 @@ mod hosts;
 mod limits;
 mod metrics;
 mod model;
+mod revocation_list;
 mod roles;
 mod sealed;
 mod sealed_cli;

@@ -24,6 +24,10 @@ pub struct WatchGauges {
     pub held: u64,
     pub limit: u64,
     pub refused: u64,
+    /// Revocation lists the store announced (PostgreSQL's NOTIFY, from any replica).
+    pub announced: u64,
+    /// The store's announcements are heard now.
+    pub listening: bool,
 }
 
 /// Values read from the store at scrape time.
@@ -167,6 +171,18 @@ impl Metrics {
             "counter",
             "Revocation watches answered 429 because the limit was held.",
             vec![(String::new(), w.refused)],
+        );
+        metric(
+            "jitbroker_revocation_announcements_total",
+            "counter",
+            "New revocation lists announced by the store (PostgreSQL NOTIFY, from any replica), each waking this replica's watchers.",
+            vec![(String::new(), w.announced)],
+        );
+        metric(
+            "jitbroker_revocation_listener_up",
+            "gauge",
+            "1 while this replica hears the store's announcements of new revocation lists (PostgreSQL LISTEN); 0 on SQLite, or while the listening connection is down.",
+            vec![(String::new(), u64::from(w.listening))],
         );
         metric(
             "jitbroker_connections_closed_total",

@@ -6,8 +6,8 @@
 use crate::auth::Caller;
 use crate::broker::{new_id, Actor, Broker, Change};
 use crate::error::ApiError;
-use crate::grants::refresh_revocations;
 use crate::model::SealedGrant;
+use crate::revocation_list::refresh_revocations;
 use crate::store::{read, write, Tx};
 use crate::text::{check_text, quoted};
 use crate::workflow::Events;
@@ -376,18 +376,27 @@ pub fn record_uses(
     }
     let actor = c.actor();
     let mut events = Vec::new();
+    // Each grant once (its first report), in id order: with several replicas, the rows are
+    // locked in that order before anything else (the audit chain's lock), as a revocation of
+    // a batch locks them, so concurrent reports and revocations wait instead of deadlocking.
+    let mut uses: Vec<&ReportedUse> = body.uses.iter().collect();
+    uses.sort_by(|a, b| a.id.cmp(&b.id));
+    uses.dedup_by(|a, b| a.id == b.id);
     let recorded = write(b.store.as_ref(), |tx| {
+        let mut known = Vec::new();
+        for u in &uses {
+            if let Some(g) = tx.get_sealed(&u.id)? {
+                known.push((g, u.at));
+            }
+        }
         let mut recorded = Vec::new();
-        for u in &body.uses {
-            let Some(g) = tx.get_sealed(&u.id)? else {
-                continue;
-            };
+        for (g, reported_at) in known {
             let for_host = g
                 .hosts
                 .iter()
                 .any(|h| jit_policy::glob::glob_match(h.as_bytes(), c.host.as_bytes()));
             // A host's clock may be off: the use lies within the grant's life, not after now.
-            let at = u.at.clamp(g.iat, now.max(g.iat));
+            let at = reported_at.clamp(g.iat, now.max(g.iat));
             if !for_host || !tx.record_sealed_use(&g.id, &c.host, at, now)? {
                 continue;
             }

@@ -2,7 +2,7 @@
 //! sealed batch, and the listing of what was issued, used and revoked.
 use crate::args::BreakGlassCommand;
 use crate::broker::{Actor, Broker};
-use crate::cli::CliError;
+use crate::error::CliError;
 use crate::model::SealedGrant;
 use crate::sealed::{self, SealRequest, Sealed};
 use jit_grant::format_time;

@@ -7,8 +7,8 @@
 //! of descriptors. Each connection is watched (conn.rs): no request head within
 //! `header_timeout`, or idle for `idle_timeout`, and it is closed.
 use crate::broker::Broker;
-use crate::cli::CliError;
 use crate::conn::{Activity, Observed, Stalled};
+use crate::error::CliError;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -235,8 +235,10 @@ pub fn serve(mut broker: Broker) -> Result<(), CliError> {
         .map_err(other)?;
     let watches =
         crate::limits::watch_limit(broker.config.http.max_watches, limit).map_err(other)?;
-    broker.watches =
-        crate::watch::Watches::new(watches, broker.config.http.max_watches_per_host as usize);
+    broker.watches = Arc::new(crate::watch::Watches::new(
+        watches,
+        broker.config.http.max_watches_per_host as usize,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -252,7 +254,7 @@ pub fn serve(mut broker: Broker) -> Result<(), CliError> {
         crate::syslog::start(b.clone());
         tokio::spawn(crate::webhooks::run(b.clone()));
         tokio::spawn(maintenance(b.clone()));
-        tokio::spawn(crate::watch::follow(b.clone()));
+        tokio::spawn(crate::watch::follow(b.store.clone(), b.watches.clone()));
         let (stop, shutdown) = watch::channel(false);
         let ctx = ConnContext {
             app: crate::api::router(b.clone()),
@@ -263,9 +265,10 @@ pub fn serve(mut broker: Broker) -> Result<(), CliError> {
         let scheme = if b.config.tls.is_some() { "https" } else { "http" };
         let http = &b.config.http;
         println!(
-            "jitbroker {} listening on {scheme}://{addr} (store {}, kid {}); at most {limit} connections (open-file limit {nofile}), header timeout {}, idle timeout {}; revocation watches held up to {}, at most {watches}",
+            "jitbroker {} listening on {scheme}://{addr} (store {}, replica {}, kid {}); at most {limit} connections (open-file limit {nofile}), header timeout {}, idle timeout {}; revocation watches held up to {}, at most {watches}",
             b.config.id,
-            b.config.store.display(),
+            b.config.store_location,
+            crate::broker::replica_name(&b.config),
             b.kid,
             jit_policy::format_duration(http.header_timeout),
             jit_policy::format_duration(http.idle_timeout),

@@ -2,20 +2,20 @@
 //! passes N (docs/broker.md, "Revocation watch").
 //!
 //! One task per broker follows the store's `seq`: it reads it when a revocation commits in
-//! this process (a local poke) and, whatever happens locally, at least every
-//! [`RECHECK`], so a revocation made by another replica on the same database wakes this
-//! replica's watchers too. Held requests wait on that value, never on the store: a thousand
-//! watchers cost one read a second. Nothing here is state of its own: the seq is the store's.
+//! this process (a local poke), when the store announces a list stored by any replica
+//! (PostgreSQL's LISTEN/NOTIFY, store/pg_listen.rs), and, whatever else happens, at least
+//! every [`RECHECK`], so a revocation made by another replica on the same database wakes this
+//! replica's watchers too, at once or within that second. Held requests wait on that value,
+//! never on the store: a thousand watchers cost one read a second. Nothing here is state of
+//! its own: the seq is the store's.
 //!
 //! Held requests are capped (`http.max_watches`): each holds a connection for up to
 //! `http.watch_hold`, and without a cap watchers could take every connection the broker may
 //! open. Past the cap a watch is answered 429 at once, with `Retry-After`.
-use crate::broker::Broker;
-use crate::grants::list_json;
-use crate::store::read;
+use crate::store::{read, Announced, Store};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -43,6 +43,10 @@ pub struct Watches {
     by_host: Mutex<HashMap<String, usize>>,
     /// Watches answered 429 because `limit` (or the host's share) were held.
     pub refused: AtomicU64,
+    /// Lists the store announced (any replica's; PostgreSQL only).
+    pub announced: AtomicU64,
+    /// The store's announcements are heard now (PostgreSQL's listening connection is up).
+    pub listening: AtomicBool,
 }
 
 /// Why a watch was not held.
@@ -98,6 +102,24 @@ impl Watches {
             per_host,
             by_host: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
+            announced: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+        }
+    }
+
+    /// What the store announced: a new list (look now), or that announcements are heard
+    /// again (look now, one may have been missed) or no longer.
+    pub fn on_announcement(&self, what: Announced) {
+        match what {
+            Announced::Stored => {
+                self.announced.fetch_add(1, Ordering::Relaxed);
+                self.poke();
+            }
+            Announced::Listening => {
+                self.listening.store(true, Ordering::Relaxed);
+                self.poke();
+            }
+            Announced::Deaf => self.listening.store(false, Ordering::Relaxed),
         }
     }
 
@@ -190,24 +212,31 @@ impl Watches {
     }
 }
 
-/// Follow the store's revocation `seq` for this broker's watchers: on a local poke, and
-/// every [`RECHECK`] while anybody waits. Runs until the process ends.
-pub async fn follow(b: Arc<Broker>) {
+/// Follow the store's revocation `seq` for these watchers: on a local poke or the store's
+/// announcement, and every [`RECHECK`] while anybody waits. Runs until the process ends.
+pub async fn follow(store: Arc<dyn Store>, watches: Arc<Watches>) {
+    // The store keeps its listener for as long as it lives: it holds the watchers weakly.
+    let weak = Arc::downgrade(&watches);
+    store.follow_revocations(Arc::new(move |what| {
+        if let Some(w) = weak.upgrade() {
+            w.on_announcement(what);
+        }
+    }));
     loop {
-        let _ = tokio::time::timeout(RECHECK, b.watches.poke.notified()).await;
-        if b.watches.seen.receiver_count() == 0 {
+        let _ = tokio::time::timeout(RECHECK, watches.poke.notified()).await;
+        if watches.seen.receiver_count() == 0 {
             continue;
         }
-        let (b2, known) = (b.clone(), b.watches.seq());
+        let (store, known) = (store.clone(), watches.seq());
         let newer = tokio::task::spawn_blocking(move || {
-            read(b2.store.as_ref(), |tx| match tx.revocation_seq()? {
+            read(store.as_ref(), |tx| match tx.revocation_seq()? {
                 Some(seq) if seq > known => Ok(tx.revocations()?),
                 _ => Ok(None),
             })
         })
         .await;
         match newer {
-            Ok(Ok(Some(list))) => b.watches.publish(list.seq, list_json(&list)),
+            Ok(Ok(Some(list))) => watches.publish(list.seq, list.to_json()),
             Ok(Ok(None)) => {}
             // A store that fails now is retried at the next recheck; requests report it.
             Ok(Err(e)) => eprintln!("jitbroker: revocation watch: {e}"),

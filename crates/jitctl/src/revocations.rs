@@ -12,7 +12,7 @@ use crate::cli::WatchArgs;
 use crate::client::{Broker, Reply, CALL_TIMEOUT};
 use crate::error::{io_error, CliError, Result};
 use crate::requests::text;
-use crate::sync::{host_keys, write_atomic, KEYS_DIR};
+use crate::sync::{host_keys, write_atomic, KEYS_DIR, STATE_DIR};
 use jit_grant::{format_time, KeySet, RevocationList};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -20,7 +20,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-pub const STATE_DIR: &str = "/var/lib/jitrun";
 pub const FILE: &str = "revocations";
 const LOCK: &str = ".revocations.lock";
 /// Longest pause between two attempts of the watch when no broker answers.

@@ -8,8 +8,7 @@
 
 use crate::client::{Broker, CALL_TIMEOUT};
 use crate::error::{io_error, CliError, Result};
-use crate::revocations::STATE_DIR;
-use crate::sync::write_atomic;
+use crate::sync::{write_atomic, STATE_DIR};
 use jit_grant::format_time;
 use serde_json::{json, Value};
 use std::path::Path;

@@ -170,6 +170,18 @@ pub struct Facts<'a> {
     pub executable: Option<&'a Path>,
 }
 
+impl<'a> Facts<'a> {
+    /// Only the command line: who asks and where are not known yet.
+    pub fn command(command: &'a [OsString]) -> Facts<'a> {
+        Facts {
+            invoker: None,
+            host: "",
+            command,
+            executable: None,
+        }
+    }
+}
+
 fn base(kind: EventType, session: &str, f: &Facts<'_>) -> Event {
     let mut ev = Event::new(kind);
     ev.str("jitrun.session_id", session)

@@ -2,6 +2,7 @@
 
 use crate::inherited::{self, Inherited};
 use crate::refusal::Refusal;
+use crate::system::process::Resource;
 use crate::system::{caps, fs, process, signals};
 use std::ffi::OsString;
 
@@ -13,7 +14,7 @@ pub type EnvSnapshot = Vec<(OsString, OsString)>;
 /// for itself (RLIMIT_CORE). jitrun runs without them and gives them back to the command.
 #[derive(Debug, Clone, Default)]
 pub struct SavedLimits {
-    limits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    limits: Vec<(Resource, u64, u64)>,
 }
 
 impl SavedLimits {
@@ -29,6 +30,12 @@ impl SavedLimits {
 /// What `harden` hands on.
 pub struct Hardened {
     pub args: Vec<OsString>,
+    pub caller: CallerState,
+}
+
+/// What the caller's process had that jitrun put aside: the command gets it back (the
+/// environment filtered, `env.rs`).
+pub struct CallerState {
     pub env: EnvSnapshot,
     pub limits: SavedLimits,
     /// The caller's nice value, CPU affinity and the like, for the command.
@@ -45,7 +52,10 @@ pub fn harden() -> Result<Hardened, Refusal> {
     fs::ensure_std_fds().map_err(|e| {
         Refusal::config("harden", format!("cannot set up standard descriptors: {e}"))
     })?;
-    let _ = fs::close_from_3();
+    // SAFETY: nothing in this process owns a descriptor above 2 yet: this runs before jitrun
+    // opens anything (the /dev/null descriptors above are 0–2 and owned by nobody).
+    #[allow(unsafe_code)]
+    let _ = unsafe { fs::close_from_3() };
 
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.is_empty() {
@@ -63,7 +73,12 @@ pub fn harden() -> Result<Hardened, Refusal> {
     }
 
     let env: EnvSnapshot = std::env::vars_os().collect();
-    process::clear_env();
+    // SAFETY: jitrun is single-threaded and keeps no reference into the environment (the
+    // snapshot above is a copy).
+    #[allow(unsafe_code)]
+    unsafe {
+        process::clear_env()
+    };
 
     signals::reset_all()
         .map_err(|e| Refusal::config("harden", format!("cannot reset signals: {e}")))?;
@@ -78,9 +93,11 @@ pub fn harden() -> Result<Hardened, Refusal> {
     fs::set_umask(0o022);
     Ok(Hardened {
         args,
-        env,
-        limits,
-        inherited,
+        caller: CallerState {
+            env,
+            limits,
+            inherited,
+        },
     })
 }
 
@@ -89,10 +106,10 @@ pub fn harden() -> Result<Hardened, Refusal> {
 /// aborts), a tiny RLIMIT_STACK overflows a deep verification. Each is raised to its hard limit
 /// when that is enough, else (as root, with CAP_SYS_RESOURCE) to the floor, else the run is
 /// refused.
-const FLOORS: &[(libc::__rlimit_resource_t, u64, &str, &str)] = &[
-    (libc::RLIMIT_AS, 1 << 30, "address space", "ulimit -v"),
-    (libc::RLIMIT_DATA, 1 << 30, "data size", "ulimit -d"),
-    (libc::RLIMIT_STACK, 8 << 20, "stack size", "ulimit -s"),
+const FLOORS: &[(Resource, u64, &str, &str)] = &[
+    (Resource::RLIMIT_AS, 1 << 30, "address space", "ulimit -v"),
+    (Resource::RLIMIT_DATA, 1 << 30, "data size", "ulimit -d"),
+    (Resource::RLIMIT_STACK, 8 << 20, "stack size", "ulimit -s"),
 ];
 
 /// Open files jitrun raises a lower hard RLIMIT_NOFILE to where it may (CAP_SYS_RESOURCE).
@@ -114,22 +131,32 @@ fn lift_limits() -> Result<SavedLimits, Refusal> {
     let failed = |what: &str, e: std::io::Error| Refusal::config("harden", format!("{what}: {e}"));
     let mut limits = SavedLimits::default();
     for res in [
-        libc::RLIMIT_CORE,
-        libc::RLIMIT_FSIZE,
-        libc::RLIMIT_CPU,
-        libc::RLIMIT_NOFILE,
+        Resource::RLIMIT_CORE,
+        Resource::RLIMIT_FSIZE,
+        Resource::RLIMIT_CPU,
+        Resource::RLIMIT_NOFILE,
     ]
     .into_iter()
     .chain(FLOORS.iter().map(|f| f.0))
     {
         let (soft, hard) = process::getrlimit(res).map_err(|e| failed("getrlimit", e))?;
         limits.limits.push((res, soft, hard));
-        let soft_now = if res == libc::RLIMIT_CORE { 0 } else { hard };
+        let soft_now = if res == Resource::RLIMIT_CORE {
+            0
+        } else {
+            hard
+        };
         process::setrlimit(res, soft_now, hard).map_err(|e| failed("setrlimit", e))?;
     }
-    let (_, cpu_hard) = process::getrlimit(libc::RLIMIT_CPU).map_err(|e| failed("getrlimit", e))?;
+    let (_, cpu_hard) =
+        process::getrlimit(Resource::RLIMIT_CPU).map_err(|e| failed("getrlimit", e))?;
     if cpu_hard != libc::RLIM_INFINITY
-        && process::setrlimit(libc::RLIMIT_CPU, libc::RLIM_INFINITY, libc::RLIM_INFINITY).is_err()
+        && process::setrlimit(
+            Resource::RLIMIT_CPU,
+            libc::RLIM_INFINITY,
+            libc::RLIM_INFINITY,
+        )
+        .is_err()
     {
         return Err(Refusal::deny(
             "resource_limit",
@@ -137,9 +164,9 @@ fn lift_limits() -> Result<SavedLimits, Refusal> {
         ));
     }
     let (_, nofile_hard) =
-        process::getrlimit(libc::RLIMIT_NOFILE).map_err(|e| failed("getrlimit", e))?;
+        process::getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| failed("getrlimit", e))?;
     if nofile_hard < NOFILE_FLOOR {
-        let _ = process::setrlimit(libc::RLIMIT_NOFILE, NOFILE_FLOOR, NOFILE_FLOOR);
+        let _ = process::setrlimit(Resource::RLIMIT_NOFILE, NOFILE_FLOOR, NOFILE_FLOOR);
     }
     for &(res, floor, what, undo) in FLOORS {
         let (_, hard) = process::getrlimit(res).map_err(|e| failed("getrlimit", e))?;

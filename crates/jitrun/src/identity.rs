@@ -2,9 +2,9 @@
 //! and the process's groups; never `$USER`, `$HOME` or `$LOGNAME`.
 
 use crate::refusal::Refusal;
+use crate::system::fs::std_fd;
 use crate::system::{process, term};
 use nix::unistd::{Gid, Group, Uid, User};
-use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -79,14 +79,6 @@ fn terminal_name() -> Option<String> {
         }
     }
     None
-}
-
-/// Standard descriptors 0–2 are open for the whole life of the process (`harden` reopens
-/// closed ones on /dev/null), so borrowing them is always valid.
-pub fn std_fd(fd: i32) -> BorrowedFd<'static> {
-    assert!((0..=2).contains(&fd));
-    // SAFETY: fds 0–2 stay open for the life of the process (see above).
-    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// This host's name: settings `host`, else the kernel's node name.

@@ -1,13 +1,33 @@
-//! The store: one narrow interface ([`Store`], [`Tx`]) that the rest of the broker uses;
-//! [`SqliteStore`] is the only backend today (WAL, migrations from `migrations/`).
+//! The store: one narrow interface ([`Store`], [`Tx`]) that the rest of the broker uses, with
+//! two backends: [`SqliteStore`] (one file, WAL; one broker process) and [`PgStore`]
+//! (PostgreSQL; any number of replicas on one database). Both apply numbered migrations of one
+//! schema (`migrations/` and `migrations/postgres/`; docs/broker.md lists the dialect
+//! differences) and give the same answers; what must happen once under concurrency (replayed
+//! attestations, approvals, the audit chain, the revocation list's `seq`, webhook claims) is
+//! decided in the database.
+use crate::config::{Config, StoreLocation};
 use crate::error::{ApiError, StoreError};
 use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, Request, SealedGrant, State};
 use serde_json::Value;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 mod diagnose;
+pub mod migrate;
+mod pg_listen;
+mod postgres;
 mod sqlite;
+pub mod tables;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Open (and migrate) the store `config` names, as replica `replica`.
+pub fn open(config: &Config, replica: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &config.store_location {
+        StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path, replica)?),
+        StoreLocation::Postgres(url) => Arc::new(PgStore::open(url, &config.postgres, replica)?),
+    })
+}
 
 /// Filters of a request listing.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +60,13 @@ pub struct StoredRevocations {
     pub token: String,
 }
 
+impl StoredRevocations {
+    /// The API's answer for it (`GET /v1/revocations`).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"token": self.token, "seq": self.seq, "iat": jit_grant::format_time(self.iat)})
+    }
+}
+
 /// A revocation of a grant the store has no row for.
 #[derive(Debug, Clone)]
 pub struct UnknownRevocation {
@@ -53,6 +80,20 @@ pub struct UnknownRevocation {
     pub user: Option<String>,
     pub rule: Option<String>,
 }
+
+/// What [`Store::follow_revocations`] tells the revocation watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// A process (any replica) committed a new revocation list.
+    Stored,
+    /// Announcements are heard (again): any made while they were not may have been missed.
+    Listening,
+    /// Announcements are not heard until `Listening` (the connection was lost).
+    Deaf,
+}
+
+/// Whom [`Store::follow_revocations`] tells.
+pub type AnnounceFn = dyn Fn(Announced) + Send + Sync;
 
 /// How hard a write transaction's commit must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,8 +172,9 @@ pub trait Tx {
     fn append_audit(&mut self, a: &NewAudit) -> TxResult<AuditEntry>;
     fn list_audit(&mut self, after: i64, limit: u32) -> TxResult<Vec<AuditEntry>>;
 
-    /// Queue the syslog datagram of audit row `audit_id`; returns its position (ids increase
-    /// in commit order).
+    /// Queue the syslog datagram of audit row `audit_id` for this replica's sender; returns
+    /// its position (ids increase in commit order). The `*_syslog` methods see only this
+    /// replica's queue.
     fn enqueue_syslog(&mut self, audit_id: i64, kind: &str, datagram: &[u8]) -> TxResult<i64>;
     /// Queued syslog datagrams with id ≥ `from`, oldest first.
     fn pending_syslog(&mut self, from: i64, limit: u32) -> TxResult<Vec<(i64, Vec<u8>)>>;
@@ -182,7 +224,18 @@ pub trait Tx {
         body: &str,
         now_ms: i64,
     ) -> TxResult<()>;
-    fn due_deliveries(&mut self, now_ms: i64, limit: u32) -> TxResult<Vec<Delivery>>;
+    /// Claim up to `limit` due deliveries, oldest first: they are not due again (for any
+    /// replica) before `lease_until_ms`, unless released or marked.
+    fn claim_deliveries(
+        &mut self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> TxResult<Vec<Delivery>>;
+    /// Make claimed deliveries that were not attempted due at `now_ms` again (those still
+    /// under the claim `lease_until_ms`).
+    fn release_deliveries(&mut self, ids: &[i64], lease_until_ms: i64, now_ms: i64)
+        -> TxResult<()>;
     fn mark_delivered(&mut self, id: i64, now: OffsetDateTime) -> TxResult<()>;
     /// Record a failed attempt; `next_ms` None = given up.
     fn mark_attempt_failed(
@@ -212,6 +265,12 @@ pub trait Store: Send + Sync {
     fn audit_rows(&self) -> Result<Vec<AuditEntry>, StoreError>;
     /// Readiness: a write commits, and the file system has room for more.
     fn ready(&self, now: OffsetDateTime) -> Result<(), StoreError>;
+    /// Tell `announce` whenever any process stores a new revocation list, for as long as
+    /// the store lives (PostgreSQL: LISTEN/NOTIFY, [`Announced`]); false when this backend
+    /// cannot (SQLite), so that only the watchers' own once-a-second look notices.
+    fn follow_revocations(&self, announce: Arc<AnnounceFn>) -> bool;
+    /// The newest migration applied.
+    fn schema_version(&self) -> Result<u32, StoreError>;
 }
 
 /// Run `f` in a durable write transaction and return its value.

@@ -22,7 +22,8 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
         2,
         include_str!("../../migrations/0002_syslog_outbox_revocations_readiness.sql"),
     ),
-    (3, include_str!("../../migrations/0003_sealed_grants.sql")),
+    (3, include_str!("../../migrations/0003_replicas.sql")),
+    (4, include_str!("../../migrations/0004_sealed_grants.sql")),
 ];
 
 /// The connection and its current `synchronous` level (FULL for durable commits).
@@ -34,6 +35,8 @@ struct Db {
 pub struct SqliteStore {
     db: Mutex<Db>,
     path: PathBuf,
+    /// Whose syslog queue the `*_syslog` methods see.
+    replica: String,
 }
 
 /// A store error, with what the file system says about it.
@@ -65,8 +68,9 @@ fn parse_list(s: &str) -> Vec<String> {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) and migrate.
-    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+    /// Open (creating if needed) and migrate, as replica `replica` (whose queued syslog
+    /// events it sends; events queued by an older broker become this one's).
+    pub fn open(path: &Path, replica: &str) -> Result<SqliteStore, StoreError> {
         let err = |source| sqlite_error(path, source);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -80,8 +84,17 @@ impl SqliteStore {
         let store = SqliteStore {
             db: Mutex::new(Db { conn, full: false }),
             path: path.to_owned(),
+            replica: replica.to_string(),
         };
         store.migrate()?;
+        store
+            .lock()
+            .conn
+            .execute(
+                "UPDATE syslog_outbox SET replica = ?1 WHERE replica = ''",
+                [replica],
+            )
+            .map_err(store.err())?;
         Ok(store)
     }
 
@@ -128,11 +141,9 @@ impl SqliteStore {
         tx.commit().map_err(self.err())
     }
 
-    pub fn schema_version(&self) -> Result<u32, StoreError> {
-        self.lock()
-            .conn
-            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
-            .map_err(self.err())
+    /// The connection, for `jitbroker migrate` (which reads every table).
+    pub(super) fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
+        f(&self.lock().conn)
     }
 
     fn run(
@@ -159,6 +170,7 @@ impl SqliteStore {
         let mut stx = SqliteTx {
             tx: &tx,
             path: &self.path,
+            replica: &self.replica,
         };
         f(&mut stx)?; // dropping `tx` on error rolls back
         tx.commit().map_err(self.err())?;
@@ -199,6 +211,19 @@ impl Store for SqliteStore {
         }
     }
 
+    /// One broker process per SQLite file: its own revocations wake its watchers directly
+    /// (watch.rs); a SQLite file has no way to announce another process's.
+    fn follow_revocations(&self, _announce: std::sync::Arc<super::AnnounceFn>) -> bool {
+        false
+    }
+
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        self.lock()
+            .conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(self.err())
+    }
+
     fn audit_rows(&self) -> Result<Vec<AuditEntry>, StoreError> {
         let db = self.lock();
         let mut stmt = db
@@ -217,6 +242,7 @@ impl Store for SqliteStore {
 struct SqliteTx<'a> {
     tx: &'a rusqlite::Transaction<'a>,
     path: &'a Path,
+    replica: &'a str,
 }
 
 const REQUEST_COLS: &str = "id, user, uid, host, rule, cmd, ttl_secs, reason, ticket, run_as, hosts, break_glass, state, created, expires, needed_approvals, needed_groups, denied_by, deny_reason, grant_id";
@@ -799,30 +825,48 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn due_deliveries(&mut self, now_ms: i64, limit: u32) -> TxResult<Vec<Delivery>> {
+    fn claim_deliveries(
+        &mut self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> TxResult<Vec<Delivery>> {
         let mut stmt = self
             .tx
             .prepare_cached(
-                "SELECT id, delivery_id, url, event_id, event_type, body, attempts FROM outbox
-                 WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
+                "UPDATE outbox SET next_attempt_ms = ?2 WHERE id IN (
+                   SELECT id FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL
+                   AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?3)
+                 RETURNING id, delivery_id, url, event_id, event_type, body, attempts",
             )
             .map_err(|e| self.e(e))?;
-        let rows = stmt
-            .query_map(params![now_ms, limit], |r| {
-                Ok(Delivery {
-                    id: r.get(0)?,
-                    delivery_id: r.get(1)?,
-                    url: r.get(2)?,
-                    event_id: r.get(3)?,
-                    event_type: r.get(4)?,
-                    body: r.get(5)?,
-                    attempts: r.get(6)?,
-                })
-            })
+        let mut rows = stmt
+            .query_map(params![now_ms, lease_until_ms, limit], delivery_row)
             .map_err(|e| self.e(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.e(e))?;
+        rows.sort_by_key(|d| d.id);
         Ok(rows)
+    }
+
+    fn release_deliveries(
+        &mut self,
+        ids: &[i64],
+        lease_until_ms: i64,
+        now_ms: i64,
+    ) -> TxResult<()> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "UPDATE outbox SET next_attempt_ms = ?3 WHERE id = ?1 AND next_attempt_ms = ?2
+                 AND delivered_at IS NULL AND failed_at IS NULL",
+            )
+            .map_err(|e| self.e(e))?;
+        for id in ids {
+            stmt.execute(params![id, lease_until_ms, now_ms])
+                .map_err(|e| self.e(e))?;
+        }
+        Ok(())
     }
 
     fn mark_delivered(&mut self, id: i64, now: OffsetDateTime) -> TxResult<()> {
@@ -878,9 +922,9 @@ impl Tx for SqliteTx<'_> {
     fn enqueue_syslog(&mut self, audit_id: i64, kind: &str, datagram: &[u8]) -> TxResult<i64> {
         self.tx
             .prepare_cached(
-                "INSERT INTO syslog_outbox (audit_id, type, datagram) VALUES (?1, ?2, ?3)",
+                "INSERT INTO syslog_outbox (audit_id, type, datagram, replica) VALUES (?1, ?2, ?3, ?4)",
             )
-            .and_then(|mut stmt| stmt.insert(params![audit_id, kind, datagram]))
+            .and_then(|mut stmt| stmt.insert(params![audit_id, kind, datagram, self.replica]))
             .map_err(|e| self.e(e))
     }
 
@@ -888,11 +932,13 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self
             .tx
             .prepare_cached(
-                "SELECT id, datagram FROM syslog_outbox WHERE id >= ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, datagram FROM syslog_outbox WHERE replica = ?3 AND id >= ?1 ORDER BY id LIMIT ?2",
             )
             .map_err(|e| self.e(e))?;
         let rows = stmt
-            .query_map(params![from, limit.max(1)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(params![from, limit.max(1), self.replica], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(|e| self.e(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.e(e))?;
@@ -901,7 +947,10 @@ impl Tx for SqliteTx<'_> {
 
     fn forget_syslog(&mut self, before: i64) -> TxResult<()> {
         self.tx
-            .execute("DELETE FROM syslog_outbox WHERE id < ?1", [before])
+            .execute(
+                "DELETE FROM syslog_outbox WHERE replica = ?2 AND id < ?1",
+                params![before, self.replica],
+            )
             .map_err(|e| self.e(e))?;
         Ok(())
     }
@@ -909,8 +958,8 @@ impl Tx for SqliteTx<'_> {
     fn syslog_backlog(&mut self, from: i64) -> TxResult<u64> {
         self.tx
             .query_row(
-                "SELECT COUNT(*) FROM syslog_outbox WHERE id >= ?1",
-                [from],
+                "SELECT COUNT(*) FROM syslog_outbox WHERE replica = ?2 AND id >= ?1",
+                params![from, self.replica],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
@@ -1044,6 +1093,18 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
+fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        delivery_id: r.get(1)?,
+        url: r.get(2)?,
+        event_id: r.get(3)?,
+        event_type: r.get(4)?,
+        body: r.get(5)?,
+        attempts: r.get(6)?,
+    })
+}
+
 const SEALED_COLS: &str = "id, batch, user, uid, rule, hosts, iat, exp, reason, ticket, sealed_by, token_sha256, revoked_at, revoked_by, revoke_reason";
 
 fn sealed_row(r: &Row<'_>) -> rusqlite::Result<SealedGrant> {
@@ -1128,11 +1189,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("b.db");
         let _ = std::fs::remove_file(&path);
-        let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        let s = SqliteStore::open(&path, "r1").unwrap();
+        assert_eq!(s.schema_version().unwrap(), 4);
         drop(s);
-        let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        let s = SqliteStore::open(&path, "r1").unwrap();
+        assert_eq!(s.schema_version().unwrap(), 4);
         let mode: String = s
             .lock()
             .conn

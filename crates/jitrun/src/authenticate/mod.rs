@@ -77,60 +77,10 @@ pub fn authenticate(
             .as_ref()
             .is_some_and(|k| cache::is_fresh(invoker.uid, k, ttl));
     if !cached {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match pam.authenticate() {
-                Ok(()) => break,
-                Err(e) if e.code == PAM_AUTH_ERR && tries < TRIES => {
-                    tty::say("Sorry, try again.");
-                }
-                Err(e) if e.code == PAM_CONV_ERR || unanswered.get() => {
-                    return Err(deny(
-                        DenyCode::Authenticate,
-                        format!(
-                            "rule {rule} asks {} to authenticate (PAM service {service}), and no answer came from the terminal; run jitrun from a terminal (it asks on /dev/tty) and answer the prompt",
-                            invoker.name
-                        ),
-                    ));
-                }
-                Err(e) if matches!(e.code, PAM_AUTH_ERR | PAM_MAXTRIES) => {
-                    return Err(deny(
-                        DenyCode::Authenticate,
-                        format!(
-                            "authentication failed for {} after {tries} attempt(s) (rule {rule}, PAM service {service}: {}); nothing was run",
-                            invoker.name, e.text
-                        ),
-                    ));
-                }
-                Err(e) => {
-                    return Err(deny(
-                        DenyCode::Authenticate,
-                        format!(
-                            "authentication failed for {} (rule {rule}, PAM service {service}: {e}); nothing was run",
-                            invoker.name
-                        ),
-                    ));
-                }
-            }
-        }
+        ask(&mut pam, &unanswered, invoker, rule, service)?;
     }
     if let Err(e) = pam.account() {
-        let why = match e.code {
-            PAM_ACCT_EXPIRED => format!(
-                "the account {} has expired; ask an administrator to renew it",
-                invoker.name
-            ),
-            PAM_NEW_AUTHTOK_REQD => format!(
-                "the password of {} has expired; change it with `passwd`, then run jitrun again",
-                invoker.name
-            ),
-            PAM_PERM_DENIED | PAM_USER_UNKNOWN => format!(
-                "PAM's account rules do not let {} in ({})",
-                invoker.name, e.text
-            ),
-            _ => format!("the account check failed for {}: {e}", invoker.name),
-        };
+        let why = account_refusal(&e, &invoker.name);
         return Err(deny(
             DenyCode::Account,
             format!("{why} (rule {rule}, PAM service {service}); nothing was run"),
@@ -151,4 +101,52 @@ pub fn authenticate(
     pam.open_session()
         .map_err(|e| pam_failure("pam_open_session", e))?;
     Ok(Session { pam })
+}
+
+/// PAM's authentication, with up to [`TRIES`] attempts; a refusal says why in the person's terms.
+fn ask(
+    pam: &mut Pam,
+    unanswered: &Cell<bool>,
+    invoker: &Invoker,
+    rule: &str,
+    service: &str,
+) -> Result<(), Refusal> {
+    let name = &invoker.name;
+    let mut tries = 0;
+    let why = loop {
+        tries += 1;
+        match pam.authenticate() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.code == PAM_AUTH_ERR && tries < TRIES => {
+                tty::say("Sorry, try again.");
+            }
+            Err(e) if e.code == PAM_CONV_ERR || unanswered.get() => break format!(
+                "rule {rule} asks {name} to authenticate (PAM service {service}), and no answer came from the terminal; run jitrun from a terminal (it asks on /dev/tty) and answer the prompt"
+            ),
+            Err(e) if matches!(e.code, PAM_AUTH_ERR | PAM_MAXTRIES) => break format!(
+                "authentication failed for {name} after {tries} attempt(s) (rule {rule}, PAM service {service}: {}); nothing was run",
+                e.text
+            ),
+            Err(e) => break format!(
+                "authentication failed for {name} (rule {rule}, PAM service {service}: {e}); nothing was run"
+            ),
+        }
+    };
+    Err(Refusal::deny(DenyCode::Authenticate.as_str(), why).with_rule(Some(rule.to_string())))
+}
+
+/// Why PAM's account check refused `name`, and what to do.
+fn account_refusal(e: &PamError, name: &str) -> String {
+    match e.code {
+        PAM_ACCT_EXPIRED => {
+            format!("the account {name} has expired; ask an administrator to renew it")
+        }
+        PAM_NEW_AUTHTOK_REQD => format!(
+            "the password of {name} has expired; change it with `passwd`, then run jitrun again"
+        ),
+        PAM_PERM_DENIED | PAM_USER_UNKNOWN => {
+            format!("PAM's account rules do not let {name} in ({})", e.text)
+        }
+        _ => format!("the account check failed for {name}: {e}"),
+    }
 }

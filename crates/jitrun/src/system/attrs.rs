@@ -1,7 +1,13 @@
 //! Process attributes that a caller sets on herself and that survive fork and a setuid
 //! execve: timer slack, nice, scheduling policy and utilisation clamps, CPU affinity, I/O
-//! priority, OOM score adjustment, personality, interval timers and the NUMA memory policy. `inherited.rs` decides which are reset for jitrun and which the command
-//! gets back; docs/SECURITY.md lists every attribute and why.
+//! priority, OOM score adjustment, personality, interval timers and the NUMA memory policy.
+//! `inherited.rs` decides which are reset for jitrun and which the command gets back;
+//! docs/SECURITY.md lists every attribute and why.
+//!
+//! Setting the timer slack and the personality goes through nix; the rest is hand-written,
+//! because nix has no wrapper (sched_getattr/sched_setattr, setpriority, ioprio, setitimer,
+//! set_mempolicy) or only a narrower one (its timer-slack getter returns an `int`, its CPU
+//! set holds 1024 CPUs where this keeps the caller's whole mask).
 
 use super::check;
 use std::io;
@@ -23,8 +29,7 @@ pub fn timer_slack() -> io::Result<u64> {
 /// `PR_SET_TIMERSLACK`: how late the kernel may fire this thread's timers (sleeps, poll,
 /// sigtimedwait), in nanoseconds; inherited by fork children.
 pub fn set_timer_slack(ns: u64) -> io::Result<()> {
-    // SAFETY: integer arguments only.
-    check(unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) }).map(drop)
+    Ok(nix::sys::prctl::set_timerslack(ns as libc::c_ulong)?)
 }
 
 /// Scheduling policies (linux/sched.h).
@@ -209,17 +214,13 @@ pub fn set_oom_score_adj(value: i32) -> io::Result<()> {
 
 /// The execution domain and flags (personality(2)); 0 is PER_LINUX without flags.
 pub fn personality() -> io::Result<u32> {
-    // SAFETY: 0xffffffff only queries the current personality.
-    let r = unsafe { libc::personality(0xffff_ffff) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as u32)
+    Ok(nix::sys::personality::get()?.bits() as u32)
 }
 
 pub fn set_personality(value: u32) -> io::Result<()> {
-    // SAFETY: integer argument only.
-    check(unsafe { libc::personality(value as libc::c_ulong) }).map(drop)
+    let persona = nix::sys::personality::Persona::from_bits_retain(value as libc::c_int);
+    nix::sys::personality::set(persona)?;
+    Ok(())
 }
 
 /// Disarm ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF: interval timers survive execve, and

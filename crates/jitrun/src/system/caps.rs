@@ -1,4 +1,7 @@
 //! Capability sets of the calling thread: bounding, securebits, capset, ambient.
+//!
+//! Hand-written, except no_new_privs and dumpability: nix has no capget/capset, bounding-set,
+//! securebits, ambient-set or xattr calls.
 
 use super::check;
 use std::io;
@@ -143,13 +146,11 @@ pub fn ambient_raise(cap: u8) -> io::Result<()> {
 }
 
 pub fn set_no_new_privs() -> io::Result<()> {
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments and touches no memory.
-    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }).map(drop)
+    Ok(nix::sys::prctl::set_no_new_privs()?)
 }
 
 pub fn set_dumpable(on: bool) -> io::Result<()> {
-    // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory.
-    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) }).map(drop)
+    Ok(nix::sys::prctl::set_dumpable(on)?)
 }
 
 /// Does the file behind `fd` carry file capabilities (`security.capability` xattr)?

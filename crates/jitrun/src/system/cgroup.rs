@@ -4,23 +4,16 @@
 //! `cgroup.kill` ends at once. No caller can move jitrun's processes out of `supervisor`, freeze
 //! or kill them through a cgroup of her own: migrating a process needs write access to the
 //! common ancestor's `cgroup.procs`, here the root cgroup's. A session whose `supervisor` leaf
-//! is empty lost its supervisor and watchdog (see `stale_runs.rs`).
+//! is empty lost its supervisor and watchdog (see `exec/stale_runs.rs`).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
-
 /// Is a cgroup v2 file system mounted exactly at `path`?
 fn is_cgroup2(path: &std::ffi::CStr) -> bool {
-    // SAFETY: all-zero bytes are a valid `struct statfs`; statfs fills it in.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated, `st` is valid and writable for the call.
-    unsafe {
-        libc::statfs(path.as_ptr(), &mut st) == 0
-            && st.f_type as libc::c_long == CGROUP2_SUPER_MAGIC
-    }
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    statfs(path).is_ok_and(|st| st.filesystem_type() == CGROUP2_SUPER_MAGIC)
 }
 
 /// Where cgroup v2 is mounted: `/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified`

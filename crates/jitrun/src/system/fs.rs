@@ -1,10 +1,15 @@
 //! File-system calls: file-system identity, descriptor hygiene, openat, flock.
+//!
+//! Through nix (and std's `File::lock`), except `close_range`, which nix lacks, and the
+//! standard descriptors' `BorrowedFd`s, which only this module may vouch for.
 
-use super::check;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 
 /// Run `f` with the file-system identity (fsuid/fsgid) of `uid`/`gid` and no effective
 /// capabilities, then return to the previous identity and capabilities. Every open inside `f`
@@ -55,66 +60,71 @@ pub fn take_root_fs_ids() -> io::Result<()> {
     Ok(())
 }
 
+/// setfsgid/setfsuid report no failure: callers confirm the result with
+/// [`current_fsuid`] and [`current_fsgid`].
 fn set_fs_ids(uid: u32, gid: u32) {
-    // SAFETY: setfsgid/setfsuid take an integer and touch no memory; callers confirm the
-    // result with current_fsuid/current_fsgid, since these calls do not report failure.
-    unsafe {
-        libc::setfsgid(gid);
-        libc::setfsuid(uid);
-    }
+    nix::unistd::setfsgid(Gid::from_raw(gid));
+    nix::unistd::setfsuid(Uid::from_raw(uid));
 }
 
 fn current_fsuid() -> u32 {
-    // SAFETY: an invalid id (-1) changes nothing and returns the current fsuid.
-    unsafe { libc::setfsuid(u32::MAX) as u32 }
+    // An invalid id (-1) changes nothing and returns the current fsuid.
+    nix::unistd::setfsuid(Uid::from_raw(u32::MAX)).as_raw()
 }
 
 fn current_fsgid() -> u32 {
-    // SAFETY: an invalid id (-1) changes nothing and returns the current fsgid.
-    unsafe { libc::setfsgid(u32::MAX) as u32 }
+    // An invalid id (-1) changes nothing and returns the current fsgid.
+    nix::unistd::setfsgid(Gid::from_raw(u32::MAX)).as_raw()
 }
 
 /// Make sure fds 0, 1 and 2 are open (on /dev/null if they were closed), so that files
-/// jitrun opens later can never land on them and receive what is meant for stderr.
+/// jitrun opens later can never land on them and receive what is meant for stderr. open(2)
+/// returns the lowest free descriptor: /dev/null is opened until that is above 2 (one open
+/// and one close when nothing was closed).
 pub fn ensure_std_fds() -> io::Result<()> {
-    for fd in 0..=2 {
-        // SAFETY: F_GETFD on any integer is harmless; it only reports whether fd is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-            // SAFETY: opening /dev/null with a static NUL-terminated path; the new fd is the
-            // lowest free one, which is `fd` because all lower ones are open.
-            let new = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
-            if new != fd {
-                return Err(io::Error::other(
-                    "could not reopen standard descriptors on /dev/null",
-                ));
-            }
+    loop {
+        // Not close-on-exec: what lands on 0–2 is the command's standard descriptor too.
+        let null = nix::fcntl::open(c"/dev/null", OFlag::O_RDWR, Mode::empty())?;
+        if null.as_raw_fd() > 2 {
+            return Ok(());
         }
+        // Kept open for the life of the process, as a standard descriptor.
+        let _ = null.into_raw_fd();
     }
-    Ok(())
 }
 
-/// Close every descriptor above 2.
-pub fn close_from_3() -> io::Result<()> {
-    // SAFETY: close_range takes integers; closing descriptors this process does not use yet
-    // cannot invalidate any Rust object (nothing is open at this point of start-up).
+/// Close every descriptor above 2 (`close_range`, hand-written: nix lacks it; one by one up to
+/// the open-file limit on kernels before 5.9).
+///
+/// # Safety
+///
+/// No object of this process may own a descriptor above 2 (an `OwnedFd`, a `File`, a socket
+/// of a library): it would go on using a number that is closed, or that a later open reuses.
+/// Only at start-up, before anything is opened.
+pub unsafe fn close_from_3() -> io::Result<()> {
+    // SAFETY: close_range takes integers only; the caller guarantees that nothing owns the
+    // descriptors it closes (see # Safety).
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     if r == 0 {
         return Ok(());
     }
-    // Older kernels: close them one by one up to the soft limit.
-    // SAFETY: sysconf takes an integer.
-    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
-    let max = if max <= 0 { 65536 } else { max.min(1 << 20) } as RawFd;
+    let max = match nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX) {
+        Ok(Some(n)) if n > 0 => n.min(1 << 20),
+        _ => 65536,
+    } as RawFd;
     for fd in 3..max {
-        // SAFETY: as above; EBADF for fds that are not open is ignored.
-        unsafe { libc::close(fd) };
+        // EBADF for descriptors that are not open is ignored.
+        let _ = nix::unistd::close(fd);
     }
     Ok(())
 }
 
 pub fn set_umask(mask: u32) {
-    // SAFETY: umask takes an integer and cannot fail.
-    unsafe { libc::umask(mask as libc::mode_t) };
+    nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+}
+
+fn oflag(flags: libc::c_int) -> OFlag {
+    OFlag::from_bits_retain(flags) | OFlag::O_CLOEXEC
 }
 
 /// `openat(dir, name, flags | O_CLOEXEC, mode)`.
@@ -124,26 +134,13 @@ pub fn openat(
     flags: libc::c_int,
     mode: u32,
 ) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is NUL-terminated and outlives the call; the returned descriptor is new
-    // and owned by nobody else.
-    let fd = check(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by openat and is owned by us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let mode = Mode::from_bits_truncate(mode);
+    Ok(nix::fcntl::openat(dir, name, oflag(flags), mode)?)
 }
 
 /// `open(path, flags | O_CLOEXEC)`.
 pub fn open(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated and outlives the call; the descriptor is new.
-    let fd = check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })?;
-    // SAFETY: `fd` was just returned by open and is owned by us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(nix::fcntl::open(path, oflag(flags), Mode::empty())?)
 }
 
 /// The metadata jitrun checks on trusted files and commands.
@@ -170,21 +167,13 @@ impl Stat {
 }
 
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
-    // SAFETY: all-zero bytes are a valid `struct stat`; fstat fills it in.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable struct stat for the duration of the call.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(to_stat(&st))
+    Ok(to_stat(&nix::sys::stat::fstat(fd)?))
 }
 
 /// `lstat(path)`: the metadata of the path's last component itself (a symbolic link is
 /// reported as one), without a descriptor.
 pub fn lstat(path: &CStr) -> io::Result<Stat> {
-    // SAFETY: all-zero bytes are a valid `struct stat`; lstat fills it in.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated and `st` writable, both for the duration of the call.
-    check(unsafe { libc::lstat(path.as_ptr(), &mut st) })?;
-    Ok(to_stat(&st))
+    Ok(to_stat(&nix::sys::stat::lstat(path)?))
 }
 
 // nlink_t is u64 here and u32 on other targets.
@@ -203,13 +192,13 @@ fn to_stat(st: &libc::stat) -> Stat {
     }
 }
 
-/// Take an exclusive `flock` on the file (blocking); released when the file is closed.
+/// Take an exclusive `flock` on the file (blocking; std's `File::lock`); released when the
+/// file is closed.
 pub fn lock_exclusive(file: &File) -> io::Result<()> {
     loop {
-        // SAFETY: flock on a descriptor we own; touches no memory.
-        match check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }) {
+        match file.lock() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other.map(drop),
+            other => return other,
         }
     }
 }
@@ -217,28 +206,23 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
 /// Clear FD_CLOEXEC so the descriptor survives exec (for `#!` scripts run through
 /// /dev/fd/N by execveat).
 pub fn clear_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: F_SETFD on a descriptor we hold; touches no memory.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    Ok(())
 }
 
-/// Read at most `limit` bytes from the start of `fd` (pread, so the offset is untouched).
+/// Read at most `limit` bytes from the start of `fd` (one pread, so the offset is untouched).
 pub fn pread_prefix(fd: BorrowedFd<'_>, limit: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; limit];
-    // SAFETY: `buf` is writable for `limit` bytes for the whole call.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), limit, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
+    let n = nix::sys::uio::pread(fd, &mut buf, 0)?;
+    buf.truncate(n);
     Ok(buf)
 }
 
 /// `mkdirat(dir, name, mode)`; an existing entry is not an error.
 pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    match check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) }) {
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-        other => other.map(drop),
+    match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(mode)) {
+        Err(nix::errno::Errno::EEXIST) => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -253,37 +237,34 @@ pub fn poll_readable_any(
     fds: &[BorrowedFd<'_>],
     timeout: std::time::Duration,
 ) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut pfds: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|&fd| PollFd::new(fd, PollFlags::POLLIN))
         .collect();
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `pfds` holds `pfds.len()` valid pollfd entries for the duration of the call.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(vec![false; fds.len()])
-        } else {
-            Err(e)
-        };
+    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128))
+        .unwrap_or(PollTimeout::MAX);
+    match nix::poll::poll(&mut pfds, ms) {
+        Err(nix::errno::Errno::EINTR) => Ok(vec![false; fds.len()]),
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(pfds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect()),
     }
-    Ok(pfds.iter().map(|p| p.revents != 0).collect())
 }
 
-/// Close descriptors inherited across fork that this (child) process will never use. Only for
-/// a forked process that then ends with `_exit` and never touches the objects that own them.
-pub fn close_inherited(fds: &[RawFd]) {
+/// Close descriptors inherited across fork that this (child) process will never use.
+///
+/// # Safety
+///
+/// Only in a forked process that never again reads, writes or drops the Rust objects owning
+/// these descriptors (in its copy of the parent's memory) and ends with `_exit`: closing them
+/// affects only this process's descriptor table, but the objects would name closed numbers.
+pub unsafe fn close_inherited(fds: &[RawFd]) {
     for &fd in fds {
         if fd > 2 {
-            // SAFETY: called in a forked child (the watchdog) that never reads, writes or
-            // drops the Rust objects owning these descriptors in the parent's copy of memory;
-            // closing them here affects only this process's descriptor table.
-            unsafe { libc::close(fd) };
+            let _ = nix::unistd::close(fd);
         }
     }
 }
@@ -291,11 +272,20 @@ pub fn close_inherited(fds: &[RawFd]) {
 /// Point descriptors 0, 1 and 2 at /dev/null.
 pub fn std_fds_to_null() -> io::Result<()> {
     let null = open(c"/dev/null", libc::O_RDWR)?;
-    for fd in 0..=2 {
-        // SAFETY: dup2 onto a standard descriptor; `null` stays open for the call.
-        check(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
-    }
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&null)?;
     Ok(())
+}
+
+/// Standard descriptor `fd` (0, 1 or 2), borrowed for the life of the process: they are open
+/// when `main` starts (Rust's runtime reopens closed ones on /dev/null, and so does
+/// [`ensure_std_fds`]), jitrun never closes them, and [`std_fds_to_null`] replaces them in
+/// place.
+pub fn std_fd(fd: RawFd) -> BorrowedFd<'static> {
+    assert!((0..=2).contains(&fd));
+    // SAFETY: fds 0–2 are open for the whole life of the process (see above).
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// `pread` exactly `len` bytes at `offset` (a short read is an error: the file shrank).
@@ -305,24 +295,11 @@ pub fn pread_exact(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Ve
     while done < len {
         let at = libc::off_t::try_from(offset + done as u64)
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: `buf[done..]` is writable for `len - done` bytes for the whole call.
-        let n = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                buf[done..].as_mut_ptr().cast(),
-                len - done,
-                at,
-            )
-        };
-        match n {
-            n if n < 0 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            n => done += n as usize,
+        match nix::sys::uio::pread(fd, &mut buf[done..], at) {
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => done += n,
         }
     }
     Ok(buf)
@@ -330,19 +307,16 @@ pub fn pread_exact(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Ve
 
 /// `renameat(dir, from, dir, to)`: atomically replace `to` in one directory.
 pub fn renameat(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
-    // SAFETY: both names are NUL-terminated and outlive the call.
-    check(unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) })
-        .map(drop)
+    Ok(nix::fcntl::renameat(dir, from, dir, to)?)
 }
 
 /// `unlinkat(dir, name, 0)`.
 pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) }).map(drop)
+    let flags = nix::unistd::UnlinkatFlags::NoRemoveDir;
+    Ok(nix::unistd::unlinkat(dir, name, flags)?)
 }
 
 /// `fchmod(fd, mode)`.
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
-    // SAFETY: fchmod on a descriptor we hold; touches no memory.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+    Ok(nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode))?)
 }

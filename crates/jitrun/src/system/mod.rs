@@ -1,5 +1,12 @@
-//! The operating-system layer: every `unsafe` block of jitrun lives here, behind
-//! small safe functions. Everything above this module is safe Rust.
+//! The operating-system layer: every `unsafe` block of jitrun lives here, behind small
+//! functions. Everything above this module is safe Rust (main.rs denies `unsafe` everywhere
+//! else). A function that is sound only if its caller upholds a condition (`fork` in a
+//! single-threaded process, closing descriptors nothing owns) is an `unsafe fn` with a
+//! `# Safety` section, and its callers say why they uphold it.
+//!
+//! System calls go through nix wherever it has a safe wrapper; each module names what it
+//! calls by hand and why (nix lacks it: capabilities, securebits, seccomp, clone3, close_range,
+//! pidfd_open, sigtimedwait, sched_setattr, …). `pam.rs` wraps a C library instead.
 
 pub mod attrs;
 pub mod caps;
@@ -22,7 +29,9 @@ pub(crate) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// 16 random bytes as 32 lower-case hex digits (session ids), from getrandom(2).
+/// 16 random bytes as 32 lower-case hex digits (session ids), from getrandom(2). Hand-written:
+/// nix has no getrandom, and the getrandom crate would fall back to opening /dev/urandom (a
+/// descriptor a caller's tiny RLIMIT_NOFILE may not leave).
 pub fn random_hex16() -> io::Result<String> {
     let mut buf = [0u8; 16];
     let mut filled = 0;

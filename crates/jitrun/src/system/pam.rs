@@ -278,16 +278,17 @@ extern "C" fn converse_trampoline(
     if replies.is_null() {
         return PAM_CONV_ERR;
     }
-    for i in 0..n {
-        // SAFETY: Linux-PAM passes `msg` as an array of `num_msg` pointers to messages, each
-        // valid for the duration of this call.
-        let m = unsafe { *msg.add(i) };
+    // SAFETY: Linux-PAM passes `msg` as an array of `num_msg` pointers to messages, each valid
+    // for the duration of this call.
+    let messages = unsafe { std::slice::from_raw_parts(msg, n) };
+    for (i, &m) in messages.iter().enumerate() {
         if m.is_null() {
             free_replies(replies, n);
             return PAM_CONV_ERR;
         }
-        // SAFETY: `m` is a valid message pointer (above).
-        let (style, text_ptr) = unsafe { ((*m).msg_style, (*m).msg) };
+        // SAFETY: `m` is a valid message pointer (above), not written by anyone during the call.
+        let m = unsafe { &*m };
+        let (style, text_ptr) = (m.msg_style, m.msg);
         let text = if text_ptr.is_null() {
             String::new()
         } else {
@@ -306,8 +307,9 @@ extern "C" fn converse_trampoline(
                     free_replies(replies, n);
                     return PAM_CONV_ERR;
                 };
-                // SAFETY: `replies` has n entries; i < n.
-                unsafe { (*replies.add(i)).resp = c };
+                // SAFETY: `replies` has n entries from calloc, nobody else refers to them; i < n.
+                let reply = unsafe { &mut *replies.wrapping_add(i) };
+                reply.resp = c;
             }
             PAM_ERROR_MSG => data.converse.show(&text, true),
             PAM_TEXT_INFO => data.converse.show(&text, false),
@@ -332,27 +334,24 @@ fn c_string_copy(bytes: &[u8]) -> Option<*mut c_char> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: `p` has room for len+1 bytes and does not overlap `bytes`.
-    unsafe {
-        ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-        *p.add(bytes.len()) = 0;
-    }
+    // SAFETY: `p` was just allocated with room for len+1 bytes, owned by us alone.
+    let copy = unsafe { std::slice::from_raw_parts_mut(p, bytes.len() + 1) };
+    copy[..bytes.len()].copy_from_slice(bytes);
+    copy[bytes.len()] = 0;
     Some(p.cast::<c_char>())
 }
 
 /// Wipe and free what a failed conversation had allocated.
 fn free_replies(replies: *mut PamResponse, n: usize) {
-    for i in 0..n {
-        // SAFETY: `replies` has n entries from calloc; each `resp` is NULL or our malloc'd,
-        // NUL-terminated copy, which we wipe before freeing.
-        unsafe {
-            let r = (*replies.add(i)).resp;
-            if !r.is_null() {
-                let len = libc::strlen(r);
-                ptr::write_bytes(r, 0, len);
-                libc::free(r.cast::<c_void>());
-            }
-        }
+    // SAFETY: `replies` has n entries from calloc, not yet handed to PAM.
+    let entries = unsafe { std::slice::from_raw_parts(replies, n) };
+    for r in entries.iter().map(|e| e.resp).filter(|r| !r.is_null()) {
+        // SAFETY: each non-NULL `resp` is our malloc'd, NUL-terminated copy.
+        let len = unsafe { libc::strlen(r) };
+        // SAFETY: `r` is writable for `len` bytes (above); the answer is wiped before it is freed.
+        unsafe { ptr::write_bytes(r, 0, len) };
+        // SAFETY: malloc'd by `c_string_copy`, freed once.
+        unsafe { libc::free(r.cast::<c_void>()) };
     }
     // SAFETY: allocated by calloc above and not handed to PAM.
     unsafe { libc::free(replies.cast::<c_void>()) };

@@ -1,85 +1,94 @@
 //! Signal dispositions and masks.
+//!
+//! Through nix, except for what it lacks: dispositions of every signal number including the
+//! real-time ones (nix's `Signal` has none of them), and `sigtimedwait`.
 
-use super::check;
+use nix::sys::signal::{self as nix_signal, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
 use std::io;
 use std::time::Duration;
 
-/// Set every catchable signal to its default action and unblock all signals; then ignore
-/// SIGPIPE so that a closed stderr is an error, not a silent death mid-decision.
-pub fn reset_all() -> io::Result<()> {
+fn signal(sig: libc::c_int) -> io::Result<Signal> {
+    Ok(Signal::try_from(sig)?)
+}
+
+/// Every catchable signal number, real-time ones included, to `handler` (SIG_DFL or SIG_IGN).
+fn set_all(handler: libc::sighandler_t) {
     for sig in 1..libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL touches no Rust state; EINVAL for reserved signals
-        // (used by the C library) is ignored.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: installing SIG_DFL or SIG_IGN runs no handler code and touches no Rust
+        // state; EINVAL for numbers the C library reserves is ignored.
+        unsafe { libc::signal(sig, handler) };
     }
+}
+
+/// Set every catchable signal to its default action and unblock all signals; then ignore
+/// SIGPIPE so that a closed stderr is an error, not a silent death mid-decision.
+pub fn reset_all() -> io::Result<()> {
+    set_all(libc::SIG_DFL);
     unblock_all()?;
-    // SAFETY: SIG_IGN for SIGPIPE touches no Rust state.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    ignore(libc::SIGPIPE);
     Ok(())
 }
 
 /// Back to the default action for every signal (in the child, right before exec).
 pub fn default_all() {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: as in `reset_all`.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    set_all(libc::SIG_DFL);
+}
+
+fn set_handler(sig: libc::c_int, handler: SigHandler) {
+    if let Ok(sig) = signal(sig) {
+        // SAFETY: SIG_IGN and SIG_DFL run no handler code and touch no Rust state.
+        let _ = unsafe { nix_signal::signal(sig, handler) };
     }
 }
 
 pub fn ignore(sig: libc::c_int) {
-    // SAFETY: SIG_IGN touches no Rust state.
-    unsafe { libc::signal(sig, libc::SIG_IGN) };
+    set_handler(sig, SigHandler::SigIgn);
 }
 
 pub fn set_default(sig: libc::c_int) {
-    // SAFETY: SIG_DFL touches no Rust state.
-    unsafe { libc::signal(sig, libc::SIG_DFL) };
+    set_handler(sig, SigHandler::SigDfl);
 }
 
-fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
-    // SAFETY: all-zero bytes are a valid sigset_t; sigemptyset/sigaddset initialise it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t owned by this frame.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
+fn sigset(signals: &[libc::c_int]) -> io::Result<SigSet> {
+    let mut set = SigSet::empty();
+    for &s in signals {
+        set.add(signal(s)?);
     }
-    set
+    Ok(set)
 }
 
 pub fn unblock_all() -> io::Result<()> {
-    // SAFETY: all-zero bytes are a valid sigset_t; sigemptyset initialises it.
-    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `empty` is valid; the old mask is not requested (null).
-    unsafe { libc::sigemptyset(&mut empty) };
-    // SAFETY: as above.
-    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) }).map(drop)
+    Ok(nix_signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    )?)
 }
 
 /// Block `signals` so that they queue for [`wait`].
 pub fn block(signals: &[libc::c_int]) -> io::Result<()> {
-    let set = sigset(signals);
-    // SAFETY: `set` is a valid, initialised sigset_t; the old mask is not requested.
-    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) }).map(drop)
+    let set = sigset(signals)?;
+    Ok(nix_signal::sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&set),
+        None,
+    )?)
 }
 
 /// Wait up to `timeout` for one of `signals` (which must be blocked). None on time-out.
+/// Hand-written: nix has `sigwait` only, without a time-out.
 pub fn wait(signals: &[libc::c_int], timeout: Duration) -> io::Result<Option<libc::c_int>> {
-    let set = sigset(signals);
+    let set = sigset(signals)?;
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: `set` and `ts` are valid for the call; siginfo is not requested (null).
-    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    let r = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
     if r >= 0 {
         return Ok(Some(r));
     }
@@ -92,10 +101,9 @@ pub fn wait(signals: &[libc::c_int], timeout: Duration) -> io::Result<Option<lib
 
 /// Send `sig` to process `pid` (negative: process group). ESRCH is not an error.
 pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: kill takes integers and touches no memory.
-    match check(unsafe { libc::kill(pid, sig) }) {
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-        other => other.map(drop),
+    match nix_signal::kill(Pid::from_raw(pid), signal(sig)?) {
+        Err(nix::errno::Errno::ESRCH) => Ok(()),
+        other => Ok(other?),
     }
 }
 

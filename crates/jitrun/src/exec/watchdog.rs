@@ -19,11 +19,11 @@
 //! again; once the grant is on it, the command ends like at expiry (SIGTERM, `kill_grace`,
 //! `cgroup.kill`) and the supervisor is told, so that `elevate.end` says `revoked`.
 
+use super::terminate::{remove_when_empty, terminate};
 use crate::revocations::{self, Fingerprint, ListState};
-use crate::supervise::terminate;
 use crate::system::cgroup::{RunCgroup, SessionCgroup};
 use crate::system::fs;
-use crate::system::process::{self, Fork};
+use crate::system::process::{self, Fork, Resource};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -77,7 +77,11 @@ impl Watchdog {
     /// Fork the watchdog. `supervisor_lost` runs in the watchdog if the supervisor vanishes.
     pub fn start(guard: &Guard<'_>, supervisor_lost: impl FnOnce()) -> std::io::Result<Watchdog> {
         let (r, w) = process::pipe()?;
-        match process::fork()? {
+        // SAFETY: jitrun is single-threaded, and the child runs only `watch`, which ends with
+        // `_exit` and never returns here.
+        #[allow(unsafe_code)]
+        let forked = unsafe { process::fork() }?;
+        match forked {
             Fork::Child => {
                 drop(w);
                 watch(guard, r, supervisor_lost)
@@ -187,18 +191,46 @@ impl Ending<'_, '_> {
     }
 }
 
-fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOnce()) -> ! {
-    let mut from_supervisor = std::fs::File::from(from_supervisor);
+/// The watchdog's own process: out of the caller's session and terminal, with room for the
+/// descriptors it needs.
+fn detach(guard: &Guard<'_>) {
     // The caller's RLIMIT_NOFILE (inherited, possibly tiny) must not keep the watchdog from
     // reading the revocation list: drop what it does not need, and raise the limit where the
     // kernel lets root (not in containers without CAP_SYS_RESOURCE).
-    fs::close_inherited(guard.unneeded);
-    if let Ok((_, hard)) = process::getrlimit(libc::RLIMIT_NOFILE) {
+    // SAFETY: the watchdog never touches the supervisor's objects that own these (the pipes'
+    // other ends) and ends with `_exit`.
+    #[allow(unsafe_code)]
+    unsafe {
+        fs::close_inherited(guard.unneeded)
+    };
+    if let Ok((_, hard)) = process::getrlimit(Resource::RLIMIT_NOFILE) {
         let want = hard.max(256);
-        let _ = process::setrlimit(libc::RLIMIT_NOFILE, want, want);
+        let _ = process::setrlimit(Resource::RLIMIT_NOFILE, want, want);
     }
     let _ = process::setsid();
     let _ = fs::std_fds_to_null();
+}
+
+/// How long to wait for the supervisor or the command: until the end of the grace period
+/// once ending, else until expiry and the next look at the revocation list.
+fn timeout(ending: &Ending<'_, '_>, revocation: Option<&RevocationCheck<'_>>) -> Duration {
+    let timeout = match (ending.kill_at, ending.guard.expires) {
+        (Some(at), _) => at.saturating_duration_since(Instant::now()),
+        (None, Some(exp)) => {
+            let left = exp - OffsetDateTime::now_utc();
+            Duration::from_millis(left.whole_milliseconds().clamp(0, 3_600_000) as u64)
+        }
+        (None, None) => Duration::from_secs(3600),
+    };
+    match (ending.kill_at, revocation) {
+        (None, Some(check)) => timeout.min(check.next.saturating_duration_since(Instant::now())),
+        _ => timeout,
+    }
+}
+
+fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOnce()) -> ! {
+    let mut from_supervisor = std::fs::File::from(from_supervisor);
+    detach(guard);
     let mut ending = Ending {
         guard,
         kill_at: None,
@@ -218,20 +250,9 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
         }
     }
     loop {
-        let mut timeout = match (ending.kill_at, guard.expires) {
-            (Some(at), _) => at.saturating_duration_since(Instant::now()),
-            (None, Some(exp)) => {
-                let left = exp - OffsetDateTime::now_utc();
-                Duration::from_millis(left.whole_milliseconds().clamp(0, 3_600_000) as u64)
-            }
-            (None, None) => Duration::from_secs(3600),
-        };
-        if let (None, Some(check)) = (ending.kill_at, revocation.as_ref()) {
-            timeout = timeout.min(check.next.saturating_duration_since(Instant::now()));
-        }
         let mut fds = vec![from_supervisor.as_fd()];
         fds.extend(command_exit);
-        let ready = match fs::poll_readable_any(&fds, timeout) {
+        let ready = match fs::poll_readable_any(&fds, timeout(&ending, revocation.as_ref())) {
             Ok(r) => r,
             Err(_) => break, // cannot watch: fail closed
         };
@@ -259,13 +280,7 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
     ending.kill();
     supervisor_lost();
     if let Some(cg) = guard.cgroup {
-        for _ in 0..500 {
-            if !cg.is_populated() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        cg.remove();
+        remove_when_empty(cg);
     }
     if let Some(session) = guard.session {
         session.leave();

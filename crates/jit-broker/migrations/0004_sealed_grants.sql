@@ -1,4 +1,4 @@
--- jitbroker store, version 3.
+-- jitbroker store, version 4.
 
 -- Sealed break-glass grants (`jitbroker break-glass seal`): issued in batches, kept offline,
 -- single use per host. The tokens themselves are not kept, only their hash.
@@ -20,6 +20,8 @@ CREATE TABLE sealed_grants (
     revoke_reason TEXT
 );
 CREATE INDEX sealed_grants_batch ON sealed_grants(batch);
+-- The revocation list names the revoked ones until their exp.
+CREATE INDEX sealed_grants_revoked ON sealed_grants(exp) WHERE revoked_at IS NOT NULL;
 
 -- Uses of sealed grants, as hosts report them (jitctl revocations sync/watch): one per grant
 -- and host; `at` is when the host used it, `reported` when the broker heard of it.

@@ -11,6 +11,7 @@ use crate::harden::SavedLimits;
 use crate::identity::Target;
 use crate::inherited::Inherited;
 use crate::system::caps::{self, CapSets};
+use crate::system::process::Resource;
 use crate::system::{process, seccomp};
 use jit_policy::{CapSet, RunAs};
 use std::ffi::CString;
@@ -53,7 +54,7 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
     if plan.elevated {
         step(
             "disabling core dumps",
-            process::setrlimit(libc::RLIMIT_CORE, NO_CORE, NO_CORE),
+            process::setrlimit(Resource::RLIMIT_CORE, NO_CORE, NO_CORE),
         )?;
     }
     plan.inherited.restore();
@@ -102,17 +103,23 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
     }
 
     // Trust, but verify: the kernel's view must be exactly the plan.
+    verify(sets, t.uid, last)
+}
+
+/// The capabilities, uids and bounding set the kernel now reports are exactly `sets`, `uid`
+/// and the wanted set (`sets.effective`), or the child refuses to exec.
+fn verify(sets: CapSets, uid: u32, last: u8) -> io::Result<()> {
+    let wanted = sets.effective;
     let now = caps::get()?;
     if now != sets {
         return Err(io::Error::other(format!(
             "capabilities are {now:x?} after the change, expected {sets:x?}"
         )));
     }
-    let (r, e, s) = process::getresuid();
-    if (r, e, s) != (t.uid, t.uid, t.uid) {
+    let (r, e, s) = process::getresuid()?;
+    if (r, e, s) != (uid, uid, uid) {
         return Err(io::Error::other(format!(
-            "uids are {r}/{e}/{s} after the change, expected {}",
-            t.uid
+            "uids are {r}/{e}/{s} after the change, expected {uid}"
         )));
     }
     for cap in 0..=last {

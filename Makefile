@@ -22,7 +22,7 @@
 #                 BENCH_ATTACK_REQUESTS; not in make test)
 #   make bench-revocation  seconds from `jitctl revoke` to the end of the revoked command on 3 hosts
 #                 in network namespaces running `jitctl revocations watch` against a TLS replica
-#                 (scripts/bench_revocation.py; root only; not in make test)
+#                 on PostgreSQL (scripts/bench_revocation.py; root only; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens, settings and the policy
 #                 snapshot decoder (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
@@ -190,6 +190,7 @@ bench-broker: build-deps
 
 bench-revocation: build demo-deps
 ifeq ($(IS_ROOT),yes)
+	@$(NEED_DEB) "make bench-revocation (two replicas on PostgreSQL, hosts in network namespaces)" postgresql libpq5 iproute2
 	$(PYTHON) scripts/bench_revocation.py
 else
 	@echo "make bench-revocation needs root (throwaway users, a setuid jitrun, network namespaces)"; exit 1

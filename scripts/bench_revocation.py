@@ -2,7 +2,8 @@
 """Benchmark (not a test): how long a revoked grant's running command survives on the hosts.
 
 The set-up of tests/e2e_broker/test_hosts_netns.py, timed: a broker on loopback (the lab's) and
-a second replica on the same SQLite store serving TLS on a veth address; N hosts (default 3),
+a second replica on the same PostgreSQL database (a throwaway cluster, tests/harness/pgcluster.py)
+serving TLS on a veth address; N hosts (default 3),
 each in its own network namespace with its own /etc/jitrun and /var/lib/jitrun, running
 `jitctl revocations watch` against the replica (through a client URL list whose first entry
 does not answer). Each round: one grant valid on every host (auto-approved, on-call), a
@@ -11,12 +12,13 @@ does not answer). Each round: one grant valid on every host (auto-approved, on-c
 is one sample. No `jitctl revocations sync` runs.
 
 What the time is made of: the revoke call (jitctl, its attestation, the broker's commit); the
-replica's re-check of the store's seq (every second; the revoking replica would wake its own
-watchers at once); the watch's write of the list; jitrun's watchdog noticing the new file (it
-looks every 2 s); SIGTERM and the command's end (sleep ends at once).
+watchers' replica hearing of it (PostgreSQL's NOTIFY to its LISTEN connection; with
+`--no-notifications`, `[postgres] notifications = false`, its once-a-second look at the store instead); the
+watch's write of the list; jitrun's watchdog noticing the new file (it looks every 2 s);
+SIGTERM and the command's end (sleep ends at once).
 
 Usage: make bench-revocation   (builds, then runs this as root)
-       python3 scripts/bench_revocation.py [--rounds 20] [--hosts 3]
+       python3 scripts/bench_revocation.py [--rounds 20] [--hosts 3] [--no-notifications]
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "harness"))
 sys.path.insert(0, str(REPO / "tests" / "e2e_broker"))
-from brokerlab import start_world, stop_process  # noqa: E402
+from brokerlab import PostgresStore, start_world, stop_process  # noqa: E402
 from jitlab import Lab  # noqa: E402
 from netns_hosts import NetHosts, wait_until  # noqa: E402
+from pgcluster import PgCluster  # noqa: E402
 from test_hosts_netns import fleet  # noqa: E402
 
 
@@ -89,12 +92,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--hosts", type=int, default=3)
+    ap.add_argument("--no-notifications", action="store_true",
+                    help="[postgres] notifications = false: replicas learn of each other's revocations only by looking")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_revocation needs root (users, a setuid jitrun, network namespaces)", file=sys.stderr)
         return 1
-    with Lab() as lab:
-        bw = start_world(lab)
+    with Lab() as lab, PgCluster() as cluster:
+        bw = start_world(lab, store=lambda _root: PostgresStore(cluster))
+        if args.no_notifications:
+            bw.config.write_text(bw.config.read_text().replace("[postgres]\n", "[postgres]\nnotifications = false\n"))
+            bw.server.restart()
         net = NetHosts(lab, args.hosts)
         replica = None
         try:
@@ -114,6 +122,7 @@ def main() -> int:
             bw.stop()
     load = os.getloadavg()
     print(f"\n{args.rounds} rounds x {args.hosts} hosts = {len(samples)} commands; "
+          f"{'without' if args.no_notifications else 'with'} LISTEN/NOTIFY; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(f"revoke call: p50 {statistics.median(calls) * 1000:.0f} ms, max {max(calls) * 1000:.0f} ms")
     print(f"revoke call -> command ended: p50 {percentile(samples, 50):.2f} s, p90 {percentile(samples, 90):.2f} s, "

@@ -561,7 +561,7 @@ DEFENCES: list[Defence] = [
         "broker: watchers follow the store's seq, not only this process's revocations", f"{BSRC}/watch.rs",
         [("        let _ = tokio::time::timeout(RECHECK, b.watches.poke.notified()).await;\n",
           "        b.watches.poke.notified().await;\n")],
-        [f"{BW}::test_without_listen_a_replica_still_wakes_its_watchers_at_its_look[postgres]"],
+        [f"{BW}::test_without_notifications_a_replica_still_wakes_its_watchers_at_its_look[postgres]"],
         package="jit-broker"),
     Defence(
         "broker (PostgreSQL): every replica hears of a new revocation list at once (NOTIFY)",

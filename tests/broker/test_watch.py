@@ -145,17 +145,17 @@ def test_max_watches_must_leave_connections_for_everything_else(tmp_path):
 def two_replicas(tmp_path, store_backend):
     """make(listen=True) -> (a, b): two started replicas on one PostgreSQL database with one
     signing key; b holds watches 300 s (longer than a client here waits), so only an
-    announcement or b's own look at the store can answer them; `listen=False` sets b's
-    `[postgres] listen = false`."""
+    announcement or b's own look at the store can answer them; `notifications=False` sets
+    b's `[postgres] notifications = false`."""
     made: list[Broker] = []
 
-    def make(listen: bool = True) -> tuple[Broker, Broker]:
+    def make(notifications: bool = True) -> tuple[Broker, Broker]:
         hold = '[http]\nwatch_hold = "300s"\n'
         a = Broker(tmp_path / "a", workflows=[NET, ONCALL], replica="a", extra=hold)
         b = Broker(tmp_path / "b", workflows=[NET, ONCALL], replica="b", extra=hold, store=a.store,
                    signing_key=a.key)
-        if not listen:
-            b.config.write_text(b.config.read_text().replace("[postgres]\n", "[postgres]\nlisten = false\n"))
+        if not notifications:
+            b.config.write_text(b.config.read_text().replace("[postgres]\n", "[postgres]\nnotifications = false\n"))
         made.extend([a, b])
         return a.start(), b.start()
 
@@ -193,10 +193,10 @@ def test_a_replica_wakes_its_watchers_for_a_revocation_made_on_another(two_repli
 
 
 @pytest.mark.backends("postgres")
-def test_without_listen_a_replica_still_wakes_its_watchers_at_its_look(two_replicas):
-    """`[postgres] listen = false` (LISTEN does not pass a transaction-pooling PgBouncer): b
+def test_without_notifications_a_replica_still_wakes_its_watchers_at_its_look(two_replicas):
+    """`[postgres] notifications = false` (LISTEN does not pass a transaction-pooling PgBouncer): b
     hears nothing, and its once-a-second look at the store's seq answers the watch."""
-    a, b = two_replicas(listen=False)
+    a, b = two_replicas(notifications=False)
     revoked_on_a_answers_b(a, b)
     m = b.metrics()
     assert m["jitbroker_revocation_listener_up"] == 0 and m["jitbroker_revocation_announcements_total"] == 0, m

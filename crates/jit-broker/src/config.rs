@@ -169,11 +169,11 @@ pub struct PostgresSettings {
     /// Hear other replicas' revocations at once (a connection of its own that LISTENs);
     /// false where LISTEN does not work (a transaction-pooling PgBouncer in between): then
     /// the once-a-second look at the store alone brings them.
-    #[serde(default = "default_pg_listen")]
-    pub listen: bool,
+    #[serde(default = "default_notifications")]
+    pub notifications: bool,
 }
 
-fn default_pg_listen() -> bool {
+fn default_notifications() -> bool {
     true
 }
 
@@ -198,7 +198,7 @@ impl Default for PostgresSettings {
             ca_file: None,
             pool_size: default_pool_size(),
             connect_timeout: default_connect_timeout(),
-            listen: default_pg_listen(),
+            notifications: default_notifications(),
         }
     }
 }

@@ -89,7 +89,7 @@ pub struct PgStore {
     target: String,
     replica: String,
     /// The revocation channel's listener, started by [`Store::follow_revocations`] (None:
-    /// `[postgres] listen = false`).
+    /// `[postgres] notifications = false`).
     listener: Option<Listener>,
 }
 
@@ -234,7 +234,7 @@ impl PgStore {
             }
             None => Connector::Plain,
         };
-        let listener = settings.listen.then(|| Listener {
+        let listener = settings.notifications.then(|| Listener {
             config: config.clone(),
             connector: connector.clone(),
             channel: REVOCATIONS_CHANNEL,
@@ -470,7 +470,7 @@ impl Store for PgStore {
     }
 
     /// LISTEN on the channel every new revocation list is announced on (pg_listen.rs),
-    /// unless `[postgres] listen = false`.
+    /// unless `[postgres] notifications = false`.
     fn follow_revocations(&self, announce: Arc<AnnounceFn>) -> bool {
         match &self.listener {
             Some(listener) => {

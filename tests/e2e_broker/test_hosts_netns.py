@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 
 import pytest
-from brokerlab import JITBROKER, ROOT, free_port, serve, stop_process
+from brokerlab import ROOT, free_port, serve, stop_process
 from jitlab import decode_token, toml_value
-from netns_hosts import NetHosts, tls_files, wait_until
+from netns_hosts import NetHosts, wait_until
+from testca import tls_files
 
 # Replicas share a PostgreSQL database (a SQLite file serves one broker process).
 pytestmark = [pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip(8) (iproute2; make deps installs it)"),
@@ -56,7 +56,7 @@ def fleet(bw, net: NetHosts) -> tuple[str, subprocess.Popen]:
         h.write_conf("client.toml", f"broker = {toml_value([dead, url])}\nca = \"/etc/jitrun/broker-ca.pem\"\n"
                                     f"jitrun = {toml_value(str(lab.jitrun))}\n")
         h.write_conf("policy.toml", bw.policy + fleet_policy(bw))
-    replica = _serve_tls(config, url, ca, net.dir / "replica.log")
+    replica = serve(config, url, net.dir / "replica.log", ca=ca)
     for h in net.hosts:
         h.watch = h.start(ROOT, [str(bw.jitctl_bin), "revocations", "watch"])
     for h in net.hosts:
@@ -112,25 +112,3 @@ def test_revocation_ends_the_command_on_every_watching_host(bw):
         net.close()
         if replica:
             stop_process(replica)
-
-
-def _serve_tls(config, url: str, ca, log) -> subprocess.Popen:
-    import ssl
-    import urllib.request
-
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(JITBROKER), "--config", str(config), "serve"], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT)
-    ctx = ssl.create_default_context(cafile=str(ca))
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/healthz", context=ctx, timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_process(proc)
-            raise AssertionError(f"the TLS replica did not come up:\n{log.read_text(errors='replace')}")
-        time.sleep(0.1)

@@ -559,8 +559,8 @@ DEFENCES: list[Defence] = [
         [f"{BW}::test_one_host_cannot_take_every_watch"], package="jit-broker"),
     Defence(
         "broker: watchers follow the store's seq, not only this process's revocations", f"{BSRC}/watch.rs",
-        [("        let _ = tokio::time::timeout(RECHECK, b.watches.poke.notified()).await;\n",
-          "        b.watches.poke.notified().await;\n")],
+        [("        let _ = tokio::time::timeout(RECHECK, watches.poke.notified()).await;\n",
+          "        watches.poke.notified().await;\n")],
         [f"{BW}::test_without_notifications_a_replica_still_wakes_its_watchers_at_its_look[postgres]"],
         package="jit-broker"),
     Defence(
@@ -576,7 +576,7 @@ DEFENCES: list[Defence] = [
          ("            if !for_host || !tx.record_sealed_use(", "            if !tx.record_sealed_use(")],
         [f"{BSEAL}::test_a_host_reports_its_own_uses_once"], package="jit-broker"),
     Defence(
-        "broker: revoked sealed grants are on the revocation list", f"{BSRC}/grants.rs",
+        "broker: revoked sealed grants are on the revocation list", f"{BSRC}/revocation_list.rs",
         [("    revoked.extend(tx.revoked_sealed(now)?.into_iter().map(|g| Revoked {\n",
           "    revoked.extend(tx.revoked_sealed(now)?.into_iter().take(0).map(|g| Revoked {\n")],
         [f"{BSEAL}::test_a_revoked_sealed_grant_stays_on_the_list_for_its_validity"], package="jit-broker"),

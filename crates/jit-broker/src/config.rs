@@ -723,5 +723,15 @@ events = ["request.create", "request.approve", "grant.issue", "grant.revoke", "b
         .unwrap();
         assert!(matches!(c.store_location, StoreLocation::Postgres(_)));
         assert_eq!(c.replica_name("h1"), "h1:7443");
+        assert!(
+            c.postgres.notifications,
+            "replicas hear each other's revocations by default"
+        );
+        let c = Config::parse(
+            "id = \"b\"\nstore = \"postgres://jb@db1/j\"\n[postgres]\nnotifications = false\n",
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        assert!(!c.postgres.notifications);
     }
 }

@@ -9,9 +9,8 @@
 //! running at the same moment cannot write an older list over a newer one.
 
 use crate::cli::WatchArgs;
-use crate::client::{Broker, Reply, CALL_TIMEOUT};
+use crate::client::{text, Broker, Reply, CALL_TIMEOUT};
 use crate::error::{io_error, CliError, Result};
-use crate::requests::text;
 use crate::sync::{host_keys, write_atomic, KEYS_DIR, STATE_DIR};
 use jit_grant::{format_time, KeySet, RevocationList};
 use serde_json::Value;
@@ -104,34 +103,11 @@ fn libc_nofollow() -> i32 {
 /// Verify the broker's answer and write it unless it is older than, or the same as, the
 /// list on disk.
 fn apply(v: &Value, keys: &KeySet) -> Result<Applied> {
-    let token = text(v, "token").trim().to_string();
-    let new = RevocationList::verify(&token, keys)
-        .map_err(|e| {
-            CliError(format!(
-                "the broker's revocation list does not verify with the keys in {KEYS_DIR}: {e}; nothing was written"
-            ))
-        })?
-        .list;
-    if let Some(seq) = v.get("seq").and_then(|s| s.as_u64()) {
-        if seq != new.seq {
-            return Err(CliError(format!(
-                "the broker says seq {seq} but its signed list has seq {}; nothing was written",
-                new.seq
-            )));
-        }
-    }
+    let (token, new) = verified(v, keys)?;
     locked(|| {
         let old = on_disk(keys)?;
         if let Some(old) = &old {
-            if new.seq < old.seq {
-                return Err(CliError(format!(
-                    "refusing a rollback: the broker's list has seq {} (issued {}), older than seq {} (issued {}) on disk; a replayed or restored broker? nothing was written",
-                    new.seq,
-                    format_time(new.iat),
-                    old.seq,
-                    format_time(old.iat)
-                )));
-            }
+            refuse_rollback(&new, old)?;
             if new.seq == old.seq && new.iat <= old.iat {
                 return Ok(Applied::Unchanged(new));
             }
@@ -144,6 +120,40 @@ fn apply(v: &Value, keys: &KeySet) -> Result<Applied> {
         )?;
         Ok(Applied::Written { old, new })
     })
+}
+
+/// The broker's list: its token, and the list once it verifies with `keys` and carries the
+/// `seq` the broker announced beside it.
+fn verified(v: &Value, keys: &KeySet) -> Result<(String, RevocationList)> {
+    let token = text(v, "token").trim().to_string();
+    let new = RevocationList::verify(&token, keys)
+        .map_err(|e| {
+            CliError(format!(
+                "the broker's revocation list does not verify with the keys in {KEYS_DIR}: {e}; nothing was written"
+            ))
+        })?
+        .list;
+    match v.get("seq").and_then(Value::as_u64) {
+        Some(seq) if seq != new.seq => Err(CliError(format!(
+            "the broker says seq {seq} but its signed list has seq {}; nothing was written",
+            new.seq
+        ))),
+        _ => Ok((token, new)),
+    }
+}
+
+/// A list older than the one on disk (a lower `seq`) is a replay or a restored broker.
+fn refuse_rollback(new: &RevocationList, old: &RevocationList) -> Result<()> {
+    if new.seq >= old.seq {
+        return Ok(());
+    }
+    Err(CliError(format!(
+        "refusing a rollback: the broker's list has seq {} (issued {}), older than seq {} (issued {}) on disk; a replayed or restored broker? nothing was written",
+        new.seq,
+        format_time(new.iat),
+        old.seq,
+        format_time(old.iat)
+    )))
 }
 
 /// One line about a written list: seq, issuer, time, what changed, and which broker.

@@ -20,6 +20,9 @@
 #                 grant, revocation-sync capacity, then p99 quiet vs under 2,000 idle + 1,100
 #                 slowloris connections (scripts/bench_broker.py; BENCH_SECONDS per level,
 #                 BENCH_ATTACK_REQUESTS; not in make test)
+#   make bench-revocation  seconds from `jitctl revoke` to the end of the revoked command on 3 hosts
+#                 in network namespaces running `jitctl revocations watch` against a TLS replica
+#                 on PostgreSQL (scripts/bench_revocation.py; root only; not in make test)
 #   make fuzz     cargo fuzz on the policy parser, argv patterns, tokens, settings and the policy
 #                 snapshot decoder (FUZZ_SECONDS each)
 #   make defence-check  remove each security defence once from a scratch copy and check that its
@@ -67,6 +70,8 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
 # systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
 # strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered);
+# zbar-tools: tests/e2e_broker decodes the QR codes of sealed break-glass grants with zbarimg;
+# iproute2: tests/e2e_broker puts hosts in network namespaces (ip netns, veth pairs);
 # busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched);
 # asciinema: session recordings must play in Debian's own player (tests/session: `asciinema cat`
 # prints exactly what the recorded command wrote);
@@ -75,13 +80,13 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
 # pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
 # the package's own cluster, which is not started here); libpq5 (psycopg's client library).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema chromium chromium-driver postgresql libpq5
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema chromium chromium-driver zbar-tools iproute2 postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name. selenium drives Chromium (tests/e2e_web);
 # oidc_provider_mock is the OpenID Connect provider the web tests sign in with (tests/harness/oidc_provider.py).
 PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography psycopg=psycopg selenium=selenium oidc_provider_mock=oidc-provider-mock
 
-.PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker fuzz defence-check install deb rpm clean
+.PHONY: all deps build-deps demo-deps deb-tools rpm-tools deny-tools pkg-assets build release lint audit audit-advisories unit policy-test e2e test demo bench bench-broker bench-revocation fuzz defence-check install deb rpm clean
 
 all: build
 
@@ -185,6 +190,14 @@ bench-broker: build-deps
 	@$(PYTHON) -c "import psycopg, pyseto" 2>/dev/null || $(MAKE) --no-print-directory deps
 	$(CARGO) build --release -p jit-broker
 	JITBROKER=target/release/jitbroker $(PYTHON) scripts/bench_broker.py
+
+bench-revocation: build demo-deps
+ifeq ($(IS_ROOT),yes)
+	@$(NEED_DEB) "make bench-revocation (two replicas on PostgreSQL, hosts in network namespaces)" postgresql libpq5 iproute2
+	$(PYTHON) scripts/bench_revocation.py
+else
+	@echo "make bench-revocation needs root (throwaway users, a setuid jitrun, network namespaces)"; exit 1
+endif
 
 # Fuzzing (never part of `make test`): cargo-fuzz needs nightly-only flags (-Zsanitizer); this
 # machine has one stable toolchain, so RUSTC_BOOTSTRAP=1 lets it use them. Corpora are committed

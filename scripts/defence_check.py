@@ -66,6 +66,7 @@ P = "tests/e2e/test_pam.py"
 X = "tests/e2e/test_execution.py"
 K = "tests/e2e/test_capabilities.py"
 RR = "tests/e2e/test_review_regressions.py"
+SEALED = "tests/e2e/test_sealed.py"
 S = "tests/e2e/test_audit_sender.py"
 FORGED = f"{S}::test_forged_audit_events_from_a_user_never_reach_the_events_output"
 SENDER_CHECK = ('    if not (exists($!uid) and (($programname == "jitrun" and cnum($!uid) == 0)\n'
@@ -77,6 +78,8 @@ BH = "tests/broker/test_hardening.py"
 BF = "tests/broker/test_store_faults.py"
 BW = "tests/broker/test_web.py"
 WSRC = "crates/jit-broker/src/web"
+BWATCH = "tests/broker/test_watch.py"
+BSEAL = "tests/broker/test_sealed_reports.py"
 BR = "tests/broker/test_replicas.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
@@ -308,6 +311,21 @@ DEFENCES: list[Defence] = [
           "        .map_err(grant_refusal)?;\n")],
         [f"{A}::test_revocation_list_token_is_not_a_grant",
          f"{R}::test_wrong_implicit_assertion"]),
+    Defence(
+        "sealed grants: only for rules with sealed_validity, within it", "crates/jit-policy/src/decide.rs",
+        [("    match rule.sealed_validity {\n        None => Some(format!(",
+          "    match rule.sealed_validity.or(Some(Duration::MAX)) {\n        None => Some(format!(")],
+        [f"{SEALED}::test_a_rule_without_sealed_validity_refuses_sealed_grants"]),
+    Defence(
+        "sealed grants: a single-use break-glass grant (claim consistency)", "crates/jit-grant/src/claims.rs",
+        [("        if self.sealed && !(self.break_glass && self.max_uses == Some(1)) {\n",
+          "        if false {\n")],
+        [f"{SEALED}::test_a_sealed_claim_without_single_use_break_glass_is_refused"]),
+    Defence(
+        "sealed grants: the command ends after the rule's max_duration", "crates/jit-grant/src/claims.rs",
+        [("        if !self.sealed {\n            return self.exp;\n        }\n",
+          "        if true {\n            return self.exp;\n        }\n")],
+        [f"{SEALED}::test_the_command_of_a_sealed_grant_ends_after_max_duration"]),
     Defence(
         "TIOCSTI/TIOCLINUX seccomp filter (doas CVE-2023-28339)", f"{SRC}/exec/elevate.rs",
         [("    step(\n"
@@ -576,6 +594,38 @@ DEFENCES: list[Defence] = [
           "            #[allow(unreachable_code)]\n")],
         [f"{BF}::test_revoking_by_id_works_without_the_grants_row"], package="jit-broker"),
     Defence(
+        "broker: held revocation watches are capped (http.max_watches)", f"{BSRC}/watch.rs",
+        [("        let slot = self\n            .slots\n            .clone()\n            .try_acquire_owned()\n",
+          "        let slot = Arc::new(Semaphore::new(1))\n            .try_acquire_owned()\n")],
+        [f"{BWATCH}::test_held_watches_are_capped_and_other_calls_go_on"], package="jit-broker"),
+    Defence(
+        "broker: one host's callers hold at most http.max_watches_per_host watches", f"{BSRC}/watch.rs",
+        [("        if by_host.get(host).copied().unwrap_or(0) >= self.per_host {\n", "        if false {\n")],
+        [f"{BWATCH}::test_one_host_cannot_take_every_watch"], package="jit-broker"),
+    Defence(
+        "broker: watchers follow the store's seq, not only this process's revocations", f"{BSRC}/watch.rs",
+        [("        let _ = tokio::time::timeout(RECHECK, watches.poke.notified()).await;\n",
+          "        watches.poke.notified().await;\n")],
+        [f"{BWATCH}::test_without_notifications_a_replica_still_wakes_its_watchers_at_its_look[postgres]"],
+        package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): every replica hears of a new revocation list at once (NOTIFY)",
+        f"{BSRC}/store/postgres.rs",
+        [("            &format!(\"SELECT pg_notify('{REVOCATIONS_CHANNEL}', $1)\"),\n",
+          "            \"SELECT $1::TEXT\",\n")],
+        [f"{BWATCH}::test_a_replica_wakes_its_watchers_for_a_revocation_made_on_another[postgres]"],
+        package="jit-broker"),
+    Defence(
+        "broker: uses of sealed grants are reported by root on the grant's own hosts", f"{BSRC}/sealed.rs",
+        [("    if c.uid != 0 {\n", "    if false {\n"),
+         ("            if !for_host || !tx.record_sealed_use(", "            if !tx.record_sealed_use(")],
+        [f"{BSEAL}::test_a_host_reports_its_own_uses_once"], package="jit-broker"),
+    Defence(
+        "broker: revoked sealed grants are on the revocation list", f"{BSRC}/revocation_list.rs",
+        [("    revoked.extend(tx.revoked_sealed(now)?.into_iter().map(|g| Revoked {\n",
+          "    revoked.extend(tx.revoked_sealed(now)?.into_iter().take(0).map(|g| Revoked {\n")],
+        [f"{BSEAL}::test_a_revoked_sealed_grant_stays_on_the_list_for_its_validity"], package="jit-broker"),
+    Defence(
         "broker: store errors name cause and fix", f"{BSRC}/store/sqlite.rs",
         [("    let hint = diagnose::hint(path, &source)\n", "    let hint = None::<String>\n")],
         [f"{BF}::test_store_errors_name_the_cause_and_the_fix"], package="jit-broker"),
@@ -606,7 +656,9 @@ DEFENCES: list[Defence] = [
     Defence(
         "broker (PostgreSQL): rows read in write transactions locked (FOR UPDATE)", f"{BSRC}/store/postgres.rs",
         [("            \" FOR UPDATE\"\n        } else {", "            \"\"\n        } else {")],
-        [f"{BR}::test_approvals_on_two_replicas_at_once_count_distinct_approvers[postgres]"], package="jit-broker"),
+        [f"{BR}::test_approvals_on_two_replicas_at_once_count_distinct_approvers[postgres]",
+         f"{BR}::test_sealed_grants_used_and_revoked_on_two_replicas_at_once_count_once[postgres]"],
+        package="jit-broker"),
     Defence(
         "broker (PostgreSQL): audit appends serialized (advisory lock on the chain head)", f"{BSRC}/store/postgres.rs",
         [("let mut pre = format!(\"SELECT pg_advisory_xact_lock({AUDIT_LOCK})\");",
@@ -621,6 +673,12 @@ DEFENCES: list[Defence] = [
         "broker (PostgreSQL): a replayed attestation jti is refused (primary key)", f"{BSRC}/store/postgres.rs",
         [("ON CONFLICT (jti) DO NOTHING", "ON CONFLICT (jti) DO UPDATE SET exp = EXCLUDED.exp")],
         [f"{BR}::test_a_replayed_attestation_is_accepted_once_across_replicas[postgres]"], package="jit-broker"),
+    Defence(
+        "broker (PostgreSQL): a sealed grant's use on a host is recorded once (primary key)",
+        f"{BSRC}/store/postgres.rs",
+        [("ON CONFLICT (grant_id, host) DO NOTHING", "ON CONFLICT (grant_id, host) DO UPDATE SET reported = EXCLUDED.reported")],
+        [f"{BR}::test_sealed_grants_used_and_revoked_on_two_replicas_at_once_count_once[postgres]"],
+        package="jit-broker"),
     Defence(
         "broker: webhook deliveries claimed before they are sent (lease, SKIP LOCKED)", f"{BSRC}/store/postgres.rs",
         [("\"UPDATE outbox SET next_attempt_ms = $2 WHERE id IN (",

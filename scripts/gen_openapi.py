@@ -91,6 +91,12 @@ schemas = {
     "Revocations": S("object", required=["token", "seq"], additionalProperties=False, properties={
         "token": S("string", description="jitrun:revocations:v1 token signed by the broker key"),
         "seq": S("integer", minimum=1), "iat": time}),
+    "UsesBody": S("object", required=["uses"], additionalProperties=False, properties={
+        "uses": {"type": "array", "maxItems": 500, "items": S("object", required=["id", "at"], additionalProperties=False, properties={
+            "id": S("string", description="a grant id from the host's use counters (/var/lib/jitrun/uses/)"),
+            "at": {**time, "description": "when the host used it (its counter's time)"}})}}),
+    "Recorded": S("object", required=["recorded"], additionalProperties=False, properties={
+        "recorded": {**strings, "description": "the sealed grants whose use on the calling host was recorded now (not before)"}}),
     "HostBody": S("object", required=["name", "public_key"], additionalProperties=False, properties={
         "name": S("string", pattern=HOST_NAME), "public_key": S("string", pattern=PUBLIC_KEY, description="k4.public PASERK (Ed25519)"),
         "enrollment_token": S("string", pattern="^jitenroll-[0-9a-f]{48}$", description="from `jitbroker host enroll-token NAME`; the call is then attested by the key being enrolled")}),
@@ -117,13 +123,14 @@ schemas["AuditList"] = S("object", required=["events"], additionalProperties=Fal
 ERRS = {
     "400": "invalid body, query or path (`invalid_body`, `invalid_query`, `invalid_path`, `invalid_ttl`, `invalid_cmd`, `invalid_key`)",
     "401": "no, invalid, stale, replayed or mismatched attestation (`attestation_missing`, `attestation_invalid`, `attestation_bad_signature`, `attestation_expired`, `attestation_not_yet_valid`, `attestation_too_long`, `attestation_mismatch`, `attestation_replayed`, `unknown_host`, `host_retired`)",
-    "403": "not allowed (`not_requester`, `not_approver`, `not_approver_host`, `self_approval`, `not_admin`, `no_workflow`, `host_not_allowed`, `break_glass_not_allowed`, `ttl_too_long`, `ttl_too_short`, `enrollment_token_invalid`, `grant_token_invalid`)",
+    "403": "not allowed (`not_requester`, `not_approver`, `not_approver_host`, `self_approval`, `not_admin`, `not_root`, `no_workflow`, `host_not_allowed`, `break_glass_not_allowed`, `ttl_too_long`, `ttl_too_short`, `enrollment_token_invalid`, `grant_token_invalid`)",
     "404": "no such object, or not visible to the caller (`not_found`)",
     "405": "method not allowed (`method_not_allowed`)",
     "408": "the body did not arrive within http.header_timeout (`body_timeout`)",
     "409": "the object is not in a state for this (`not_pending`, `already_approved`, `already_revoked`, `grant_expired`, `request_expired`, `host_exists`, `key_in_use`, `host_retired`)",
     "413": "body over 64 KiB (`body_too_large`)",
     "415": "a body without `Content-Type: application/json` (`unsupported_media_type`)",
+    "429": "the broker holds as many revocation watches as it may (`too_many_watches`: http.max_watches, or the caller's host http.max_watches_per_host): fetch the list without after_seq, or watch again after the Retry-After header's seconds (or on another broker)",
     "500": "the broker failed (`internal`)",
     "503": "the store cannot take a write, or its file system is full or read-only (`not_ready`)",
 }
@@ -181,7 +188,19 @@ paths = {
     "/v1/grants/{id}/revoke": {"post": {**op("Revoke a grant: it goes on the signed revocation list", "200", "Grant", body="RevokeBody", params=[pid()],
                                               description="Works for a grant the broker has no record of too: an admin by id (listed until the longest max_ttl of the workflows), or its user or an approver presenting its token (listed until its exp)."),
                                          "operationId": "revokeGrant"}},
-    "/v1/revocations": {"get": {**op("The current signed revocation list", "200", "Revocations"), "operationId": "revocations"}},
+    "/v1/revocations": {"get": {**op("The current signed revocation list; with after_seq, a watch held until it changes", "200", "Revocations",
+                                     errors=("400", "401", "403", "404", "405", "408", "409", "413", "415", "429", "500"),
+                                     params=[{"name": "after_seq", "in": "query", "required": False,
+                                              "schema": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807},
+                                              "description": "the seq the client has: the call is held until the list's seq is higher (at most http.watch_hold, or wait), then answered with the list (the unchanged one when the hold ran out). Answered at once when the list is already newer"},
+                                             {"name": "wait", "in": "query", "required": False,
+                                              "schema": {"type": "integer", "minimum": 0, "maximum": 3600},
+                                              "description": "seconds to hold at most (the broker's http.watch_hold caps it; 0: no hold)"}],
+                                     description="A watch (after_seq) holds a connection: at most http.max_watches are held at once (http.max_watches_per_host for one host's callers), past that 429 `too_many_watches` with Retry-After. Every replica on one store wakes its watchers within a second of a revocation made on any of them."),
+                                "operationId": "revocations"}},
+    "/v1/sealed/used": {"post": {**op("Report uses of sealed break-glass grants on the calling host (root on an enrolled host)", "200", "Recorded", body="UsesBody",
+                                      description="Sent by `jitctl revocations sync` and `watch`: the use counters written since the last report. Only sealed grants valid for the calling host are recorded (once per grant and host, `grant.sealed_use`); other ids are ignored. 403 `not_root` for anyone but uid 0."),
+                                 "operationId": "sealedUsed"}},
     "/v1/hosts": {
         "post": {**op("Enroll a host (admin, or the new host itself with an enrollment token)", "201", "Host", body="HostBody"), "operationId": "addHost"},
         "get": {**op("List hosts (admin)", "200", "HostList"), "operationId": "listHosts"},

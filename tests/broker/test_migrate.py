@@ -5,12 +5,15 @@ stopped."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
+from datetime import datetime, timezone
 
 import pytest
 
-from brokerlab import JITBROKER, NET, ONCALL, Broker, PostgresStore, SqliteStore, revocation_list
+from brokerlab import JITBROKER, NET, ONCALL, Broker, PostgresStore, SqliteStore, decode_grant, revocation_list, rfc3339
 
 pytestmark = pytest.mark.backends("postgres")
 
@@ -42,6 +45,14 @@ def test_migrate_copies_everything_and_verifies(tmp_path, pg_cluster):
     old.ok(dave, "POST", f"/v1/grants/{g2}/revoke", {"reason": "done"})
     old.cli("host", "enroll-token", "web-9")
     old.cli("host", "retire", "web-3")
+    # Sealed break-glass grants: one used on its host, one revoked.
+    sealed = old.cli("break-glass", "seal", "--rule", "db-x", "--user", "dave", "--uid", "1004", "--hosts", "db-1",
+                     "--count", "2", "--reason", "vault batch").stdout
+    s1, s2 = [decode_grant(old, t)["jti"] for t in re.findall(r"^(v4\.public\.\S+)$", sealed, re.M)]
+    root = old.person("root", 0, [], host="db-1")
+    used_at = rfc3339(datetime.now(timezone.utc))
+    assert old.ok(root, "POST", "/v1/sealed/used", {"uses": [{"id": s1, "at": used_at}]}) == {"recorded": [s1]}
+    old.cli("break-glass", "revoke", s2, "--reason", "lost")
     seq = old.ok(alice, "GET", "/v1/revocations")["seq"]
     old.stop()
     before = old.snapshot()
@@ -61,7 +72,8 @@ def test_migrate_copies_everything_and_verifies(tmp_path, pg_cluster):
         # seq, between comment and source in PostgreSQL).
         new = Broker(tmp_path / "new", workflows=[NET, ONCALL], store=target, signing_key=old.key)
         after = new.snapshot()
-        for table in ("requests", "grants", "hosts", "audit", "revocation_list", "enrollment_tokens"):
+        for table in ("requests", "grants", "hosts", "audit", "revocation_list", "enrollment_tokens", "sealed_grants",
+                      "sealed_uses"):
             assert [tuple(int(v) if isinstance(v, bool) else v for v in row) for row in after[table]] == before[table], table
         assert [row[:5] + row[6:] for row in after["approvals"]] == before["approvals"]
 
@@ -81,6 +93,10 @@ def test_migrate_copies_everything_and_verifies(tmp_path, pg_cluster):
         listed = revocation_list(new, new.ok(alice, "GET", "/v1/revocations")["token"])
         assert listed["seq"] >= seq and g2 in {e["jti"] for e in listed["revoked"]}
         assert new.ok(alice, "GET", f"/v1/grants/{gid}")["id"] == gid
+        assert s2 in {e["jti"] for e in listed["revoked"]}  # the revoked sealed grant stays listed
+        shown = {g["id"]: g for g in json.loads(new.cli("break-glass", "list", "--json").stdout)["sealed"]}
+        assert [u["host"] for u in shown[s1]["uses"]] == ["db-1"] and shown[s2]["revoked"], shown
+        assert new.ok(root, "POST", "/v1/sealed/used", {"uses": [{"id": s1, "at": used_at}]}) == {"recorded": []}
         assert new.call(carol, "GET", "/v1/requests").status == 401  # web-3 was retired
         out = new.cli("audit", "verify").stdout
         assert "intact" in out and int(out.split(":")[1].split()[0]) > audit_rows, out

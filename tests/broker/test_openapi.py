@@ -27,7 +27,9 @@ UNATTESTED = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("openapi"), workflows=[NET, ONCALL]).start()
+    # Watches are held 1s at most here: a generated after_seq above the list's is a watch.
+    b = Broker(tmp_path_factory.mktemp("openapi"), workflows=[NET, ONCALL],
+               extra='[http]\nwatch_hold = "1s"\n').start()
     b.root_person = b.person("root", 0, ["jitadmin", "netops", "netleads", "dba", "dbleads", "oncall"],
                              host="web-1")
     # Something to find: a pending request and a grant.
@@ -140,7 +142,8 @@ def test_the_served_document_is_the_committed_one(api):
         ("POST", "/v1/requests"), ("GET", "/v1/requests"), ("GET", "/v1/requests/{id}"),
         ("POST", "/v1/requests/{id}/approve"), ("POST", "/v1/requests/{id}/deny"),
         ("POST", "/v1/requests/{id}/cancel"), ("GET", "/v1/grants"), ("GET", "/v1/grants/{id}"),
-        ("POST", "/v1/grants/{id}/revoke"), ("GET", "/v1/revocations"), ("POST", "/v1/hosts"),
+        ("POST", "/v1/grants/{id}/revoke"), ("GET", "/v1/revocations"), ("POST", "/v1/sealed/used"),
+        ("POST", "/v1/hosts"),
         ("GET", "/v1/hosts"), ("POST", "/v1/hosts/{name}/retire"), ("GET", "/v1/audit"),
     }
     for method, path in documented:

@@ -8,14 +8,17 @@ the audit chain intact, every webhook delivered once), and the password never in
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import pytest
 
-from brokerlab import JITBROKER, NET, ONCALL, Broker, HookReceiver, Response, raw_http, revocation_list, wait_for
+from brokerlab import (JITBROKER, NET, ONCALL, Broker, HookReceiver, Response, decode_grant, raw_http, revocation_list,
+                       rfc3339, wait_for)
 
 pytestmark = pytest.mark.backends("postgres")
 
@@ -174,6 +177,46 @@ def test_pending_expiry_on_every_replica_expires_each_request_once(replicas):
     time.sleep(6)  # another round of every replica's maintenance
     expired = [s for s, _ in audit_rows(group[0], "request.expire")]
     assert sorted(expired) == sorted(rids), expired
+
+
+def test_sealed_grants_used_and_revoked_on_two_replicas_at_once_count_once(replicas):
+    """A host's report of its sealed-grant uses sent to both replicas at once (as a retry
+    after a lost answer would be) records each use once, whatever order each report lists
+    them in; a sealed grant revoked on both at once is revoked once; a batch revoked by two
+    admins' commands at once, once."""
+    a, b = replicas(2)
+    p = people(a)
+    root = a.person("root", 0, [], host="db-1")
+
+    def seal(n: int) -> list[str]:
+        out = a.cli("break-glass", "seal", "--rule", "db-x", "--user", "dave", "--hosts", "db-1", "--count",
+                    str(n), "--reason", "vault").stdout
+        return [decode_grant(a, t)["jti"] for t in re.findall(r"^(v4\.public\.\S+)$", out, re.M)]
+
+    now = rfc3339(datetime.now(timezone.utc))
+    for _ in range(5):
+        ids = seal(6)
+        uses = [{"id": i, "at": now} for i in ids]
+        answers = at_once([lambda: a.call(root, "POST", "/v1/sealed/used", {"uses": uses}),
+                           lambda: b.call(root, "POST", "/v1/sealed/used", {"uses": uses[::-1]})])
+        assert [x.status for x in answers] == [200, 200], [x.body for x in answers]
+        recorded = answers[0].json["recorded"] + answers[1].json["recorded"]
+        assert sorted(recorded) == sorted(ids), recorded  # each once, by one of the two
+        # The same grant revoked through both replicas at once: once, the other 409.
+        path = f"/v1/grants/{ids[0]}/revoke"
+        answers = at_once([lambda: a.call(p["dave"], "POST", path, {"reason": "lost"}),
+                           lambda: b.call(p["dave"], "POST", path, {"reason": "lost"})])
+        assert sorted(x.status for x in answers) == [200, 409], [x.body for x in answers]
+    batch = json.loads(a.cli("break-glass", "list", "--json").stdout)["sealed"][-1]["batch"]
+    outs = at_once([lambda r=r: r.cli("break-glass", "revoke", batch, "--reason", "replaced").stdout for r in (a, b)])
+    assert sorted("nothing to revoke" in o for o in outs) == [False, True], outs
+    revoked = [json.loads(d)["grant"]["id"] for _, d in audit_rows(a, "grant.revoke")]
+    assert len(revoked) == len(set(revoked)) == 5 + 5, revoked  # 5 single ones, then the batch's other 5
+    used = audit_rows(a, "grant.sealed_use")
+    assert len(used) == len({s for s, _ in used}) == 30
+    listed = revocation_list(a, b.ok(p["alice"], "GET", "/v1/revocations")["token"])
+    assert set(revoked) <= {e["jti"] for e in listed["revoked"]}
+    assert a.cli("audit", "verify").returncode == 0
 
 
 def load(b_of, who, stop: threading.Event, answers: list, lock: threading.Lock, n_max: int = 400):

@@ -29,7 +29,22 @@ def blab():
         yield lab
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only on these store backends (default: all)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test once per store backend (one world each for the session), unless marked
+    ``@pytest.mark.backends(...)``."""
+    if "bw" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        metafunc.parametrize("bw", marker.args if marker else BACKENDS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def bw(request, blab: Lab) -> BrokerWorld:
     with world_on(blab, request.param) as world:
         yield world

@@ -127,6 +127,7 @@ def test_break_glass(bw):
     gid = issued(p.stdout)
     claims = decode_token(stored(bw, a)[gid])[0]
     assert claims["break_glass"] is True and claims.get("approvers", []) == []
+    bw.syslog_sent()  # the broker's own break_glass event arrives before the run's, not among them
     res = lab.run_as_user(a, STATUS_TRUE, grant=lab.grant_dir(a) / gid)
     assert res.returncode == 0, str(res)
     alert = res.event("break_glass")
@@ -293,6 +294,8 @@ def test_wait_exits_0_once_approved_and_1_when_denied(bw):
             try:
                 wait_for(lambda: _pending_with_reason(bw, a, reason), 60, "the request to be created")
                 (rid,) = _pending_with_reason(bw, a, reason)
+                # Decided only once jitctl has seen it pending (else it never waits, nor says so).
+                first = p.stderr.readline()
                 if decision == "approve":
                     bw.ok(bw.bob, "approve", rid)
                     bw.ok(bw.carol, "approve", rid)
@@ -302,6 +305,7 @@ def test_wait_exits_0_once_approved_and_1_when_denied(bw):
             finally:
                 if p.poll() is None:
                     p.kill()
+        err = first + err
         assert p.returncode == expected, (out, err)
         # No terminal: plain progress lines, not a spinner.
         assert f"jitctl: request {rid}: waiting for 2 approvals from group {bw.dba}" in err, err
@@ -324,6 +328,7 @@ def test_wait_on_a_terminal_shows_a_progress_indicator(bw):
         bw.ok(bw.bob, "approve", rid)
         bw.ok(bw.carol, "approve", rid)
         assert run.wait(timeout=60) == 0, str(run)
+        run.wait_output(b"stored", timeout=30)  # the reader may still hold the last bytes
         out = run.output.decode(errors="replace")
     # A line redrawn in place (carriage return + erase line), then the outcome on its own line.
     assert "\r\x1b[K" in out and "Ctrl-C stops waiting" in out, repr(out)

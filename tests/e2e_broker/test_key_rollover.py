@@ -43,6 +43,10 @@ def test_a_key_roll_over_keeps_old_grants_working_until_the_old_key_goes(bw):
         new_gid, new_token = grant_of(bw, d)
         kid = lambda t: json.loads(decode_token(t)[2])["kid"]  # noqa: E731
         assert kid(new_token) != kid(old_token)
+        # The revocation list hosts fetch is signed with the new key at once, not at its next
+        # refresh (nothing was revoked: the same seq, a newer iat).
+        bw.ok(ROOT, "revocations", "sync")
+        assert kid((lab.state / "revocations").read_text().strip()) == kid(new_token)
         # Both run: the host trusts both keys during the roll-over.
         for gid in (old_gid, kept_gid, new_gid):
             res = lab.run_as_user(d, STATUS_TRUE, grant=lab.grant_dir(d) / gid)

@@ -179,20 +179,30 @@ def make_store(root: Path, store_dir: Path | None = None):
 # ---- processes --------------------------------------------------------------------------------
 
 def serve(config: Path, url: str, log: Path, prefix: list[str] | None = None, preexec_fn=None,
-          timeout: float = 60) -> subprocess.Popen:
+          timeout: float = 60, ca: Path | None = None) -> subprocess.Popen:
     """Start ``jitbroker --config CONFIG serve`` (through `prefix`, e.g. unshare; its output
-    appended to LOG) and wait until URL/healthz answers 200; the process."""
+    appended to LOG) and wait until URL/healthz answers 200 (an https URL: verified with the
+    CA certificate `ca`); the process."""
     with open(log, "ab") as out:
         proc = subprocess.Popen([*(prefix or []), JITBROKER, "--config", str(config), "serve"],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=preexec_fn)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
 
+    def healthy() -> bool:
+        if not url.startswith("https://"):
+            return raw_http(port, "GET", "/healthz", timeout=2).status == 200
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(ca))
+        with urllib.request.urlopen(url + "/healthz", context=context, timeout=2) as r:
+            return r.status == 200
+
     def up():
         if proc.poll() is not None:
             raise AssertionError(f"jitbroker serve exited {proc.returncode}:\n{log.read_text(errors='replace')}")
         try:
-            return raw_http(port, "GET", "/healthz", timeout=2).status == 200
+            return healthy()
         except OSError:
             return False
 
@@ -447,7 +457,7 @@ class Broker:
         with self.db() as c:
             return {t: c.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
                     for t in ("requests", "approvals", "grants", "hosts", "enrollment_tokens", "audit",
-                              "outbox", "revocation_list")}
+                              "outbox", "revocation_list", "sealed_grants", "sealed_uses")}
 
 
 class HookReceiver:

@@ -947,6 +947,7 @@ class Lab:
         max_uses: int | None = None,
         break_glass: bool = False,
         uid: int | None = None,
+        sealed: bool = False,
     ) -> str:
         """A grant from ``jitctl grant mint`` (signed with the trusted key unless ``key``)."""
         args: list[str | os.PathLike] = ["grant", "mint", "--key", key or self.secret_key,
@@ -971,6 +972,8 @@ class Lab:
             args += ["--max-uses", str(max_uses)]
         if break_glass:
             args.append("--break-glass")
+        if sealed:
+            args.append("--sealed")
         if uid is not None:
             args += ["--uid", str(uid)]
         token = self.jitctl(*args).stdout.decode().strip()

@@ -147,6 +147,13 @@ class PgCluster:
         assert r.returncode == 0, f"psql {statement!r}: {r.stderr}"
         return r.stdout
 
+    def dump(self, db: str) -> str:
+        """Everything `db` holds, as pg_dump writes it (as the superuser, over the socket)."""
+        r = self._as_owner([str(self.bin / "pg_dump"), "-h", str(self.sockdir), "-p", str(self.port), "-U", "postgres",
+                            "--data-only", db])
+        assert r.returncode == 0, f"pg_dump {db}: {r.stderr}"
+        return r.stdout
+
     def create_database(self, name: str | None = None) -> str:
         """A new database owned by the broker's role; its URL (no password in it)."""
         self._n += 1

@@ -170,6 +170,8 @@ def test_package_contents_show_setuid_jitrun_and_conffiles():
     for path in ("./etc/pam.d/jitrun", "./etc/jitrun/jitrun.toml", "./usr/lib/tmpfiles.d/jitrun.conf",
                  "./usr/lib/systemd/system/jitrun-revocations-sync.service",
                  "./usr/lib/systemd/system/jitrun-revocations-sync.timer",
+                 "./usr/lib/systemd/system/jitrun-revocations-watch.service",
+                 "./usr/share/man/man1/jitctl-revocations-watch.1.gz",
                  "./usr/lib/systemd/system/jitrun-sessions-prune.service",
                  "./usr/lib/systemd/system/jitrun-sessions-prune.timer",
                  "./usr/share/man/man1/jitctl-sessions-prune.1.gz",
@@ -229,6 +231,7 @@ def test_installed_files_and_modes(host):
     # admin makes with `systemctl enable`), and nothing is enabled at installation.
     state = Path("/var/lib/systemd/deb-systemd-helper-enabled")
     for unit, target in (("jitbroker.service", "multi-user.target"), ("jitrun-revocations-sync.timer", "timers.target"),
+                         ("jitrun-revocations-watch.service", "multi-user.target"),
                          ("jitrun-sessions-prune.timer", "timers.target")):
         assert (state / f"{unit}.dsh-also").is_file(), f"{unit} not registered with deb-systemd-helper"
         assert not Path(f"/etc/systemd/system/{target}.wants/{unit}").exists(), f"{unit} enabled at installation"
@@ -272,6 +275,8 @@ def test_man_pages_render(host):
     assert "SYNOPSIS" in man("jitctl")
     broker = man("jitbroker")
     assert "SYNOPSIS" in broker and "enroll-token" in man("jitbroker-host"), broker
+    assert "--validity" in man("jitbroker-break-glass-seal")
+    assert "--wait" in man("jitctl-revocations-watch")
 
 
 def test_jitrun_works_for_a_user(host, user):

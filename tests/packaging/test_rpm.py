@@ -55,6 +55,7 @@ def test_jitrun_rpm_files_modes_and_config():
                  "/usr/lib/systemd/system/jitrun-revocations-sync.timer", "/usr/lib/tmpfiles.d/jitrun.conf",
                  "/usr/lib/systemd/system/jitrun-sessions-prune.timer",
                  "/usr/lib/systemd/system/jitrun-sessions-prune.service",
+                 "/usr/lib/systemd/system/jitrun-revocations-watch.service",
                  "/usr/share/licenses/jitrun/copyright"):
         assert path in t, f"{path} not in {sorted(t)}"
     assert rpm("-qlp", pkg).split() == sorted(t)

@@ -6,11 +6,12 @@ use crate::auth::{authenticate, verify, Call, Caller};
 use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::grants::RevokeBody;
-use crate::metrics::StoreGauges;
+use crate::metrics::{StoreGauges, WatchGauges};
 use crate::roles::require_admin;
 use crate::store::read;
+use crate::watch::{Full, Woken};
 use crate::workflow::{self, ApproveBody, Events, ReasonBody};
-use crate::{grants, hosts};
+use crate::{grants, hosts, revocation_list};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -244,17 +245,18 @@ fn ok(status: StatusCode, value: Value) -> Response {
 
 /// Authenticate, then parse the query (as `Q`), then run `f`; send syslog events after
 /// commit. Nothing about the request is looked at before the attestation is checked.
-async fn attested<Q, F>(
+async fn attested<Q, F, T>(
     b: Shared,
     call: Call,
     query_text: Option<String>,
     f: F,
-) -> Result<Value, ApiError>
+) -> Result<T, ApiError>
 where
     Q: DeserializeOwned + Default + Send + 'static,
-    F: FnOnce(&Broker, &Caller, &Call, Q, OffsetDateTime) -> Result<(Value, Events), ApiError>
+    F: FnOnce(&Broker, &Caller, &Call, Q, OffsetDateTime) -> Result<(T, Events), ApiError>
         + Send
         + 'static,
+    T: Send + 'static,
 {
     let b2 = b.clone();
     let (value, events) = blocking(move || {
@@ -271,7 +273,7 @@ where
 }
 
 /// Reads only: no events.
-fn view(v: Result<Value, ApiError>) -> Result<(Value, Events), ApiError> {
+fn view<T>(v: Result<T, ApiError>) -> Result<(T, Events), ApiError> {
     v.map(|v| (v, Vec::new()))
 }
 
@@ -306,6 +308,17 @@ struct AuditQuery {
     after: i64,
     #[serde(default)]
     limit: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevocationsQuery {
+    /// The seq the client has: hold the call until the list's is higher (a watch).
+    #[serde(default)]
+    after_seq: Option<u64>,
+    /// Seconds to hold at most (the broker holds `http.watch_hold` at most).
+    #[serde(default)]
+    wait: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -397,17 +410,87 @@ async fn show_grant(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCa
 }
 
 async fn revoke(State(b): State<Shared>, Id(id): Id, RawCall(call, q): RawCall) -> ApiResult {
-    let v = attested(b, call, q, move |b, c, call, Empty {}, now| {
+    let v = attested(b.clone(), call, q, move |b, c, call, Empty {}, now| {
         grants::revoke(b, c, &id, parse::<RevokeBody>(call)?, now)
     })
     .await?;
+    b.watches.poke();
     Ok(ok(StatusCode::OK, v))
 }
 
+/// The signed list; with `after_seq`, a watch: held (at most `http.watch_hold`, or `wait`)
+/// until the list's seq passes it, then answered with the list (the same one when the hold
+/// ran out). Past `http.max_watches` held at once: 429 with Retry-After.
 async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
-    let v = attested(b, call, q, |b, _, call, Empty {}, now| {
-        no_body(call)?;
-        view(grants::revocations(b, now))
+    let (list, q, host) = attested(
+        b.clone(),
+        call,
+        q,
+        |b, c, call, q: RevocationsQuery, now| {
+            no_body(call)?;
+            if q.wait.is_some_and(|w| w > MAX_WAIT) {
+                return Err(ApiError::bad(
+                    "invalid_query",
+                    format!("wait is in seconds, at most {MAX_WAIT} (the broker holds a watch http.watch_hold at most)"),
+                ));
+            }
+            view(revocation_list::revocations(b, now).map(|list| (list, q, c.host.clone())))
+        },
+    )
+    .await?;
+    let hold = b
+        .config
+        .http
+        .watch_hold
+        .min(std::time::Duration::from_secs(q.wait.unwrap_or(u64::MAX)));
+    let seq = list.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    let after = match q.after_seq {
+        Some(after) if after >= seq && !hold.is_zero() => after,
+        _ => return Ok(ok(StatusCode::OK, list)),
+    };
+    let _held = match b.watches.try_hold(&host) {
+        Ok(held) => held,
+        Err(full) => return Ok(too_many_watches(&b, full, &host)),
+    };
+    let answer = match b.watches.wait_past(after, hold).await {
+        Woken::Changed(list) => list.as_ref().clone(),
+        Woken::Timeout | Woken::Closing => {
+            let b2 = b.clone();
+            blocking(move || revocation_list::revocations(&b2, now())).await?
+        }
+    };
+    Ok(ok(StatusCode::OK, answer))
+}
+
+/// The largest `wait` (seconds) a watch may ask for.
+const MAX_WAIT: u64 = 3600;
+
+fn too_many_watches(b: &Broker, full: Full, host: &str) -> Response {
+    let retry = b.config.http.watch_hold.as_secs().max(1);
+    let held = match full {
+        Full::Broker => format!(
+            "this broker holds {} revocation watches already (http.max_watches)",
+            b.watches.limit()
+        ),
+        Full::Host => format!(
+            "this broker holds {} revocation watches for host {host} already (http.max_watches_per_host)",
+            b.watches.per_host()
+        ),
+    };
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_watches",
+        format!("{held}; fetch the list without after_seq, or watch again in {retry}s (or from another broker)"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    resp
+}
+
+async fn sealed_used(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiResult {
+    let v = attested(b, call, q, |b, c, call, Empty {}, now| {
+        crate::sealed::record_uses(b, c, parse(call)?, now)
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -565,7 +648,22 @@ async fn metrics(State(b): State<Shared>) -> ApiResult {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        b.metrics.render(&gauges),
+        b.metrics.render(
+            &gauges,
+            &WatchGauges {
+                held: b.watches.held() as u64,
+                limit: b.watches.limit() as u64,
+                refused: b.watches.refused.load(std::sync::atomic::Ordering::Relaxed),
+                announced: b
+                    .watches
+                    .announced
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                listening: b
+                    .watches
+                    .listening
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            },
+        ),
     )
         .into_response())
 }
@@ -612,6 +710,7 @@ pub fn router(b: Shared, web: Option<Arc<crate::web::Web>>) -> Router {
         .route("/v1/grants/{id}", get(show_grant))
         .route("/v1/grants/{id}/revoke", post(revoke))
         .route("/v1/revocations", get(revocations))
+        .route("/v1/sealed/used", post(sealed_used))
         .route("/v1/hosts", post(add_host).get(list_hosts))
         .route("/v1/hosts/{name}/retire", post(retire_host))
         .route("/v1/audit", get(audit))

@@ -55,6 +55,10 @@ pub enum Command {
     /// Sessions of the web pages (people signed in at /ui/ through the OpenID Connect provider).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Sealed break-glass grants: issued in advance, kept offline, for when no broker can be
+    /// reached.
+    #[command(subcommand, name = "break-glass")]
+    BreakGlass(BreakGlassCommand),
 }
 
 #[derive(Subcommand)]
@@ -82,6 +86,61 @@ pub enum SessionCommand {
         /// Every open session.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BreakGlassCommand {
+    /// Issue COUNT single-use break-glass grants for RULE, valid for VALIDITY, and print each
+    /// as text and as a QR code (the tokens are not kept: store the printout offline).
+    Seal {
+        /// The rule (its workflow must allow break-glass; hosts accept the grants only if the
+        /// rule sets sealed_validity).
+        #[arg(long)]
+        rule: String,
+        /// The user the grants are for (claim `sub`).
+        #[arg(long)]
+        user: String,
+        /// Also bind the grants to this numeric uid.
+        #[arg(long)]
+        uid: Option<u32>,
+        /// Hosts the grants are valid on (names, or globs within the workflow's hosts); each
+        /// grant works once on each of them.
+        #[arg(long, num_args = 1.., required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+        /// How many grants.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// How long each stays valid (at most the rules' sealed_validity on the hosts).
+        #[arg(long, default_value = "30d")]
+        validity: String,
+        /// Why this batch exists (in every grant and the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// Ticket reference.
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Also write each grant as DIR/GRANT_ID.svg (its QR code) and DIR/GRANT_ID.txt.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// List sealed grants: batch, rule, user, hosts, validity, revoked, and which hosts
+    /// reported using each.
+    List {
+        /// Only this batch.
+        #[arg(long)]
+        batch: Option<String>,
+        /// Print JSON: {"sealed": [grant…]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a batch (every grant of it not yet revoked) or one sealed grant.
+    Revoke {
+        /// A batch id, or a grant id.
+        which: String,
+        /// Why (on the revocation list hosts fetch).
+        #[arg(long)]
+        reason: String,
     },
 }
 

@@ -23,6 +23,8 @@ pub struct Broker {
     pub outbox: tokio::sync::Notify,
     /// The last readiness probe (/readyz), reused for a second.
     pub readiness: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// Held revocation watches and the store's seq they wait on (watch.rs).
+    pub watches: Arc<crate::watch::Watches>,
 }
 
 /// Who acts (an attested caller, a person signed in on the web pages, the local admin CLI,

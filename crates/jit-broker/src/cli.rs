@@ -54,6 +54,8 @@ pub fn open_broker(config: Config) -> Result<Broker, CliError> {
         metrics: Metrics::default(),
         outbox: tokio::sync::Notify::new(),
         readiness: std::sync::Mutex::new(None),
+        // Sized by `serve` from the connection limit; the admin commands hold none.
+        watches: std::sync::Arc::new(crate::watch::Watches::new(1, 1)),
         store,
         config,
     })
@@ -220,6 +222,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             let config = Config::load(&cli.config)?;
             let broker = open_broker(config)?;
             sessions(&broker, cmd, now)
+        }
+        Command::BreakGlass(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let broker = open_broker(config)?;
+            crate::sealed_cli::run(&broker, &local_actor(), cmd, now)
         }
         Command::Host(cmd) => {
             let config = Config::load(&cli.config)?;

@@ -169,6 +169,15 @@ pub struct PostgresSettings {
     /// How long to wait for a connection (from the pool, or a new one to the server).
     #[serde(default = "default_connect_timeout", deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
+    /// Hear other replicas' revocations at once (a connection of its own that LISTENs);
+    /// false where LISTEN does not work (a transaction-pooling PgBouncer in between): then
+    /// the once-a-second look at the store alone brings them.
+    #[serde(default = "default_notifications")]
+    pub notifications: bool,
+}
+
+fn default_notifications() -> bool {
+    true
 }
 
 fn default_webhook_lease() -> Duration {
@@ -192,6 +201,7 @@ impl Default for PostgresSettings {
             ca_file: None,
             pool_size: default_pool_size(),
             connect_timeout: default_connect_timeout(),
+            notifications: default_notifications(),
         }
     }
 }
@@ -219,13 +229,33 @@ pub struct HttpSettings {
     /// (minus what the store, syslog and webhooks need) if that is fewer.
     #[serde(default)]
     pub max_connections: u32,
+    /// Longest a revocation watch (`GET /v1/revocations?after_seq=N`) is held open before it
+    /// is answered with the unchanged list; a client's `wait` may ask for less.
+    #[serde(default = "default_watch_hold", deserialize_with = "de_duration")]
+    pub watch_hold: Duration,
+    /// Most revocation watches held at once; 0 = half the connection limit.
+    #[serde(default)]
+    pub max_watches: u32,
+    /// Most revocation watches held at once for callers attested from one host (its watch
+    /// service needs one; a restart may leave the old one held until its hold ends).
+    #[serde(default = "default_watches_per_host")]
+    pub max_watches_per_host: u32,
 }
+
+/// The longest `http.watch_hold` accepted.
+pub const MAX_WATCH_HOLD: Duration = Duration::from_secs(300);
 
 fn default_header_timeout() -> Duration {
     Duration::from_secs(10)
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(75)
+}
+fn default_watch_hold() -> Duration {
+    Duration::from_secs(50)
+}
+fn default_watches_per_host() -> u32 {
+    4
 }
 
 impl Default for HttpSettings {
@@ -234,6 +264,9 @@ impl Default for HttpSettings {
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
             max_connections: 0,
+            watch_hold: default_watch_hold(),
+            max_watches: 0,
+            max_watches_per_host: default_watches_per_host(),
         }
     }
 }
@@ -569,6 +602,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "grant.issue",
     "grant.revoke",
     "break_glass",
+    "grant.seal",
+    "grant.sealed_use",
     "host.enroll",
     "host.enroll_token",
     "host.retire",
@@ -756,6 +791,15 @@ fn check_http(http: &HttpSettings) -> Result<(), String> {
     if http.idle_timeout < second {
         return Err("http.idle_timeout must be at least 1s".into());
     }
+    if http.max_watches_per_host == 0 {
+        return Err("http.max_watches_per_host must be at least 1".into());
+    }
+    if http.watch_hold < second || http.watch_hold > MAX_WATCH_HOLD {
+        return Err(format!(
+            "http.watch_hold must be between 1s and {}",
+            jit_policy::format_duration(MAX_WATCH_HOLD)
+        ));
+    }
     Ok(())
 }
 
@@ -890,5 +934,15 @@ events = ["request.create", "request.approve", "grant.issue", "grant.revoke", "b
         .unwrap();
         assert!(matches!(c.store_location, StoreLocation::Postgres(_)));
         assert_eq!(c.replica_name("h1"), "h1:7443");
+        assert!(
+            c.postgres.notifications,
+            "replicas hear each other's revocations by default"
+        );
+        let c = Config::parse(
+            "id = \"b\"\nstore = \"postgres://jb@db1/j\"\n[postgres]\nnotifications = false\n",
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        assert!(!c.postgres.notifications);
     }
 }

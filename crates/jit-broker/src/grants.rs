@@ -1,17 +1,18 @@
-//! Grants: listing, revocation, and the signed revocation list. Revoking by id does not need
-//! the grant's row: a grant the store does not know (lost with a crash before it reached the
+//! Grants: listing and revocation (the signed list they go on: revocation_list.rs). Revoking
+//! by id does not need the grant's row: a grant the store does not know (lost with a crash before it reached the
 //! disk, or from an earlier store) is revoked by an admin, or by whoever may manage it when
 //! they present its token.
 use crate::auth::Caller;
 use crate::broker::{Broker, Change};
 use crate::error::ApiError;
-use crate::model::Grant;
+use crate::model::{Grant, SealedGrant};
+use crate::revocation_list::refresh_revocations;
 use crate::roles::{approves, is_admin};
-use crate::store::{read, write, StoredRevocations, Tx, UnknownRevocation};
+use crate::store::{read, write, Tx, UnknownRevocation};
 use crate::text::{check_text, quoted};
 use crate::workflow::{Events, LIST_LIMIT};
 use jit_audit::{Event, EventType};
-use jit_grant::{format_time, Claims, KeySet, RevocationList, Revoked, TokenKind};
+use jit_grant::{format_time, Claims, KeySet, TokenKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -95,61 +96,6 @@ pub fn show_grant(b: &Broker, c: &Caller, id: &str) -> Result<Value, ApiError> {
     grant_for(b, c, id).map(|g| g.to_json(g.user == c.user))
 }
 
-/// Build and sign the revocation list from the store; seq+1 when its entries changed.
-fn refresh_revocations(
-    b: &Broker,
-    tx: &mut dyn Tx,
-    now: OffsetDateTime,
-    force_change: bool,
-) -> Result<StoredRevocations, ApiError> {
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    // The current list first: in a write transaction on PostgreSQL this takes the list's
-    // lock, so the entries read next include every revocation another replica committed
-    // before it (read before the lock, they could miss one that the list it then replaces
-    // holds, and the new list would drop it).
-    let current = tx.revocations()?;
-    let mut revoked: Vec<Revoked> = tx
-        .revoked_grants(now)?
-        .into_iter()
-        .map(|g| Revoked {
-            jti: g.id,
-            exp: g.exp,
-            at: g.revoked_at.unwrap_or(now),
-            reason: g.revoke_reason.unwrap_or_default(),
-        })
-        .collect();
-    revoked.extend(tx.revoked_unknown(now)?.into_iter().map(|u| Revoked {
-        jti: u.jti,
-        exp: u.exp,
-        at: u.revoked_at,
-        reason: u.reason,
-    }));
-    revoked.sort_by(|a, b| (a.at, &a.jti).cmp(&(b.at, &b.jti)));
-    let content = serde_json::to_string(&revoked).unwrap_or_default();
-    let seq = match &current {
-        Some(cur) if cur.content == content && !force_change => cur.seq,
-        Some(cur) => cur.seq + 1,
-        None => 1,
-    };
-    let list = RevocationList {
-        iss: b.config.id.clone(),
-        iat: now,
-        seq,
-        revoked,
-    };
-    let token = list
-        .sign(&b.key)
-        .map_err(|e| ApiError::internal(format!("cannot sign the revocation list: {e}")))?;
-    let stored = StoredRevocations {
-        seq,
-        iat: now,
-        content,
-        token,
-    };
-    tx.set_revocations(&stored)?;
-    Ok(stored)
-}
-
 /// The verified claims of a presented grant token, which must be this broker's grant `id`.
 fn presented(b: &Broker, id: &str, token: &str) -> Result<Claims, ApiError> {
     let mut keys = KeySet::new();
@@ -175,6 +121,9 @@ pub fn revoke(
     let actor = c.actor();
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
+        if let Some(sealed) = tx.get_sealed(id)? {
+            return revoke_sealed(b, c, tx, sealed, &body.reason, now, &mut events);
+        }
         let Some(g) = tx.get_grant(id)? else {
             // No row: the token, if presented, says whose grant it is (a known grant's row
             // decides, whatever token comes along).
@@ -248,6 +197,44 @@ pub fn revoke(
         Ok(g.to_json(g.user == c.user))
     })?;
     Ok((value, events))
+}
+
+/// Revoke one sealed break-glass grant: its user, an approver for its rule or an admin.
+fn revoke_sealed(
+    b: &Broker,
+    c: &Caller,
+    tx: &mut dyn Tx,
+    g: SealedGrant,
+    reason: &str,
+    now: OffsetDateTime,
+    events: &mut Events,
+) -> Result<Value, ApiError> {
+    if !can_manage(b, c, &g.user, &g.rule) {
+        return Err(ApiError::not_found(format!("no grant {}", g.id)));
+    }
+    if g.revoked_at.is_some() {
+        return Err(ApiError::conflict(
+            "already_revoked",
+            format!("sealed grant {} is already revoked", g.id),
+        ));
+    }
+    if g.exp <= now {
+        return Err(ApiError::conflict(
+            "grant_expired",
+            format!(
+                "sealed grant {} expired at {}; nothing to revoke",
+                g.id,
+                format_time(g.exp)
+            ),
+        ));
+    }
+    let revoked = crate::sealed::revoke_in(b, tx, &c.actor(), vec![g], reason, now, events)?;
+    let g = &revoked[0];
+    Ok(json!({
+        "id": g.id, "request_id": null, "user": g.user, "rule": g.rule, "hosts": g.hosts,
+        "iat": format_time(g.iat), "exp": format_time(g.exp), "token": null, "break_glass": true,
+        "revoked": true, "revoked_at": format_time(now), "revoked_by": c.user, "revoke_reason": reason,
+    }))
 }
 
 /// The longest a grant of this broker's workflows can live (how long a revocation of an
@@ -353,21 +340,4 @@ fn revoke_unknown(
         events,
     )?;
     Ok(grant)
-}
-
-/// The current signed list, re-signed when older than `revocations_refresh` (or when
-/// entries have expired).
-pub fn revocations(b: &Broker, now: OffsetDateTime) -> Result<Value, ApiError> {
-    let current = read(b.store.as_ref(), |tx| Ok(tx.revocations()?))?;
-    let fresh = current.filter(|cur| {
-        let age = (now - cur.iat).whole_seconds();
-        age >= 0 && (age as u64) < b.config.revocations_refresh.as_secs()
-    });
-    let list = match fresh {
-        Some(l) => l,
-        None => write(b.store.as_ref(), |tx| {
-            refresh_revocations(b, tx, now, false)
-        })?,
-    };
-    Ok(json!({"token": list.token, "seq": list.seq, "iat": format_time(list.iat)}))
 }

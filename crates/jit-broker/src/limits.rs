@@ -56,9 +56,36 @@ pub fn connection_limit(configured: u32, nofile: u64) -> Result<usize, String> {
     }
 }
 
+/// How many revocation watches may be held at once with `connections` allowed;
+/// `configured` is `http.max_watches` (0 = half of them). Each held watch is an open
+/// connection: at least as many must stay for everything else.
+pub fn watch_limit(configured: u32, connections: usize) -> Result<usize, String> {
+    let half = connections / 2;
+    match configured as usize {
+        0 => Ok(half.max(1)),
+        n if n > half => Err(format!(
+            "http.max_watches = {n} would let revocation watches hold more than half of the {connections} connections the broker allows; lower it to at most {half}, or raise http.max_connections (and the open-file limit) to at least {}",
+            2 * n
+        )),
+        n => Ok(n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_leave_half_the_connections_to_everything_else() {
+        assert_eq!(watch_limit(0, 16384).unwrap(), 8192);
+        assert_eq!(watch_limit(100, 16384).unwrap(), 100);
+        assert_eq!(watch_limit(8192, 16384).unwrap(), 8192);
+        let e = watch_limit(9000, 16384).unwrap_err();
+        assert!(
+            e.contains("max_watches = 9000") && e.contains("18000"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_limit_keeps_headroom_below_the_file_limit() {

@@ -21,6 +21,17 @@ pub struct Metrics {
     web_signin_failures: AtomicU64,
 }
 
+/// Revocation watches at scrape time (watch.rs).
+pub struct WatchGauges {
+    pub held: u64,
+    pub limit: u64,
+    pub refused: u64,
+    /// Revocation lists the store announced (PostgreSQL's NOTIFY, from any replica).
+    pub announced: u64,
+    /// The store's announcements are heard now.
+    pub listening: bool,
+}
+
 /// Values read from the store at scrape time.
 pub struct StoreGauges {
     pub requests_by_state: Vec<(String, u64)>,
@@ -69,7 +80,7 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, g: &StoreGauges) -> String {
+    pub fn render(&self, g: &StoreGauges, w: &WatchGauges) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -154,6 +165,36 @@ impl Metrics {
                 String::new(),
                 self.connection_limit.load(Ordering::Relaxed),
             )],
+        );
+        metric(
+            "jitbroker_revocation_watches",
+            "gauge",
+            "Revocation watches (GET /v1/revocations?after_seq=N) held open now.",
+            vec![(String::new(), w.held)],
+        );
+        metric(
+            "jitbroker_revocation_watch_limit",
+            "gauge",
+            "Most revocation watches held at once (http.max_watches, or half the connection limit).",
+            vec![(String::new(), w.limit)],
+        );
+        metric(
+            "jitbroker_revocation_watches_refused_total",
+            "counter",
+            "Revocation watches answered 429 because the limit was held.",
+            vec![(String::new(), w.refused)],
+        );
+        metric(
+            "jitbroker_revocation_announcements_total",
+            "counter",
+            "New revocation lists announced by the store (PostgreSQL NOTIFY, from any replica), each waking this replica's watchers.",
+            vec![(String::new(), w.announced)],
+        );
+        metric(
+            "jitbroker_revocation_listener_up",
+            "gauge",
+            "1 while this replica hears the store's announcements of new revocation lists (PostgreSQL LISTEN); 0 on SQLite, or while the listening connection is down.",
+            vec![(String::new(), u64::from(w.listening))],
         );
         metric(
             "jitbroker_connections_closed_total",

@@ -139,6 +139,65 @@ impl Grant {
     }
 }
 
+/// A sealed break-glass grant (sealed.rs): its token was printed once and is not kept.
+#[derive(Debug, Clone)]
+pub struct SealedGrant {
+    pub id: String,
+    pub batch: String,
+    pub user: String,
+    pub uid: Option<u32>,
+    pub rule: String,
+    pub hosts: Vec<String>,
+    pub iat: OffsetDateTime,
+    pub exp: OffsetDateTime,
+    pub reason: String,
+    pub ticket: Option<String>,
+    pub sealed_by: String,
+    pub token_sha256: String,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+    /// The hosts that reported using it.
+    pub uses: Vec<SealedUse>,
+}
+
+/// A host's use of a sealed grant, as the host reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SealedUse {
+    pub host: String,
+    /// When the host used it (its use counter's time).
+    #[serde(with = "jit_grant::claims::rfc3339_utc")]
+    pub at: OffsetDateTime,
+    /// When the broker heard of it.
+    #[serde(with = "jit_grant::claims::rfc3339_utc")]
+    pub reported: OffsetDateTime,
+}
+
+impl SealedGrant {
+    /// `jitbroker break-glass list --json` and the audit rows.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "batch": self.batch,
+            "user": self.user,
+            "uid": self.uid,
+            "rule": self.rule,
+            "hosts": self.hosts,
+            "iat": format_time(self.iat),
+            "exp": format_time(self.exp),
+            "reason": self.reason,
+            "ticket": self.ticket,
+            "sealed_by": self.sealed_by,
+            "token_sha256": self.token_sha256,
+            "revoked": self.revoked_at.is_some(),
+            "revoked_at": self.revoked_at.map(format_time),
+            "revoked_by": self.revoked_by,
+            "revoke_reason": self.revoke_reason,
+            "uses": self.uses,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostState {
     Enrolled,

@@ -241,11 +241,17 @@ async fn accept_loop(listener: TcpListener, slots: Arc<Semaphore>, ctx: ConnCont
     }
 }
 
-pub fn serve(broker: Broker) -> Result<(), CliError> {
+pub fn serve(mut broker: Broker) -> Result<(), CliError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let nofile = crate::limits::raise_nofile().map_err(other)?;
     let limit = crate::limits::connection_limit(broker.config.http.max_connections, nofile)
         .map_err(other)?;
+    let watches =
+        crate::limits::watch_limit(broker.config.http.max_watches, limit).map_err(other)?;
+    broker.watches = Arc::new(crate::watch::Watches::new(
+        watches,
+        broker.config.http.max_watches_per_host as usize,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -262,6 +268,7 @@ pub fn serve(broker: Broker) -> Result<(), CliError> {
         crate::syslog::start(b.clone());
         tokio::spawn(crate::webhooks::run(b.clone()));
         tokio::spawn(maintenance(b.clone()));
+        tokio::spawn(crate::watch::follow(b.store.clone(), b.watches.clone()));
         let (stop, shutdown) = watch::channel(false);
         let ctx = ConnContext {
             app: crate::api::router(b.clone(), web),
@@ -272,19 +279,21 @@ pub fn serve(broker: Broker) -> Result<(), CliError> {
         let scheme = if b.config.tls.is_some() { "https" } else { "http" };
         let http = &b.config.http;
         println!(
-            "jitbroker {} listening on {scheme}://{addr} (store {}, replica {}, kid {}); at most {limit} connections (open-file limit {nofile}), header timeout {}, idle timeout {}",
+            "jitbroker {} listening on {scheme}://{addr} (store {}, replica {}, kid {}); at most {limit} connections (open-file limit {nofile}), header timeout {}, idle timeout {}; revocation watches held up to {}, at most {watches}",
             b.config.id,
             b.config.store_location,
             crate::broker::replica_name(&b.config),
             b.kid,
             jit_policy::format_duration(http.header_timeout),
             jit_policy::format_duration(http.idle_timeout),
+            jit_policy::format_duration(http.watch_hold),
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let accepting = tokio::spawn(accept_loop(listener, slots.clone(), ctx));
         shutdown_signal().await;
         let _ = stop.send(true);
+        b.watches.close();
         let _ = accepting.await;
         // Wait for the connections to finish their requests (every permit back), at most GRACE.
         let _ = tokio::time::timeout(GRACE, slots.acquire_many(limit as u32)).await;

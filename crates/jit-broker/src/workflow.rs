@@ -167,6 +167,7 @@ fn issue(
         reason: Some(r.reason.clone()),
         max_uses: None,
         break_glass: r.break_glass,
+        sealed: false,
     };
     let token = jit_grant::sign(&b.key, TokenKind::Grant, &claims)
         .map_err(|e| ApiError::internal(format!("request {}: cannot sign the grant: {e}", r.id)))?;

@@ -45,6 +45,7 @@ fn claims() -> Claims {
         reason: Some("debugging packet loss on the web tier".to_string()),
         max_uses: None,
         break_glass: false,
+        sealed: false,
     }
 }
 

@@ -62,6 +62,11 @@ pub struct Claims {
     pub max_uses: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub break_glass: bool,
+    /// A sealed break-glass grant, kept offline for when no broker can be reached: long
+    /// validity (the rule's `sealed_validity`), single use per host, the command bounded by
+    /// the rule's `max_duration` (docs/tokens.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// UTC, whole seconds (truncated), RFC 3339.
@@ -131,6 +136,7 @@ const CLAIM_TYPES: &[(&str, bool, ClaimCheck)] = &[
     ("reason", false, is::<Option<String>>),
     ("max_uses", false, is::<Option<u32>>),
     ("break_glass", false, is::<bool>),
+    ("sealed", false, is::<bool>),
 ];
 
 /// What the host knows when it checks a grant.
@@ -162,8 +168,9 @@ impl Claims {
     /// (jit_policy::glob) (WrongHost), `nbf - skew <= now` and `iat - skew <= now` (NotYetValid),
     /// `now < exp` (Expired, with a human "3m" ago), `exp > iat` (Claim).
     ///
-    /// The self-consistency of the claims (`jti` non-empty, `exp > iat`, `exp > nbf`) is
-    /// checked first: a malformed grant is reported as such whoever presents it.
+    /// The self-consistency of the claims (`jti` non-empty, `exp > iat`, `exp > nbf`; a
+    /// `sealed` grant is a single-use break-glass grant) is checked first: a malformed grant
+    /// is reported as such whoever presents it.
     pub fn check(&self, ctx: &CheckContext<'_>) -> Result<(), GrantError> {
         if self.jti.trim().is_empty() {
             return Err(self.claim_error(
@@ -189,6 +196,12 @@ impl Claims {
                     format_time(self.exp),
                     format_time(self.nbf)
                 ),
+            ));
+        }
+        if self.sealed && !(self.break_glass && self.max_uses == Some(1)) {
+            return Err(self.claim_error(
+                "sealed",
+                "a sealed grant must be a single-use break-glass grant (break_glass = true, max_uses = 1), and this one is not; its issuer is broken, ask the admin who sealed it",
             ));
         }
         if self.sub != ctx.user {
@@ -283,6 +296,7 @@ impl Claims {
             approvers: self.approvers.clone(),
             subject: self.sub.clone(),
             break_glass: self.break_glass,
+            sealed: self.sealed,
         })
     }
 
@@ -351,5 +365,19 @@ impl Claims {
     /// Time left at `now` (zero if past).
     pub fn remaining(&self, now: OffsetDateTime) -> Duration {
         positive_gap(self.exp, now)
+    }
+
+    /// When a command this grant starts at `start` must end: `exp`; for a sealed grant, which
+    /// stays valid far longer than any run may last, the earlier of `exp` and `start +
+    /// max_duration` (the rule's).
+    pub fn run_ends(&self, start: OffsetDateTime, max_duration: Duration) -> OffsetDateTime {
+        if !self.sealed {
+            return self.exp;
+        }
+        let bound = time::Duration::try_from(max_duration)
+            .ok()
+            .and_then(|d| start.checked_add(d))
+            .unwrap_or(self.exp);
+        bound.min(self.exp)
     }
 }

@@ -37,6 +37,7 @@ fn claims() -> Claims {
         reason: Some("debug packet loss".into()),
         max_uses: Some(3),
         break_glass: false,
+        sealed: false,
     }
 }
 
@@ -811,4 +812,75 @@ fn view_narrowing_errors_name_the_claim() {
             "{text}"
         );
     }
+}
+
+// ---------------------------------------------------------------- sealed grants
+
+fn sealed() -> Claims {
+    let mut c = claims();
+    c.sealed = true;
+    c.break_glass = true;
+    c.max_uses = Some(1);
+    c.approvers.clear();
+    c.exp = t0() + time::Duration::days(30);
+    c
+}
+
+#[test]
+fn a_sealed_grant_is_a_single_use_break_glass_grant() {
+    sealed().check(&ctx(t0() + mins(1))).unwrap();
+    let inconsistent: [fn(&mut Claims); 4] = [
+        |c| c.break_glass = false,
+        |c| c.max_uses = None,
+        |c| c.max_uses = Some(2),
+        |c| {
+            c.break_glass = false;
+            c.max_uses = None
+        },
+    ];
+    for spoil in inconsistent {
+        let mut c = sealed();
+        spoil(&mut c);
+        let err = c.check(&ctx(t0() + mins(1))).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                GrantError::Claim {
+                    claim: "sealed",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("single-use break-glass"), "{err}");
+    }
+    // The claim round-trips through a token, and only a sealed grant carries it.
+    let sk = SecretKey::generate().unwrap();
+    let token = sign(&sk, TokenKind::Grant, &sealed()).unwrap();
+    let v = verify(&token, &keyset(&[&sk]), TokenKind::Grant).unwrap();
+    assert!(v.claims.sealed && v.claims.view().unwrap().sealed);
+    let plain = sign(&sk, TokenKind::Grant, &claims()).unwrap();
+    assert!(!decode_unverified(&plain)
+        .unwrap()
+        .payload
+        .contains("sealed"));
+    let mut c = sealed();
+    c.sealed = false;
+    assert!(!c.view().unwrap().sealed);
+}
+
+#[test]
+fn a_sealed_grant_runs_for_max_duration_at_most() {
+    let hour = Duration::from_secs(3600);
+    let c = sealed();
+    let start = t0() + time::Duration::days(3);
+    assert_eq!(c.run_ends(start, hour), start + mins(60));
+    // Never past exp.
+    let late = c.exp - mins(10);
+    assert_eq!(c.run_ends(late, hour), c.exp);
+    // An ordinary grant runs until exp, whatever max_duration says.
+    let plain = claims();
+    assert_eq!(plain.run_ends(t0(), Duration::from_secs(60)), plain.exp);
+    // A max_duration beyond what time can hold: exp.
+    assert_eq!(c.run_ends(start, Duration::MAX), c.exp);
 }

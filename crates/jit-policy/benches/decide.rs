@@ -133,6 +133,7 @@ fn grant_view() -> GrantView {
         approvers: vec!["bob".to_string()],
         subject: "alice".to_string(),
         break_glass: false,
+        sealed: false,
     }
 }
 

@@ -46,6 +46,10 @@ pub struct GrantView {
     /// The requester (`sub`): never counts as an approver.
     pub subject: String,
     pub break_glass: bool,
+    /// A sealed break-glass grant (claim `sealed`): its lifetime is bounded by the rule's
+    /// `sealed_validity` instead of `max_duration`, and the command it starts by
+    /// `max_duration` (docs/tokens.md).
+    pub sealed: bool,
 }
 
 /// Machine-readable refusal reason, stable (written to audit as `jitrun.deny_code`).
@@ -60,7 +64,7 @@ pub enum DenyCode {
     GrantCommand, // grant's cmd narrowing does not cover this command, or is not within the rule
     GrantCaps,    // grant's caps not within the rule's
     RunAs,        // -u or grant run_as not allowed by the rule
-    Duration,     // exp - iat > max_duration
+    Duration,     // exp - iat > max_duration (a sealed grant: > sealed_validity, or none)
     Approvals,    // too few approvers (requester excluded)
     Authenticate, // PAM authentication failed (decided by jitrun after the policy allows)
     Account,      // PAM account check refused (expired account or password, access rules)
@@ -424,21 +428,38 @@ fn check_grant_run_as(rule: &Rule, request: &Request<'_>, g: &GrantView) -> Resu
     }
 }
 
+/// `exp - iat` within `max_duration`; for a sealed grant, within `sealed_validity` (a rule
+/// without it refuses sealed grants).
 fn check_lifetime(rule: &Rule, g: &GrantView) -> Result<(), Denial> {
-    if g.lifetime <= rule.max_duration {
-        return Ok(());
+    match lifetime_refusal(rule, g) {
+        None => Ok(()),
+        Some(message) => Err(denial(DenyCode::Duration, Some(rule), message)),
     }
-    Err(denial(
-        DenyCode::Duration,
-        Some(rule),
-        format!(
-            "grant {} lasts {}, longer than rule {} allows (max_duration {}); request a shorter grant",
-            g.id,
+}
+
+/// Why the grant lives too long for `rule`, if it does.
+fn lifetime_refusal(rule: &Rule, g: &GrantView) -> Option<String> {
+    let (id, r) = (&g.id, rule_name(rule));
+    if !g.sealed {
+        return (g.lifetime > rule.max_duration).then(|| {
+            format!(
+                "grant {id} lasts {}, longer than rule {r} allows (max_duration {}); request a shorter grant",
+                format_duration(g.lifetime),
+                format_duration(rule.max_duration)
+            )
+        });
+    }
+    match rule.sealed_validity {
+        None => Some(format!(
+            "grant {id} is a sealed break-glass grant, and rule {r} accepts none (it sets no sealed_validity); use an ordinary grant (jitctl request)"
+        )),
+        Some(v) if g.lifetime > v => Some(format!(
+            "grant {id} is a sealed grant valid for {}, longer than rule {r} accepts (sealed_validity {}); use a batch sealed with a shorter validity",
             format_duration(g.lifetime),
-            rule_name(rule),
-            format_duration(rule.max_duration)
-        ),
-    ))
+            format_duration(v)
+        )),
+        Some(_) => None,
+    }
 }
 
 /// Distinct approvers other than the requester, at least `min_approvals` (break-glass
@@ -786,6 +807,7 @@ min_approvals = 1
             approvers: vec!["oncall".to_string(), "lead".to_string()],
             subject: subject.to_string(),
             break_glass: false,
+            sealed: false,
         }
     }
 
@@ -1306,6 +1328,45 @@ min_approvals = 1
             ask("alice", "web-1", &["/usr/sbin/ip"]).decide(&p, Some(&g)),
             DenyCode::Duration,
         );
+    }
+
+    #[test]
+    fn sealed_grants_need_sealed_validity_and_are_bounded_by_it() {
+        let p = policy();
+        let mut g = grant("break", "alice");
+        g.approvers.clear();
+        g.break_glass = true;
+        g.sealed = true;
+        g.lifetime = Duration::from_secs(30 * 86400);
+        let a = ask("alice", "web-1", &["/usr/sbin/reboot"]);
+        // The rule sets no sealed_validity: refused, however short the grant.
+        let d = denied(a.decide(&p, Some(&g)), DenyCode::Duration);
+        assert!(
+            d.message.contains("sealed break-glass grant")
+                && d.message
+                    .contains("accepts none (it sets no sealed_validity)"),
+            "{}",
+            d.message
+        );
+        g.lifetime = Duration::from_secs(60);
+        denied(a.decide(&p, Some(&g)), DenyCode::Duration);
+        // With sealed_validity: up to it, past max_duration (1h).
+        let mut p = policy();
+        let rule = p.rules.iter_mut().find(|r| r.name == "break").unwrap();
+        rule.sealed_validity = Some(Duration::from_secs(30 * 86400));
+        g.lifetime = Duration::from_secs(30 * 86400);
+        allowed(a.decide(&p, Some(&g)));
+        g.lifetime = Duration::from_secs(31 * 86400);
+        let d = denied(a.decide(&p, Some(&g)), DenyCode::Duration);
+        assert!(
+            d.message.contains("valid for 31d") && d.message.contains("(sealed_validity 30d)"),
+            "{}",
+            d.message
+        );
+        // An ordinary grant still answers to max_duration on that rule.
+        g.sealed = false;
+        g.lifetime = Duration::from_secs(7200);
+        denied(a.decide(&p, Some(&g)), DenyCode::Duration);
     }
 
     #[test]

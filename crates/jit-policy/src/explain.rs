@@ -246,6 +246,7 @@ grant = "none"
             approvers: vec![],
             subject: "dave".to_string(),
             break_glass: false,
+            sealed: false,
         };
         let e = explain(&p, &req("dave", &groups, &args), Some(&g));
         assert_eq!(e.rules[0].verdict, Verdict::Chosen);

@@ -12,6 +12,7 @@
 //! capabilities = ["CAP_NET_ADMIN", "net_raw"]
 //! grant = "required"                # default; "none" = standing access
 //! max_duration = "1h"               # default "1h"
+//! sealed_validity = "30d"           # default unset: sealed break-glass grants refused
 //! min_approvals = 0
 //! env_keep = ["TERM", "LANG"]      # variables known to be safe (SAFE_ENV)
 //! env_keep_unchecked = ["APP_ENV"] # others, vouched for by the admin (linted)
@@ -203,6 +204,7 @@ run_as = "invoker"
 capabilities = ["CAP_NET_ADMIN", "net_raw"]
 grant = "required"
 max_duration = "1h30m"
+sealed_validity = "30d"
 min_approvals = 2
 env_keep = ["TERM", "LANG"]
 no_new_privs = false
@@ -233,13 +235,14 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert_eq!(r.capabilities.names(), vec!["CAP_NET_ADMIN", "CAP_NET_RAW"]);
         assert_eq!(r.grant, GrantMode::Required);
         assert_eq!(r.max_duration, Duration::from_secs(5400));
+        assert_eq!(r.sealed_validity, Some(Duration::from_secs(30 * 86400)));
         assert_eq!(r.min_approvals, 2);
         assert_eq!(r.env_keep, vec!["TERM", "LANG"]);
         assert!(!r.no_new_privs);
         assert!(r.authenticate);
         assert!(r.require_fresh_revocations);
         assert_eq!((r.record, r.record_input), (Some(true), true));
-        assert_eq!(r.lines.record_input, 18);
+        assert_eq!(r.lines.record_input, 19);
         assert_eq!(
             r.source,
             SourceLoc {
@@ -256,6 +259,7 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert_eq!(d.capabilities, CapSet::EMPTY);
         assert_eq!(d.grant, GrantMode::Required);
         assert_eq!(d.max_duration, Duration::from_secs(3600));
+        assert_eq!(d.sealed_validity, None);
         assert_eq!(d.min_approvals, 0);
         assert!(d.env_keep.is_empty());
         assert!(d.no_new_privs);
@@ -266,7 +270,7 @@ commands = ["/usr/bin/systemctl restart postgresql"]
         assert!(r.records(&settings) && !d.records(&settings));
         settings.default = true;
         assert!(d.records(&settings));
-        assert_eq!(d.source.line, 20);
+        assert_eq!(d.source.line, 21);
         assert!(d.commands[0].matches(
             OsStr::new("/usr/bin/systemctl"),
             &[OsStr::new("restart"), OsStr::new("postgresql")]
@@ -452,6 +456,8 @@ commands = ["/usr/bin/systemctl restart postgresql"]
             ("max_duration = \"0s\"", ":5: rule \"r\": max_duration: must be longer than zero"),
             ("max_duration = \"1 hour\"", ":5: rule \"r\": max_duration: \"1 hour\": no spaces allowed; expected a duration such as \"90s\", \"5m\" or \"1h30m\""),
             ("max_duration = 3600", ":5: rule \"r\": max_duration: expected a string such as \"1h\" or \"30m\", found an integer"),
+            ("sealed_validity = \"0s\"", ":5: rule \"r\": sealed_validity: must be longer than zero"),
+            ("sealed_validity = 30", ":5: rule \"r\": sealed_validity: expected a string such as \"1h\" or \"30m\", found an integer"),
             ("min_approvals = -1", ":5: rule \"r\": min_approvals: -1 is out of range: expected 0 or more"),
             ("min_approvals = \"2\"", ":5: rule \"r\": min_approvals: expected an integer, found a string"),
             ("env_keep = [\"TERM\", \"1BAD\"]", ":5: rule \"r\": env_keep: invalid variable name \"1BAD\""),

@@ -54,8 +54,12 @@ pub struct Rule {
     pub run_as: RunAs,
     pub capabilities: CapSet,
     pub grant: GrantMode,
-    /// Longest `exp - iat` a grant for this rule may have. Default 1h.
+    /// Longest `exp - iat` a grant for this rule may have, and the longest a command may run
+    /// on a sealed grant. Default 1h.
     pub max_duration: Duration,
+    /// Longest `exp - iat` a sealed break-glass grant (claim `sealed`) for this rule may have;
+    /// None (the default): sealed grants are refused.
+    pub sealed_validity: Option<Duration>,
     pub min_approvals: u32,
     /// Variables kept from the caller: names on [`SAFE_ENV`](crate::names::SAFE_ENV) only.
     pub env_keep: Vec<String>,
@@ -136,6 +140,7 @@ pub(crate) const RULE_KEYS: &[&str] = &[
     "capabilities",
     "grant",
     "max_duration",
+    "sealed_validity",
     "min_approvals",
     "env_keep",
     "env_keep_unchecked",
@@ -194,7 +199,9 @@ pub(crate) fn parse_rule<'e>(
             "\"required\" (the default) or \"none\" (standing access)",
         )?,
     };
-    let (max_duration, min_approvals) = (max_duration(&t)?, min_approvals(&t)?);
+    let max_duration = positive_duration(&t, "max_duration")?.unwrap_or(DEFAULT_MAX_DURATION);
+    let sealed_validity = positive_duration(&t, "sealed_validity")?;
+    let min_approvals = min_approvals(&t)?;
     let env_keep = env_names(&t, "env_keep", true)?;
     let env_keep_unchecked = env_names(&t, "env_keep_unchecked", false)?;
     let allow_risks = allow_risks(&t)?;
@@ -208,6 +215,7 @@ pub(crate) fn parse_rule<'e>(
         capabilities,
         grant,
         max_duration,
+        sealed_validity,
         min_approvals,
         env_keep,
         env_keep_unchecked,
@@ -348,15 +356,20 @@ pub(crate) fn run_as(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<RunAs, Pol
     }
 }
 
-fn max_duration(t: &Section<'_, '_>) -> Result<Duration, PolicyError> {
-    let Some(e) = t.get("max_duration") else {
-        return Ok(Duration::from_secs(3600));
+/// `max_duration` when a rule does not set it.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// A duration key (`max_duration`, `sealed_validity`): a string such as "30m", longer than
+/// zero; None when the rule does not set it.
+fn positive_duration(t: &Section<'_, '_>, key: &str) -> Result<Option<Duration>, PolicyError> {
+    let Some(e) = t.get(key) else {
+        return Ok(None);
     };
-    let d = duration(t.doc, e, &t.field("max_duration"), "\"1h\" or \"30m\"")?;
+    let d = duration(t.doc, e, &t.field(key), "\"1h\" or \"30m\"")?;
     if d.is_zero() {
         return Err(t.bad(e, "must be longer than zero, e.g. \"30m\""));
     }
-    Ok(d)
+    Ok(Some(d))
 }
 
 fn min_approvals(t: &Section<'_, '_>) -> Result<u32, PolicyError> {

@@ -50,7 +50,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Bump whenever the layout or the meaning of a field changes.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 const MAGIC: &[u8; 8] = b"JITPSNAP";
 const TABLES: usize = 3;
 /// Bytes of the fixed header (the key follows it).
@@ -163,6 +163,14 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
     });
     o.u64(rule.max_duration.as_secs());
     o.u32(rule.max_duration.subsec_nanos());
+    match rule.sealed_validity {
+        None => o.u8(0),
+        Some(v) => {
+            o.u8(1);
+            o.u64(v.as_secs());
+            o.u32(v.subsec_nanos());
+        }
+    }
     o.u32(rule.min_approvals);
     o.strs(&rule.env_keep);
     o.strs(&rule.env_keep_unchecked);
@@ -626,6 +634,7 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         _ => return Err(corrupt("invalid grant mode")),
     };
     let max_duration = decode_max_duration(&mut r)?;
+    let sealed_validity = decode_sealed_validity(&mut r)?;
     let min_approvals = r.u32()?;
     let (env_keep, env_keep_unchecked) = decode_env(&mut r)?;
     let allow_risks = r.strs()?;
@@ -659,6 +668,7 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         capabilities,
         grant,
         max_duration,
+        sealed_validity,
         min_approvals,
         env_keep,
         env_keep_unchecked,
@@ -744,6 +754,22 @@ fn decode_max_duration(r: &mut In<'_>) -> Result<Duration, SnapshotError> {
     let max_duration = Duration::new(secs, nanos);
     check(!max_duration.is_zero(), "max_duration")?;
     Ok(max_duration)
+}
+
+/// `sealed_validity`: absent, or a duration longer than zero.
+fn decode_sealed_validity(r: &mut In<'_>) -> Result<Option<Duration>, SnapshotError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => {
+            let secs = r.u64()?;
+            let nanos = r.u32()?;
+            check(nanos < 1_000_000_000, "sealed_validity")?;
+            let v = Duration::new(secs, nanos);
+            check(!v.is_zero(), "sealed_validity")?;
+            Ok(Some(v))
+        }
+        _ => Err(corrupt("invalid sealed_validity")),
+    }
 }
 
 /// `env_keep` (known safe names only) and `env_keep_unchecked` (never a never-kept name,
@@ -951,6 +977,10 @@ mod tests {
                 "max_duration = \"{}\"\n",
                 rng.pick(&["1h", "90s", "1h30m", "500ms", "2d"])
             ));
+            // From what was drawn already (another draw would change every later rule).
+            if let Some(validity) = [None, Some("30d"), Some("14d")][c.len() - 1] {
+                t.push_str(&format!("sealed_validity = \"{validity}\"\n"));
+            }
             t.push_str(&format!("min_approvals = {}\n", rng.below(3)));
             if rng.below(2) == 0 {
                 t.push_str("env_keep = [\"TERM\", \"LANG\"]\nenv_keep_unchecked = [\"_X1\"]\n");
@@ -1185,6 +1215,9 @@ mod tests {
                 r.capabilities = CapSet::all();
             }),
             ("max_duration", |r| r.max_duration = Duration::ZERO),
+            ("sealed_validity", |r| {
+                r.sealed_validity = Some(Duration::ZERO)
+            }),
             ("env_keep", |r| r.env_keep = vec!["LD_PRELOAD".into()]),
             ("env_keep", |r| r.env_keep = vec!["APP_ENV".into()]),
             ("env_keep_unchecked", |r| {

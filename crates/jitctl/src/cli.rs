@@ -10,10 +10,10 @@ use std::path::PathBuf;
     propagate_version = true
 )]
 pub struct Cli {
-    /// Broker URL, e.g. http://127.0.0.1:7443 (default: `broker` in ~/.config/jitrun/client.toml,
-    /// else /etc/jitrun/client.toml)
+    /// Broker URL, e.g. https://broker-1:7443; repeat it for replicas, tried in order (default:
+    /// `broker` in ~/.config/jitrun/client.toml, else /etc/jitrun/client.toml)
     #[arg(long, global = true, value_name = "URL")]
-    pub broker: Option<String>,
+    pub broker: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -165,8 +165,22 @@ pub struct RevokeArgs {
 #[derive(Debug, Subcommand)]
 pub enum RevocationsCommand {
     /// Fetch the broker's signed revocation list, verify it with /etc/jitrun/keys.d/ and
-    /// write it to /var/lib/jitrun/revocations (as root; a lower seq than on disk is refused)
+    /// write it to /var/lib/jitrun/revocations (as root; a lower seq than on disk is refused);
+    /// then report uses of sealed break-glass grants on this host
     Sync,
+    /// Keep /var/lib/jitrun/revocations current within about a second of a revocation: hold a
+    /// watch on the broker (GET /v1/revocations?after_seq=N, answered when the list changes),
+    /// write each new list as sync does, and watch again; runs until stopped (as root, the
+    /// jitrun-revocations-watch service); brokers are tried in the order of client.toml
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// How long each watch may be held by the broker before it answers with the unchanged
+    /// list (the broker's http.watch_hold caps it)
+    #[arg(long, value_name = "DURATION", default_value = "50s")]
+    pub wait: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,6 +371,11 @@ pub struct MintArgs {
     /// Mark as break-glass (issued without approval; audited at alert severity)
     #[arg(long)]
     pub break_glass: bool,
+    /// A sealed break-glass grant, to keep offline: implies --break-glass and --max-uses 1;
+    /// hosts accept it only for rules with sealed_validity, and end its command after the
+    /// rule's max_duration (jitbroker break-glass seal issues them in batches)
+    #[arg(long)]
+    pub sealed: bool,
     /// Also bind the grant to this numeric uid
     #[arg(long, value_name = "N")]
     pub uid: Option<u32>,
@@ -594,7 +613,7 @@ mod tests {
             "http://127.0.0.1:1",
         ])
         .unwrap();
-        assert_eq!(cli.broker.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(cli.broker, ["http://127.0.0.1:1"]);
         let Command::Request(r) = cli.command else {
             panic!()
         };

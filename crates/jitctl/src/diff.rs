@@ -17,6 +17,8 @@ struct Facts {
     grant: &'static str,
     min_approvals: u32,
     max_duration: String,
+    /// Sealed break-glass grants accepted for this long (None: refused).
+    sealed_validity: Option<String>,
 }
 
 fn facts(r: &Rule) -> Facts {
@@ -43,6 +45,7 @@ fn facts(r: &Rule) -> Facts {
         },
         min_approvals: r.min_approvals,
         max_duration: format_duration(r.max_duration),
+        sealed_validity: r.sealed_validity.map(format_duration),
     }
 }
 
@@ -104,6 +107,7 @@ fn change(old: Option<&Facts>, new: Option<&Facts>) -> Option<Value> {
         "grant": field(&|f| json!(f.grant)),
         "min_approvals": field(&|f| json!(f.min_approvals)),
         "max_duration": field(&|f| json!(f.max_duration)),
+        "sealed_validity": field(&|f| json!(f.sealed_validity)),
     }))
 }
 
@@ -148,9 +152,13 @@ fn describe_whole(c: &Value, side: &str, at: &str) -> Vec<String> {
     let grant = match c["grant"][at].as_str() {
         Some("none") => "standing access (grant = \"none\")".to_string(),
         _ => format!(
-            "grant required (min_approvals {}, max_duration {})",
+            "grant required (min_approvals {}, max_duration {}{})",
             c["min_approvals"][at],
-            c["max_duration"][at].as_str().unwrap_or("?")
+            c["max_duration"][at].as_str().unwrap_or("?"),
+            c["sealed_validity"][at]
+                .as_str()
+                .map(|v| format!(", sealed grants valid up to {v}"))
+                .unwrap_or_default()
         ),
     };
     let mut lines = vec![format!(
@@ -189,7 +197,7 @@ fn describe(c: &Value) -> Vec<String> {
         Value::Null => "-".to_string(),
         other => other.to_string(),
     };
-    for key in ["run_as", "min_approvals", "max_duration"] {
+    for key in ["run_as", "min_approvals", "max_duration", "sealed_validity"] {
         if !c[key].is_null() {
             lines.push(format!(
                 "{key}: {} -> {}",
@@ -310,5 +318,26 @@ mod tests {
         );
         assert!(diff(&old, &old).is_empty());
         assert_eq!(render_text(&[]), "no differences in who may run what\n");
+    }
+
+    #[test]
+    fn accepting_sealed_grants_is_a_change() {
+        let rule = "[[rule]]\nname = \"bg\"\nusers = [\"alice\"]\ncommands = [\"/usr/bin/id\"]\n";
+        let old = load(rule);
+        let new = load(&format!("{rule}sealed_validity = \"30d\"\n"));
+        let c = diff(&old, &new);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0]["sealed_validity"], json!({"old": null, "new": "30d"}));
+        assert!(
+            render_text(&c).contains("sealed_validity: - -> 30d"),
+            "{}",
+            render_text(&c)
+        );
+        let added = diff(&Policy::default(), &new);
+        assert!(
+            render_text(&added).contains("max_duration 1h, sealed grants valid up to 30d)"),
+            "{}",
+            render_text(&added)
+        );
     }
 }

@@ -118,8 +118,9 @@ pub fn mint(args: &MintArgs) -> Result<()> {
         approvers: args.approvers.clone(),
         ticket: args.ticket.clone(),
         reason: args.reason.clone(),
-        max_uses: args.max_uses,
-        break_glass: args.break_glass,
+        max_uses: if args.sealed { Some(1) } else { args.max_uses },
+        break_glass: args.break_glass || args.sealed,
+        sealed: args.sealed,
     };
     // The same parse a host makes of the narrowing claims.
     claims.view()?;
@@ -170,6 +171,11 @@ fn check_narrowing(args: &MintArgs) -> Result<()> {
     }
     if args.max_uses == Some(0) {
         return Err("--max-uses: must be at least 1".into());
+    }
+    if args.sealed && args.max_uses.is_some_and(|n| n != 1) {
+        return Err(
+            "--sealed: a sealed grant is single-use (max_uses = 1); leave out --max-uses".into(),
+        );
     }
     Ok(())
 }

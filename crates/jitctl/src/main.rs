@@ -12,6 +12,7 @@ mod pack;
 mod policy;
 mod requests;
 mod revocations;
+mod sealed;
 mod sessions;
 mod sudoers;
 mod sync;
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let broker = || client::Broker::from_config(cli.broker.as_deref());
+    let broker = || client::Broker::from_config(&cli.broker);
     let done = |r: error::Result<()>| r.map(|()| 0);
     let result: error::Result<i32> = match &cli.command {
         cli::Command::Request(a) => broker().and_then(|b| requests::request(&b, a)),
@@ -37,6 +38,9 @@ fn main() -> ExitCode {
         }
         cli::Command::Revocations(cli::RevocationsCommand::Sync) => {
             broker().and_then(|b| revocations::sync(&b))
+        }
+        cli::Command::Revocations(cli::RevocationsCommand::Watch(a)) => {
+            broker().and_then(|b| revocations::watch(&b, a))
         }
         cli::Command::HostKey(cli::HostKeyCommand::Init(a)) => hostkey::init(a),
         cli::Command::Keygen(args) => done(keygen::run(args)),

@@ -444,7 +444,7 @@ pub fn revoke(broker: &Broker, args: &RevokeArgs, token: Option<String>) -> Resu
         Some(&body),
     )?;
     println!(
-        "grant {} ({} for {}) revoked; hosts refuse it and end commands running on it once they have the new list (`jitctl revocations sync`, run as root by the jitrun-revocations-sync timer)",
+        "grant {} ({} for {}) revoked; hosts refuse it and end commands running on it once they have the new list: at once where jitrun-revocations-watch runs, else at the next `jitctl revocations sync` (the jitrun-revocations-sync timer, every minute)",
         args.id,
         text(&g, "rule"),
         text(&g, "user")

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 pub const KEYS_DIR: &str = "/etc/jitrun/keys.d";
+/// jitrun's state on the host (the revocation list, use counters), root's alone.
+pub const STATE_DIR: &str = "/var/lib/jitrun";
 pub const STORE: &str = ".local/state/jitrun/grants";
 
 /// The trusted broker keys of this host (`/etc/jitrun/keys.d/*.paserk`).

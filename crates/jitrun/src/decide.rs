@@ -34,6 +34,30 @@ pub struct Approved<'p> {
     pub grant: Option<UsedGrant>,
 }
 
+impl Approved<'_> {
+    /// When a command started at `start` must end (None: standing access, no end): the
+    /// grant's `exp`; for a sealed grant, at the latest `start` + the rule's `max_duration`.
+    pub fn ends_at(&self, start: OffsetDateTime) -> Option<OffsetDateTime> {
+        let g = self.grant.as_ref()?;
+        Some(g.claims.run_ends(start, self.rule.max_duration))
+    }
+}
+
+/// What the person is told when the grant's time ended their command (`ended`: when it did).
+pub fn expiry_message(g: &UsedGrant, ended: OffsetDateTime) -> String {
+    let (jti, rule) = (&g.claims.jti, &g.claims.rule);
+    if ended < g.claims.exp {
+        return format!(
+            "sealed grant {jti} runs a command for at most rule {rule}'s max_duration, which ended at {}; the command was ended. The grant is used up on this host",
+            jit_grant::format_time(ended)
+        );
+    }
+    format!(
+        "grant {jti} expired at {}; the command was ended. Request a new grant: jitctl request {rule}",
+        jit_grant::format_time(g.claims.exp)
+    )
+}
+
 pub struct Inputs<'a> {
     pub policy: &'a Policy,
     /// The token `--grant` names, as [`read_grant`] read it (None without `--grant`).
@@ -147,10 +171,25 @@ fn with_grant<'p>(token: &str, inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal
 pub fn consume_use(approved: &Approved<'_>) -> Result<(), Refusal> {
     if let Some(g) = &approved.grant {
         if let Some(max) = g.claims.max_uses {
-            uses::consume(&g.claims.jti, max)?;
+            uses::consume(&g.claims.jti, max).map_err(|r| sealed_used_up(g, r))?;
         }
     }
     Ok(())
+}
+
+/// A sealed grant's one use on this host is spent: say so, and what to do instead.
+fn sealed_used_up(g: &UsedGrant, r: Refusal) -> Refusal {
+    if !g.claims.sealed || r.code != "grant_used_up" {
+        return r;
+    }
+    Refusal::deny(
+        "grant_used_up",
+        format!(
+            "sealed grant {} was already used on this host (each works once per host); use another grant of its batch, or jitctl request {} once the broker can be reached",
+            g.claims.jti, g.claims.rule
+        ),
+    )
+    .with_rule(Some(g.claims.rule.clone()))
 }
 
 /// Read the token `--grant` names (a file, as the invoker, or stdin), once: the policy cache

@@ -112,6 +112,7 @@ pub fn elevate(
         command: &run.args.command,
         executable: Some(&located.canonical),
     };
+    let ends = launch.enforce.expires;
     let outcome = supervise(run, launch, &facts, &approved, &target)?;
     let logged = log_end(run, &facts, &approved, &target, &outcome);
     if let Some(session) = pam_session {
@@ -119,7 +120,7 @@ pub fn elevate(
             say!("jitrun: warning: closing the PAM session failed: {e}");
         }
     }
-    explain_end(&outcome, &approved, &keys);
+    explain_end(&outcome, &approved, ends, &keys);
     if let Err(e) = logged {
         say!("jitrun: warning: the end of this run was not logged: {e}");
     }
@@ -246,7 +247,8 @@ fn launch_of<'a>(
             elevated: privilege != Privilege::Same,
         },
         enforce: Enforcement {
-            expires: approved.grant.as_ref().map(|g| g.claims.exp),
+            // A sealed grant's command ends at most the rule's max_duration after it starts.
+            expires: approved.ends_at(time::OffsetDateTime::now_utc()),
             revocation: approved.grant.as_ref().map(|g| RevocationWatch {
                 jti: g.claims.jti.clone(),
                 keys: keys.clone(),
@@ -358,18 +360,25 @@ fn log_end(
     run.auditor.record(&end)
 }
 
-/// Tell the person why the command ended when jitrun ended it, and what to do next.
-fn explain_end(outcome: &Outcome, approved: &Approved<'_>, keys: &KeySet) {
+/// Tell the person why the command ended when jitrun ended it, and what to do next (`ends`:
+/// when the grant's time ended the command).
+fn explain_end(
+    outcome: &Outcome,
+    approved: &Approved<'_>,
+    ends: Option<time::OffsetDateTime>,
+    keys: &KeySet,
+) {
     if let Some(err) = &outcome.error {
         say!("jitrun: {err}");
     }
     let Some(g) = &approved.grant else { return };
     let (jti, rule) = (&g.claims.jti, &g.claims.rule);
     match outcome.reason {
-        EndReason::Expired => say!(
-            "jitrun: grant {jti} expired at {}; the command was ended. Request a new grant: jitctl request {rule}",
-            jit_grant::format_time(g.claims.exp),
-        ),
+        EndReason::Expired => {
+            if let Some(ended) = ends {
+                say!("jitrun: {}", decide::expiry_message(g, ended));
+            }
+        }
         EndReason::Revoked => match revocations::load(keys).find(jti) {
             Some(entry) => say!(
                 "jitrun: grant {jti} was revoked at {}: {}; the command was ended. Request a new grant: jitctl request {rule}",

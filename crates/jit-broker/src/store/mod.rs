@@ -7,13 +7,14 @@
 //! decided in the database.
 use crate::config::{Config, StoreLocation};
 use crate::error::{ApiError, StoreError};
-use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, Request, State};
+use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, Request, SealedGrant, State};
 use serde_json::Value;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
 mod diagnose;
 pub mod migrate;
+mod pg_listen;
 mod postgres;
 mod sqlite;
 pub mod tables;
@@ -57,6 +58,13 @@ pub struct StoredRevocations {
     pub iat: OffsetDateTime,
     pub content: String,
     pub token: String,
+}
+
+impl StoredRevocations {
+    /// The API's answer for it (`GET /v1/revocations`).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"token": self.token, "seq": self.seq, "iat": jit_grant::format_time(self.iat)})
+    }
 }
 
 /// A revocation of a grant the store has no row for.
@@ -135,6 +143,20 @@ impl AuditFilter {
     }
 }
 
+/// What [`Store::follow_revocations`] tells the revocation watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// A process (any replica) committed a new revocation list.
+    Stored,
+    /// Announcements are heard (again): any made while they were not may have been missed.
+    Listening,
+    /// Announcements are not heard until `Listening` (the connection was lost).
+    Deaf,
+}
+
+/// Whom [`Store::follow_revocations`] tells.
+pub type AnnounceFn = dyn Fn(Announced) + Send + Sync;
+
 /// How hard a write transaction's commit must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -204,6 +226,8 @@ pub trait Tx {
     fn prune_attestations(&mut self, now: OffsetDateTime) -> TxResult<usize>;
 
     fn revocations(&mut self) -> TxResult<Option<StoredRevocations>>;
+    /// The current revocation list's `seq` alone (what revocation watches follow).
+    fn revocation_seq(&mut self) -> TxResult<Option<u64>>;
     fn set_revocations(&mut self, r: &StoredRevocations) -> TxResult<()>;
 
     /// Append to the hash chain; returns the stored entry.
@@ -228,6 +252,30 @@ pub trait Tx {
 
     /// The readiness probe's write.
     fn touch_readiness(&mut self, now: OffsetDateTime) -> TxResult<()>;
+
+    /// Store a sealed grant (its `uses` are ignored).
+    fn insert_sealed(&mut self, g: &SealedGrant) -> TxResult<()>;
+    /// A sealed grant, with its uses.
+    fn get_sealed(&mut self, id: &str) -> TxResult<Option<SealedGrant>>;
+    /// Sealed grants (of one batch, or all), oldest batch first, with their uses.
+    fn list_sealed(&mut self, batch: Option<&str>) -> TxResult<Vec<SealedGrant>>;
+    fn revoke_sealed(
+        &mut self,
+        id: &str,
+        at: OffsetDateTime,
+        by: &str,
+        reason: &str,
+    ) -> TxResult<()>;
+    /// Revoked sealed grants not yet expired at `now` (for the revocation list).
+    fn revoked_sealed(&mut self, now: OffsetDateTime) -> TxResult<Vec<SealedGrant>>;
+    /// Record that `host` used sealed grant `id` at `at`; false when it was recorded before.
+    fn record_sealed_use(
+        &mut self,
+        id: &str,
+        host: &str,
+        at: OffsetDateTime,
+        reported: OffsetDateTime,
+    ) -> TxResult<bool>;
 
     fn enqueue(
         &mut self,
@@ -303,6 +351,10 @@ pub trait Store: Send + Sync {
     fn audit_rows(&self) -> Result<Vec<AuditEntry>, StoreError>;
     /// Readiness: a write commits, and the file system has room for more.
     fn ready(&self, now: OffsetDateTime) -> Result<(), StoreError>;
+    /// Tell `announce` whenever any process stores a new revocation list, for as long as
+    /// the store lives (PostgreSQL: LISTEN/NOTIFY, [`Announced`]); false when this backend
+    /// cannot (SQLite), so that only the watchers' own once-a-second look notices.
+    fn follow_revocations(&self, announce: Arc<AnnounceFn>) -> bool;
     /// The newest migration applied.
     fn schema_version(&self) -> Result<u32, StoreError>;
 }

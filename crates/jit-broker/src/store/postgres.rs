@@ -25,18 +25,22 @@
 //! waits for the disk with a small synchronous commit of its own (`commit_barrier`), which
 //! concurrent requests share (group commit). The answer is sent only after that, so "answered
 //! means on disk" holds as with `synchronous_commit = on`.
+use super::pg_listen::{Connector, Listener};
 use super::{
-    AuditFilter, Durability, NewAudit, RequestFilter, Store, StoredRevocations, Tx, TxResult,
-    UnknownRevocation, WebLogin, WebSession,
+    AnnounceFn, AuditFilter, Durability, NewAudit, RequestFilter, Store, StoredRevocations, Tx,
+    TxResult, UnknownRevocation, WebLogin, WebSession,
 };
 use crate::audit_chain;
 use crate::config::{PostgresSettings, PASSWORD_ENV};
 use crate::error::{ApiError, StoreError};
-use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, HostState, Request, State};
+use crate::model::{
+    Approval, AuditEntry, Delivery, Grant, Host, HostState, Request, SealedGrant, SealedUse, State,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -60,6 +64,10 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
         4,
         include_str!("../../migrations/postgres/0004_web_sessions.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_sealed_grants.sql"),
+    ),
 ];
 
 /// Advisory lock keys (transaction-scoped): the audit chain's head, the revocation list,
@@ -67,6 +75,9 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
 const AUDIT_LOCK: i64 = 0x6a69_7462_0001;
 const REVOCATIONS_LOCK: i64 = 0x6a69_7462_0002;
 const MIGRATE_LOCK: i64 = 0x6a69_7462_0003;
+
+/// The channel a new revocation list is announced on (`NOTIFY`, payload its seq).
+const REVOCATIONS_CHANNEL: &str = "jitbroker_revocations";
 
 /// Per session: a transaction left idle (a stuck replica) or a statement that runs away
 /// cannot hold locks for long.
@@ -81,6 +92,9 @@ pub struct PgStore {
     /// The URL as configured (never holds a password), for messages.
     target: String,
     replica: String,
+    /// The revocation channel's listener, started by [`Store::follow_revocations`] (None:
+    /// `[postgres] notifications = false`).
+    listener: Option<Listener>,
 }
 
 impl Drop for PgStore {
@@ -215,14 +229,24 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match &settings.ca_file {
+        let connector = match &settings.ca_file {
             Some(ca) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let tls =
-                    tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(ca).map_err(fail)?);
-                Manager::from_config(config, tls, manager_config)
+                Connector::Tls(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    rustls_config(ca).map_err(fail)?,
+                ))
             }
-            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            None => Connector::Plain,
+        };
+        let listener = settings.notifications.then(|| Listener {
+            config: config.clone(),
+            connector: connector.clone(),
+            channel: REVOCATIONS_CHANNEL,
+            target: target.clone(),
+        });
+        let manager = match connector {
+            Connector::Tls(tls) => Manager::from_config(config, tls, manager_config),
+            Connector::Plain => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -245,6 +269,7 @@ impl PgStore {
             runtime: Some(runtime),
             target,
             replica: replica.to_string(),
+            listener,
         };
         store.migrate()?;
         let replica = store.replica.clone();
@@ -448,6 +473,18 @@ impl Store for PgStore {
         })
     }
 
+    /// LISTEN on the channel every new revocation list is announced on (pg_listen.rs),
+    /// unless `[postgres] notifications = false`.
+    fn follow_revocations(&self, announce: Arc<AnnounceFn>) -> bool {
+        match &self.listener {
+            Some(listener) => {
+                self.handle.spawn(listener.clone().run(announce));
+                true
+            }
+            None => false,
+        }
+    }
+
     fn schema_version(&self) -> Result<u32, StoreError> {
         let v: i64 = self
             .on_connection(|c| async move {
@@ -632,6 +669,34 @@ impl PgTx<'_> {
         Ok(out)
     }
 
+    /// Sealed grants `sql_where` selects, each with the uses hosts reported (one more query).
+    fn sealed_where(&mut self, sql_where: &str, params: Params<'_>) -> TxResult<Vec<SealedGrant>> {
+        let sql = format!("SELECT {SEALED_COLS} FROM sealed_grants {sql_where}");
+        let mut grants: Vec<SealedGrant> =
+            self.query(&sql, params)?.iter().map(sealed_row).collect();
+        if grants.is_empty() {
+            return Ok(grants);
+        }
+        let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
+        let rows = self.query(
+            "SELECT grant_id, host, at, reported FROM sealed_uses WHERE grant_id = ANY($1)
+             ORDER BY at, host",
+            &[&ids],
+        )?;
+        let mut uses: HashMap<String, Vec<SealedUse>> = HashMap::new();
+        for r in rows {
+            uses.entry(r.get(0)).or_default().push(SealedUse {
+                host: r.get(1),
+                at: from_ts(r.get(2)),
+                reported: from_ts(r.get(3)),
+            });
+        }
+        for g in &mut grants {
+            g.uses = uses.remove(&g.id).unwrap_or_default();
+        }
+        Ok(grants)
+    }
+
     fn requests_where(&mut self, sql_where: &str, params: Params<'_>) -> TxResult<Vec<Request>> {
         let sql = format!("SELECT {REQUEST_COLS} FROM requests {sql_where}");
         let mut rows: Vec<Request> = self.query(&sql, params)?.iter().map(request_row).collect();
@@ -651,6 +716,7 @@ const AUDIT_COLS: &str = "id, event_id, at, type, actor, host, subject, data, pr
 const UNKNOWN_COLS: &str = r#"jti, exp, revoked_at, revoked_by, revoke_reason, "user", rule"#;
 const DELIVERY_COLS: &str = "id, delivery_id, url, event_id, event_type, body, attempts";
 const SESSION_COLS: &str = r#"id, token_sha256, csrf, "user", groups, issuer, subject, created, last_seen, expires, ended, end_reason"#;
+const SEALED_COLS: &str = r#"id, batch, "user", uid, rule, hosts, iat, exp, reason, ticket, sealed_by, token_sha256, revoked_at, revoked_by, revoke_reason"#;
 
 fn request_row(r: &Row) -> Request {
     let cmd: Option<String> = r.get(5);
@@ -755,6 +821,27 @@ fn session_row(r: &Row) -> WebSession {
         expires: from_ts(r.get(9)),
         ended: r.get::<_, Option<i64>>(10).map(from_ts),
         end_reason: r.get(11),
+    }
+}
+
+fn sealed_row(r: &Row) -> SealedGrant {
+    SealedGrant {
+        id: r.get(0),
+        batch: r.get(1),
+        user: r.get(2),
+        uid: r.get::<_, Option<i64>>(3).map(|u| u as u32),
+        rule: r.get(4),
+        hosts: parse_list(r.get(5)),
+        iat: from_ts(r.get(6)),
+        exp: from_ts(r.get(7)),
+        reason: r.get(8),
+        ticket: r.get(9),
+        sealed_by: r.get(10),
+        token_sha256: r.get(11),
+        revoked_at: r.get::<_, Option<i64>>(12).map(from_ts),
+        revoked_by: r.get(13),
+        revoke_reason: r.get(14),
+        uses: Vec::new(),
     }
 }
 
@@ -1035,12 +1122,23 @@ impl Tx for PgTx<'_> {
         }))
     }
 
+    fn revocation_seq(&mut self) -> TxResult<Option<u64>> {
+        let row = self.query_opt("SELECT seq FROM revocation_list WHERE id = 1", &[])?;
+        Ok(row.map(|r| u64_of(&r, 0)))
+    }
+
     fn set_revocations(&mut self, r: &StoredRevocations) -> TxResult<()> {
         self.execute(
             "INSERT INTO revocation_list (id, seq, iat, content, token) VALUES (1, $1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, iat = EXCLUDED.iat,
                content = EXCLUDED.content, token = EXCLUDED.token",
             &[&(r.seq as i64), &ts(r.iat), &r.content, &r.token],
+        )?;
+        // Delivered to every replica's listener when (and only if) this transaction commits:
+        // their revocation watches wake at once (watch.rs).
+        self.execute(
+            &format!("SELECT pg_notify('{REVOCATIONS_CHANNEL}', $1)"),
+            &[&r.seq.to_string()],
         )?;
         Ok(())
     }
@@ -1172,6 +1270,87 @@ impl Tx for PgTx<'_> {
             &[&ts(now)],
         )?;
         Ok(rows.iter().map(unknown_row).collect())
+    }
+
+    fn insert_sealed(&mut self, g: &SealedGrant) -> TxResult<()> {
+        self.execute(
+            &format!("INSERT INTO sealed_grants ({SEALED_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"),
+            &[
+                &g.id,
+                &g.batch,
+                &g.user,
+                &g.uid.map(i64::from),
+                &g.rule,
+                &json_list(&g.hosts),
+                &ts(g.iat),
+                &ts(g.exp),
+                &g.reason,
+                &g.ticket,
+                &g.sealed_by,
+                &g.token_sha256,
+                &g.revoked_at.map(ts),
+                &g.revoked_by,
+                &g.revoke_reason,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_sealed(&mut self, id: &str) -> TxResult<Option<SealedGrant>> {
+        let sql = format!("WHERE id = $1{}", self.locking());
+        Ok(self.sealed_where(&sql, &[&id])?.into_iter().next())
+    }
+
+    fn list_sealed(&mut self, batch: Option<&str>) -> TxResult<Vec<SealedGrant>> {
+        // In id order, also the order rows are locked in (a revocation of a batch): two
+        // revocations of overlapping grants wait for each other instead of deadlocking.
+        let sql = match batch {
+            Some(_) => format!("WHERE batch = $1 ORDER BY id{}", self.locking()),
+            None => format!("ORDER BY batch, id{}", self.locking()),
+        };
+        match batch {
+            Some(b) => self.sealed_where(&sql, &[&b]),
+            None => self.sealed_where(&sql, &[]),
+        }
+    }
+
+    fn revoke_sealed(
+        &mut self,
+        id: &str,
+        at: OffsetDateTime,
+        by: &str,
+        reason: &str,
+    ) -> TxResult<()> {
+        self.execute(
+            "UPDATE sealed_grants SET revoked_at = $2, revoked_by = $3, revoke_reason = $4
+             WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &ts(at), &by, &reason],
+        )?;
+        Ok(())
+    }
+
+    fn revoked_sealed(&mut self, now: OffsetDateTime) -> TxResult<Vec<SealedGrant>> {
+        self.sealed_where(
+            "WHERE revoked_at IS NOT NULL AND exp > $1 ORDER BY revoked_at, id",
+            &[&ts(now)],
+        )
+    }
+
+    fn record_sealed_use(
+        &mut self,
+        id: &str,
+        host: &str,
+        at: OffsetDateTime,
+        reported: OffsetDateTime,
+    ) -> TxResult<bool> {
+        // The same use reported to two replicas at once: the second insert waits for the
+        // first and does nothing, so exactly one records it.
+        let n = self.execute(
+            "INSERT INTO sealed_uses (grant_id, host, at, reported) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (grant_id, host) DO NOTHING",
+            &[&id, &host, &ts(at), &ts(reported)],
+        )?;
+        Ok(n == 1)
     }
 
     fn touch_readiness(&mut self, now: OffsetDateTime) -> TxResult<()> {

@@ -7,7 +7,9 @@ use super::{
 };
 use crate::audit_chain;
 use crate::error::{ApiError, StoreError};
-use crate::model::{Approval, AuditEntry, Delivery, Grant, Host, HostState, Request, State};
+use crate::model::{
+    Approval, AuditEntry, Delivery, Grant, Host, HostState, Request, SealedGrant, SealedUse, State,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (3, include_str!("../../migrations/0003_replicas.sql")),
     (4, include_str!("../../migrations/0004_web_sessions.sql")),
+    (5, include_str!("../../migrations/0005_sealed_grants.sql")),
 ];
 
 /// The connection and its current `synchronous` level (FULL for durable commits).
@@ -208,6 +211,12 @@ impl Store for SqliteStore {
             }),
             None => Ok(()),
         }
+    }
+
+    /// One broker process per SQLite file: its own revocations wake its watchers directly
+    /// (watch.rs); a SQLite file has no way to announce another process's.
+    fn follow_revocations(&self, _announce: std::sync::Arc<super::AnnounceFn>) -> bool {
+        false
     }
 
     fn schema_version(&self) -> Result<u32, StoreError> {
@@ -720,6 +729,16 @@ impl Tx for SqliteTx<'_> {
             .map_err(|e| self.e(e))
     }
 
+    fn revocation_seq(&mut self) -> TxResult<Option<u64>> {
+        self.tx
+            .query_row("SELECT seq FROM revocation_list WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|seq| seq.map(|s| s as u64))
+            .map_err(|e| self.e(e))
+    }
+
     fn set_revocations(&mut self, r: &StoredRevocations) -> TxResult<()> {
         self.tx
             .execute(
@@ -986,6 +1005,86 @@ impl Tx for SqliteTx<'_> {
         Ok(rows)
     }
 
+    fn insert_sealed(&mut self, g: &SealedGrant) -> TxResult<()> {
+        self.tx
+            .execute(
+                &format!("INSERT INTO sealed_grants ({SEALED_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"),
+                params![
+                    g.id,
+                    g.batch,
+                    g.user,
+                    g.uid,
+                    g.rule,
+                    json_list(&g.hosts),
+                    ts(g.iat),
+                    ts(g.exp),
+                    g.reason,
+                    g.ticket,
+                    g.sealed_by,
+                    g.token_sha256,
+                    g.revoked_at.map(ts),
+                    g.revoked_by,
+                    g.revoke_reason,
+                ],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    fn get_sealed(&mut self, id: &str) -> TxResult<Option<SealedGrant>> {
+        Ok(self
+            .sealed_where("WHERE id = ?1", &[&id])?
+            .into_iter()
+            .next())
+    }
+
+    fn list_sealed(&mut self, batch: Option<&str>) -> TxResult<Vec<SealedGrant>> {
+        match batch {
+            Some(b) => self.sealed_where("WHERE batch = ?1 ORDER BY id", &[&b]),
+            None => self.sealed_where("ORDER BY batch, id", &[]),
+        }
+    }
+
+    fn revoke_sealed(
+        &mut self,
+        id: &str,
+        at: OffsetDateTime,
+        by: &str,
+        reason: &str,
+    ) -> TxResult<()> {
+        self.tx
+            .execute(
+                "UPDATE sealed_grants SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, ts(at), by, reason],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(())
+    }
+
+    fn revoked_sealed(&mut self, now: OffsetDateTime) -> TxResult<Vec<SealedGrant>> {
+        self.sealed_where(
+            "WHERE revoked_at IS NOT NULL AND exp > ?1 ORDER BY revoked_at, id",
+            &[&ts(now)],
+        )
+    }
+
+    fn record_sealed_use(
+        &mut self,
+        id: &str,
+        host: &str,
+        at: OffsetDateTime,
+        reported: OffsetDateTime,
+    ) -> TxResult<bool> {
+        let n = self
+            .tx
+            .execute(
+                "INSERT OR IGNORE INTO sealed_uses (grant_id, host, at, reported) VALUES (?1, ?2, ?3, ?4)",
+                params![id, host, ts(at), ts(reported)],
+            )
+            .map_err(|e| self.e(e))?;
+        Ok(n == 1)
+    }
+
     fn touch_readiness(&mut self, now: OffsetDateTime) -> TxResult<()> {
         self.tx
             .execute(
@@ -1219,6 +1318,65 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
+const SEALED_COLS: &str = "id, batch, user, uid, rule, hosts, iat, exp, reason, ticket, sealed_by, token_sha256, revoked_at, revoked_by, revoke_reason";
+
+fn sealed_row(r: &Row<'_>) -> rusqlite::Result<SealedGrant> {
+    Ok(SealedGrant {
+        id: r.get(0)?,
+        batch: r.get(1)?,
+        user: r.get(2)?,
+        uid: r.get(3)?,
+        rule: r.get(4)?,
+        hosts: parse_list(&r.get::<_, String>(5)?),
+        iat: from_ts(r.get(6)?),
+        exp: from_ts(r.get(7)?),
+        reason: r.get(8)?,
+        ticket: r.get(9)?,
+        sealed_by: r.get(10)?,
+        token_sha256: r.get(11)?,
+        revoked_at: r.get::<_, Option<i64>>(12)?.map(from_ts),
+        revoked_by: r.get(13)?,
+        revoke_reason: r.get(14)?,
+        uses: Vec::new(),
+    })
+}
+
+impl SqliteTx<'_> {
+    fn sealed_where(
+        &self,
+        sql_where: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> TxResult<Vec<SealedGrant>> {
+        let sql = format!("SELECT {SEALED_COLS} FROM sealed_grants {sql_where}");
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(|e| self.e(e))?;
+        let mut rows = stmt
+            .query_map(args, sealed_row)
+            .map_err(|e| self.e(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e(e))?;
+        let mut uses = self
+            .tx
+            .prepare_cached(
+                "SELECT host, at, reported FROM sealed_uses WHERE grant_id = ?1 ORDER BY at, host",
+            )
+            .map_err(|e| self.e(e))?;
+        for g in &mut rows {
+            g.uses = uses
+                .query_map([&g.id], |r| {
+                    Ok(SealedUse {
+                        host: r.get(0)?,
+                        at: from_ts(r.get(1)?),
+                        reported: from_ts(r.get(2)?),
+                    })
+                })
+                .map_err(|e| self.e(e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.e(e))?;
+        }
+        Ok(rows)
+    }
+}
+
 const UNKNOWN_COLS: &str = "jti, exp, revoked_at, revoked_by, revoke_reason, user, rule";
 
 fn unknown_row(r: &Row<'_>) -> rusqlite::Result<UnknownRevocation> {
@@ -1245,10 +1403,10 @@ mod tests {
         let path = dir.join("b.db");
         let _ = std::fs::remove_file(&path);
         let s = SqliteStore::open(&path, "r1").unwrap();
-        assert_eq!(s.schema_version().unwrap(), 4);
+        assert_eq!(s.schema_version().unwrap(), 5);
         drop(s);
         let s = SqliteStore::open(&path, "r1").unwrap();
-        assert_eq!(s.schema_version().unwrap(), 4);
+        assert_eq!(s.schema_version().unwrap(), 5);
         let mode: String = s
             .lock()
             .conn

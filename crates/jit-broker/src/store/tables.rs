@@ -24,7 +24,9 @@ pub enum Cell {
 pub struct Table {
     pub name: &'static str,
     pub columns: &'static [(&'static str, Kind)],
-    /// A total order of the rows, in each dialect.
+    /// A total order of the rows, in each dialect: the same order, so text keys compare
+    /// bytewise in PostgreSQL too (`COLLATE "C"`, as SQLite's BINARY), whatever the
+    /// database's collation.
     pub sqlite_order: &'static str,
     pub postgres_order: &'static str,
     /// A PostgreSQL identity column whose sequence must continue after the copied rows.
@@ -71,7 +73,7 @@ pub const TABLES: &[Table] = &[
             ("grant_id", Text),
         ],
         sqlite_order: "id",
-        postgres_order: "id",
+        postgres_order: r#"id COLLATE "C""#,
         identity: None,
     },
     Table {
@@ -86,7 +88,7 @@ pub const TABLES: &[Table] = &[
         ],
         // Within a request, the order approvals were given in.
         sqlite_order: "request_id, at, rowid",
-        postgres_order: "request_id, at, seq",
+        postgres_order: r#"request_id COLLATE "C", at, seq"#,
         identity: Some("seq"),
     },
     Table {
@@ -106,7 +108,7 @@ pub const TABLES: &[Table] = &[
             ("revoke_reason", Text),
         ],
         sqlite_order: "id",
-        postgres_order: "id",
+        postgres_order: r#"id COLLATE "C""#,
         identity: None,
     },
     Table {
@@ -120,21 +122,21 @@ pub const TABLES: &[Table] = &[
             ("retired", Int),
         ],
         sqlite_order: "name",
-        postgres_order: "name",
+        postgres_order: r#"name COLLATE "C""#,
         identity: None,
     },
     Table {
         name: "enrollment_tokens",
         columns: &[("token_sha256", Text), ("name", Text), ("expires", Int)],
         sqlite_order: "token_sha256",
-        postgres_order: "token_sha256",
+        postgres_order: r#"token_sha256 COLLATE "C""#,
         identity: None,
     },
     Table {
         name: "seen_attestations",
         columns: &[("jti", Text), ("exp", Int)],
         sqlite_order: "jti",
-        postgres_order: "jti",
+        postgres_order: r#"jti COLLATE "C""#,
         identity: None,
     },
     Table {
@@ -212,7 +214,42 @@ pub const TABLES: &[Table] = &[
             ("rule", Text),
         ],
         sqlite_order: "jti",
-        postgres_order: "jti",
+        postgres_order: r#"jti COLLATE "C""#,
+        identity: None,
+    },
+    Table {
+        name: "sealed_grants",
+        columns: &[
+            ("id", Text),
+            ("batch", Text),
+            ("user", Text),
+            ("uid", Int),
+            ("rule", Text),
+            ("hosts", Text),
+            ("iat", Int),
+            ("exp", Int),
+            ("reason", Text),
+            ("ticket", Text),
+            ("sealed_by", Text),
+            ("token_sha256", Text),
+            ("revoked_at", Int),
+            ("revoked_by", Text),
+            ("revoke_reason", Text),
+        ],
+        sqlite_order: "id",
+        postgres_order: r#"id COLLATE "C""#,
+        identity: None,
+    },
+    Table {
+        name: "sealed_uses",
+        columns: &[
+            ("grant_id", Text),
+            ("host", Text),
+            ("at", Int),
+            ("reported", Int),
+        ],
+        sqlite_order: "grant_id, host",
+        postgres_order: r#"grant_id COLLATE "C", host COLLATE "C""#,
         identity: None,
     },
     Table {

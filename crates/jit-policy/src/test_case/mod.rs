@@ -57,6 +57,9 @@ pub struct TestGrant {
     /// Default: `min_approvals` made-up approvers, enough for the rule.
     pub approvers: Option<Vec<String>>,
     pub break_glass: bool,
+    /// A sealed break-glass grant (implies `break_glass`), valid for the rule's
+    /// `sealed_validity`.
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone)]

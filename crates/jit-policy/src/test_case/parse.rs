@@ -15,7 +15,15 @@ use crate::toml_doc::{Doc, Entry, Raw, Span};
 const TEST_KEYS: &[&str] = &[
     "name", "user", "groups", "host", "argv", "grant", "run_as", "expect", "caps", "rule", "deny",
 ];
-const GRANT_KEYS: &[&str] = &["rule", "caps", "cmd", "run_as", "approvers", "break_glass"];
+const GRANT_KEYS: &[&str] = &[
+    "rule",
+    "caps",
+    "cmd",
+    "run_as",
+    "approvers",
+    "break_glass",
+    "sealed",
+];
 
 pub(super) fn parse_test<'e>(
     doc: &Doc<'_>,
@@ -229,6 +237,7 @@ fn grant(t: &Section<'_, '_>, e: &Entry) -> Result<TestGrant, PolicyError> {
                 g.approvers = Some(list.into_iter().map(|(s, _)| s.to_string()).collect());
             }
             "break_glass" => g.break_glass = doc.boolean(entry, &f)?,
+            "sealed" => g.sealed = doc.boolean(entry, &f)?,
             _ => unreachable!("keys were checked"),
         }
     }

@@ -25,7 +25,12 @@ pub struct TestOutcome {
 /// The synthetic grant of a case for one rule.
 fn grant_view(policy: &Policy, t: &PolicyTest, g: &TestGrant, rule: &str) -> GrantView {
     let (lifetime, needed) = policy.rule(rule).map_or((Duration::from_secs(60), 0), |r| {
-        (r.max_duration, r.min_approvals)
+        // A sealed grant lives as long as the rule lets sealed grants live.
+        let lifetime = match (g.sealed, r.sealed_validity) {
+            (true, Some(validity)) => validity,
+            _ => r.max_duration,
+        };
+        (lifetime, r.min_approvals)
     });
     GrantView {
         id: "test-grant".to_string(),
@@ -39,7 +44,8 @@ fn grant_view(policy: &Policy, t: &PolicyTest, g: &TestGrant, rule: &str) -> Gra
             .clone()
             .unwrap_or_else(|| (1..=needed).map(|i| format!("approver-{i}")).collect()),
         subject: t.user.clone(),
-        break_glass: g.break_glass,
+        break_glass: g.break_glass || g.sealed,
+        sealed: g.sealed,
     }
 }
 

@@ -118,6 +118,9 @@ fn standing_and_grant_cases_pass_and_fail() {
     assert!(o.passed, "{o:?}");
     let o = outcome("[[test]]\nuser = \"alice\"\nargv = [\"/usr/sbin/reboot\"]\ngrant = { rule = \"root-reboot\", approvers = [], break_glass = true }\nexpect = \"allow\"\n");
     assert!(o.passed, "{o:?}");
+    // A sealed grant: refused by a rule without sealed_validity, whatever its approvals.
+    let o = outcome("[[test]]\nuser = \"alice\"\nargv = [\"/usr/sbin/reboot\"]\ngrant = { rule = \"root-reboot\", approvers = [], sealed = true }\nexpect = \"deny\"\ndeny = \"duration\"\n");
+    assert!(o.passed, "{o:?}");
     // Deny code mismatch.
     let o = outcome("[[test]]\nuser = \"alice\"\nargv = [\"/usr/sbin/reboot\"]\nexpect = \"deny\"\ndeny = \"no_rule\"\n");
     assert!(!o.passed);

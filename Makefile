@@ -69,11 +69,13 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # strace: tests/broker counts the broker's fsync calls (a grant is on disk before it is answered);
 # busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched);
 # asciinema: session recordings must play in Debian's own player (tests/session: `asciinema cat`
-# prints exactly what the recorded command wrote);
+# prints exactly what the recorded command wrote); tmux and less: the pty relay is tested on a
+# real terminal (tests/e2e/test_session_terminal.py: tmux send-keys, capture-pane, resize-window,
+# and less as the full-screen program that follows a resize);
 # postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
 # pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
 # the package's own cluster, which is not started here); libpq5 (psycopg's client library).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema postgresql libpq5
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema tmux less postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography psycopg=psycopg

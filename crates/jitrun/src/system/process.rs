@@ -232,6 +232,22 @@ pub fn wait_blocking(pid: libc::pid_t) -> io::Result<WaitStatus> {
     }
 }
 
+/// Blocking waitpid for `pid`, stops included (WUNTRACED): the pty monitor follows its
+/// command's job-control stops.
+pub fn wait_change(pid: libc::pid_t) -> io::Result<WaitStatus> {
+    loop {
+        match wait::waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WUNTRACED)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(st) => {
+                if let Some((_, st)) = WaitStatus::from_nix(st) {
+                    return Ok(st);
+                }
+            }
+        }
+    }
+}
+
 /// Replace the environment of this process with nothing (after taking a snapshot).
 ///
 /// # Safety

@@ -599,6 +599,15 @@ DEFENCES: list[Defence] = [
         [("    if let Some(t) = guard.terminal {\n        t.restore();\n    }\n", "")],
         [f"{ST}::test_the_terminal_is_restored_however_the_run_ends[supervisor-killed]"]),
     Defence(
+        "a stopped pty monitor is continued, never taken for the job's stop", f"{SRC}/exec/supervise.rs",
+        [("            Some(WaitStatus::Stopped(sig)) if held.waited == child => {\n",
+          "            Some(WaitStatus::Stopped(sig)) if true => {\n")],
+        [f"{ST}::test_a_root_command_that_stops_its_monitor_does_not_stop_the_callers_job"]),
+    Defence(
+        "the pty monitor dies with the supervisor (PR_SET_PDEATHSIG)", f"{SRC}/exec/monitor.rs",
+        [("    if process::die_with_parent(supervisor).is_err() {\n        process::exit_now(1);\n    }\n", "")],
+        [f"{ST}::test_a_pty_run_whose_supervisor_and_watchdog_died_is_ended_by_the_next_jitrun"]),
+    Defence(
         "the watchdog holds none of the relay's descriptors (the command sees the end of its input)",
         f"{SRC}/exec/mod.rs",
         [("    unneeded.extend(relay.as_ref().map(Relay::descriptors).unwrap_or_default());\n", "")],

@@ -332,3 +332,47 @@ def test_the_session_terminal_is_roots_alone(lab, world, term):
         os.close(slave)
     term.type("C-c", literal=False)
     term.wait_prompt(2)
+
+
+# ---- the monitor: a root command cannot turn it against the caller
+
+
+def test_a_root_command_that_stops_its_monitor_does_not_stop_the_callers_job(lab, world, term):
+    """A command that runs as root (uid 0, no capability) may signal the pty monitor, which is
+    root too. Stopping it must neither stop jitrun (the caller's job would stop with her
+    terminal left raw) nor the command: jitrun continues the monitor."""
+    before = term.stty("monitor-before")
+    n = term.count(PROMPT)
+    term.run(f"{lab.jitrun} -- /usr/bin/sh -c 'kill -STOP $PPID; sleep 1; echo survived-$((1+1))'")
+    term.wait_prompt(n + 1)
+    term.command("echo rc=$?")
+    term.wait_for("survived-2")
+    term.wait_for("rc=0")
+    assert "Stopped" not in term.history()
+    assert stty_lines(term.stty("monitor-after")) == stty_lines(before)
+
+
+def test_a_pty_run_whose_supervisor_and_watchdog_died_is_ended_by_the_next_jitrun(lab, world, term):
+    """Both root processes of a run on a pty killed at once (root can; so can a command that
+    runs as root): the monitor dies with the supervisor (PR_SET_PDEATHSIG), so the run's
+    `supervisor` cgroup leaf is empty and the next jitrun ends the command and logs the end."""
+    mark = lab.audit.mark()
+    term.run(f"{lab.jitrun} -- /usr/bin/sleep 600")
+    sleeper = command_under(lab, term.shell_pid(), "/usr/bin/sleep")
+    assert wait_until(lambda: len(jitrun_under(lab, term.shell_pid())) == 3), jitrun_under(lab, term.shell_pid())
+    supervisor, *others = jitrun_under(lab, term.shell_pid())
+    monitor = int(Path(f"/proc/{sleeper}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    watchdog = next(p for p in others if p != monitor)
+    assert monitor in others, (monitor, others)
+    os.kill(watchdog, signal.SIGSTOP)
+    os.kill(supervisor, signal.SIGKILL)
+    os.kill(watchdog, signal.SIGKILL)
+    assert wait_until(lambda: proc_state(monitor) in (None, "Z")), "the monitor outlived its supervisor"
+    session = [e for e in jitrun_events(lab, mark) if e.action == "elevate.start"][0].get("jitrun.session_id")
+    res = lab.run_as_user(world.bob, ["/usr/bin/true"])
+    assert res.returncode == 1, res
+    assert wait_until(lambda: proc_state(sleeper) in (None, "Z")), "the next jitrun left the command running"
+    end = [e for e in jitrun_events(lab, mark) if e.action == "elevate.end" and e.get("jitrun.session_id") == session]
+    assert len(end) == 1 and end[0].get("jitrun.end_reason") == "supervisor_killed", end
+    assert end[0].get("jitrun.recording.file", "").endswith(f"{session}.cast"), end[0]
+    term.run("stty sane")

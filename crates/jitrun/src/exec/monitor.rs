@@ -13,7 +13,9 @@
 //!
 //! The monitor stays in jitrun's own cgroup leaf (it is one of jitrun's processes: the
 //! watchdog ending what a command left when it exits never kills it) and creates the command
-//! in the command's leaf. It is root, blocks every signal the supervisor handles, and holds
+//! in the command's leaf. It dies with the supervisor (`PR_SET_PDEATHSIG`): should the
+//! supervisor vanish, the watchdog, or with it gone too the next jitrun (which looks for runs
+//! whose `supervisor` leaf is empty), ends the run as without a pty. It is root, blocks every signal the supervisor handles, and holds
 //! only the master of the pty (to move the pty's foreground) and its two pipes to the
 //! supervisor. When the command ends, the monitor ends the same way (its exit status, or the
 //! same signal), so the supervisor sees the command's own status.
@@ -143,6 +145,7 @@ pub fn spawn(
     let (rep_r, rep_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let (control_r, control_w) = pipe()?;
+    let supervisor = process::getpid();
     // SAFETY: jitrun is single-threaded; the monitor runs only `monitor_main`, which ends
     // with `_exit` (or dies of its command's signal) and never returns here.
     #[allow(unsafe_code)]
@@ -156,7 +159,7 @@ pub fn spawn(
                 status: status_w,
                 control: control_r,
             };
-            monitor_main(launch, cgroup, plumbing, ends)
+            monitor_main(launch, cgroup, plumbing, ends, supervisor)
         }
         Fork::Parent(pid) => pid,
     };
@@ -217,7 +220,11 @@ fn monitor_main(
     cgroup: Option<&RunCgroup>,
     plumbing: &Plumbing,
     ends: Ends,
+    supervisor: libc::pid_t,
 ) -> ! {
+    if process::die_with_parent(supervisor).is_err() {
+        process::exit_now(1);
+    }
     let Ends {
         go,
         report,

@@ -66,8 +66,15 @@ pub fn until_end(
     let mut ended_by = None;
     loop {
         match reap(held.waited)? {
-            Some(WaitStatus::Stopped(sig)) => {
+            Some(WaitStatus::Stopped(sig)) if held.waited == child => {
                 job_control_stop(child, sig);
+                continue;
+            }
+            Some(WaitStatus::Stopped(_)) => {
+                // The pty monitor never stops by itself (its command's stops come as messages);
+                // a root command may have sent it SIGSTOP: it goes on, the caller's terminal
+                // stays as the relay keeps it.
+                let _ = signals::kill(held.waited, libc::SIGCONT);
                 continue;
             }
             Some(status) => return Ok(Waited { status, ended_by }),

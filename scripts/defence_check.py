@@ -588,9 +588,9 @@ DEFENCES: list[Defence] = [
         [f"{ST}::test_the_session_terminal_is_roots_alone"]),
     Defence(
         "the caller's terminal is put back as it was (exit, expiry, revocation)", f"{SRC}/exec/relay.rs",
-        [("    fn restore(&mut self) {\n        if let (Some(saved), true) = (&self.saved, self.raw) {\n"
-          "            let _ = pty::set_mode(self.fd, saved);\n            self.raw = false;\n        }\n    }\n",
-          "    fn restore(&mut self) {}\n")],
+        [("        if let (Some(saved), true) = (&self.saved, self.raw) {\n"
+          "            let _ = pty::set_mode(self.fd, saved);\n            self.raw = false;\n        }\n",
+          "")],
         [f"{ST}::test_the_terminal_is_restored_however_the_run_ends[exit]",
          f"{ST}::test_the_terminal_is_restored_however_the_run_ends[expiry]",
          f"{ST}::test_the_terminal_is_restored_however_the_run_ends[revocation]"]),

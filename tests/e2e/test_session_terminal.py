@@ -217,15 +217,20 @@ def test_a_command_started_in_the_background_leaves_the_terminal_to_the_shell(la
 
 @pytest.mark.parametrize("how", ["exit", "expiry", "revocation", "supervisor-killed"])
 def test_the_terminal_is_restored_however_the_run_ends(lab, world, term, how):
+    """`stty -a` is the same before and after, whatever ends the run. jitrun runs under dash,
+    which (unlike bash) never puts a terminal back itself after a job that died of a signal,
+    and which reads the settings only once every jitrun process is gone (the watchdog puts
+    them back when the supervisor was killed)."""
     a = world.alice
     lab.write_settings(secure_path=TEST_SECURE_PATH, kill_grace="1s")
-    before = term.stty(f"before-{how}")
     token = lab.mint(a, "rec-grant", ttl="4s" if how == "expiry" else "5m")
     grant = lab.user_file(a, f".jitlab/term-{how}", token + "\n")
+    before, after, go = (term.dir / f"stty-{how}-{w}" for w in ("before", "after", "go"))
     mark = lab.audit.mark()
     n = term.count(PROMPT)
     duration = "1" if how == "exit" else "100"
-    term.run(f"{lab.jitrun} --grant {grant} -- /usr/bin/sleep {duration}")
+    term.run(f"/usr/bin/dash -c 'stty -a > {before}; {lab.jitrun} --grant {grant} -- /usr/bin/sleep {duration}; "
+             f"while [ ! -e {go} ]; do sleep 0.1; done; stty -a > {after}'")
     # While it runs, the caller's terminal is raw (the control: a restore is needed).
     assert wait_until(lambda: raw_now(term.pane_tty())), "the terminal never went raw"
     if how == "revocation":
@@ -233,9 +238,10 @@ def test_the_terminal_is_restored_however_the_run_ends(lab, world, term, how):
     elif how == "supervisor-killed":
         supervisor = jitrun_under(lab, term.shell_pid())[0]
         os.kill(supervisor, signal.SIGKILL)
+    assert wait_until(lambda: not jitrun_under(lab, term.shell_pid()), 60), "jitrun did not end"
+    go.touch()
     term.wait_prompt(n + 1, timeout=60)
-    after = term.stty(f"after-{how}")
-    assert stty_lines(after) == stty_lines(before), f"{how}: the terminal was left changed"
+    assert stty_lines(after.read_text()) == stty_lines(before.read_text()), f"{how}: the terminal was left changed"
     lab.clear_revocations()
     reason = {"exit": "exit", "expiry": "expired", "revocation": "revoked",
               "supervisor-killed": "supervisor_killed"}[how]
@@ -343,10 +349,11 @@ def test_a_root_command_that_stops_its_monitor_does_not_stop_the_callers_job(lab
     terminal left raw) nor the command: jitrun continues the monitor."""
     before = term.stty("monitor-before")
     n = term.count(PROMPT)
-    term.run(f"{lab.jitrun} -- /usr/bin/sh -c 'kill -STOP $PPID; sleep 1; echo survived-$((1+1))'")
+    term.run(f"{lab.jitrun} --rule rec-root -- /usr/bin/sh -c "
+             "'id -u; kill -STOP $PPID; echo stop-rc=$?; sleep 1; echo survived-$((1+1))'")
     term.wait_prompt(n + 1)
     term.command("echo rc=$?")
-    term.wait_for("survived-2")
+    term.wait_for(re.compile(r"\b0\s+stop-rc=0\s+survived-2"))  # (root, and the stop was sent)
     term.wait_for("rc=0")
     assert "Stopped" not in term.history()
     assert stty_lines(term.stty("monitor-after")) == stty_lines(before)

@@ -13,8 +13,10 @@
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
 #                 completions) and jitbroker_*.deb, from one release build (installs cargo-deb)
 #   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
-#   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
-#                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
+#   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS, session recording
+#                 (100 MiB recorded vs not, vs script and sudo log_output) -> docs/benchmarks.md (root
+#                 only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test;
+#                 BENCH_ONLY=recording runs the recording step alone)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback (wrk) at
 #                 concurrency 1, 16, 64 on SQLite and on PostgreSQL with 1 and 2 replicas, CPU per
 #                 grant, revocation-sync capacity, then p99 quiet vs under 2,000 idle + 1,100

@@ -563,7 +563,7 @@ DEFENCES: list[Defence] = [
         [],
         untestable="the file's name is the run's fresh 128-bit random session id, in a directory only root "
                    "may write (checked, with every directory above it, by the trusted walk): nobody but root "
-                   "can put a file or a link there first. A second line behind the directory check."),
+                   "can put a file or a link there first. A second line behind the directory check"),
     Defence(
         "a recording that fails while the command runs ends it (record.on_failure = end)", f"{SRC}/recording.rs",
         [("        if self.failure.is_some() && self.on_failure == OnFailure::End {\n", "        if false {\n")],

@@ -136,13 +136,14 @@ def test_a_full_screen_program_follows_a_window_resize(lab, world, term):
 
 def test_ctrl_c_ends_the_command_as_it_would_without_jitrun(lab, world, term):
     term.run("/usr/bin/sleep 100")
-    term.wait_for("sleep 100")
+    command_under(lab, term.shell_pid(), "/usr/bin/sleep")
     term.type("C-c", literal=False)
     term.wait_prompt(2)
     term.command("echo plain=$?")
     mark = lab.audit.mark()
     term.run(f"{lab.jitrun} -- /usr/bin/sleep 100")
     sleeper = command_under(lab, term.shell_pid(), "/usr/bin/sleep")
+    assert wait_until(lambda: raw_now(term.pane_tty())), "the terminal never went raw"
     term.type("C-c", literal=False)
     term.wait_prompt(4)
     term.command("echo jitrun=$?")
@@ -154,9 +155,10 @@ def test_ctrl_c_ends_the_command_as_it_would_without_jitrun(lab, world, term):
 
 
 def test_ctrl_z_stops_the_job_and_fg_continues_it(lab, world, term):
-    # Without jitrun, for comparison: what the shell says.
+    # Without jitrun, for comparison: what the shell says. (Keys go in once the program runs
+    # in the foreground: typed earlier, the shell itself would get them.)
     term.run("/usr/bin/sleep 100")
-    term.wait_for("sleep 100")
+    command_under(lab, term.shell_pid(), "/usr/bin/sleep")
     term.type("C-z", literal=False)
     plain = term.wait_for(re.compile(r"\[1\]\+\s+(Stopped)\s+/usr/bin/sleep 100"))
     term.command("kill -9 %1")
@@ -166,6 +168,7 @@ def test_ctrl_z_stops_the_job_and_fg_continues_it(lab, world, term):
     term.run(f"{lab.jitrun} -- /usr/bin/sleep 100")
     sleeper = command_under(lab, term.shell_pid(), "/usr/bin/sleep")
     supervisor = jitrun_under(lab, term.shell_pid())[0]
+    assert wait_until(lambda: raw_now(term.pane_tty())), "the terminal never went raw"
     term.type("C-z", literal=False)
     stopped = term.wait_for(re.compile(r"\[1\]\+\s+(Stopped)\s+\S+jitrun -- /usr/bin/sleep 100"))
     assert stopped.group(1) == plain.group(1)
@@ -236,6 +239,7 @@ def test_the_terminal_is_restored_however_the_run_ends(lab, world, term, how):
     if how == "revocation":
         lab.write_revocations([lab.revocation_entry(token, reason="terminal test")])
     elif how == "supervisor-killed":
+        assert wait_until(lambda: jitrun_under(lab, term.shell_pid())), "no jitrun under the shell"
         supervisor = jitrun_under(lab, term.shell_pid())[0]
         os.kill(supervisor, signal.SIGKILL)
     assert wait_until(lambda: not jitrun_under(lab, term.shell_pid()), 60), "jitrun did not end"
@@ -375,6 +379,8 @@ def test_a_pty_run_whose_supervisor_and_watchdog_died_is_ended_by_the_next_jitru
     os.kill(supervisor, signal.SIGKILL)
     os.kill(watchdog, signal.SIGKILL)
     assert wait_until(lambda: proc_state(monitor) in (None, "Z")), "the monitor outlived its supervisor"
+    # (the next jitrun looks for runs whose jitrun processes are all gone)
+    assert wait_until(lambda: all(proc_state(p) in (None, "Z") for p in (supervisor, watchdog)))
     session = [e for e in jitrun_events(lab, mark) if e.action == "elevate.start"][0].get("jitrun.session_id")
     res = lab.run_as_user(world.bob, ["/usr/bin/true"])
     assert res.returncode == 1, res

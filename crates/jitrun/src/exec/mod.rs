@@ -189,13 +189,7 @@ pub fn run(
     }
     take_over(&held, spawned.born_inside)?;
     started(child, held.containment()).map_err(|r| held.abort(r))?;
-    let mut relay = match plumbing {
-        Some(p) => Some(
-            Relay::new(p, monitor, child, recording, supervise::HANDLED)
-                .map_err(|e| held.abort(fail("cannot relay the command's terminal", e)))?,
-        ),
-        None => None,
-    };
+    let mut relay = relay_of(&held, plumbing, monitor, recording)?;
     let restore = relay.as_ref().and_then(Relay::restore_point);
     let mut unneeded = vec![spawned.go.as_raw_fd(), spawned.report.as_raw_fd()];
     unneeded.extend(relay.as_ref().map(Relay::descriptors).unwrap_or_default());
@@ -218,16 +212,7 @@ pub fn run(
         return Err(held.abort(fail("cannot start the command", e)));
     }
     let report = spawn::report(spawned.report);
-    let mut plain = supervise::signals_only(child);
-    let mut relayed;
-    let wait: supervise::Wait<'_> = match relay.as_mut() {
-        Some(r) => {
-            relayed = |t| r.wait(t);
-            &mut relayed
-        }
-        None => &mut plain,
-    };
-    let waited = match supervise::until_end(&held, enforce.expires, enforce.kill_grace, wait) {
+    let waited = match wait_for_end(&held, enforce, relay.as_mut()) {
         Ok(w) => w,
         Err(r) => {
             held.terminate(libc::SIGKILL);
@@ -239,17 +224,7 @@ pub fn run(
     if let Some(r) = relay.as_mut() {
         r.drain();
     }
-    let end = ending::classify(&ending::Seen {
-        status: waited.status,
-        report: &report,
-        revoked: watchdog.finish().revoked,
-        ended_at_expiry: waited.ended_by == Some(EndReason::Expired),
-        recording_end: waited.ended_by.filter(|r| *r != EndReason::Expired),
-        // Expired: we ended it, or the watchdog did while we were stopped.
-        past_expiry: enforce
-            .expires
-            .is_some_and(|exp| OffsetDateTime::now_utc() >= exp),
-    });
+    let end = classify(&waited, &report, watchdog.finish().revoked, enforce);
     let recording = relay
         .as_mut()
         .and_then(|r| r.finish_recording(end.exit_code));
@@ -262,6 +237,55 @@ pub fn run(
         exit_code: end.exit_code,
         recording,
         tail: relay.map(Relay::into_tail),
+    })
+}
+
+/// The relay of a command with plumbing (its recording in it), once `elevate.start` is logged.
+fn relay_of<'r>(
+    held: &Held,
+    plumbing: Option<Plumbing>,
+    monitor: Option<Monitor>,
+    recording: Option<Recording<'r>>,
+) -> Result<Option<Relay<'r>>, Refusal> {
+    let Some(p) = plumbing else { return Ok(None) };
+    Relay::new(p, monitor, held.child, recording, supervise::HANDLED)
+        .map(Some)
+        .map_err(|e| held.abort(fail("cannot relay the command's terminal", e)))
+}
+
+/// The supervisor's loop, waiting on signals alone or, with a relay, on its I/O too.
+fn wait_for_end(
+    held: &Held,
+    enforce: &Enforcement<'_>,
+    relay: Option<&mut Relay<'_>>,
+) -> Result<supervise::Waited, Refusal> {
+    let (expires, grace) = (enforce.expires, enforce.kill_grace);
+    match relay {
+        Some(r) => supervise::until_end(held, expires, grace, &mut |t| r.wait(t)),
+        None => {
+            let mut plain = supervise::signals_only(held.child);
+            supervise::until_end(held, expires, grace, &mut plain)
+        }
+    }
+}
+
+/// How the run ended, from what the loop and the watchdog saw.
+fn classify(
+    waited: &supervise::Waited,
+    report: &spawn::ChildReport,
+    revoked: bool,
+    enforce: &Enforcement<'_>,
+) -> ending::End {
+    ending::classify(&ending::Seen {
+        status: waited.status,
+        report,
+        revoked,
+        ended_at_expiry: waited.ended_by == Some(EndReason::Expired),
+        recording_end: waited.ended_by.filter(|r| *r != EndReason::Expired),
+        // Expired: we ended it, or the watchdog did while we were stopped.
+        past_expiry: enforce
+            .expires
+            .is_some_and(|exp| OffsetDateTime::now_utc() >= exp),
     })
 }
 

@@ -169,29 +169,7 @@ pub fn spawn(
         status: status_r,
         control: control_w,
     };
-    // A monitor that cannot go on is ended (with its command, which waits for its go).
-    let abandon = |r: Refusal| {
-        let _ = signals::kill(pid, libc::SIGKILL);
-        let _ = process::wait_blocking(pid);
-        r
-    };
-    let first = expect(monitor.status.as_fd()).map_err(abandon)?;
-    let command = match first {
-        Message::Pid(c) => c,
-        Message::Failed(errno) => {
-            let e = std::io::Error::from_raw_os_error(errno);
-            return Err(abandon(fail("setting up its session", e)));
-        }
-        other => {
-            let e = std::io::Error::other(format!("unexpected {other:?}"));
-            return Err(abandon(fail("the pty monitor", e)));
-        }
-    };
-    let born_inside = matches!(
-        expect(monitor.status.as_fd()).map_err(abandon)?,
-        Message::BornInside(true)
-    );
-    stream::set_nonblocking(monitor.status.as_fd()).map_err(|e| abandon(fail("pipe", e)))?;
+    let (command, born_inside) = monitor.command()?;
     let spawned = Spawned {
         pid: command,
         born_inside,
@@ -199,6 +177,36 @@ pub fn spawn(
         report: rep_r,
     };
     Ok((monitor, spawned))
+}
+
+impl Monitor {
+    /// The command's pid and whether it was born inside its cgroup, as the monitor reports
+    /// them right after the fork. A monitor that cannot go on is ended (with its command,
+    /// which waits for its go).
+    fn command(&self) -> Result<(libc::pid_t, bool), Refusal> {
+        let abandon = |r: Refusal| {
+            let _ = signals::kill(self.pid, libc::SIGKILL);
+            let _ = process::wait_blocking(self.pid);
+            r
+        };
+        let command = match expect(self.status.as_fd()).map_err(abandon)? {
+            Message::Pid(c) => c,
+            Message::Failed(errno) => {
+                let e = std::io::Error::from_raw_os_error(errno);
+                return Err(abandon(fail("setting up its session", e)));
+            }
+            other => {
+                let e = std::io::Error::other(format!("unexpected {other:?}"));
+                return Err(abandon(fail("the pty monitor", e)));
+            }
+        };
+        let born_inside = matches!(
+            expect(self.status.as_fd()).map_err(abandon)?,
+            Message::BornInside(true)
+        );
+        stream::set_nonblocking(self.status.as_fd()).map_err(|e| abandon(fail("pipe", e)))?;
+        Ok((command, born_inside))
+    }
 }
 
 /// The monitor's ends of its pipes, and the command's.

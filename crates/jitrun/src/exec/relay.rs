@@ -411,40 +411,7 @@ impl<'r> Relay<'r> {
     /// One turn: wait up to `timeout` for input, output room, a signal or the monitor, and
     /// do what is ready. Some(reason) once, when the recording needs the command ended.
     pub fn wait(&mut self, timeout: Duration) -> Option<EndReason> {
-        let mut set = vec![Interest {
-            fd: self.signals.as_fd(),
-            read: true,
-            write: false,
-        }];
-        if let Some(p) = &self.pty {
-            set.push(Interest {
-                fd: p.monitor.status.as_fd(),
-                read: true,
-                write: false,
-            });
-        }
-        let fixed = set.len();
-        // Per channel: (index in `set` of its source, of its sink).
-        let mut at = Vec::with_capacity(self.channels.len());
-        for c in &self.channels {
-            let read = self.wants_read(c).then(|| {
-                set.push(Interest {
-                    fd: c.from.as_ref().expect("wants_read").fd(),
-                    read: true,
-                    write: false,
-                });
-                set.len() - 1
-            });
-            let write = c.wants_write().then(|| {
-                set.push(Interest {
-                    fd: c.to.as_ref().expect("wants_write").fd(),
-                    read: false,
-                    write: true,
-                });
-                set.len() - 1
-            });
-            at.push((read, write));
-        }
+        let (set, at) = self.interests();
         let ready = match stream::poll(&set, timeout) {
             Ok(r) => r,
             Err(_) => {
@@ -456,7 +423,7 @@ impl<'r> Relay<'r> {
         if ready[0].readable {
             self.on_signals();
         }
-        if fixed > 1 && ready[1].readable {
+        if self.pty.is_some() && ready[1].readable {
             self.on_monitor();
         }
         let mut scratch = vec![0u8; BUF];
@@ -469,6 +436,38 @@ impl<'r> Relay<'r> {
             }
         }
         self.take_end()
+    }
+
+    /// What to poll: the signals, the monitor's messages, then per channel its source (when
+    /// its buffer is empty) and its sink (when it is not), with their indices in the set.
+    #[allow(clippy::type_complexity)]
+    fn interests(&self) -> (Vec<Interest<'_>>, Vec<(Option<usize>, Option<usize>)>) {
+        let read = |fd| Interest {
+            fd,
+            read: true,
+            write: false,
+        };
+        let mut set = vec![read(self.signals.as_fd())];
+        if let Some(p) = &self.pty {
+            set.push(read(p.monitor.status.as_fd()));
+        }
+        let mut at = Vec::with_capacity(self.channels.len());
+        for c in &self.channels {
+            let source = self.wants_read(c).then(|| {
+                set.push(read(c.from.as_ref().expect("wants_read").fd()));
+                set.len() - 1
+            });
+            let sink = c.wants_write().then(|| {
+                set.push(Interest {
+                    fd: c.to.as_ref().expect("wants_write").fd(),
+                    read: false,
+                    write: true,
+                });
+                set.len() - 1
+            });
+            at.push((source, sink));
+        }
+        (set, at)
     }
 
     fn take_end(&mut self) -> Option<EndReason> {

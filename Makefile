@@ -13,8 +13,10 @@
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
 #                 completions) and jitbroker_*.deb, from one release build (installs cargo-deb)
 #   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
-#   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
-#                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
+#   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS, session recording
+#                 (100 MiB recorded vs not, vs script and sudo log_output) -> docs/benchmarks.md (root
+#                 only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test;
+#                 BENCH_ONLY=recording runs the recording step alone)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback (wrk) at
 #                 concurrency 1, 16, 64 on SQLite and on PostgreSQL with 1 and 2 replicas, CPU per
 #                 grant, revocation-sync capacity, then p99 quiet vs under 2,000 idle + 1,100
@@ -74,13 +76,15 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # iproute2: tests/e2e_broker puts hosts in network namespaces (ip netns, veth pairs);
 # busybox: a multi-call program (tests/e2e/test_attacks.py: a command's argv[0] is the path its rule matched);
 # asciinema: session recordings must play in Debian's own player (tests/session: `asciinema cat`
-# prints exactly what the recorded command wrote);
+# prints exactly what the recorded command wrote); tmux and less: the pty relay is tested on a
+# real terminal (tests/e2e/test_session_terminal.py: tmux send-keys, capture-pane, resize-window,
+# and less as the full-screen program that follows a resize);
 # chromium, chromium-driver: tests/e2e_web drives the broker's web pages in Debian's Chromium,
 # headless, through Selenium and Debian's chromedriver (no browser is downloaded at test time).
 # postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
 # pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
 # the package's own cluster, which is not started here); libpq5 (psycopg's client library).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema chromium chromium-driver zbar-tools iproute2 postgresql libpq5
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema tmux less chromium chromium-driver zbar-tools iproute2 postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name. selenium drives Chromium (tests/e2e_web);
 # oidc_provider_mock is the OpenID Connect provider the web tests sign in with (tests/harness/oidc_provider.py).

@@ -25,15 +25,25 @@ What it does (needs root; never part of `make test`):
    the compiled policy snapshot; the first run after a change is measured apart); peak RSS of each
    case with /usr/bin/time -f %M (max of several runs); then the in-process micro-benchmarks
    (`cargo bench -p jit-policy -p jit-grant`) if they exist.
-4. Writes docs/benchmarks.md and prints it. Removes the user, the 4755 copies and everything
-   else it made, except the caches in /var/cache/jitrun-bench.
+4. Session recording (issue 18), in the same namespace: `jitrun -- cat` of a 100 MiB text file
+   into /dev/null with and without recording (the recorded run relays the output through a
+   pipe, writes the asciicast file and sends every line as a session.io datagram: to a reader
+   that discards them, which is jitrun's own cost, and to a private rsyslogd running
+   docs/audit.md's configuration, which is what a host pays), against `script -q -c` (a pty
+   copy, no log) and sudo with `log_output` (its I/O log, with sudo's defaults) on the same
+   file; then the fixed cost of a recorded `jitrun -- /bin/true` beside an unrecorded one.
+5. Writes docs/benchmarks.md and prints it. Removes the user, the 4755 copies and everything
+   else it made, except the caches in /var/cache/jitrun-bench (the 100 MiB file included).
 
 Environment: BENCH_RUNS (runs per command in the main run; default 1000), BENCH_WARMUP (default
 50), BENCH_SCALE_ROUNDS (default 3), BENCH_SCALE_RUNS (most runs per policy and round; default
 200; hyperfine runs fewer, at least 10, when 3 s are up), BENCH_RSS_RUNS (default 5), BENCH_MICRO=0
 skips the micro-benchmarks, BENCH_MICRO_TIMEOUT (seconds, default 480), BENCH_PEER_SYSLOG=0 leaves
 /dev/log as it is (then the peers' syslog lines go wherever the host sends them, or nowhere),
-BENCH_OUT (default docs/benchmarks.md).
+BENCH_OUT (default docs/benchmarks.md), BENCH_REC_RUNS (timed runs of each 100 MiB command;
+default 5), BENCH_REC_TRUE_RUNS (runs of the recorded and unrecorded /bin/true; default 300),
+BENCH_ONLY=recording (only step 4: its section of the existing report is replaced, the rest kept;
+no sudo-rs, doas or micro-benchmarks needed).
 """
 
 from __future__ import annotations
@@ -75,6 +85,12 @@ MICRO = os.environ.get("BENCH_MICRO", "1") != "0"
 PEER_SYSLOG = os.environ.get("BENCH_PEER_SYSLOG", "1") != "0"
 MICRO_TIMEOUT = int(os.environ.get("BENCH_MICRO_TIMEOUT", "480"))
 OUT = Path(os.environ.get("BENCH_OUT", REPO / "docs" / "benchmarks.md"))
+REC_RUNS = int(os.environ.get("BENCH_REC_RUNS", "5"))
+REC_TRUE_RUNS = int(os.environ.get("BENCH_REC_TRUE_RUNS", "300"))
+ONLY = os.environ.get("BENCH_ONLY", "")
+RECORDING_HEADING = "## Session recording"
+BIG_FILE = CACHE / "data" / "bench-100M.txt"
+BIG_SIZE = 100 * 1024 * 1024
 SCALE_SIZES = (10, 1_000, 10_000)
 # jitrun writes its compiled policy snapshot only once the policy files are this old
 # (crates/jitrun/src/policy_cache.rs SETTLE); the benchmark waits a little longer.
@@ -86,6 +102,9 @@ PROFILE_HEADING = "## Where the time goes"
 APT_RUNTIME = {"sudo": "/usr/bin/sudo", "opendoas": "/usr/bin/doas", "hyperfine": "/usr/bin/hyperfine",
                "time": "/usr/bin/time"}
 APT_SUDO_RS_BUILD = {"libpam0g-dev": None, "gcc": "/usr/bin/gcc", "libc6-dev": None}
+
+# targets of issue 18
+T_REC_OVERHEAD = 0.10
 
 # targets of issue 8
 T_FLOOR_RATIO = 2.0
@@ -337,6 +356,246 @@ def verify(bench: Bench, name: str, argv: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# session recording (issue 18)
+
+# A datagram reader that throws everything away: jitrun's own cost of session.io.
+DISCARD = ("import socket, sys\n"
+           "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+           "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)\n"
+           "s.bind(sys.argv[1])\n"
+           "while True:\n"
+           "    s.recv(1 << 17)\n")
+
+
+class Discard:
+    def __init__(self, path: Path):
+        self.path = path
+        self.proc = subprocess.Popen([sys.executable, "-c", DISCARD, str(path)])
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise BenchError("the discarding datagram reader did not start")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.path.unlink(missing_ok=True)
+
+
+def big_file() -> Path:
+    """100 MiB of text (lines of 99 printable characters), root's, readable by all: made once."""
+    if BIG_FILE.is_file() and BIG_FILE.stat().st_size == BIG_SIZE:
+        return BIG_FILE
+    BIG_FILE.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(BIG_FILE.parent, 0o755)
+    line = bytes(33 + (i % 94) for i in range(99)) + b"\n"
+    tmp = BIG_FILE.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        block = line * (1024 * 1024 // len(line) + 1)
+        left = BIG_SIZE
+        while left:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, BIG_FILE)
+    return BIG_FILE
+
+
+def recording_rules(user: str, big: Path) -> list[dict]:
+    cat = f"/usr/bin/cat {big}"
+    return [
+        {"name": "bench-cat", "users": [user], "commands": [cat], "run_as": "root", "capabilities": [],
+         "grant": "none", "record": False},
+        {"name": "bench-cat-rec", "users": [user], "commands": [cat], "run_as": "root", "capabilities": [],
+         "grant": "none", "record": True},
+        {"name": "bench-standing", "users": [user], "commands": ["/usr/bin/true"], "run_as": "root",
+         "capabilities": [], "grant": "none"},
+        {"name": "bench-true-rec", "users": [user], "commands": ["/usr/bin/true"], "run_as": "root",
+         "capabilities": [], "grant": "none", "record": True},
+    ]
+
+
+def clear_recordings(lab: jitlab.Lab, *dirs: Path) -> None:
+    for f in lab.sessions.glob("*.cast"):
+        f.unlink()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def check_output_size(bench: Bench, name: str, line: str, size: int = BIG_SIZE) -> None:
+    """The command writes the whole file (counted, not kept): `size` bytes."""
+    argv = bench.cmd(["/bin/sh", "-c", line + " | /usr/bin/wc -c"])
+    p = subprocess.run([os.fspath(a) for a in argv], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}, cwd=bench.user.home,
+                       timeout=600)
+    if p.returncode != 0 or p.stdout.strip() != str(size):
+        raise BenchError(f"{name}: `{line}` wrote {p.stdout.strip() or '?'} bytes, not {size} "
+                         f"(status {p.returncode})\n{p.stderr}")
+
+
+def recording_phase(lab: jitlab.Lab, user: jitlab.User, base_binds: list) -> dict:
+    """Step 4 of the module documentation. Returns what render_recording needs."""
+    big = big_file()
+    jitrun = lab.jitrun
+    priv = lab.tmp / "recording-peers"
+    priv.mkdir(mode=0o755)
+    sudo_io = priv / "sudo-io"
+    sudoers = priv / "sudoers"
+    sudoers.write_text(f"# jitrun bench, session recording (private, bind-mounted)\nDefaults !lecture\n"
+                       f"Defaults!/usr/bin/cat log_output, iolog_dir={sudo_io}\n"
+                       f"{user.name} ALL=(root) NOPASSWD: /usr/bin/cat {big}\n")
+    os.chmod(sudoers, 0o440)
+    binds = [b for b in base_binds if str(b[1]) not in ("/etc/sudoers", "/etc/sudoers-rs")]
+    binds.append((sudoers, bind_target(Path("/etc/sudoers"))))
+    bench = Bench(lab, user, binds)
+    rules = recording_rules(user.name, big)
+    lab.set_policy(bench_policy.render(rules, "# make bench: session recording\n"), dropins={})
+    sink = Discard(lab.tmp / "audit" / "discard.sock")
+    rs = None
+    try:
+        lab.write_settings(socket=str(sink.path))
+        cat = f"/usr/bin/cat {big}"
+        lines = {
+            "cat": cat,
+            "jitrun": f"{jitrun} --rule bench-cat -- {cat}",
+            "jitrun-rec": f"{jitrun} --rule bench-cat-rec -- {cat}",
+            "script": f"/usr/bin/script -q -c '{cat}' /dev/null",
+            "sudo-log": f"/usr/bin/sudo -n {cat}",
+        }
+        for name, line in lines.items():
+            # script's pty turns each \n into \r\n (the file's lines are 100 bytes)
+            check_output_size(bench, name, line, BIG_SIZE + BIG_SIZE // 100 if name == "script" else BIG_SIZE)
+        if not list(lab.sessions.glob("*.cast")) or not any(sudo_io.rglob("*")):
+            raise BenchError("the recorded runs left no recording (jitrun) or no I/O log (sudo)")
+        rec = next(iter(lab.sessions.glob("*.cast")))
+        rec_ratio = rec.stat().st_size / BIG_SIZE
+        clear_recordings(lab, sudo_io)
+        log(f"session recording: every command writes {BIG_SIZE:,} bytes")
+        out = {"lines": {k: v.replace(str(lab.install_dir) + "/", "") for k, v in lines.items()},
+               "rec_ratio": rec_ratio, "load_start": loadavg()}
+        out["throughput"] = bench.hyperfine(list(lines.items()), REC_RUNS, "recording", warmup=1)
+        clear_recordings(lab, sudo_io)
+        # the same recorded run with a real rsyslogd taking the session.io events
+        rsyslog_dir = lab.tmp / "recording-rsyslog"
+        rsyslog_dir.mkdir(mode=0o700)
+        rs = jitlab_rsyslog().Rsyslog(rsyslog_dir, snippet=REPO / "packaging" / "siem" / "rsyslog" /
+                                      "60-jitrun-cee.conf").start()
+        lab.write_settings(socket=str(rs.socket))
+        check_output_size(bench, "jitrun-rec (rsyslogd)", lines["jitrun-rec"])
+        out["rsyslog"] = bench.hyperfine([("jitrun-rec-rsyslog", lines["jitrun-rec"])], REC_RUNS,
+                                         "recording-rsyslog", warmup=1)["jitrun-rec-rsyslog"]
+        rs.stop()
+        clear_recordings(lab)
+        # the fixed cost of recording
+        lab.write_settings(socket=str(sink.path))
+        true_lines = {"jitrun-true": f"{jitrun} --rule bench-standing -- /bin/true",
+                      "jitrun-true-rec": f"{jitrun} --rule bench-true-rec -- /bin/true"}
+        for name, line in true_lines.items():
+            before = set(lab.sessions.glob("*.cast"))
+            p = bench.run(line.split())
+            made = set(lab.sessions.glob("*.cast")) - before
+            if p.returncode != 0 or len(made) != (1 if name.endswith("-rec") else 0):
+                raise BenchError(f"{name}: `{line}` exited {p.returncode} and left {len(made)} recordings\n"
+                                 f"{p.stderr}")
+        out["lines"].update({k: v.replace(str(lab.install_dir) + "/", "") for k, v in true_lines.items()})
+        out["fixed"] = bench.hyperfine(list(true_lines.items()), REC_TRUE_RUNS, "recording-fixed", warmup=10)
+        clear_recordings(lab)
+        out["load_end"] = loadavg()
+        return out
+    finally:
+        sink.close()
+        if rs is not None:
+            rs.close()
+        lab.write_settings()
+
+
+def jitlab_rsyslog():
+    """tests/harness/rsyslog.py (imported when needed: only this step runs rsyslogd)."""
+    import rsyslog  # noqa: E402
+    return rsyslog
+
+
+def render_recording(rec: dict, date: str, machine_line: str) -> str:
+    t = rec["throughput"]
+    base = t["jitrun"]["mean"]
+    mib = BIG_SIZE / (1024 * 1024)
+    rows = [("cat", "no tool: the floor"), ("jitrun", "not recorded"),
+            ("jitrun-rec", "recorded; session.io datagrams to a reader that discards them"),
+            ("script", "a pty copy, no log"), ("sudo-log", "sudo with `log_output` (its defaults: compressed I/O log)")]
+    L = [RECORDING_HEADING, ""]
+    L.append(f"`make bench` step 4 (scripts/bench.py), {date}; {machine_line}. The machine is shared with "
+             f"other work: load average {rec['load_start']} at the start of this step, {rec['load_end']} at its "
+             "end. Absolute times move with that load; the ratios come from one hyperfine run.")
+    L.append("")
+    L.append(f"Each command writes the same {mib:.0f} MiB text file (lines of 99 printable characters) to "
+             f"/dev/null, as a throwaway user, hyperfine `-N`, 1 warmup and {REC_RUNS} timed runs. Output "
+             "that is not a terminal goes through pipes: the recorded jitrun reads it, writes the asciicast "
+             "file (root's, synced at the end) and sends every line as a `session.io` datagram. "
+             f"A recording of this file is {rec['rec_ratio']:.3f}× its size.")
+    L.append("")
+    L.append("| command | what | mean ± σ (s) | MiB/s | user+sys (s) | × jitrun not recorded |")
+    L.append("|---|---|---:|---:|---:|---:|")
+
+    def row(name: str, what: str, r: dict) -> str:
+        return (f"| `{rec['lines'].get(name, rec['lines']['jitrun-rec'])}` | {what} | {r['mean']:.3f} ± "
+                f"{r['stddev'] or 0:.3f} | {mib / r['mean']:.0f} | {r['user'] + r['system']:.3f} | "
+                f"{r['mean'] / base:.2f} |")
+    for name, what in rows:
+        L.append(row(name, what, t[name]))
+    L.append(row("jitrun-rec-rsyslog", "recorded; session.io through a private rsyslogd running "
+                 "packaging/siem/rsyslog/60-jitrun-cee.conf (its own hyperfine run)", rec["rsyslog"]))
+    L.append("")
+    f = rec["fixed"]
+    plain, recd = f["jitrun-true"], f["jitrun-true-rec"]
+    L.append(f"The fixed cost of recording, one hyperfine run, {REC_TRUE_RUNS} runs each (the recorded run "
+             "creates its file, writes the header and the exit, syncs it, and sends three `session.io` "
+             "datagrams):")
+    L.append("")
+    L.append("| command | mean ± σ (ms) | median (ms) | user+sys (ms) |")
+    L.append("|---|---:|---:|---:|")
+    for name, r in (("jitrun-true", plain), ("jitrun-true-rec", recd)):
+        L.append(f"| `{rec['lines'][name]}` | {ms(r['mean'])} ± {ms(r['stddev'] or 0)} | {ms(r['median'])} | "
+                 f"{ms(r['user'] + r['system'])} |")
+    L.append("")
+    overhead = t["jitrun-rec"]["mean"] / base - 1
+    sudo = t["sudo-log"]["mean"]
+    L.append("| target (issue 18) | measured | met |")
+    L.append("|---|---|---|")
+    L.append(f"| recording costs ≤ {T_REC_OVERHEAD:.0%} of the throughput of the same run unrecorded | "
+             f"{overhead:+.0%} time ({mib / t['jitrun-rec']['mean']:.0f} vs {mib / base:.0f} MiB/s) | "
+             f"{'yes' if overhead <= T_REC_OVERHEAD else '**no**'} |")
+    L.append(f"| faster than sudo with `log_output` | {t['jitrun-rec']['mean']:.3f} s vs {sudo:.3f} s | "
+             f"{'yes' if t['jitrun-rec']['mean'] < sudo else '**no**'} |")
+    L.append(f"| fixed cost of a recorded `/bin/true` | {ms(recd['mean'] - plain['mean'])} ms more "
+             f"({ms(recd['mean'])} vs {ms(plain['mean'])} ms) | (no target) |")
+    L.append("")
+    L.append("Reading the first target: unrecorded, the output never passes through jitrun (cat writes to "
+             "/dev/null itself), so it compares reading, escaping (twice: the asciicast line, then that line "
+             "inside the JSON of its datagram), hashing, writing and sending every byte with touching none. "
+             "`script` (a relay through a pty, nothing logged) and sudo's `log_output` (a compressed local log, "
+             "nothing sent off the host) give the scale of a relay and of a log. jitrun does it all on the "
+             "supervisor's one thread (no threads in the setuid binary).")
+    L.append("")
+    return "\n".join(L) + "\n"
+
+
+def splice_recording(report: str, section: str) -> str:
+    """Put `section` in place of the report's recording section (or before the micro-benchmarks)."""
+    start = report.find("\n" + RECORDING_HEADING)
+    if start >= 0:
+        rest = report[start + 1:]
+        end = rest.find("\n## ", len(RECORDING_HEADING))
+        tail = "" if end < 0 else rest[end + 1:]
+        return report[:start + 1] + section + ("\n" + tail if tail else "")
+    anchor = report.find("\n## In-process micro-benchmarks")
+    if anchor < 0:
+        return report.rstrip("\n") + "\n\n" + section
+    return report[:anchor + 1] + section + "\n" + report[anchor + 1:]
+
+
+# --------------------------------------------------------------------------------------------
 # micro-benchmarks
 
 
@@ -540,6 +799,33 @@ def targets(main: dict, scale: dict, rss: dict, scale_rss: dict) -> list[tuple[s
 # --------------------------------------------------------------------------------------------
 
 
+def machine_line(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, {m['memory']} memory; kernel {m['kernel']}; {m['os']}")
+
+
+def main_recording_only(jitrun_bin: Path, jitctl_bin: Path) -> int:
+    """BENCH_ONLY=recording: step 4 alone; its section of the existing report is replaced."""
+    apt_ensure({k: APT_RUNTIME[k] for k in ("sudo", "hyperfine", "time")})
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lab = jitlab.Lab(jitrun=jitrun_bin, jitctl=jitctl_bin)
+    try:
+        lab.setup()
+        user = lab.add_user()
+        log(f"throwaway user {user.name} (uid {user.uid}); setuid copy in {lab.install_dir}")
+        binds = [(lab.audit.path, bind_target(Path("/dev/log")))] if PEER_SYSLOG else []
+        rec = recording_phase(lab, user, binds)
+    finally:
+        lab.close()
+        remove_placeholders()
+    section = render_recording(rec, date, machine_line(machine()))
+    old = OUT.read_text() if OUT.is_file() else "# Benchmarks\n"
+    OUT.write_text(splice_recording(old, section))
+    print()
+    print(section)
+    log(f"replaced the session recording section of {OUT.relative_to(REPO) if OUT.is_relative_to(REPO) else OUT}")
+    return 0
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("make bench needs root (it installs packages, creates a throwaway user and setuid copies)",
@@ -558,6 +844,10 @@ def main() -> int:
     except BlockingIOError:
         raise BenchError(f"another make bench holds {LOCK}")
     remove_placeholders()  # from a run that was killed
+    if ONLY == "recording":
+        return main_recording_only(jitrun_bin, jitctl_bin)
+    if ONLY:
+        raise BenchError(f"BENCH_ONLY={ONLY!r}: only \"recording\" is known")
 
     apt_ensure(APT_RUNTIME)
     sudo_rs_src = ensure_sudo_rs()
@@ -670,6 +960,8 @@ def main() -> int:
                                                   warmup=SCALE_WARMUP)[name])
         ctx["scale"] = {n: pooled(samples[n]) for n in SCALE_SIZES}
         ctx["load_end"] = loadavg()
+        log("session recording")
+        ctx["recording"] = recording_phase(lab, user, binds)
     finally:
         lab.close()
         remove_placeholders()
@@ -679,7 +971,8 @@ def main() -> int:
     ctx["micro_status"], ctx["micro_text"] = micro_benchmarks()
 
     ctx["profile"] = kept_profile_section()
-    report = render_report(ctx)
+    report = splice_recording(render_report(ctx), render_recording(ctx["recording"], ctx["date"],
+                                                                   machine_line(ctx["machine"])))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(report)
     print()

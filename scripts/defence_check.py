@@ -84,6 +84,8 @@ BR = "tests/broker/test_replicas.py"
 # The binary each package builds.
 BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
 PS = "tests/e2e/test_policy_safety.py"
+SR = "tests/e2e/test_session_recording.py"
+ST = "tests/e2e/test_session_terminal.py"
 POLICY = "crates/jit-policy/src"
 
 
@@ -629,11 +631,82 @@ DEFENCES: list[Defence] = [
         "broker: store errors name cause and fix", f"{BSRC}/store/sqlite.rs",
         [("    let hint = diagnose::hint(path, &source)\n", "    let hint = None::<String>\n")],
         [f"{BF}::test_store_errors_name_the_cause_and_the_fix"], package="jit-broker"),
+    # ---- session recording and the pty relay (issue 18)
     Defence(
-        "a rule that records sessions never runs unrecorded (recording_unavailable)", f"{SRC}/decide.rs",
-        [("    refuse_recording(approved.rule, inp.settings)?;\n", "")],
-        ["tests/e2e/test_recording_refused.py::test_a_rule_that_records_does_not_run",
-         "tests/e2e/test_recording_refused.py::test_the_settings_default_makes_every_rule_without_record_record"]),
+        "a rule that records never runs unrecorded: a recording that cannot start refuses the run",
+        f"{SRC}/pipeline.rs",
+        [("    launch.io.recording = record(run, &approved, &target, &launch, &send)?;\n",
+          "    launch.io.recording = record(run, &approved, &target, &launch, &send).unwrap_or(None);\n")],
+        [f"{SR}::test_a_rule_that_records_and_cannot_does_not_run",
+         f"{SR}::test_a_full_disk_at_the_start_refuses_the_run"]),
+    Defence(
+        "recordings only in a directory that is root's alone (0700)", f"{SRC}/recording.rs",
+        [("    if st.mode & 0o077 != 0 {\n        return Err(format!(\n            \"{dir} is mode",
+          "    if false {\n        return Err(format!(\n            \"{dir} is mode")],
+        [f"{SR}::test_a_rule_that_records_and_cannot_does_not_run[group-readable]"]),
+    Defence(
+        "a recording is root's alone (mode 0600)", f"{SRC}/recording.rs",
+        [("    let fd = fs::openat(dir.as_fd(), &c, flags, 0o600)\n",
+          "    let fd = fs::openat(dir.as_fd(), &c, flags, 0o644)\n"),
+         ("    if !st.is_file() || st.uid != 0 || st.nlink != 1 || st.mode & 0o077 != 0 {\n",
+          "    if !st.is_file() || st.uid != 0 || st.nlink != 1 {\n")],
+        [f"{SR}::test_a_recorded_run_writes_a_root_only_file_that_its_events_name"]),
+    Defence(
+        "a recording is a new file, never an existing one or a link (O_EXCL, O_NOFOLLOW)", f"{SRC}/recording.rs",
+        [("    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;\n",
+          "    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;\n")],
+        [],
+        untestable="the file's name is the run's fresh 128-bit random session id, in a directory only root "
+                   "may write (checked, with every directory above it, by the trusted walk): nobody but root "
+                   "can put a file or a link there first. A second line behind the directory check"),
+    Defence(
+        "a recording that fails while the command runs ends it (record.on_failure = end)", f"{SRC}/recording.rs",
+        [("        if self.failure.is_some() && self.on_failure == OnFailure::End {\n", "        if false {\n")],
+        [f"{SR}::test_a_full_disk_during_the_run[end]"]),
+    Defence(
+        "a recording at its cap ends the command (record.on_max_bytes = end)", f"{SRC}/recording.rs",
+        [("        if step.limit_reached && self.on_limit == OnMaxBytes::End {\n", "        if false {\n")],
+        [f"{SR}::test_the_size_cap_ends_or_truncates_and_says_so[end]"]),
+    Defence(
+        "a command run as another user gets a pty of jitrun's, never the caller's terminal (use_pty)",
+        f"{SRC}/pipeline.rs",
+        [("            isolate: run.settings.use_pty && target.uid != run.invoker.uid,\n",
+          "            isolate: false,\n")],
+        [f"{ST}::test_a_command_run_as_another_user_cannot_reach_the_callers_terminal"]),
+    Defence(
+        "the session's pty is root's alone (0600), not the tty group's", f"{SRC}/system/pty.rs",
+        [("    let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));\n"
+          "    nix::unistd::fchown(&slave, Some(root.0), Some(root.1))?;\n"
+          "    super::fs::fchmod(slave.as_fd(), 0o600)?;\n",
+          "    nix::unistd::fchown(&slave, None, Some(nix::unistd::Gid::from_raw(5)))?;\n"
+          "    super::fs::fchmod(slave.as_fd(), 0o620)?;\n")],
+        [f"{ST}::test_the_session_terminal_is_roots_alone"]),
+    Defence(
+        "the caller's terminal is put back as it was (exit, expiry, revocation)", f"{SRC}/exec/relay.rs",
+        [("        if let (Some(saved), true) = (&self.saved, self.raw) {\n"
+          "            let _ = pty::set_mode(self.fd, saved);\n            self.raw = false;\n        }\n",
+          "")],
+        [f"{ST}::test_the_terminal_is_restored_however_the_run_ends[exit]",
+         f"{ST}::test_the_terminal_is_restored_however_the_run_ends[expiry]",
+         f"{ST}::test_the_terminal_is_restored_however_the_run_ends[revocation]"]),
+    Defence(
+        "the watchdog puts the caller's terminal back when the supervisor vanishes", f"{SRC}/exec/watchdog.rs",
+        [("    if let Some(t) = guard.terminal {\n        t.restore();\n    }\n", "")],
+        [f"{ST}::test_the_terminal_is_restored_however_the_run_ends[supervisor-killed]"]),
+    Defence(
+        "a stopped pty monitor is continued, never taken for the job's stop", f"{SRC}/exec/supervise.rs",
+        [("            Some(WaitStatus::Stopped(sig)) if held.waited == child => {\n",
+          "            Some(WaitStatus::Stopped(sig)) if true => {\n")],
+        [f"{ST}::test_a_root_command_that_stops_its_monitor_does_not_stop_the_callers_job"]),
+    Defence(
+        "the pty monitor dies with the supervisor (PR_SET_PDEATHSIG)", f"{SRC}/exec/monitor.rs",
+        [("    if process::die_with_parent(supervisor).is_err() {\n        process::exit_now(1);\n    }\n", "")],
+        [f"{ST}::test_a_pty_run_whose_supervisor_and_watchdog_died_is_ended_by_the_next_jitrun"]),
+    Defence(
+        "the watchdog holds none of the relay's descriptors (the command sees the end of its input)",
+        f"{SRC}/exec/mod.rs",
+        [("    unneeded.extend(relay.as_ref().map(Relay::descriptors).unwrap_or_default());\n", "")],
+        [f"{SR}::test_record_input_records_what_reaches_the_command"]),
     Defence(
         "a glob never matches an argument with a \"..\" component (cat /var/log/* is not /etc/shadow)",
         f"{POLICY}/pattern.rs",

@@ -34,6 +34,7 @@ def world(lab: Lab) -> World:
     lab.compile_helper("probe", setuid=True)
     lab.compile_helper("launcher")
     lab.compile_helper("setsid-helper")
+    lab.compile_helper("tty-attack")
     true = Path("/usr/bin/true").read_bytes()
     lab.install_file("not-executable", true, 0o644)
     lab.install_file("world-writable", true, 0o777)

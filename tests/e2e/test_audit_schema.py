@@ -3,7 +3,7 @@
 * the field table of docs/audit.md and the JSON Schema list the same fields with the same types;
 * jitrun, run as a throwaway user through every event it emits (start, end by exit, signal,
   expiry, revocation, exec failure and a killed supervisor, deny, policy.error, break_glass, containment,
-  truncation), in both framings: every event validates against the schema (RFC 5424 rebuilt
+  truncation, a recorded session: its chunks, its cap reached, its disk full), in both framings: every event validates against the schema (RFC 5424 rebuilt
   from its structured data);
 * per event type, the fields docs/audit.md says the event carries ("always" and "when
   applicable") are exactly the fields seen in the captured events of that type, and every
@@ -26,6 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from jitlab import _proc_table  # noqa: E402
+from session_e2e import small_tmpfs  # noqa: E402
 from rsyslog import AUDIT_DOC, event_from_sd, flatten, load_schema, nest, schema_fields, sd_aliases  # noqa: E402
 
 DOC_TYPES = {"string": "string", "int": "integer", "bool": "boolean", "list": "array"}
@@ -137,6 +138,34 @@ def drop_spooled(lab) -> None:
         f.unlink()
 
 
+# session.io events jitrun sent during the scenarios, per framing (validated on their own:
+# docs/audit.md's per-event lists are about jitrun's run events).
+CHUNKS: dict[str, list] = {}
+
+
+def recorded_scenarios(lab, world, framing: str, run) -> None:
+    """A recorded run under a break-glass grant (start, break_glass and end name the recording),
+    one that reaches its cap, one whose disk fills, one refused: no directory to record in."""
+    a = world.alice
+    records = f'[[rule]]\nname = "records"\nusers = ["{a}"]\ncommands = ["/usr/bin/sh -c *"]\nrecord = true\n'
+    lab.set_policy(world.policy, dropins={"91-records.toml": records})
+    assert run(["/usr/bin/sh", "-c", "echo recorded"], grant=lab.mint(a, "records", break_glass=True)).returncode == 0
+    flood = ["/usr/bin/sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' a; sleep 5"]
+    settings = lab.conf_files / "jitrun.toml"
+    lab._write_conf(settings, settings.read_text() + '\n[record]\nmax_bytes = "64K"\n')
+    end = run(flood, grant=lab.mint(a, "records")).event("elevate.end")
+    assert end.get("jitrun.end_reason") == "recording_limit", end
+    lab.write_settings(framing=framing)
+    with small_tmpfs("256k") as d:
+        end = run(flood, grant=lab.mint(a, "records"), binds=[(d, "/var/log/jitrun/sessions")]).event("elevate.end")
+        assert end.get("jitrun.end_reason") == "recording_failed", end
+    lab.sessions.rename(lab.sessions.with_name("sessions-away"))
+    try:
+        assert run(["/usr/bin/sh", "-c", "true"], grant=lab.mint(a, "records")).returncode == 1
+    finally:
+        lab.sessions.with_name("sessions-away").rename(lab.sessions)
+
+
 def run_scenarios(lab, world, framing: str) -> list:
     a, b = world.alice, world.bin
     drop_spooled(lab)
@@ -145,11 +174,13 @@ def run_scenarios(lab, world, framing: str) -> list:
     lab.write_settings(framing=framing)
     lab.set_policy(world.policy, dropins={"90-schema.toml": extra})
     recs = []
+    CHUNKS[framing] = []
 
     def run(argv, **kw):
         res = lab.run_as_user(a, argv, **kw)
         assert not res.timed_out, str(res)
-        recs.extend(res.events)
+        recs.extend(e for e in res.events if e.action != "session.io")
+        CHUNKS[framing].extend(e for e in res.events if e.action == "session.io")
         return res
 
     plain = lambda **kw: lab.mint(a, "plain", **kw)  # noqa: E731
@@ -183,10 +214,8 @@ def run_scenarios(lab, world, framing: str) -> list:
         run(["/nonexistent/" + "p" * 250 + "/" + "q" * 3700], cwd=deep)
     finally:
         shutil.rmtree(top)
-    # policy.error naming its rule: a rule that records sessions (this jitrun cannot record)
-    records = f'[[rule]]\nname = "records"\nusers = ["{a}"]\ncommands = ["/usr/bin/true rec"]\nrecord = true\n'
-    lab.set_policy(world.policy, dropins={"90-schema.toml": extra, "91-records.toml": records})
-    assert run(["/usr/bin/true", "rec"], grant=lab.mint(a, "records")).returncode == 1
+    # recorded runs, and a policy.error naming its rule: a rule that records and cannot
+    recorded_scenarios(lab, world, framing, run)
     lab.set_policy(world.policy, dropins={"90-schema.toml": extra})
     # policy.error: a broken policy (with -u, on a terminal)
     lab.set_policy("[[rule]]\nname = 1\n")
@@ -286,9 +315,18 @@ def test_every_jitrun_event_type_and_end_reason_was_seen(captured):
         actions = {o["event"]["action"] for o in objs}
         assert actions == set(JITRUN_EVENTS), framing
         reasons = {o["jitrun"]["end_reason"] for o in objs if o["event"]["action"] == "elevate.end"}
-        assert reasons == {"exit", "signal", "expired", "revoked", "supervisor_killed"}, framing
+        assert reasons == {"exit", "signal", "expired", "revoked", "supervisor_killed", "recording_failed",
+                           "recording_limit"}, framing
         assert {o["jitrun"].get("containment") for o in objs if o["event"]["action"] == "elevate.start"} <= {
             "cgroup", "process_group"}
+
+
+def test_every_session_io_event_jitrun_sent_validates(schema, captured):
+    for framing, chunks in CHUNKS.items():
+        assert len(chunks) > 10, framing
+        for rec in chunks:
+            bad = problems(schema, event_object(rec))
+            assert not bad, f"{framing} session.io does not match docs/audit.schema.json: {bad}\n{rec.raw[:3000]!r}"
 
 
 def test_documented_fields_per_event_are_exactly_the_emitted_ones(captured):

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from e2e_support import assert_ok
+from e2e_support import TEST_SECURE_PATH, assert_ok
 from jitlab import _proc_table, decode_token, pid_alive
 
 EXPIRED = "expired"
@@ -131,8 +131,12 @@ echo "JITRUN_EXIT=$?"
 def test_ctrl_z_then_sigcont_to_the_command_only_cannot_outlive_expiry(lab, world, root_dir):
     """Ctrl-Z stops the command and the supervisor stops itself (for the shell's job control);
     the user then continues the command alone. The grant's expiry must still end the command
-    and its setsid'd grandchild, and elevate.end must say `expired` when jitrun exits."""
+    and its setsid'd grandchild, and elevate.end must say `expired` when jitrun exits.
+    The command shares the caller's terminal (use_pty = false): on a pty of jitrun's, the
+    root command is in another session and she cannot continue it at all
+    (test_session_terminal.py covers Ctrl-Z there)."""
     a = world.alice
+    lab.write_settings(secure_path=TEST_SECURE_PATH, use_pty=False)
     lab.set_policy(world.policy + JOBCTL_RULE.format(user=a, b=world.bin))
     token = lab.mint(a, "jobctl-root", ttl="6s")
     grant = grant_file(lab, a, token, "jobctl-grant")

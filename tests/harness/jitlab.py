@@ -6,10 +6,12 @@ Everything here acts on the real host and needs root:
 * a root-owned 4755 copy of ``target/debug/jitrun`` under
   ``/usr/local/libexec/jitrun-test/<random>/`` (checked not to be on a nosuid mount), next to
   small C helper programs the tests run;
-* a configuration directory (root 0755, files 0644) and a state directory (root 0700) in a
-  private temporary directory; each run bind-mounts them over ``/etc/jitrun`` and
-  ``/var/lib/jitrun`` inside its own private mount namespace (``unshare --mount``), so the
-  production binary reads its test configuration at its real paths and the host's stay untouched;
+* a configuration directory (root 0755, files 0644), a state directory (root 0700) and a log
+  directory (root 0755, with ``sessions/`` root 0700 for session recordings) in a private
+  temporary directory; each run bind-mounts them over ``/etc/jitrun``, ``/var/lib/jitrun`` and
+  ``/var/log/jitrun`` inside its own private mount namespace (``unshare --mount``), so the
+  production binary reads its test configuration (and writes its recordings) at its real
+  paths and the host's stay untouched;
 * an :class:`AuditListener` on a unix datagram socket that the settings name as
   ``audit.socket``; it parses both framings (``@cee:`` JSON and RFC 5424);
 * grants minted with ``jitctl`` or, for tokens jitctl would never make, with ``pyseto``.
@@ -60,7 +62,7 @@ from typing import Any, Iterable, Sequence
 REPO = Path(__file__).resolve().parents[2]
 HELPERS_SRC = Path(__file__).resolve().parent / "helpers"
 INSTALL_BASE = Path("/usr/local/libexec/jitrun-test")
-MOUNT_POINTS = (Path("/etc/jitrun"), Path("/var/lib/jitrun"))
+MOUNT_POINTS = (Path("/etc/jitrun"), Path("/var/lib/jitrun"), Path("/var/log/jitrun"))
 GECOS_TAG = "jitlab throwaway pid="
 PID_MARKER = ".jitlab-pid"
 GROUPS_MARKER = ".jitlab-groups"
@@ -579,20 +581,22 @@ class RunResult:
 # shell as code: everything arrives as positional parameters.
 NS_SCRIPT = r"""
 set -e
-conf=$1 state=$2 uid=$3 gid=$4
-shift 4
+conf=$1 state=$2 logs=$3 uid=$4 gid=$5
+shift 5
 mount --bind "$conf" /etc/jitrun
 mount --bind "$state" /var/lib/jitrun
+mount --bind "$logs" /var/log/jitrun
 exec setpriv --reuid="$uid" --regid="$gid" --init-groups --reset-env -- "$@"
 """
 
 # The same, with extra bind mounts first: after uid and gid come N, then N (source, target) pairs.
 NS_SCRIPT_BINDS = r"""
 set -e
-conf=$1 state=$2 uid=$3 gid=$4 n=$5
-shift 5
+conf=$1 state=$2 logs=$3 uid=$4 gid=$5 n=$6
+shift 6
 mount --bind "$conf" /etc/jitrun
 mount --bind "$state" /var/lib/jitrun
+mount --bind "$logs" /var/log/jitrun
 while [ "$n" -gt 0 ]; do
   mount --bind "$1" "$2"
   shift 2
@@ -677,8 +681,11 @@ class Lab:
             self.state = self.tmp / "state"
             self.keys = self.tmp / "keys"
             self.runs = self.tmp / "runs"
+            self.logs = self.tmp / "log"
+            self.sessions = self.logs / "sessions"
             for d, mode in ((self.conf, 0o755), (self.conf / "policy.d", 0o755), (self.conf / "keys.d", 0o755),
-                            (self.state, 0o700), (self.keys, 0o700), (self.tmp / "audit", 0o700), (self.runs, 0o700)):
+                            (self.state, 0o700), (self.keys, 0o700), (self.tmp / "audit", 0o700), (self.runs, 0o700),
+                            (self.logs, 0o755), (self.sessions, 0o700)):
                 d.mkdir()
                 os.chown(d, 0, 0)
                 os.chmod(d, mode)
@@ -848,7 +855,7 @@ class Lab:
     def write_settings(self, text: str | None = None, **overrides) -> None:
         """(Re)write jitrun.toml. Without ``text``: host, secure_path, kill_grace and the audit
         socket of this lab, with keyword overrides (``framing=``, ``fail_closed=``, ``secure_path=``,
-        ``kill_grace=``, ``clock_skew=``, ``host=``, ``sd_id=``, ``pam_service=``, ``auth_cache=``;
+        ``kill_grace=``, ``use_pty=``, ``clock_skew=``, ``host=``, ``sd_id=``, ``pam_service=``, ``auth_cache=``;
         None removes a key)."""
         if text is None:
             s = {
@@ -865,7 +872,7 @@ class Lab:
             self.settings = s
             if self.audit:
                 self.audit.sd_id = s.get("sd_id") or DEFAULT_SD_ID
-            top = [k for k in ("host", "clock_skew", "secure_path", "kill_grace") if s.get(k) is not None]
+            top = [k for k in ("host", "clock_skew", "secure_path", "kill_grace", "use_pty") if s.get(k) is not None]
             aud = [k for k in ("framing", "socket", "fail_closed", "sd_id") if s.get(k) is not None]
             lines = [f"{k} = {toml_value(s[k])}" for k in top] + ["", "[audit]"]
             lines += [f"{k} = {toml_value(s[k])}" for k in aud]
@@ -1205,10 +1212,11 @@ class Lab:
         _ensure_mountpoints()  # another process (a package purge) may have removed them since
         if not binds:
             return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
-                    str(self.conf), str(self.state), str(user.uid), str(user.gid), *argv]
+                    str(self.conf), str(self.state), str(self.logs), str(user.uid), str(user.gid), *argv]
         pairs = [os.fspath(x) for b in binds for x in b]
         return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT_BINDS, "jitlab-ns",
-                str(self.conf), str(self.state), str(user.uid), str(user.gid), str(len(binds)), *pairs, *argv]
+                str(self.conf), str(self.state), str(self.logs), str(user.uid), str(user.gid), str(len(binds)),
+                *pairs, *argv]
 
     def spawn_as_user(
         self,

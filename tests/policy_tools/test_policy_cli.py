@@ -161,7 +161,7 @@ def test_explain(tmp_path):
                "--", "/usr/bin/bash", "--login", check=False)
     assert p.returncode == 1
     assert "decision: deny (grant_required)" in p.stdout
-    assert re.search(r"^  break-glass +needs a grant \(grant = \"required\"\); run: jitctl request break-glass \(.*break-glass.toml:13\)$", p.stdout, re.M), p.stdout
+    assert re.search(r"^  break-glass +needs a grant \(grant = \"required\"\); run: jitctl request break-glass \(.*break-glass.toml:17\)$", p.stdout, re.M), p.stdout
     assert re.search(r"^  net-debug +does not name user sam or any of their groups \(sre-leads\)", p.stdout, re.M), p.stdout
     # With a grant (a real token minted offline).
     sec, pub = tmp_path / "k.sec", tmp_path / "k.pub"

@@ -364,10 +364,74 @@ pub(crate) fn write_json_list(l: &[String], out: &mut String) {
 /// A JSON string literal; see [`Event::to_json_string`] for the extra escapes.
 pub(crate) fn write_json_str(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        write_json_char(c, |_| false, out);
-    }
+    write_json_content(s, |_| false, out);
     out.push('"');
+}
+
+/// `s` as JSON string content: exactly what [`write_json_char`] appends for each of its
+/// characters, with the runs of characters that need no escape copied at once (a session
+/// recording puts hundreds of megabytes through here). `also` may select non-ASCII
+/// characters only: printable ASCII is never escaped beyond `"` and `\`.
+pub fn write_json_content(s: &str, also: fn(char) -> bool, out: &mut String) {
+    let bytes = s.as_bytes();
+    let (mut i, mut plain_from) = (0, 0);
+    while i < bytes.len() {
+        let (c, n) = match bytes[i] {
+            b if is_plain_ascii(b) => {
+                i += plain_ascii_prefix(&bytes[i..]);
+                continue;
+            }
+            b if b < 0x80 => (char::from(b), 1),
+            _ => {
+                let c = s[i..].chars().next().expect("i is on a character boundary");
+                (c, c.len_utf8())
+            }
+        };
+        if !is_plain(c, also) {
+            out.push_str(&s[plain_from..i]);
+            write_json_char(c, also, out);
+            plain_from = i + n;
+        }
+        i += n;
+    }
+    out.push_str(&s[plain_from..]);
+}
+
+/// A printable ASCII byte that JSON takes as it is (not `"`, not `\`).
+pub fn is_plain_ascii(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// How many bytes at the start of `bytes` are [`is_plain_ascii`]: eight at a time while they
+/// all are (text output is mostly such runs).
+pub fn plain_ascii_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // a byte >= 0x80, below 0x20, DEL, `"` or `\`
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if w & HIGH != 0
+            || below_space
+            || has_zero(w ^ (ONES * 0x7f))
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        i += 8;
+    }
+    i + bytes[i..]
+        .iter()
+        .take_while(|&&b| is_plain_ascii(b))
+        .count()
+}
+
+/// Whether [`write_json_char`] writes `c` as it is.
+pub fn is_plain(c: char, also: fn(char) -> bool) -> bool {
+    !matches!(c, '"' | '\\') && !needs_unicode_escape(c) && !also(c)
 }
 
 /// One character as JSON string content: `"` and `\` escaped, `\n`, `\r`, `\t`, `\b`, `\f`,
@@ -400,6 +464,50 @@ pub(crate) fn push_u_escape(c: char, out: &mut String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn plain_ascii_prefix_stops_at_the_first_byte_to_escape() {
+        let naive = |b: &[u8]| b.iter().take_while(|&&x| is_plain_ascii(x)).count();
+        let mut text: Vec<u8> = (0x20u8..0x7f).filter(|&b| is_plain_ascii(b)).collect();
+        text.extend_from_slice(b"0123456789abcdefghij");
+        for special in [0u8, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xc3, 0xff, b'\n'] {
+            for at in 0..text.len() {
+                let mut t = text.clone();
+                t.insert(at, special);
+                for start in 0..8.min(t.len()) {
+                    assert_eq!(
+                        plain_ascii_prefix(&t[start..]),
+                        naive(&t[start..]),
+                        "{special:#x} at {at}"
+                    );
+                }
+            }
+        }
+        assert_eq!(plain_ascii_prefix(&text), text.len());
+        assert_eq!(plain_ascii_prefix(b""), 0);
+    }
+
+    #[test]
+    fn content_is_what_each_character_gives() {
+        let also = |c: char| matches!(c, '\u{202e}' | '\u{feff}');
+        for s in [
+            "",
+            "plain ascii text",
+            "\"quoted\" \\ back\\slash ]\u{1b}[31m\u{0}\u{7f}\r\n\t\u{8}\u{c}",
+            "caf\u{e9} \u{1F600} \u{85} \u{2028}\u{2029} \u{202e} \u{feff} e\u{301} end",
+            "\u{9f}\u{a0}\u{ff}",
+        ] {
+            for f in [also, |_: char| false] {
+                let mut fast = String::new();
+                write_json_content(s, f, &mut fast);
+                let mut slow = String::new();
+                for c in s.chars() {
+                    write_json_char(c, f, &mut slow);
+                }
+                assert_eq!(fast, slow, "{s:?}");
+            }
+        }
+    }
 
     #[test]
     fn names_and_severities() {

@@ -5,6 +5,7 @@
 //! clock_skew = "60s"
 //! secure_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 //! kill_grace = "5s"
+//! use_pty = true            # run a command as another user on a pty jitrun owns
 //! [audit]
 //! framing = "cee"           # "cee" (RFC 3164 header + @cee: JSON) | "rfc5424"
 //! socket = "/dev/log"
@@ -66,6 +67,10 @@ pub struct Settings {
     /// Colon-separated, every entry absolute.
     pub secure_path: String,
     pub kill_grace: Duration,
+    /// A command that runs as a user other than the invoker, from a terminal, gets a pty of
+    /// jitrun's (so that it cannot reach the invoker's terminal). Rules that record always
+    /// run on one from a terminal, whatever this says.
+    pub use_pty: bool,
     pub audit: AuditSettings,
     pub pam: PamSettings,
     pub revocations: RevocationSettings,
@@ -88,6 +93,7 @@ impl Default for Settings {
             clock_skew: Duration::from_secs(60),
             secure_path: DEFAULT_SECURE_PATH.to_string(),
             kill_grace: Duration::from_secs(5),
+            use_pty: true,
             audit: AuditSettings {
                 framing: AuditFraming::Cee,
                 socket: "/dev/log".to_string(),
@@ -116,6 +122,7 @@ impl Settings {
                 "host" => settings.host = Some(host(&doc, e)?),
                 "clock_skew" => settings.clock_skew = duration(&doc, e, field)?,
                 "kill_grace" => settings.kill_grace = duration(&doc, e, field)?,
+                "use_pty" => settings.use_pty = doc.boolean(e, field)?,
                 "secure_path" => {
                     let p = doc.string(e, field)?;
                     check_secure_path(p).map_err(|m| doc.err(doc.entry_span(e), field, m))?;
@@ -145,6 +152,7 @@ const TOP_KEYS: &[&str] = &[
     "clock_skew",
     "secure_path",
     "kill_grace",
+    "use_pty",
     "audit",
     "pam",
     "revocations",
@@ -358,6 +366,7 @@ mod tests {
         assert_eq!(d.audit.sd_id, "jitrun@32473");
         assert_eq!(d.audit.framing, AuditFraming::Cee);
         assert!(d.audit.fail_closed);
+        assert!(d.use_pty);
     }
 
     #[test]
@@ -369,6 +378,7 @@ host = "web-1"
 clock_skew = "2m"
 secure_path = "/usr/bin:/bin"
 kill_grace = "10s"
+use_pty = false
 [audit]
 framing = "rfc5424"
 socket = "/run/systemd/journal/syslog"
@@ -380,6 +390,7 @@ sd_id = "acme@12345"
         assert_eq!(s.host.as_deref(), Some("web-1"));
         assert_eq!(s.clock_skew, Duration::from_secs(120));
         assert_eq!(s.kill_grace, Duration::from_secs(10));
+        assert!(!s.use_pty);
         assert_eq!(
             s.secure_path_dirs().collect::<Vec<_>>(),
             vec!["/usr/bin", "/bin"]
@@ -417,7 +428,7 @@ sd_id = "acme@12345"
         let e = err("host = \"a\"\nclock_skw = \"1m\"\n");
         assert_eq!(
             e,
-            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, audit, pam, revocations, record"
+            "/etc/jitrun/jitrun.toml:2: settings: unknown key \"clock_skw\" (did you mean \"clock_skew\"?); valid keys: host, clock_skew, secure_path, kill_grace, use_pty, audit, pam, revocations, record"
         );
         let e = err("[audit]\nframing = \"cee\"\n\nfail_open = true\n");
         assert!(

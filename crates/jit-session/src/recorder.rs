@@ -18,6 +18,7 @@ use crate::cast::{
 };
 use crate::encode::{escape_char, escaped_len, Utf8Stream};
 use crate::sha::Sha256;
+use jit_audit::event::{is_plain_ascii, plain_ascii_prefix};
 use jit_audit::session_io::{Chunk, SessionIo};
 use jit_audit::{Event, Framer};
 use std::io::{self, Write};
@@ -363,14 +364,35 @@ impl<W: Write> Recorder<W> {
             }
             let room = self.room().min(MAX_LINE as u64 + 1) as usize;
             let mut line = prefix.clone();
-            let mut used = 0;
-            for c in rest.chars() {
-                if line.len() + escaped_len(c) + EVENT_SUFFIX.len() + 1 > room {
+            // As many characters as fit, escaped; runs that need no escape copied at once.
+            let (mut len, mut used, mut plain_from) = (line.len(), 0, 0);
+            let bytes = rest.as_bytes();
+            while used < bytes.len() {
+                if is_plain_ascii(bytes[used]) {
+                    // a run of plain text: as much of it as the line has room for
+                    let fits = room.saturating_sub(len + EVENT_SUFFIX.len() + 1);
+                    let run = plain_ascii_prefix(&bytes[used..]).min(fits);
+                    if run == 0 {
+                        break;
+                    }
+                    len += run;
+                    used += run;
+                    continue;
+                }
+                let c = rest[used..].chars().next().expect("a character boundary");
+                let (n, add) = (c.len_utf8(), escaped_len(c));
+                if len + add + EVENT_SUFFIX.len() + 1 > room {
                     break;
                 }
-                escape_char(c, &mut line);
-                used += c.len_utf8();
+                len += add;
+                if add != n {
+                    line.push_str(&rest[plain_from..used]);
+                    escape_char(c, &mut line);
+                    plain_from = used + n;
+                }
+                used += n;
             }
+            line.push_str(&rest[plain_from..used.max(plain_from)]);
             if used == 0 {
                 self.truncate(time);
                 continue;

@@ -1,34 +1,30 @@
 //! SHA-256 of a recording as it is written, and of a recording as it is rebuilt.
 //!
-//! orion's implementation: pure Rust, `forbid(unsafe_code)`, and already in jitrun's tree
-//! (pasetors uses it), so the setuid binary gains no crate for it. It runs at about
-//! 120 MB/s on one core here (no SHA extensions); this module is the one place to change
-//! if that ever matters more than the extra crates of another implementation.
+//! RustCrypto's `sha2` (0.10, the version jitctl and jitbroker already use): pure Rust, and on
+//! x86_64 it uses the CPU's SHA extensions when it has them (runtime detection). Every byte a
+//! recorded command writes is hashed once, on the supervisor's one thread: orion's portable
+//! code (in jitrun's tree through pasetors) hashed about 230 MB/s here and was a third of a
+//! recorded run's CPU time; with the SHA extensions this is several times faster
+//! (docs/benchmarks.md, "Session recording").
 
-use orion::hazardous::hash::sha2::sha256;
+use sha2::Digest;
 
 #[derive(Clone, Debug, Default)]
-pub struct Sha256(sha256::Sha256);
+pub struct Sha256(sha2::Sha256);
 
 impl Sha256 {
     pub fn new() -> Sha256 {
-        Sha256(sha256::Sha256::new())
+        Sha256(sha2::Sha256::new())
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        // orion refuses only more than 2^64 - 1 bits in total, which no recording reaches
-        // (the size cap is far below); ignoring the error is therefore safe.
-        let _ = self.0.update(data);
+        self.0.update(data);
     }
 
     /// The digest of everything so far, as 64 lowercase hex digits; the state is kept, so
     /// more data can follow (a running hash).
     pub fn hex(&self) -> String {
-        let mut done = self.0.clone();
-        match done.finalize() {
-            Ok(d) => hex(d.as_ref()),
-            Err(_) => String::new(),
-        }
+        hex(&self.0.clone().finalize())
     }
 }
 

@@ -274,7 +274,7 @@ fn record_text(rule: &jit_policy::Rule, settings: &jit_policy::RecordSettings) -
     } else {
         "output"
     };
-    format!("yes, {what} ({why}); this jitrun cannot record yet and refuses such runs (recording_unavailable)")
+    format!("yes, {what} ({why}), on a pty from a terminal; /var/log/jitrun/sessions/<session id>.cast and session.io events")
 }
 
 pub fn explain(args: &ExplainArgs) -> Result<()> {

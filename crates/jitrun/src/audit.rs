@@ -153,6 +153,11 @@ impl Auditor {
         }
     }
 
+    /// How this auditor frames its datagrams (a session recording sizes its chunks by it).
+    pub fn framer(&self) -> &Framer {
+        &self.framer
+    }
+
     /// Log what already happened (`elevate.end`, a refusal): sent, else spooled.
     pub fn record(&self, event: &Event) -> Result<(), String> {
         match self.deliver(event, true) {
@@ -267,18 +272,13 @@ pub fn start(
     ev
 }
 
-/// A break-glass grant was used: the same facts as `elevate.start`, at alert severity, so a
-/// SIEM can page on one event type.
-pub fn break_glass(
-    session: &str,
-    f: &Facts<'_>,
-    approved: &Approved<'_>,
-    target: &Target,
-    child: i32,
-) -> Event {
-    let mut ev = start(session, f, approved, target, child);
+/// A break-glass grant was used: the same facts as `elevate.start` (its recording included,
+/// its containment mode not), at alert severity, so a SIEM can page on one event type.
+pub fn break_glass(start: &Event) -> Event {
+    let mut ev = start.clone();
     ev.kind = EventType::BreakGlass;
     ev.str("event.action", EventType::BreakGlass.as_str());
+    ev.remove("jitrun.containment");
     ev
 }
 
@@ -291,6 +291,10 @@ pub enum EndReason {
     /// The grant appeared on the revocation list while the command ran.
     Revoked,
     SupervisorKilled,
+    /// The session recording failed while the command ran (`record.on_failure = "end"`).
+    RecordingFailed,
+    /// The session recording reached `record.max_bytes` (`record.on_max_bytes = "end"`).
+    RecordingLimit,
 }
 
 impl EndReason {
@@ -301,6 +305,8 @@ impl EndReason {
             EndReason::Expired => "expired",
             EndReason::Revoked => "revoked",
             EndReason::SupervisorKilled => "supervisor_killed",
+            EndReason::RecordingFailed => "recording_failed",
+            EndReason::RecordingLimit => "recording_limit",
         }
     }
 }

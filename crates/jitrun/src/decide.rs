@@ -219,26 +219,7 @@ pub fn claimed_rule(token: &str) -> Option<String> {
 }
 
 pub fn decide<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {
-    let approved = decide_rule(inp)?;
-    refuse_recording(approved.rule, inp.settings)?;
-    Ok(approved)
-}
-
-/// Fail closed: a rule that records its sessions (`record`, or the settings' default) must not
-/// run unrecorded, and this jitrun has no terminal relay to feed the recorder yet.
-fn refuse_recording(rule: &Rule, settings: &Settings) -> Result<(), Refusal> {
-    if !rule.records(&settings.record) {
-        return Ok(());
-    }
-    let why = match rule.record {
-        Some(_) => "record = true".to_string(),
-        None => "record.default = true in /etc/jitrun/jitrun.toml".to_string(),
-    };
-    Err(Refusal::config(
-        "recording_unavailable",
-        format!("rule \"{}\" records its sessions ({why}), and this version of jitrun cannot record them yet; nothing runs unrecorded (ask an administrator)", rule.name),
-    )
-    .with_rule(Some(rule.name.clone())))
+    decide_rule(inp)
 }
 
 fn decide_rule<'p>(inp: &Inputs<'p>) -> Result<Approved<'p>, Refusal> {

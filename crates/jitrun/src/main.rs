@@ -44,6 +44,7 @@ mod list;
 mod paths;
 mod pipeline;
 mod policy_cache;
+mod recording;
 mod refusal;
 mod revocations;
 #[allow(unsafe_code)]

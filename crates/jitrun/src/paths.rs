@@ -13,3 +13,5 @@ pub const HOST_KEY: &str = "/etc/jitrun/host.key";
 pub const REVOCATIONS: &str = "/var/lib/jitrun/revocations";
 /// Under the user's home directory (from passwd).
 pub const GRANT_STORE: &str = ".local/state/jitrun/grants";
+/// Session recordings (`<session id>.cast`; root, 0700).
+pub const SESSIONS_DIR: &str = "/var/log/jitrun/sessions";

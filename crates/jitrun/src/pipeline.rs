@@ -10,16 +10,20 @@ use crate::config;
 use crate::decide::{self, Approved};
 use crate::env::{self, Privilege};
 use crate::exec::elevate::Plan;
+use crate::exec::plumbing::Want;
 use crate::exec::watchdog::RevocationWatch;
-use crate::exec::{self, stale_runs, Containment, Enforcement, Launch, Outcome};
+use crate::exec::{self, stale_runs, Containment, Enforcement, Io, Launch, Outcome};
 use crate::harden::CallerState;
 use crate::identity::{self, Invoker, Target};
 use crate::policy_cache;
+use crate::recording::{self, Recording};
 use crate::refusal::Refusal;
 use crate::revocations;
 use crate::system::{self, cgroup::SessionCgroup, process::WaitStatus};
+use jit_audit::session_io::SessionIo;
 use jit_grant::KeySet;
 use jit_policy::{Policy, RunAs, Settings};
+use jit_session::{Header, SessionInfo};
 use std::cell::OnceCell;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -105,7 +109,9 @@ pub fn elevate(
     let program = command::open(&located)?;
     let target = target_of(&approved.run_as, run.invoker)?;
     let pam_session = authorize(run, &approved, &target)?;
-    let launch = launch_of(run, &approved, &target, program, caller, &keys)?;
+    let send = |e: &jit_audit::Event| run.auditor.record(e);
+    let mut launch = launch_of(run, &approved, &target, program, caller, &keys)?;
+    launch.io.recording = record(run, &approved, &target, &launch, &send)?;
     let facts = Facts {
         invoker: Some(run.invoker),
         host: run.host,
@@ -113,8 +119,12 @@ pub fn elevate(
         executable: Some(&located.canonical),
     };
     let ends = launch.enforce.expires;
-    let outcome = supervise(run, launch, &facts, &approved, &target)?;
+    let mut outcome = supervise(run, launch, &facts, &approved, &target)?;
     let logged = log_end(run, &facts, &approved, &target, &outcome);
+    // Only now: the last output, and the caller's terminal as it was.
+    if let Some(tail) = outcome.tail.take() {
+        tail.finish();
+    }
     if let Some(session) = pam_session {
         if let Err(e) = session.close() {
             say!("jitrun: warning: closing the PAM session failed: {e}");
@@ -231,6 +241,15 @@ fn launch_of<'a>(
     let rule = approved.rule;
     let secure_path = &run.settings.secure_path;
     let kept = rule.kept_env();
+    let records = rule.records(&run.settings.record);
+    let io = Io {
+        want: Want {
+            record: records,
+            record_input: records && rule.record_input,
+            isolate: run.settings.use_pty && target.uid != run.invoker.uid,
+        },
+        recording: None,
+    };
     Ok(Launch {
         program,
         argv,
@@ -256,7 +275,64 @@ fn launch_of<'a>(
             kill_grace: run.settings.kill_grace,
             session: run.own_cgroup,
         },
+        io,
     })
+}
+
+/// The session recording of a rule that records: its file created and its header written
+/// now, before anything starts (a rule that records and cannot does not run).
+fn record<'a>(
+    run: &Run<'a>,
+    approved: &Approved<'_>,
+    target: &Target,
+    launch: &Launch<'_>,
+    send: recording::Send<'a>,
+) -> Result<Option<Recording<'a>>, Refusal> {
+    let rule = approved.rule;
+    if !launch.io.want.record {
+        return Ok(None);
+    }
+    // TERM and SHELL as the command gets them (checked and built by env.rs).
+    let env = |name: &str| {
+        launch.envp.iter().find_map(|e| {
+            let v = e
+                .to_bytes()
+                .strip_prefix(name.as_bytes())?
+                .strip_prefix(b"=")?;
+            Some(String::from_utf8_lossy(v).into_owned())
+        })
+    };
+    let size = exec::plumbing::terminal_size();
+    let session = run.auditor.session_id.clone();
+    let argv: Vec<&[u8]> = launch.argv.iter().map(|a| a.to_bytes()).collect();
+    let header = Header {
+        width: size.cols,
+        height: size.rows,
+        timestamp: time::OffsetDateTime::now_utc().unix_timestamp(),
+        command: jit_session::command_line(&argv),
+        term: env("TERM"),
+        shell: env("SHELL"),
+        session: SessionInfo {
+            id: session.clone(),
+            host: run.host.to_string(),
+            user: run.invoker.name.clone(),
+            uid: run.invoker.uid,
+            run_as: target.name.clone(),
+            rule: rule.name.clone(),
+            input: launch.io.want.record_input,
+        },
+    };
+    let plan = recording::Plan {
+        header,
+        session: SessionIo {
+            session_id: session,
+            host: run.host.to_string(),
+            user: run.invoker.name.clone(),
+        },
+        settings: &run.settings.record,
+        framer: run.auditor.framer().clone(),
+    };
+    Recording::start(plan, launch.io.want.record_input, send).map(Some)
 }
 
 /// Steps 8–10: the command runs only once `elevate.start` is logged; should the supervisor
@@ -271,19 +347,39 @@ fn supervise(
 ) -> Result<Outcome, Refusal> {
     let auditor = run.auditor;
     let session = auditor.session_id.as_str();
+    let recorded = launch
+        .io
+        .recording
+        .as_ref()
+        .map(|r| (r.path.clone(), r.input));
+    // An end logged by someone else than the supervisor names the recording, which did not
+    // end properly (no final chunk).
+    let lost_end = |pid, lost: &Ending| {
+        let mut end = audit::end(session, facts, approved, target, pid, lost);
+        if let Some((path, _)) = &recorded {
+            end.str("jitrun.recording.file", path.as_str()).str(
+                "jitrun.recording.error",
+                "the recording did not end: its supervisor vanished",
+            );
+        }
+        end
+    };
     let started = |pid, containment| {
         if containment == Containment::Cgroup {
             // What the next jitrun logs if supervisor and watchdog both vanish.
             let lost = ending(EndReason::SupervisorKilled, None, Duration::ZERO, None);
-            let end = audit::end(session, facts, approved, target, pid, &lost);
-            stale_runs::write(session, &end)?;
+            stale_runs::write(session, &lost_end(pid, &lost))?;
         }
-        log_start(auditor, facts, approved, target, pid, containment)
+        let mut start = audit::start(session, facts, approved, target, pid);
+        if let Some((path, input)) = &recorded {
+            recording::start_fields(&mut start, path, *input);
+        }
+        log_start(auditor, start, approved, containment)
     };
     let supervisor_lost = |pid, elapsed| {
         let why = "the supervisor ended unexpectedly; the watchdog killed the command";
         let lost = ending(EndReason::SupervisorKilled, None, elapsed, Some(why.into()));
-        let _ = auditor.record(&audit::end(session, facts, approved, target, pid, &lost));
+        let _ = auditor.record(&lost_end(pid, &lost));
         stale_runs::remove(session);
     };
     exec::run(launch, started, supervisor_lost)
@@ -313,14 +409,11 @@ fn ending(
 /// `elevate.start` (it must be kept, or nothing runs), then the break-glass alert.
 fn log_start(
     auditor: &Auditor,
-    facts: &Facts<'_>,
+    mut start: jit_audit::Event,
     approved: &Approved<'_>,
-    target: &Target,
-    pid: i32,
     containment: Containment,
 ) -> Result<(), Refusal> {
     let session = auditor.session_id.as_str();
-    let mut start = audit::start(session, facts, approved, target, pid);
     start.str("jitrun.containment", containment.as_str());
     if let Err(r) = auditor.emit(&start) {
         stale_runs::remove(session);
@@ -333,7 +426,7 @@ fn log_start(
     {
         // The run is logged as started: the alert follows it like any record of what
         // already happened (sent, else spooled), never refusing the run.
-        let alert = audit::break_glass(session, facts, approved, target, pid);
+        let alert = audit::break_glass(&start);
         if let Err(e) = auditor.record(&alert) {
             say!("jitrun: warning: the break-glass alert was not logged: {e}");
         }
@@ -356,7 +449,10 @@ fn log_end(
         outcome.duration,
         outcome.error.clone(),
     );
-    let end = audit::end(session, facts, approved, target, outcome.pid, &e);
+    let mut end = audit::end(session, facts, approved, target, outcome.pid, &e);
+    if let Some(r) = &outcome.recording {
+        recording::end_fields(&mut end, r);
+    }
     run.auditor.record(&end)
 }
 

@@ -16,6 +16,9 @@ pub struct Seen<'a> {
     pub revoked: bool,
     /// The supervisor itself began ending it (SIGTERM at expiry, then SIGKILL).
     pub ended_at_expiry: bool,
+    /// The supervisor ended it because its session recording failed or reached its cap
+    /// (`RecordingFailed`, `RecordingLimit`).
+    pub recording_end: Option<EndReason>,
     /// The grant's `exp` has passed (the watchdog may have ended it while the supervisor was
     /// stopped for job control).
     pub past_expiry: bool,
@@ -30,8 +33,9 @@ pub struct End {
 
 /// The exit status is the command's (128 + the signal that ended it, as shells say), or the
 /// child's own when the command never ran. The reason, in order: the identity could not be
-/// taken (`supervisor_killed`: nothing ran), the grant was revoked, it expired (the supervisor
-/// ended it, or a signal ended it past `exp`), a signal, a plain exit.
+/// taken (`supervisor_killed`: nothing ran), the grant was revoked, its recording ended it,
+/// it expired (the supervisor ended it, or a signal ended it past `exp`), a signal, a plain
+/// exit.
 pub fn classify(seen: &Seen<'_>) -> End {
     let exit_code = match (seen.report, seen.status) {
         (ChildReport::IdentityFailed(_), _) => 1,
@@ -44,6 +48,8 @@ pub fn classify(seen: &Seen<'_>) -> End {
         EndReason::SupervisorKilled
     } else if seen.revoked {
         EndReason::Revoked
+    } else if let Some(r) = seen.recording_end {
+        r
     } else if seen.ended_at_expiry || (seen.past_expiry && signaled) {
         EndReason::Expired
     } else if signaled {
@@ -64,6 +70,7 @@ mod tests {
             report,
             revoked: false,
             ended_at_expiry: false,
+            recording_end: None,
             past_expiry: false,
         }
     }
@@ -118,6 +125,27 @@ mod tests {
             past_expiry: true,
             ended_at_expiry: true,
             ..seen(WaitStatus::Signaled(15), &ran)
+        };
+        assert_eq!(classify(&revoked), end(EndReason::Revoked, 143));
+    }
+
+    #[test]
+    fn a_recording_that_ended_the_command_says_so_unless_revoked() {
+        let ran = ChildReport::Started;
+        let failed = Seen {
+            recording_end: Some(EndReason::RecordingFailed),
+            past_expiry: true,
+            ..seen(WaitStatus::Signaled(15), &ran)
+        };
+        assert_eq!(classify(&failed), end(EndReason::RecordingFailed, 143));
+        let capped = Seen {
+            recording_end: Some(EndReason::RecordingLimit),
+            ..seen(WaitStatus::Exited(0), &ran)
+        };
+        assert_eq!(classify(&capped), end(EndReason::RecordingLimit, 0));
+        let revoked = Seen {
+            revoked: true,
+            ..failed
         };
         assert_eq!(classify(&revoked), end(EndReason::Revoked, 143));
     }

@@ -9,13 +9,16 @@
 //! * [`watchdog`]: the second root process that enforces expiry and revocation when the
 //!   supervisor cannot; [`terminate`]: ending what the command started, for both;
 //! * [`ending`]: how the run ended (pure); [`stale_runs`]: runs whose supervisor and watchdog
-//!   both vanished, ended and logged by the next jitrun.
-//!
-//! A pty relay between the caller's terminal and the command, and a session recorder fed by
-//! it, would be modules of their own here, driven from the supervisor's loop.
+//!   both vanished, ended and logged by the next jitrun;
+//! * [`plumbing`]: what the command's fds 0–2 are (jitrun's own, a pty of jitrun's, pipes);
+//!   [`monitor`]: the session leader of the command's pty; [`relay`]: the supervisor's side
+//!   of the pty and pipes, which feeds the session recording (crate::recording).
 
 pub mod elevate;
 mod ending;
+mod monitor;
+pub mod plumbing;
+pub mod relay;
 mod spawn;
 pub mod stale_runs;
 mod supervise;
@@ -25,11 +28,15 @@ pub mod watchdog;
 
 use crate::audit::EndReason;
 use crate::command::Program;
+use crate::recording::{Recording, Report};
 use crate::refusal::Refusal;
 use crate::system::cgroup::{RunCgroup, SessionCgroup};
 use crate::system::process::{self, WaitStatus};
 use crate::system::{signals, term};
 use elevate::Plan;
+use monitor::Monitor;
+use plumbing::{Plumbing, Want};
+use relay::{Relay, Tail, TerminalRestore};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -42,6 +49,14 @@ pub struct Launch<'a> {
     pub envp: Vec<CString>,
     pub plan: Plan,
     pub enforce: Enforcement<'a>,
+    pub io: Io<'a>,
+}
+
+/// How the command's standard descriptors are connected, and its recording.
+pub struct Io<'a> {
+    pub want: Want,
+    /// The session recording, when the rule records (its file exists, its header is written).
+    pub recording: Option<Recording<'a>>,
 }
 
 /// What the supervisor and the watchdog enforce while the command runs.
@@ -63,6 +78,11 @@ pub struct Outcome {
     /// Set when the command never started (credentials or exec failed).
     pub error: Option<String>,
     pub exit_code: i32,
+    /// The finished recording, when the rule records.
+    pub recording: Option<Report>,
+    /// What the relay still has to do once `elevate.end` is logged (show the last output,
+    /// put the caller's terminal back); dropped unfinished, it still puts the terminal back.
+    pub tail: Option<Tail>,
 }
 
 /// How the command is kept together (`jitrun.containment` in `elevate.start`).
@@ -85,7 +105,11 @@ impl Containment {
 
 /// The command once forked, and what holds it.
 pub struct Held {
+    /// The command.
     pub child: libc::pid_t,
+    /// The process the supervisor waits for: the command, or on a pty its monitor (which ends
+    /// as the command ends).
+    pub waited: libc::pid_t,
     pub cgroup: Option<RunCgroup>,
     /// The supervisor's pid: whose adopted orphans to end without a cgroup.
     pub supervisor: libc::pid_t,
@@ -111,7 +135,8 @@ impl Held {
     /// The run cannot go on: kill the command before it started, and say why.
     fn abort(&self, r: Refusal) -> Refusal {
         let _ = signals::kill(self.child, libc::SIGKILL);
-        let _ = process::wait_blocking(self.child);
+        let _ = signals::kill(self.waited, libc::SIGKILL);
+        let _ = process::wait_blocking(self.waited);
         terminate::cleanup(self.cgroup.as_ref(), self.child, self.supervisor, || {
             let _ = supervise::reap(self.child);
         });
@@ -138,18 +163,25 @@ fn fail(what: &str, e: std::io::Error) -> Refusal {
 ///   audit `elevate.start`); if it fails, the child is killed before it started.
 /// * `supervisor_lost(pid, elapsed)` runs in the watchdog if the supervisor vanishes.
 pub fn run(
-    launch: Launch<'_>,
+    mut launch: Launch<'_>,
     started: impl FnOnce(i32, Containment) -> Result<(), Refusal>,
     supervisor_lost: impl FnOnce(i32, Duration),
 ) -> Result<Outcome, Refusal> {
-    let (held, spawned) = fork_command(&launch)?;
+    let recording = launch.io.recording.take();
+    let mut plumbing = Plumbing::new(launch.io.want)
+        .map_err(|e| fail("cannot set up the command's terminal and pipes", e))?;
+    let (held, spawned, monitor) = fork_command(&launch, plumbing.as_ref())?;
+    if let Some(p) = plumbing.as_mut() {
+        p.close_child_side();
+    }
     let child = held.child;
     // The command has its own copy of the checked file's descriptor: one less to hold here
     // (a caller's tiny RLIMIT_NOFILE must leave room for the watchdog's pipe and the pidfd).
     drop(launch.program.fd);
     let started_at = Instant::now();
     // The watchdog watches the command through this (Linux 5.3+): when the command exits, it
-    // ends what the command left behind even while this supervisor is stopped.
+    // ends what the command left behind even while this supervisor is stopped. (On a pty the
+    // command is the monitor's child, and cannot be reaped before it was told to go.)
     let command_exit = process::pidfd_open(child).ok();
     // Fully root: the invoking user can no longer signal or trace the supervisor.
     if let Err(e) = process::setresgid(0).and_then(|_| process::setresuid(0)) {
@@ -157,17 +189,30 @@ pub fn run(
     }
     take_over(&held, spawned.born_inside)?;
     started(child, held.containment()).map_err(|r| held.abort(r))?;
-    let unneeded = [spawned.go.as_raw_fd(), spawned.report.as_raw_fd()];
+    let mut relay = relay_of(&held, plumbing, monitor, recording)?;
+    let restore = relay.as_ref().and_then(Relay::restore_point);
+    let mut unneeded = vec![spawned.go.as_raw_fd(), spawned.report.as_raw_fd()];
+    unneeded.extend(relay.as_ref().map(Relay::descriptors).unwrap_or_default());
     let command_exit = command_exit.as_ref().map(|fd| fd.as_fd());
     let lost = || supervisor_lost(child, started_at.elapsed());
     let enforce = &launch.enforce;
-    let watchdog = start_watchdog(&held, enforce, command_exit, &unneeded, lost)?;
+    let watchdog = start_watchdog(
+        &held,
+        enforce,
+        command_exit,
+        &unneeded,
+        restore.as_ref(),
+        lost,
+    )?;
+    if let Some(r) = relay.as_mut() {
+        r.begin();
+    }
     if let Err(e) = spawn::go(spawned.go) {
         watchdog.finish();
         return Err(held.abort(fail("cannot start the command", e)));
     }
     let report = spawn::report(spawned.report);
-    let waited = match supervise::until_end(&held, enforce.expires, enforce.kill_grace) {
+    let waited = match wait_for_end(&held, enforce, relay.as_mut()) {
         Ok(w) => w,
         Err(r) => {
             held.terminate(libc::SIGKILL);
@@ -176,16 +221,13 @@ pub fn run(
         }
     };
     held.clean_up();
-    let end = ending::classify(&ending::Seen {
-        status: waited.status,
-        report: &report,
-        revoked: watchdog.finish().revoked,
-        ended_at_expiry: waited.ended_at_expiry,
-        // Expired: we ended it, or the watchdog did while we were stopped.
-        past_expiry: enforce
-            .expires
-            .is_some_and(|exp| OffsetDateTime::now_utc() >= exp),
-    });
+    if let Some(r) = relay.as_mut() {
+        r.drain();
+    }
+    let end = classify(&waited, &report, watchdog.finish().revoked, enforce);
+    let recording = relay
+        .as_mut()
+        .and_then(|r| r.finish_recording(end.exit_code));
     Ok(Outcome {
         pid: child,
         status: waited.status,
@@ -193,26 +235,94 @@ pub fn run(
         duration: started_at.elapsed(),
         error: report.error(&launch.program.canonical),
         exit_code: end.exit_code,
+        recording,
+        tail: relay.map(Relay::into_tail),
+    })
+}
+
+/// The relay of a command with plumbing (its recording in it), once `elevate.start` is logged.
+fn relay_of<'r>(
+    held: &Held,
+    plumbing: Option<Plumbing>,
+    monitor: Option<Monitor>,
+    recording: Option<Recording<'r>>,
+) -> Result<Option<Relay<'r>>, Refusal> {
+    let Some(p) = plumbing else { return Ok(None) };
+    Relay::new(p, monitor, held.child, recording, supervise::HANDLED)
+        .map(Some)
+        .map_err(|e| held.abort(fail("cannot relay the command's terminal", e)))
+}
+
+/// The supervisor's loop, waiting on signals alone or, with a relay, on its I/O too.
+fn wait_for_end(
+    held: &Held,
+    enforce: &Enforcement<'_>,
+    relay: Option<&mut Relay<'_>>,
+) -> Result<supervise::Waited, Refusal> {
+    let (expires, grace) = (enforce.expires, enforce.kill_grace);
+    match relay {
+        Some(r) => supervise::until_end(held, expires, grace, &mut |t| r.wait(t)),
+        None => {
+            let mut plain = supervise::signals_only(held.child);
+            supervise::until_end(held, expires, grace, &mut plain)
+        }
+    }
+}
+
+/// How the run ended, from what the loop and the watchdog saw.
+fn classify(
+    waited: &supervise::Waited,
+    report: &spawn::ChildReport,
+    revoked: bool,
+    enforce: &Enforcement<'_>,
+) -> ending::End {
+    ending::classify(&ending::Seen {
+        status: waited.status,
+        report,
+        revoked,
+        ended_at_expiry: waited.ended_by == Some(EndReason::Expired),
+        recording_end: waited.ended_by.filter(|r| *r != EndReason::Expired),
+        // Expired: we ended it, or the watchdog did while we were stopped.
+        past_expiry: enforce
+            .expires
+            .is_some_and(|exp| OffsetDateTime::now_utc() >= exp),
     })
 }
 
 /// The supervisor's side first (a subreaper, its signals blocked), then the command, forked
-/// into its cgroup, waiting for the go.
-fn fork_command(launch: &Launch<'_>) -> Result<(Held, spawn::Spawned), Refusal> {
+/// into its cgroup, waiting for the go (on a pty, by the monitor the supervisor forks).
+fn fork_command(
+    launch: &Launch<'_>,
+    plumbing: Option<&Plumbing>,
+) -> Result<(Held, spawn::Spawned, Option<Monitor>), Refusal> {
     process::set_child_subreaper().map_err(|e| fail("cannot become a subreaper", e))?;
     signals::block(supervise::HANDLED).map_err(|e| fail("cannot block signals", e))?;
     let pgrp = process::getpgrp();
-    let terminal = terminal::ours(pgrp);
+    let on_pty = plumbing.is_some_and(|p| p.pty.is_some());
+    // On a pty the caller's terminal stays jitrun's: the command has its own.
+    let terminal = terminal::ours(pgrp).filter(|_| !on_pty);
     let cgroup = command_cgroup(launch.enforce.session)?;
-    let spawned = spawn::spawn(launch, cgroup.as_ref())?;
+    let (spawned, monitor) = match plumbing {
+        Some(p) if on_pty => {
+            let (m, s) = monitor::spawn(launch, cgroup.as_ref(), p)?;
+            terminate::set_monitor(m.pid);
+            (s, Some(m))
+        }
+        Some(p) => (
+            spawn::spawn(launch, cgroup.as_ref(), p.child_stdio())?,
+            None,
+        ),
+        None => (spawn::spawn(launch, cgroup.as_ref(), [None; 3])?, None),
+    };
     let held = Held {
         child: spawned.pid,
+        waited: monitor.as_ref().map_or(spawned.pid, |m| m.pid),
         cgroup,
         supervisor: process::getpid(),
         pgrp,
         terminal,
     };
-    Ok((held, spawned))
+    Ok((held, spawned, monitor))
 }
 
 /// The watchdog, forked once `elevate.start` is logged and before the command may exec.
@@ -221,9 +331,11 @@ fn start_watchdog(
     enforce: &Enforcement<'_>,
     command_exit: Option<BorrowedFd<'_>>,
     unneeded: &[RawFd],
+    terminal: Option<&TerminalRestore>,
     supervisor_lost: impl FnOnce(),
 ) -> Result<Watchdog, Refusal> {
     let guard = Guard {
+        terminal,
         cgroup: held.cgroup.as_ref(),
         child: held.child,
         supervisor: held.supervisor,

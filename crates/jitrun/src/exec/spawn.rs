@@ -8,9 +8,9 @@ use super::Launch;
 use crate::refusal::Refusal;
 use crate::system::cgroup::RunCgroup;
 use crate::system::process::{self, Fork};
-use crate::system::{fs, signals};
+use crate::system::{fs, signals, stream};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// What the child said before exec.
@@ -71,8 +71,13 @@ pub struct Spawned {
 }
 
 /// Fork the command, inside `cgroup` when the kernel can (clone3 with CLONE_INTO_CGROUP, else
-/// fork and a later move). The child never returns from here.
-pub fn spawn(launch: &Launch<'_>, cgroup: Option<&RunCgroup>) -> Result<Spawned, Refusal> {
+/// fork and a later move), with `stdio` on its fds 0–2 (None: jitrun's own). The child never
+/// returns from here.
+pub fn spawn(
+    launch: &Launch<'_>,
+    cgroup: Option<&RunCgroup>,
+    stdio: Stdio<'_>,
+) -> Result<Spawned, Refusal> {
     let fail = |what: &str, e: std::io::Error| Refusal::config("supervise", format!("{what}: {e}"));
     let (go_r, go_w) = process::pipe().map_err(|e| fail("pipe", e))?;
     let (rep_r, rep_w) = process::pipe().map_err(|e| fail("pipe", e))?;
@@ -90,7 +95,7 @@ pub fn spawn(launch: &Launch<'_>, cgroup: Option<&RunCgroup>) -> Result<Spawned,
         Fork::Child => {
             drop(go_w);
             drop(rep_r);
-            child_main(launch, go_r, rep_w)
+            child_main(launch, go_r, rep_w, stdio)
         }
         Fork::Parent(pid) => Ok(Spawned {
             pid,
@@ -107,7 +112,7 @@ pub fn spawn(launch: &Launch<'_>, cgroup: Option<&RunCgroup>) -> Result<Spawned,
 ///
 /// As for [`process::fork_into_cgroup`] and [`process::fork`].
 #[allow(unsafe_code)]
-unsafe fn fork_into(cgroup: Option<&RunCgroup>) -> std::io::Result<(Fork, bool)> {
+pub(super) unsafe fn fork_into(cgroup: Option<&RunCgroup>) -> std::io::Result<(Fork, bool)> {
     if let Some(dir) = cgroup.and_then(|cg| cg.open_dir().ok()) {
         // SAFETY: the caller upholds fork_into_cgroup's conditions (see # Safety).
         if let Ok(f) = unsafe { process::fork_into_cgroup(dir.as_fd()) } {
@@ -130,7 +135,12 @@ pub fn report(report: OwnedFd) -> ChildReport {
     ChildReport::parse(&text)
 }
 
-fn child_main(launch: &Launch<'_>, go: OwnedFd, report: OwnedFd) -> ! {
+/// What the command puts on fds 0, 1 and 2 (None: what jitrun has there), from
+/// [`super::plumbing::Plumbing::child_stdio`].
+pub type Stdio<'a> = [Option<BorrowedFd<'a>>; 3];
+
+/// The command's process, from the fork to exec (with or without a pty monitor above it).
+pub(super) fn child_main(launch: &Launch<'_>, go: OwnedFd, report: OwnedFd, stdio: Stdio<'_>) -> ! {
     let mut report = std::fs::File::from(report);
     let _ = process::setpgid(0, 0);
     let mut byte = [0u8; 1];
@@ -140,7 +150,12 @@ fn child_main(launch: &Launch<'_>, go: OwnedFd, report: OwnedFd) -> ! {
     }
     signals::default_all();
     let _ = signals::unblock_all();
-    if let Err(e) = elevate::become_target(&launch.plan) {
+    let on_std = stdio
+        .iter()
+        .enumerate()
+        .filter_map(|(n, fd)| fd.map(|fd| (n, fd)))
+        .try_for_each(|(n, fd)| stream::dup_onto_std(fd, n as i32));
+    if let Err(e) = on_std.and_then(|()| elevate::become_target(&launch.plan)) {
         let _ = report.write_all(
             ChildReport::IdentityFailed(e.to_string())
                 .encode()

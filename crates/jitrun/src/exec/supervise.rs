@@ -1,11 +1,12 @@
 //! The supervisor's loop while the command runs: reap (the command and the orphans it leaves
 //! to the subreaper), follow its job-control stops, forward signals, and end the process tree
 //! at the grant's expiry (SIGTERM, then SIGKILL after `kill_grace`). It waits in
-//! `sigtimedwait` on the signals it handles; a pty relay would wait on its descriptors here
-//! too.
+//! `sigtimedwait` on the signals it handles, or, when the command has plumbing, in the
+//! relay's `poll` (exec/relay.rs), which also takes those signals.
 
 use super::terminal::job_control_stop;
 use super::Held;
+use crate::audit::EndReason;
 use crate::refusal::Refusal;
 use crate::system::process::{self, WaitStatus};
 use crate::system::signals;
@@ -35,8 +36,21 @@ enum Phase {
 /// How the command's run ended, as the loop saw it.
 pub struct Waited {
     pub status: WaitStatus,
-    /// The supervisor began ending it at the grant's expiry.
-    pub ended_at_expiry: bool,
+    /// The supervisor began ending it: at the grant's expiry (`Expired`), or because its
+    /// session recording failed or reached its cap.
+    pub ended_by: Option<EndReason>,
+}
+
+/// One wait of the loop: up to the given time, for a signal (and, with a relay, the
+/// command's I/O). Some(reason) when the command must be ended (its recording says so).
+pub type Wait<'w> = &'w mut dyn FnMut(Duration) -> Option<EndReason>;
+
+/// The wait of a command without plumbing: signals only, passed on to it.
+pub fn signals_only(child: i32) -> impl FnMut(Duration) -> Option<EndReason> {
+    move |timeout| {
+        forward_signals(child, timeout);
+        None
+    }
 }
 
 /// Wait until the command has ended (exit or signal). An error means it cannot be waited for;
@@ -45,22 +59,25 @@ pub fn until_end(
     held: &Held,
     expires: Option<OffsetDateTime>,
     kill_grace: Duration,
+    wait: Wait<'_>,
 ) -> Result<Waited, Refusal> {
     let child = held.child;
     let mut phase = Phase::Running;
+    let mut ended_by = None;
     loop {
-        match reap(child)? {
-            Some(WaitStatus::Stopped(sig)) => {
+        match reap(held.waited)? {
+            Some(WaitStatus::Stopped(sig)) if held.waited == child => {
                 job_control_stop(child, sig);
                 continue;
             }
-            Some(status) => {
-                let ended_at_expiry = !matches!(phase, Phase::Running);
-                return Ok(Waited {
-                    status,
-                    ended_at_expiry,
-                });
+            Some(WaitStatus::Stopped(_)) => {
+                // The pty monitor never stops by itself (its command's stops come as messages);
+                // a root command may have sent it SIGSTOP: it goes on, the caller's terminal
+                // stays as the relay keeps it.
+                let _ = signals::kill(held.waited, libc::SIGCONT);
+                continue;
             }
+            Some(status) => return Ok(Waited { status, ended_by }),
             None => {}
         }
         let now = OffsetDateTime::now_utc();
@@ -68,6 +85,7 @@ pub fn until_end(
             Phase::Running => match expires {
                 Some(exp) if now >= exp => {
                     held.terminate(libc::SIGTERM);
+                    ended_by = Some(EndReason::Expired);
                     phase = Phase::Terminating {
                         kill_at: Instant::now() + kill_grace,
                     };
@@ -87,7 +105,13 @@ pub fn until_end(
             }
             Phase::Killed => Duration::from_secs(1),
         };
-        forward_signals(child, timeout);
+        if let (Some(why), Phase::Running) = (wait(timeout), &phase) {
+            held.terminate(libc::SIGTERM);
+            ended_by = Some(why);
+            phase = Phase::Terminating {
+                kill_at: Instant::now() + kill_grace,
+            };
+        }
     }
 }
 

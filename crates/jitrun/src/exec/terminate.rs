@@ -15,6 +15,15 @@ pub fn set_watchdog(pid: libc::pid_t) {
     WATCHDOG_PID.store(pid, Ordering::Relaxed);
 }
 
+/// On a pty, the command's monitor is the supervisor's child too, and one of jitrun's own
+/// processes: it ends by itself when the command ends, reporting how.
+static MONITOR_PID: AtomicI32 = AtomicI32::new(0);
+
+/// The pty monitor, once forked: left out of [`orphans`].
+pub fn set_monitor(pid: libc::pid_t) {
+    MONITOR_PID.store(pid, Ordering::Relaxed);
+}
+
 /// Signal everything the command started: the cgroup when there is one (setsid'd children
 /// included), else its process group and the orphans re-parented to the supervisor (a child
 /// subreaper). Called by the supervisor and by the watchdog, so the orphans are the
@@ -41,7 +50,11 @@ pub fn terminate(cgroup: Option<&RunCgroup>, child: i32, supervisor: i32, sig: l
 /// Processes whose parent is `supervisor`: the command's orphans it adopted as a subreaper
 /// (and the command itself), never the watchdog nor the process asking.
 fn orphans(supervisor: i32) -> Vec<i32> {
-    let not = [WATCHDOG_PID.load(Ordering::Relaxed), process::getpid()];
+    let not = [
+        WATCHDOG_PID.load(Ordering::Relaxed),
+        MONITOR_PID.load(Ordering::Relaxed),
+        process::getpid(),
+    ];
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

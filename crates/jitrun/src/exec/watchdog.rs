@@ -19,6 +19,7 @@
 //! again; once the grant is on it, the command ends like at expiry (SIGTERM, `kill_grace`,
 //! `cgroup.kill`) and the supervisor is told, so that `elevate.end` says `revoked`.
 
+use super::relay::TerminalRestore;
 use super::terminate::{remove_when_empty, terminate};
 use crate::revocations::{self, Fingerprint, ListState};
 use crate::system::cgroup::{RunCgroup, SessionCgroup};
@@ -54,8 +55,12 @@ pub struct Guard<'a> {
     pub kill_grace: Duration,
     pub revocation: Option<&'a RevocationWatch>,
     /// Descriptors inherited from the supervisor that the watchdog has no use for: it closes
-    /// them, so that a caller's tiny RLIMIT_NOFILE leaves room to read the revocation list.
+    /// them, so that a caller's tiny RLIMIT_NOFILE leaves room to read the revocation list
+    /// (and so that the command's stdin pipe and the pty monitor see the supervisor go).
     pub unneeded: &'a [std::os::fd::RawFd],
+    /// The caller's terminal as it was before the relay made it raw: put back if the
+    /// supervisor vanishes.
+    pub terminal: Option<&'a TerminalRestore>,
 }
 
 pub struct Watchdog {
@@ -278,6 +283,9 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
         }
     }
     ending.kill();
+    if let Some(t) = guard.terminal {
+        t.restore();
+    }
     supervisor_lost();
     if let Some(cg) = guard.cgroup {
         remove_when_empty(cg);

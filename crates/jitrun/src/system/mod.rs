@@ -14,8 +14,10 @@ pub mod cgroup;
 pub mod fs;
 pub mod pam;
 pub mod process;
+pub mod pty;
 pub mod seccomp;
 pub mod signals;
+pub mod stream;
 pub mod term;
 
 use std::io;

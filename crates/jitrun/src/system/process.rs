@@ -182,6 +182,16 @@ pub fn getresuid() -> io::Result<(u32, u32, u32)> {
     ))
 }
 
+/// SIGKILL this process when its parent `parent` ends (`PR_SET_PDEATHSIG`), and end now if
+/// it already has (the parent may have died before the setting took).
+pub fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if unistd::getppid().as_raw() != parent {
+        exit_now(1);
+    }
+    Ok(())
+}
+
 pub fn set_child_subreaper() -> io::Result<()> {
     Ok(nix::sys::prctl::set_child_subreaper(true)?)
 }
@@ -228,6 +238,22 @@ pub fn wait_blocking(pid: libc::pid_t) -> io::Result<WaitStatus> {
                 Some((_, st @ (WaitStatus::Exited(_) | WaitStatus::Signaled(_)))) => return Ok(st),
                 _ => continue,
             },
+        }
+    }
+}
+
+/// Blocking waitpid for `pid`, stops included (WUNTRACED): the pty monitor follows its
+/// command's job-control stops.
+pub fn wait_change(pid: libc::pid_t) -> io::Result<WaitStatus> {
+    loop {
+        match wait::waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WUNTRACED)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(st) => {
+                if let Some((_, st)) = WaitStatus::from_nix(st) {
+                    return Ok(st);
+                }
+            }
         }
     }
 }

@@ -49,8 +49,9 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # The Rust toolchain (rust-version in Cargo.toml, with rustfmt and clippy) is not a Debian package.
 #
 # DEB_BUILD_PACKAGES: what every target that builds needs: gcc + libc headers (ring's C code, the
-# bundled SQLite, cargo install) and libpam0g-dev (jitrun links libpam and libpam_misc).
-DEB_BUILD_PACKAGES := gcc libc6-dev libpam0g-dev
+# bundled SQLite, cargo install). No PAM headers or link library: jitrun loads libpam (libpam0g)
+# with dlopen, only when a rule authenticates (crates/jitrun/src/system/pam.rs).
+DEB_BUILD_PACKAGES := gcc libc6-dev
 # DEB_DEMO_PACKAGES: what `make demo` (scripts/demo.py, tests/harness/jitlab.py) runs, besides the
 # build: unshare/setpriv/findmnt (util-linux), mount, useradd/userdel (passwd), capsh (libcap2-bin).
 DEB_DEMO_PACKAGES := util-linux mount passwd libcap2-bin
@@ -61,8 +62,9 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # (libcap2-bin, above), procps, pip, rsyslog (the audit round trip through a real rsyslogd, started
 # privately by the tests; the package starts no daemon without an init); for tests/packaging: man-db
 # (the tests render the installed man pages), rpm (the tests read and install the .rpm), lintian
-# (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped); for PAM:
-# the PAM modules, pamtester (tests/e2e/test_pam.py); sudo: import-sudoers is tested against
+# (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped);
+# for PAM: libpam0g (the library jitrun loads for rules with authenticate = true), the PAM modules,
+# pamtester (tests/e2e/test_pam.py); sudo: import-sudoers is tested against
 # Debian's default /etc/sudoers, sudo's examples file and `sudo -l -U` (tests/policy_tools);
 # systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
 # systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
@@ -73,7 +75,7 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
 # pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
 # the package's own cluster, which is not started here); libpq5 (psycopg's client library).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema postgresql libpq5
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam0g libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name
 PY_MODULES := pytest=pytest hypothesis=hypothesis pyseto=pyseto syslog_rfc5424_parser=syslog-rfc5424-parser yaml=PyYAML sigma.cli=sigma-cli sigma.backends.elasticsearch=pysigma-backend-elasticsearch jsonschema=jsonschema schemathesis=schemathesis cryptography=cryptography psycopg=psycopg
@@ -116,7 +118,7 @@ deb-tools: build-deps
 
 # Every target that compiles depends on build-deps (cargo install included: the tools build from source).
 build-deps:
-	@$(NEED_DEB) "building jitrun (it links libpam)" $(DEB_BUILD_PACKAGES)
+	@$(NEED_DEB) "building jitrun" $(DEB_BUILD_PACKAGES)
 
 demo-deps:
 	@$(NEED_DEB) "make demo" $(DEB_DEMO_PACKAGES)

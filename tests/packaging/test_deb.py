@@ -179,6 +179,10 @@ def test_package_contents_show_setuid_jitrun_and_conffiles():
         assert re.search(rf" {re.escape(path)}$", listing, re.M), f"{path} not in the package:\n{listing}"
     info = run(["dpkg-deb", "-I", deb("jitrun")]).stdout
     assert re.search(r"^ +\d+ bytes, +\d+ lines +conffiles", info, re.M), info
+    # libpam is loaded with dlopen (not linked, so dpkg-shlibdeps cannot see it): named by hand
+    depends = run(["dpkg-deb", "-f", deb("jitrun"), "Depends"]).stdout
+    assert re.search(r"(^|, )libpam0g( |,|$)", depends.strip()), depends
+    assert re.search(r"(^|, )libc6 ", depends), depends
     conf = subprocess.run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{deb('jitrun')}' | tar -xO ./conffiles"],
                           capture_output=True, text=True, check=True).stdout.split()
     assert sorted(conf) == ["/etc/jitrun/client.toml", "/etc/jitrun/jitrun.toml", "/etc/pam.d/jitrun"], conf

@@ -169,7 +169,7 @@ mod tests {
             gid: 5,
             home: PathBuf::from("/srv"),
             shell: PathBuf::from("/bin/sh"),
-            keep_groups: None,
+            groups: vec![5],
         }
     }
 

@@ -5,6 +5,7 @@ use crate::refusal::Refusal;
 use crate::system::fs::std_fd;
 use crate::system::{process, term};
 use nix::unistd::{Gid, Group, Uid, User};
+use std::ffi::CString;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -13,6 +14,7 @@ pub struct Invoker {
     pub gid: u32,
     pub name: String,
     pub home: PathBuf,
+    pub shell: PathBuf,
     /// Group ids: the real gid first, then the supplementary groups.
     pub gids: Vec<u32>,
     /// Group names for policy matching (groups without a name are left out).
@@ -60,6 +62,7 @@ impl Invoker {
             gid,
             name: user.name,
             home: user.dir,
+            shell: user.shell,
             gids,
             groups,
             tty: terminal_name(),
@@ -100,29 +103,23 @@ pub struct Target {
     pub gid: u32,
     pub home: PathBuf,
     pub shell: PathBuf,
-    /// Run as the invoker: keep the invoker's own groups.
-    pub keep_groups: Option<Vec<u32>>,
+    /// The supplementary groups the command gets: for the invoker, her own as the kernel has
+    /// them (no lookup); for a named user, the group database's (`getgrouplist`, what
+    /// `initgroups` sets), looked up here, before anything is forked.
+    pub groups: Vec<u32>,
 }
 
 impl Target {
-    pub fn invoker(inv: &Invoker) -> Result<Target, Refusal> {
-        let user = User::from_uid(Uid::from_raw(inv.uid))
-            .ok()
-            .flatten()
-            .ok_or_else(|| {
-                Refusal::deny(
-                    "identity",
-                    format!("uid {} vanished from the user database", inv.uid),
-                )
-            })?;
-        Ok(Target {
-            name: user.name,
+    /// The invoker herself, from what step 2 already read: no second lookup.
+    pub fn invoker(inv: &Invoker) -> Target {
+        Target {
+            name: inv.name.clone(),
             uid: inv.uid,
             gid: inv.gid,
-            home: user.dir,
-            shell: user.shell,
-            keep_groups: Some(inv.gids.clone()),
-        })
+            home: inv.home.clone(),
+            shell: inv.shell.clone(),
+            groups: inv.gids.clone(),
+        }
     }
 
     pub fn named(name: &str) -> Result<Target, Refusal> {
@@ -131,13 +128,27 @@ impl Target {
             .ok_or_else(|| {
                 Refusal::deny("run_as", format!("the run-as user \"{name}\" does not exist on this host; ask your admin to fix the rule"))
             })?;
+        let gid = user.gid.as_raw();
+        // The bench's A/B build `groups_in_child` leaves this to initgroups in the child.
+        let groups = if cfg!(jitrun_ab = "groups_in_child") {
+            Vec::new()
+        } else {
+            let c_name = CString::new(name.as_bytes())
+                .map_err(|_| Refusal::config("identity", "NUL in a user name"))?;
+            process::grouplist(&c_name, gid).map_err(|e| {
+                Refusal::config(
+                    "identity",
+                    format!("cannot look up the groups of run-as user \"{name}\" in the group database: {e}"),
+                )
+            })?
+        };
         Ok(Target {
             name: user.name,
             uid: user.uid.as_raw(),
-            gid: user.gid.as_raw(),
+            gid,
             home: user.dir,
             shell: user.shell,
-            keep_groups: None,
+            groups,
         })
     }
 }

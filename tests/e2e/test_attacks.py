@@ -988,6 +988,27 @@ def test_a_run_whose_supervisor_and_watchdog_died_is_ended_and_logged_by_the_nex
         assert mount is None or not (mount / "jitrun" / session).exists(), "the abandoned run's cgroup is left"
 
 
+def test_a_finished_runs_cgroup_is_removed(lab, world):
+    """The supervisor no longer moves itself out of its cgroup to remove it (a move waits for an
+    RCU grace period, before the caller gets her exit status): its watchdog removes the run's
+    directories once the supervisor has exited. Control: they exist while the command runs."""
+    mount = cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup v2 on this host")
+    a = world.alice
+    raw_rules(lab, world)
+    token = lab.mint(a, "raw-sleep", ttl="10m")
+    grant = lab.user_file(a, ".jitlab/cgroup-grant", token)
+    with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep", "2"]) as run:
+        assert wait_until(lambda: events_of(run, "elevate.start"), 30), str(run)
+        session = mount / "jitrun" / events_of(run, "elevate.start")[0].get("jitrun.session_id")
+        assert (session / "supervisor").is_dir() and (session / "command").is_dir(), str(run)
+        assert run.wait(60) == 0, str(run)
+        assert wait_until(lambda: not session.exists(), 30), f"{session} is left after the run\n{run}"
+        ends = events_of(run, "elevate.end")
+        assert len(ends) == 1 and ends[0].get("jitrun.end_reason") == "exit", str(run)
+
+
 # ---- issue 12 #2: inherited process attributes
 
 # Runs as the user: sets her timer slack (nanoseconds, argv[1]), then execs the rest.

@@ -214,7 +214,8 @@ fn run_mode(run: RunArgs, caller: CallerState) -> i32 {
         }
     };
     stale_runs::remove(&auditor.session_id);
-    if let Some(cg) = &own_cgroup {
+    // Once a watchdog ran, it removes the run's cgroup after this process has exited.
+    if let Some(cg) = own_cgroup.as_ref().filter(|cg| !cg.removal_handed_over()) {
         cg.leave();
     }
     code

@@ -6,6 +6,7 @@
 //! common ancestor's `cgroup.procs`, here the root cgroup's. A session whose `supervisor` leaf
 //! is empty lost its supervisor and watchdog (see `exec/stale_runs.rs`).
 
+use std::cell::Cell;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -120,6 +121,8 @@ fn move_self(dir: &Path) -> io::Result<()> {
 pub struct SessionCgroup {
     pub dir: PathBuf,
     parent: PathBuf,
+    /// The watchdog removes the directories once this process has exited.
+    removal_handed_over: Cell<bool>,
 }
 
 impl SessionCgroup {
@@ -134,6 +137,7 @@ impl SessionCgroup {
         let cg = SessionCgroup {
             dir: parent.join(session),
             parent,
+            removal_handed_over: Cell::new(false),
         };
         cg.reenter()?;
         Ok(Some(cg))
@@ -174,6 +178,17 @@ impl SessionCgroup {
                 Err(e)
             }
         }
+    }
+
+    /// The watchdog will remove the session's directories after this process has exited:
+    /// [`SessionCgroup::leave`] is then not needed (it would move this process to another
+    /// cgroup, which waits for an RCU grace period, before the caller gets her exit status).
+    pub fn hand_over_removal(&self) {
+        self.removal_handed_over.set(true);
+    }
+
+    pub fn removal_handed_over(&self) -> bool {
+        self.removal_handed_over.get()
     }
 
     /// At the end of the run: move to `<mount>/jitrun` (no controller is ever enabled there,

@@ -77,9 +77,11 @@ BH = "tests/broker/test_hardening.py"
 BF = "tests/broker/test_store_faults.py"
 BR = "tests/broker/test_replicas.py"
 # The binary each package builds.
-BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
+BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker", "jitctl": "jitctl"}
 PS = "tests/e2e/test_policy_safety.py"
 POLICY = "crates/jit-policy/src"
+PC = "tests/e2e/test_policy_cache.py"
+CTL = "crates/jitctl/src"
 
 
 @dataclasses.dataclass
@@ -92,7 +94,8 @@ class Defence:
     # Why no end-to-end test can see this defence removed (then `tests` is empty): the row is
     # still built (the snippet must exist and the binary must change) and reported, not failed.
     untestable: str = ""
-    # The package the defence lives in (its binary is rebuilt and tested): jitrun or jit-broker.
+    # The package the defence lives in (its binary is rebuilt and tested): jitrun, jit-broker
+    # or jitctl (the tests then get it as JITCTL_BIN).
     package: str = "jitrun"
 
     @property
@@ -539,6 +542,19 @@ DEFENCES: list[Defence] = [
         [("    refuse_recording(approved.rule, inp.settings)?;\n", "")],
         ["tests/e2e/test_recording_refused.py::test_a_rule_that_records_does_not_run",
          "tests/e2e/test_recording_refused.py::test_the_settings_default_makes_every_rule_without_record_record"]),
+    Defence(
+        "policy snapshot used only when its key is the policy files' (currency check)",
+        f"{SRC}/policy_cache.rs",
+        [("    let snap = Snapshot::open(&prefix, key, size).ok()?;\n",
+          "    let snap = Snapshot::open(&prefix, &prefix[HEADER_LEN..HEADER_LEN + key_len], size).ok()?;\n")],
+        [f"{PC}::test_a_compiled_snapshot_is_not_used_once_a_policy_file_changes",
+         f"{PC}::test_a_same_size_edit_that_only_changes_ctime_is_seen",
+         f"{PC}::test_an_untrusted_or_damaged_snapshot_is_ignored_and_rebuilt[stale-key]"]),
+    Defence(
+        "jitctl policy compile: a snapshot only from files 2 s old (no same-tick edit hides)",
+        f"{CTL}/compile.rs",
+        [("        if !left.is_zero() {\n", "        if false {\n")],
+        [f"{PC}::test_jitctl_policy_compile_writes_the_snapshot_the_next_run_uses"], package="jitctl"),
     Defence(
         "a glob never matches an argument with a \"..\" component (cat /var/log/* is not /etc/shadow)",
         f"{POLICY}/pattern.rs",

@@ -916,6 +916,14 @@ class Lab:
             kw["stdin"] = None
         return _run([self.jitctl_bin, *args], check=check, **kw)
 
+    def jitctl_as_root(self, *args: str | os.PathLike, timeout: float = 60) -> subprocess.CompletedProcess:
+        """``jitctl ARGS`` as root in a private mount namespace that has the lab's configuration
+        and state at their real paths (/etc/jitrun, /var/lib/jitrun): what an administrator's
+        jitctl sees on a host (``jitctl policy compile``). Not checked: the caller looks."""
+        cmd = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
+               str(self.conf), str(self.state), "0", "0", str(self.jitctl_bin), *map(str, args)]
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
     def keygen(self, name: str) -> tuple[Path, Path]:
         """A new key pair via ``jitctl keygen`` (secret stays in the lab's root-only key dir)."""
         sec, pub = self.keys / f"{name}.secret.paserk", self.keys / f"{name}.public.paserk"

@@ -340,6 +340,13 @@ def test_good_policy_package_activates_and_elevates(host, user, tmp_path):
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
     assert 'name = "net-probe"' in target.read_text()
     assert Path(f"/usr/share/jitrun/policy-packages/{name}/rules.toml").is_file()
+    # activation compiled the policy snapshot jitrun reads (root's 0600 file, keyed on the new file)
+    assert "compiled the policy snapshot jitrun reads" in p.stdout + p.stderr
+    snap = STATE / "policy.snapshot"
+    st = snap.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600), st
+    assert str(target).encode() in snap.read_bytes()
+    compiled = (st.st_ino, st.st_mtime_ns)
     check = run(["/usr/bin/jitctl", "policy", "check"])
     # loads (the lint may warn: the test rule is standing access)
     assert check.returncode == 0 and "ok: 1 rules" in check.stdout, check.stdout
@@ -356,6 +363,8 @@ def test_good_policy_package_activates_and_elevates(host, user, tmp_path):
     host.audit.sync()
     actions = [e.action for e in host.audit.since(mark)]
     assert "elevate.start" in actions and "elevate.end" in actions, actions
+    # the run used the compiled snapshot (a stale one would have been written again)
+    assert (snap.stat().st_ino, snap.stat().st_mtime_ns) == compiled
 
 
 @pytest.mark.parametrize("kind", ["syntax", "duplicate", "unknown_key", "failing_test"])

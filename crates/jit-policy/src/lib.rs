@@ -16,6 +16,7 @@ pub mod policy;
 pub mod record;
 pub mod settings;
 pub mod snapshot;
+pub mod snapshot_key;
 pub mod test_case;
 
 pub use caps::{CapSet, Capability};

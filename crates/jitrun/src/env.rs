@@ -169,7 +169,7 @@ mod tests {
             gid: 5,
             home: PathBuf::from("/srv"),
             shell: PathBuf::from("/bin/sh"),
-            groups: vec![5],
+            keep_groups: None,
         }
     }
 

@@ -5,7 +5,6 @@ use crate::refusal::Refusal;
 use crate::system::fs::std_fd;
 use crate::system::{process, term};
 use nix::unistd::{Gid, Group, Uid, User};
-use std::ffi::CString;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -103,23 +102,27 @@ pub struct Target {
     pub gid: u32,
     pub home: PathBuf,
     pub shell: PathBuf,
-    /// The supplementary groups the command gets: for the invoker, her own as the kernel has
-    /// them (no lookup); for a named user, the group database's (`getgrouplist`, what
-    /// `initgroups` sets), looked up here, before anything is forked.
-    pub groups: Vec<u32>,
+    /// The invoker's own supplementary groups, as the kernel has them (run as the invoker: no
+    /// lookup); `None` for a named user, whose groups the child reads from the group database
+    /// (`initgroups`) after the fork.
+    pub keep_groups: Option<Vec<u32>>,
 }
 
 impl Target {
     /// The invoker herself, from what step 2 already read: no second lookup.
-    pub fn invoker(inv: &Invoker) -> Target {
-        Target {
+    pub fn invoker(inv: &Invoker) -> Result<Target, Refusal> {
+        if cfg!(jitrun_ab = "invoker_lookup") {
+            // The bench's A/B build: her passwd entry read a second time, as before.
+            let _ = User::from_uid(Uid::from_raw(inv.uid));
+        }
+        Ok(Target {
             name: inv.name.clone(),
             uid: inv.uid,
             gid: inv.gid,
             home: inv.home.clone(),
             shell: inv.shell.clone(),
-            groups: inv.gids.clone(),
-        }
+            keep_groups: Some(inv.gids.clone()),
+        })
     }
 
     pub fn named(name: &str) -> Result<Target, Refusal> {
@@ -128,27 +131,13 @@ impl Target {
             .ok_or_else(|| {
                 Refusal::deny("run_as", format!("the run-as user \"{name}\" does not exist on this host; ask your admin to fix the rule"))
             })?;
-        let gid = user.gid.as_raw();
-        // The bench's A/B build `groups_in_child` leaves this to initgroups in the child.
-        let groups = if cfg!(jitrun_ab = "groups_in_child") {
-            Vec::new()
-        } else {
-            let c_name = CString::new(name.as_bytes())
-                .map_err(|_| Refusal::config("identity", "NUL in a user name"))?;
-            process::grouplist(&c_name, gid).map_err(|e| {
-                Refusal::config(
-                    "identity",
-                    format!("cannot look up the groups of run-as user \"{name}\" in the group database: {e}"),
-                )
-            })?
-        };
         Ok(Target {
             name: user.name,
             uid: user.uid.as_raw(),
-            gid,
+            gid: user.gid.as_raw(),
             home: user.dir,
             shell: user.shell,
-            groups,
+            keep_groups: None,
         })
     }
 }

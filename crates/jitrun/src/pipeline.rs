@@ -170,7 +170,7 @@ impl Policies {
 
 fn target_of(run_as: &RunAs, invoker: &Invoker) -> Result<Target, Refusal> {
     match run_as {
-        RunAs::Invoker => Ok(Target::invoker(invoker)),
+        RunAs::Invoker => Target::invoker(invoker),
         RunAs::Root => Target::named("root"),
         RunAs::User(u) => Target::named(u),
     }

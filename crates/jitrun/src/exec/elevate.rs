@@ -79,11 +79,9 @@ pub fn become_target(plan: &Plan) -> io::Result<()> {
     step("setting securebits", caps::set_securebits(bits))?;
 
     let t = &plan.target;
-    if cfg!(jitrun_ab = "groups_in_child") && plan.run_as != RunAs::Invoker {
-        // The bench's A/B build: the group database read here, after the fork, as before.
-        step("initgroups", process::initgroups(&plan.target_name, t.gid))?;
-    } else {
-        step("setting groups", process::setgroups(&t.groups))?;
+    match &t.keep_groups {
+        Some(groups) => step("setting groups", process::setgroups(groups))?,
+        None => step("initgroups", process::initgroups(&plan.target_name, t.gid))?,
     }
     step("setresgid", process::setresgid(t.gid))?;
     step("setresuid", process::setresuid(t.uid))?;

@@ -161,14 +161,6 @@ pub fn setgroups(groups: &[u32]) -> io::Result<()> {
     Ok(unistd::setgroups(&groups)?)
 }
 
-/// getgrouplist(3): the groups `initgroups(user, gid)` would set, from the group database.
-pub fn grouplist(user: &CStr, gid: u32) -> io::Result<Vec<u32>> {
-    Ok(unistd::getgrouplist(user, Gid::from_raw(gid))?
-        .into_iter()
-        .map(|g| g.as_raw())
-        .collect())
-}
-
 /// initgroups(3): the user's groups from the group database, plus `gid`.
 pub fn initgroups(user: &CStr, gid: u32) -> io::Result<()> {
     Ok(unistd::initgroups(user, Gid::from_raw(gid))?)

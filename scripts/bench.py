@@ -123,6 +123,9 @@ AB_STEPS = [
             "already the kernel's)", ["--cfg", 'jitrun_ab="invoker_lookup"'], "invoker"),
     ("watchdog", "the supervisor waits for its watchdog to exit, then moves itself out of its cgroup to "
                  "remove it", ["--cfg", 'jitrun_ab="wait_watchdog"'], "root"),
+    ("cgroup", "the process the shell started moves itself into the run's cgroup (an RCU grace period) "
+               "instead of starting the supervisor there (two forks)", ["--cfg", 'jitrun_ab="move_into_cgroup"'],
+     "root"),
 ]
 # Runs a command once as the user and prints its wall time and peak RSS (wait4), without the
 # interpreter's own start-up: the first run after a policy change happens only once.

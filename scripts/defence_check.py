@@ -338,8 +338,9 @@ DEFENCES: list[Defence] = [
              "test_tiny_nofile_limit_cannot_disable_containment passes without it"),
     # ---- issue 12: what the caller controls around a run she is allowed to make
     Defence(
-        "jitrun's own processes in a root-owned cgroup (not the caller's)", f"{SRC}/system/cgroup.rs",
-        [("                .and_then(|_| move_self(&leaf))\n", "                .and_then(|_| Ok(()))\n")],
+        "jitrun's supervisor and watchdog in a root-owned cgroup (not the caller's)", f"{SRC}/front.rs",
+        [("    let born = unsafe { process::fork_into_cgroup(leaf.as_fd()) }?;\n",
+          "    let born = unsafe { process::fork() }?;\n")],
         [f"{A}::test_a_delegated_cgroup_cannot_kill_the_supervisor_and_watchdog"]),
     Defence(
         "a run that lost supervisor and watchdog is ended and logged by the next jitrun", f"{SRC}/main.rs",

@@ -33,7 +33,8 @@ pub fn take_back(child: libc::pid_t, me: libc::pid_t) {
 /// The command stopped. Reading the terminal from the background (SIGTTIN/SIGTTOU) while
 /// jitrun itself is in the foreground (the shell's `fg` moved jitrun, not the command): hand
 /// the terminal over and continue it. Otherwise (Ctrl-Z, or jitrun in the background): take
-/// the terminal back and stop too, so the shell sees the job stop; when continued, give the
+/// the terminal back and stop too, so the shell sees the job stop (its front, which the shell
+/// waits for, stops with it: `front.rs`); when continued, continue the front, give the
 /// terminal back if jitrun is in the foreground, and continue the command. While jitrun is
 /// stopped the watchdog keeps enforcing the grant's expiry. Without a terminal, a stop is
 /// left to whoever sent it.
@@ -49,6 +50,7 @@ pub fn job_control_stop(child: i32, sig: libc::c_int) {
         let _ = term::set_foreground(t, me);
     }
     let _ = signals::kill(process::getpid(), libc::SIGSTOP);
+    crate::front::continue_front();
     if foreground_is(t, me) {
         let _ = term::set_foreground(t, child);
     }

@@ -56,7 +56,7 @@ DEB_BUILD_PACKAGES := gcc libc6-dev
 # build: unshare/setpriv/findmnt (util-linux), mount, useradd/userdel (passwd), capsh (libcap2-bin).
 DEB_DEMO_PACKAGES := util-linux mount passwd libcap2-bin
 # DEB_PKG_PACKAGES: what `make deb` and `make rpm` run besides the build: dpkg-shlibdeps (dpkg-dev,
-# the .deb's Depends), strip (binutils).
+# the .deb's Depends), strip (binutils; tests/deps reads jitrun's symbols with its nm).
 DEB_PKG_PACKAGES := dpkg-dev binutils
 # DEB_PACKAGES: what the tests need on top of those (`make deps` installs them all): setcap/getcap
 # (libcap2-bin, above), procps, pip, rsyslog (the audit round trip through a real rsyslogd, started

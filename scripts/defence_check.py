@@ -566,7 +566,7 @@ DEFENCES: list[Defence] = [
         [("        return path_glob_match(p.as_bytes(), arg);\n", "        return glob_match(p.as_bytes(), arg);\n")],
         [f"{PS}::test_a_path_glob_matches_only_the_entries_of_its_directory"]),
     Defence(
-        "env_keep is an allow list; never-kept names refused in both lists at load", f"{POLICY}/policy.rs",
+        "env_keep is an allow list; never-kept names refused in both lists at load", f"{POLICY}/rule.rs",
         [("            } else if env_never_kept(v) {\n", "            } else if false {\n"),
          ("            } else if safe_only && !env_known_safe(v) {\n", "            } else if false {\n")],
         [f"{PS}::test_env_keep_names_outside_the_allow_list_refuse_the_policy"]),

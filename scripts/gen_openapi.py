@@ -192,7 +192,7 @@ paths = {
 doc = {
     "openapi": "3.1.0",
     "info": {"title": "jitbroker", "version": "1",
-             "description": "jitrun's broker: requests, approvals, signed grants, revocation lists. Every /v1 call except this document carries an attestation (`Authorization: JitAttest <token>`, a `jitrun:attest:v1` token from `jitrun attest`, bound to the method, path and body hash; see docs/broker.md). Bodies are JSON, at most 64 KiB; unknown fields are refused. Every error is `{\"error\":{\"code\",\"message\"}}`."},
+             "description": "jitrun's broker: requests, approvals, signed grants, revocation lists. Every /v1 call except this document carries an attestation (`Authorization: JitAttest <token>`, a `jitrun:attest:v1` token from `jitrun attest`, bound to the method, path and body hash; see docs/broker.md). Bodies are JSON, at most 64 KiB; unknown fields are refused. Every error is `{\"error\":{\"code\",\"message\"}}`. With a PostgreSQL store, any call may answer 503 `store_unavailable` while the database cannot be reached (nothing was changed; try again, or another replica), and a change racing another on the same record may answer 409 `concurrent_change`."},
     "servers": [{"url": "http://127.0.0.1:7443"}],
     "security": [{"JitAttest": []}],
     "paths": paths,

@@ -32,13 +32,6 @@ KNOWN: dict[str, dict[tuple[str, ...], str]] = {
     "jit-broker": {
         ("broker", "syslog"): LATER,
     },
-    "jit-policy": {
-        ("decide", "policy", "test_case"): f"{LATER} ([[test]] parsing out of the load path)",
-    },
-    "jitctl": {
-        ("requests", "sync"): LATER,
-        ("sudoers::defaults", "sudoers::grammar"): f"{LATER} (import-sudoers)",
-    },
 }
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

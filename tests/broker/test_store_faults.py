@@ -155,8 +155,21 @@ def fsyncs_during(b: Broker, action) -> int:
                                *[a for p in pids for a in ("-p", str(p))]],
                               stderr=subprocess.PIPE, text=True)
     def attached():
-        tasks = [t for p in pids for t in Path(f"/proc/{p}/task").iterdir()]
-        return all("TracerPid:\t0\n" not in (t / "status").read_text() for t in tasks)
+        # A backend may end between the listing and the attach (the pool recycles its
+        # connections): a process or thread that is gone has nothing left to trace.
+        def traced(task: Path) -> bool:
+            try:
+                return "TracerPid:\t0\n" not in (task / "status").read_text()
+            except FileNotFoundError:
+                return True
+
+        tasks = []
+        for p in pids:
+            try:
+                tasks.extend(Path(f"/proc/{p}/task").iterdir())
+            except FileNotFoundError:
+                pass
+        return all(traced(t) for t in tasks)
 
     try:
         wait_for(attached, 30, "strace to attach to every thread")

@@ -79,6 +79,11 @@ fn refresh_revocations(
     force_change: bool,
 ) -> Result<StoredRevocations, ApiError> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
+    // The current list first: in a write transaction on PostgreSQL this takes the list's
+    // lock, so the entries read next include every revocation another replica committed
+    // before it (read before the lock, they could miss one that the list it then replaces
+    // holds, and the new list would drop it).
+    let current = tx.revocations()?;
     let mut revoked: Vec<Revoked> = tx
         .revoked_grants(now)?
         .into_iter()
@@ -97,7 +102,6 @@ fn refresh_revocations(
     }));
     revoked.sort_by(|a, b| (a.at, &a.jti).cmp(&(b.at, &b.jti)));
     let content = serde_json::to_string(&revoked).unwrap_or_default();
-    let current = tx.revocations()?;
     let seq = match &current {
         Some(cur) if cur.content == content && !force_change => cur.seq,
         Some(cur) => cur.seq + 1,

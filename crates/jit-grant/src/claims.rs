@@ -1,6 +1,6 @@
 //! Grant claims and the checks a host makes on them.
 use crate::GrantError;
-use jit_policy::{CapSet, CommandPattern, GrantView, RunAs};
+use jit_policy::{valid_user_name, CapSet, CommandPattern, GrantView, RunAs};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -147,19 +147,6 @@ pub struct CheckContext<'a> {
 /// `later - earlier` as a std Duration, zero when `later` is not after `earlier`.
 fn positive_gap(later: OffsetDateTime, earlier: OffsetDateTime) -> Duration {
     Duration::try_from(later - earlier).unwrap_or(Duration::ZERO)
-}
-
-/// Is a user name acceptable as a run_as target? POSIX-portable names (plus the `$` of
-/// machine accounts), not starting with `-`, not purely numeric.
-pub fn valid_user_name(name: &str) -> bool {
-    let body = name.strip_suffix('$').unwrap_or(name);
-    !body.is_empty()
-        && name.len() <= 256
-        && !body.starts_with('-')
-        && !body.bytes().all(|b| b.is_ascii_digit())
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 impl Claims {

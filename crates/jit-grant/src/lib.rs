@@ -21,10 +21,11 @@ pub use attest::{
     is_lower_hex, AttestCheck, AttestFault, Attestation, VerifiedAttestation, ATTESTATION_LIFETIME,
     ATTESTATION_SKEW, ATTESTATION_VERSION, EMPTY_BODY_SHA256, MAX_ATTESTATION_LIFETIME,
 };
-pub use claims::{
-    format_time, parse_time, valid_user_name, CheckContext, Claims, CmdClaim, UNKNOWN_JTI,
-};
+pub use claims::{format_time, parse_time, CheckContext, Claims, CmdClaim, UNKNOWN_JTI};
 pub use error::GrantError;
+/// The workspace's one user-name check (jit-policy's), for the `run_as` claim: `.` and `..`
+/// are refused, as in a policy.
+pub use jit_policy::valid_user_name;
 pub use keys::{KeySet, PublicKey, SecretKey};
 pub use revocations::{RevocationList, Revoked, VerifiedRevocations};
 pub use token::{

@@ -781,6 +781,16 @@ fn view_narrowing_errors_name_the_claim() {
             "run_as",
             Box::new(|c: &mut Claims| c.run_as = Some("-rf".into())),
         ),
+        // The workspace's one user-name check: a policy refuses these as run_as, so a
+        // grant naming them is malformed (not merely a mismatch).
+        (
+            "run_as",
+            Box::new(|c: &mut Claims| c.run_as = Some("..".into())),
+        ),
+        (
+            "run_as",
+            Box::new(|c: &mut Claims| c.run_as = Some(".".into())),
+        ),
     ];
     for (claim, change) in cases {
         let mut c = claims();

@@ -5,7 +5,7 @@
 //! covers capabilities 0..=40 (CAP_CHECKPOINT_RESTORE); the kernel's
 //! `cap_last_cap` may be lower, and jitrun intersects with it at run time.
 
-use crate::PolicyError;
+use crate::error::PolicyError;
 use std::fmt;
 
 /// One capability by number (as in linux/capability.h).
@@ -74,7 +74,7 @@ impl Capability {
     pub const LAST: u8 = 40;
 
     /// Parse one name: case-insensitive, `CAP_` optional. Not `ALL`.
-    pub fn parse(name: &str) -> Result<Capability, crate::PolicyError> {
+    pub fn parse(name: &str) -> Result<Capability, PolicyError> {
         if name.is_empty() {
             return Err(PolicyError::Value(
                 "empty capability name (names look like CAP_NET_ADMIN or net_admin)".to_string(),
@@ -127,7 +127,7 @@ impl CapSet {
 
     /// Parse a list of names; `ALL` (any case) alone or among others means [`CapSet::all`].
     /// Errors name the offending entry.
-    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<CapSet, crate::PolicyError> {
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<CapSet, PolicyError> {
         let mut set = CapSet::EMPTY;
         let mut all = false;
         for name in names {

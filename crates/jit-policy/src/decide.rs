@@ -3,10 +3,13 @@
 //! The grant's signature and time claims are checked by `jit-grant` before this runs;
 //! here the (already verified) grant is seen through [`GrantView`].
 
+use crate::caps::CapSet;
+use crate::duration::format_duration;
 use crate::glob::glob_match;
-use crate::policy::GrantMode;
+use crate::pattern::CommandPattern;
+use crate::policy::Policy;
+use crate::rule::{GrantMode, Rule, RunAs};
 use crate::text::{command_line, os_word, quote, quoted_list};
-use crate::{format_duration, CapSet, CommandPattern, Policy, Rule, RunAs};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -212,12 +215,12 @@ pub fn run_as_name<'a>(run_as: &'a RunAs, invoker: &'a str) -> &'a str {
     }
 }
 
-fn deny<'p>(code: DenyCode, rule: Option<&Rule>, message: String) -> Decision<'p> {
-    Decision::Deny(Denial {
+fn denial(code: DenyCode, rule: Option<&Rule>, message: String) -> Denial {
+    Denial {
         code,
         message,
         rule: rule.map(|r| r.name.clone()),
-    })
+    }
 }
 
 /// `User("root")` and `Root` are the same identity.
@@ -242,31 +245,32 @@ fn rule_name(rule: &Rule) -> String {
 }
 
 /// `-u` against the resolved identity.
-fn check_dash_u<'p>(
+fn check_dash_u(
     rule: &Rule,
     identity: &RunAs,
     request: &Request<'_>,
     grant_id: Option<&str>,
-) -> Option<Decision<'p>> {
-    let wanted = request.run_as?;
-    if wanted == run_as_name(identity, request.user) {
-        return None;
+) -> Result<(), Denial> {
+    match request.run_as {
+        Some(wanted) if wanted != run_as_name(identity, request.user) => {
+            Err(dash_u_denial(rule, identity, request, wanted, grant_id))
+        }
+        _ => Ok(()),
     }
-    Some(dash_u_denial(rule, identity, request, wanted, grant_id))
 }
 
-fn dash_u_denial<'p>(
+fn dash_u_denial(
     rule: &Rule,
     identity: &RunAs,
     request: &Request<'_>,
     wanted: &str,
     grant_id: Option<&str>,
-) -> Decision<'p> {
+) -> Denial {
     let source = match grant_id {
         Some(id) => format!("grant {id} for rule {}", rule_name(rule)),
         None => format!("rule {}", rule_name(rule)),
     };
-    deny(
+    denial(
         DenyCode::RunAs,
         Some(rule),
         format!(
@@ -278,11 +282,39 @@ fn dash_u_denial<'p>(
     )
 }
 
+// ---------------------------------------------------------------- with a grant
+
+/// The grant's checks in order; the first that fails is the reason.
 fn with_grant<'p>(policy: &'p Policy, request: &Request<'_>, g: &GrantView) -> Decision<'p> {
+    let checked = granted_rule(policy, request, g).and_then(|rule| {
+        check_grant_cmd(rule, request, g)?;
+        let caps = granted_caps(rule, g)?;
+        check_grant_run_as(rule, request, g)?;
+        check_dash_u(rule, &rule.run_as, request, Some(&g.id))?;
+        check_lifetime(rule, g)?;
+        check_approvals(rule, g)?;
+        Ok((rule, caps))
+    });
+    match checked {
+        Ok((rule, caps)) => Decision::Allow {
+            rule,
+            caps,
+            run_as: rule.run_as.clone(),
+        },
+        Err(d) => Decision::Deny(d),
+    }
+}
+
+/// The rule the grant names: it exists, is the one `--rule` names (when given), and names
+/// the caller, allows this host and allows this command.
+fn granted_rule<'p>(
+    policy: &'p Policy,
+    request: &Request<'_>,
+    g: &GrantView,
+) -> Result<&'p Rule, Denial> {
     let id = &g.id;
-    let cmd = command_line(request.program, request.args);
     let Some(rule) = policy.rule(&g.rule) else {
-        return deny(
+        return Err(denial(
             DenyCode::GrantRuleUnknown,
             None,
             format!(
@@ -290,308 +322,341 @@ fn with_grant<'p>(policy: &'p Policy, request: &Request<'_>, g: &GrantView) -> D
                 quote(&g.rule),
                 request.host
             ),
-        );
+        ));
     };
     let r = rule_name(rule);
-    if let Some(wanted) = request.rule {
-        if wanted != g.rule {
-            return deny(
-                DenyCode::GrantRuleMismatch,
-                Some(rule),
-                format!("grant {id} is for rule {r}, not rule {} (--rule); leave out --rule or use a grant for that rule", quote(wanted)),
-            );
-        }
+    let mismatch = |message: String| Err(denial(DenyCode::GrantRuleMismatch, Some(rule), message));
+    if let Some(wanted) = request.rule.filter(|wanted| *wanted != g.rule) {
+        return mismatch(format!("grant {id} is for rule {r}, not rule {} (--rule); leave out --rule or use a grant for that rule", quote(wanted)));
     }
     if !names_user(rule, request.user, request.groups) {
-        return deny(
-            DenyCode::GrantRuleMismatch,
-            Some(rule),
-            format!(
-                "grant {id} is for rule {r}, which does not name {} or any of their groups; request a grant for a rule that does (jitrun -l lists them)",
-                request.user
-            ),
-        );
+        return mismatch(format!(
+            "grant {id} is for rule {r}, which does not name {} or any of their groups; request a grant for a rule that does (jitrun -l lists them)",
+            request.user
+        ));
     }
     if !allows_host(rule, request.host) {
-        return deny(
-            DenyCode::GrantRuleMismatch,
-            Some(rule),
-            format!(
-                "grant {id} is for rule {r}, which does not allow host {} (hosts: {}); run it on a host the rule covers",
-                request.host,
-                rule.hosts.join(", ")
-            ),
-        );
+        return mismatch(format!(
+            "grant {id} is for rule {r}, which does not allow host {} (hosts: {}); run it on a host the rule covers",
+            request.host,
+            rule.hosts.join(", ")
+        ));
     }
     if !allows_command(rule, request.program, request.args) {
+        let cmd = command_line(request.program, request.args);
         let why = dotdot_note(rule, request.program, request.args).unwrap_or_default();
-        return deny(
-            DenyCode::GrantRuleMismatch,
-            Some(rule),
-            format!(
-                "grant {id} is for rule {r}, which does not allow {cmd}{why}; request a grant for a rule that does (jitrun -l lists them)"
-            ),
-        );
+        return mismatch(format!(
+            "grant {id} is for rule {r}, which does not allow {cmd}{why}; request a grant for a rule that does (jitrun -l lists them)"
+        ));
     }
+    Ok(rule)
+}
 
-    if let Some(patterns) = &g.cmd {
-        if let Some(wide) = patterns
-            .iter()
-            .find(|p| !rule.commands.iter().any(|o| p.is_within(o)))
-        {
-            return deny(
-                DenyCode::GrantCommand,
-                Some(rule),
-                format!(
-                    "grant {id} allows {}, which is not within the commands of rule {r}; request a new grant for commands the rule allows",
-                    quote(&wide.to_string())
-                ),
-            );
-        }
-        if !patterns
-            .iter()
-            .any(|p| p.matches(request.program, request.args))
-        {
-            let list: Vec<String> = patterns.iter().map(ToString::to_string).collect();
-            return deny(
-                DenyCode::GrantCommand,
-                Some(rule),
-                if list.is_empty() {
-                    format!("grant {id} allows no command at all; request a new grant for {cmd}")
-                } else {
-                    format!(
-                        "grant {id} is limited to {}, which does not cover {cmd}; run one of those or request a grant for this command",
-                        quoted_list(&list)
-                    )
-                },
-            );
-        }
-    }
-
-    let caps = match g.caps {
-        Some(asked) if !asked.is_subset(rule.capabilities) => {
-            return deny(
-                DenyCode::GrantCaps,
-                Some(rule),
-                format!(
-                    "grant {id} asks for {}, beyond rule {r} ({}); request a grant within the rule's capabilities",
-                    asked.difference(rule.capabilities),
-                    rule.capabilities
-                ),
-            );
-        }
-        Some(asked) => asked.intersect(rule.capabilities),
-        None => rule.capabilities,
+/// The grant's `cmd`, when it has one: every pattern within one of the rule's commands, and
+/// one of them matching this command.
+fn check_grant_cmd(rule: &Rule, request: &Request<'_>, g: &GrantView) -> Result<(), Denial> {
+    let Some(patterns) = &g.cmd else {
+        return Ok(());
     };
-
-    if let Some(asked) = &g.run_as {
-        if !same_identity(asked, &rule.run_as) {
-            return deny(
-                DenyCode::RunAs,
-                Some(rule),
-                format!(
-                    "grant {id} asks to run as {}, but rule {r} runs commands as {}; request a grant without run_as",
-                    describe(asked, request.user),
-                    describe(&rule.run_as, request.user)
-                ),
-            );
-        }
+    let (id, r) = (&g.id, rule_name(rule));
+    let refuse = |message: String| Err(denial(DenyCode::GrantCommand, Some(rule), message));
+    if let Some(wide) = patterns
+        .iter()
+        .find(|p| !rule.commands.iter().any(|o| p.is_within(o)))
+    {
+        return refuse(format!(
+            "grant {id} allows {}, which is not within the commands of rule {r}; request a new grant for commands the rule allows",
+            quote(&wide.to_string())
+        ));
     }
-    let identity = rule.run_as.clone();
-    if let Some(d) = check_dash_u(rule, &identity, request, Some(id)) {
-        return d;
+    if patterns
+        .iter()
+        .any(|p| p.matches(request.program, request.args))
+    {
+        return Ok(());
     }
+    let cmd = command_line(request.program, request.args);
+    let list: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+    refuse(if list.is_empty() {
+        format!("grant {id} allows no command at all; request a new grant for {cmd}")
+    } else {
+        format!(
+            "grant {id} is limited to {}, which does not cover {cmd}; run one of those or request a grant for this command",
+            quoted_list(&list)
+        )
+    })
+}
 
-    if g.lifetime > rule.max_duration {
-        return deny(
-            DenyCode::Duration,
+/// The capabilities: the grant's `caps` (a subset of the rule's), else the rule's.
+fn granted_caps(rule: &Rule, g: &GrantView) -> Result<CapSet, Denial> {
+    match g.caps {
+        Some(asked) if !asked.is_subset(rule.capabilities) => Err(denial(
+            DenyCode::GrantCaps,
             Some(rule),
             format!(
-                "grant {id} lasts {}, longer than rule {r} allows (max_duration {}); request a shorter grant",
-                format_duration(g.lifetime),
-                format_duration(rule.max_duration)
+                "grant {} asks for {}, beyond rule {} ({}); request a grant within the rule's capabilities",
+                g.id,
+                asked.difference(rule.capabilities),
+                rule_name(rule),
+                rule.capabilities
             ),
-        );
-    }
-
-    if !g.break_glass {
-        let approvers: BTreeSet<&str> = g
-            .approvers
-            .iter()
-            .map(String::as_str)
-            .filter(|a| *a != g.subject)
-            .collect();
-        if (approvers.len() as u64) < u64::from(rule.min_approvals) {
-            return deny(
-                DenyCode::Approvals,
-                Some(rule),
-                format!(
-                    "grant {id} has {} approval(s), rule {r} needs {} (the requester does not count)",
-                    approvers.len(),
-                    rule.min_approvals
-                ),
-            );
-        }
-    }
-
-    Decision::Allow {
-        rule,
-        caps,
-        run_as: identity,
+        )),
+        Some(asked) => Ok(asked.intersect(rule.capabilities)),
+        None => Ok(rule.capabilities),
     }
 }
 
-fn without_grant<'p>(policy: &'p Policy, request: &Request<'_>) -> Decision<'p> {
-    let user = request.user;
-    let host = request.host;
-    let cmd = command_line(request.program, request.args);
-    let candidates: Vec<&'p Rule> = match request.rule {
-        Some(name) => match policy.rule(name) {
-            Some(r) => vec![r],
-            None => {
-                return deny(
-                    DenyCode::NoRule,
-                    None,
-                    format!(
-                        "there is no rule {} (--rule); jitrun -l lists the rules you may use",
-                        quote(name)
-                    ),
-                )
-            }
-        },
-        None => policy.rules.iter().collect(),
-    };
+/// The grant's `run_as`, when it has one, is the rule's identity.
+fn check_grant_run_as(rule: &Rule, request: &Request<'_>, g: &GrantView) -> Result<(), Denial> {
+    match &g.run_as {
+        Some(asked) if !same_identity(asked, &rule.run_as) => Err(denial(
+            DenyCode::RunAs,
+            Some(rule),
+            format!(
+                "grant {} asks to run as {}, but rule {} runs commands as {}; request a grant without run_as",
+                g.id,
+                describe(asked, request.user),
+                rule_name(rule),
+                describe(&rule.run_as, request.user)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
 
+fn check_lifetime(rule: &Rule, g: &GrantView) -> Result<(), Denial> {
+    if g.lifetime <= rule.max_duration {
+        return Ok(());
+    }
+    Err(denial(
+        DenyCode::Duration,
+        Some(rule),
+        format!(
+            "grant {} lasts {}, longer than rule {} allows (max_duration {}); request a shorter grant",
+            g.id,
+            format_duration(g.lifetime),
+            rule_name(rule),
+            format_duration(rule.max_duration)
+        ),
+    ))
+}
+
+/// Distinct approvers other than the requester, at least `min_approvals` (break-glass
+/// grants need none).
+fn check_approvals(rule: &Rule, g: &GrantView) -> Result<(), Denial> {
+    if g.break_glass {
+        return Ok(());
+    }
+    let approvers: BTreeSet<&str> = g
+        .approvers
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != g.subject)
+        .collect();
+    if approvers.len() as u64 >= u64::from(rule.min_approvals) {
+        return Ok(());
+    }
+    Err(denial(
+        DenyCode::Approvals,
+        Some(rule),
+        format!(
+            "grant {} has {} approval(s), rule {} needs {} (the requester does not count)",
+            g.id,
+            approvers.len(),
+            rule_name(rule),
+            rule.min_approvals
+        ),
+    ))
+}
+
+// ---------------------------------------------------------------- without a grant
+
+/// Narrow the rules step by step (named by `--rule`, naming the caller, allowing this host,
+/// this command, standing); the step that leaves none gives the most specific reason.
+fn without_grant<'p>(policy: &'p Policy, request: &Request<'_>) -> Decision<'p> {
+    let rule = candidates(policy, request)
+        .and_then(|c| naming_the_caller(c, request))
+        .and_then(|n| allowing_the_host(n, request))
+        .and_then(|h| allowing_the_command(h, request))
+        .and_then(standing)
+        .and_then(|s| with_identity(s, request));
+    match rule {
+        Ok(rule) => Decision::Allow {
+            rule,
+            caps: rule.capabilities,
+            run_as: rule.run_as.clone(),
+        },
+        Err(d) => Decision::Deny(d),
+    }
+}
+
+/// The rule `--rule` names, else every rule.
+fn candidates<'p>(policy: &'p Policy, request: &Request<'_>) -> Result<Vec<&'p Rule>, Denial> {
+    let Some(name) = request.rule else {
+        return Ok(policy.rules.iter().collect());
+    };
+    match policy.rule(name) {
+        Some(r) => Ok(vec![r]),
+        None => Err(denial(
+            DenyCode::NoRule,
+            None,
+            format!(
+                "there is no rule {} (--rule); jitrun -l lists the rules you may use",
+                quote(name)
+            ),
+        )),
+    }
+}
+
+fn naming_the_caller<'p>(
+    candidates: Vec<&'p Rule>,
+    request: &Request<'_>,
+) -> Result<Vec<&'p Rule>, Denial> {
+    let user = request.user;
     let named: Vec<&'p Rule> = candidates
         .iter()
         .copied()
         .filter(|r| names_user(r, user, request.groups))
         .collect();
-    if named.is_empty() {
-        return match request.rule {
-            Some(_) => deny(
-                DenyCode::NoRule,
-                candidates.first().copied(),
-                format!(
-                    "rule {} does not name {user} or any of their groups; jitrun -l lists what you may run",
-                    rule_name(candidates[0])
-                ),
-            ),
-            None => deny(
-                DenyCode::NoRule,
-                None,
-                format!("no rule lets {user} run {cmd} on {host}; jitrun -l lists what you may run"),
-            ),
-        };
+    if !named.is_empty() {
+        return Ok(named);
     }
+    Err(match request.rule {
+        Some(_) => denial(
+            DenyCode::NoRule,
+            candidates.first().copied(),
+            format!(
+                "rule {} does not name {user} or any of their groups; jitrun -l lists what you may run",
+                rule_name(candidates[0])
+            ),
+        ),
+        None => denial(
+            DenyCode::NoRule,
+            None,
+            format!(
+                "no rule lets {user} run {} on {}; jitrun -l lists what you may run",
+                command_line(request.program, request.args),
+                request.host
+            ),
+        ),
+    })
+}
 
+fn allowing_the_host<'p>(
+    named: Vec<&'p Rule>,
+    request: &Request<'_>,
+) -> Result<Vec<&'p Rule>, Denial> {
     let here: Vec<&'p Rule> = named
         .iter()
         .copied()
-        .filter(|r| allows_host(r, host))
+        .filter(|r| allows_host(r, request.host))
         .collect();
-    if here.is_empty() {
-        let closest = named[0];
-        return deny(
-            DenyCode::HostNotAllowed,
-            Some(closest),
-            format!(
-                "no rule lets {user} run commands on {host} (rule {} covers hosts {}); use a host the rules cover",
-                rule_name(closest),
-                closest.hosts.join(", ")
-            ),
-        );
+    if !here.is_empty() {
+        return Ok(here);
     }
+    let closest = named[0];
+    Err(denial(
+        DenyCode::HostNotAllowed,
+        Some(closest),
+        format!(
+            "no rule lets {} run commands on {} (rule {} covers hosts {}); use a host the rules cover",
+            request.user,
+            request.host,
+            rule_name(closest),
+            closest.hosts.join(", ")
+        ),
+    ))
+}
 
+/// The rules that allow the command; when none does, the reason names the closest rule: one
+/// that refuses only because of a `..` argument, else one that lists the same program.
+fn allowing_the_command<'p>(
+    here: Vec<&'p Rule>,
+    request: &Request<'_>,
+) -> Result<Vec<&'p Rule>, Denial> {
+    let (program, args) = (request.program, request.args);
     let full: Vec<&'p Rule> = here
         .iter()
         .copied()
-        .filter(|r| allows_command(r, request.program, request.args))
+        .filter(|r| allows_command(r, program, args))
         .collect();
-    if full.is_empty() {
-        if let Some((r, why)) = here
-            .iter()
-            .find_map(|r| dotdot_note(r, request.program, request.args).map(|w| (*r, w)))
-        {
-            return deny(
-                DenyCode::CommandNotAllowed,
-                Some(r),
-                format!("no rule lets {user} run {cmd} on {host}{why}"),
-            );
-        }
-        let closest = here.iter().copied().find_map(|r| {
-            r.commands
-                .iter()
-                .find(|c| c.program.as_bytes() == request.program.as_bytes())
-                .map(|c| (r, c))
-        });
-        return match closest {
-            Some((r, c)) => deny(
-                DenyCode::CommandNotAllowed,
-                Some(r),
-                format!(
-                    "no rule lets {user} run {cmd} on {host}; closest: rule {} allows {}; jitrun -l lists what you may run",
-                    rule_name(r),
-                    quote(&c.to_string())
-                ),
-            ),
-            None => deny(
-                DenyCode::CommandNotAllowed,
-                Some(here[0]),
-                format!(
-                    "no rule lets {user} run {cmd} on {host} (rule {} does not list it); jitrun -l lists what you may run",
-                    rule_name(here[0])
-                ),
-            ),
-        };
+    if !full.is_empty() {
+        return Ok(full);
     }
+    let (user, host) = (request.user, request.host);
+    let cmd = command_line(program, args);
+    let refuse = |rule: &Rule, message: String| {
+        Err(denial(DenyCode::CommandNotAllowed, Some(rule), message))
+    };
+    if let Some((r, why)) = here
+        .iter()
+        .find_map(|r| dotdot_note(r, program, args).map(|w| (*r, w)))
+    {
+        return refuse(r, format!("no rule lets {user} run {cmd} on {host}{why}"));
+    }
+    let closest = here.iter().copied().find_map(|r| {
+        r.commands
+            .iter()
+            .find(|c| c.program.as_bytes() == program.as_bytes())
+            .map(|c| (r, c))
+    });
+    match closest {
+        Some((r, c)) => refuse(r, format!(
+            "no rule lets {user} run {cmd} on {host}; closest: rule {} allows {}; jitrun -l lists what you may run",
+            rule_name(r),
+            quote(&c.to_string())
+        )),
+        None => refuse(here[0], format!(
+            "no rule lets {user} run {cmd} on {host} (rule {} does not list it); jitrun -l lists what you may run",
+            rule_name(here[0])
+        )),
+    }
+}
 
-    let standing: Vec<&'p Rule> = full
+/// The standing rules (`grant = "none"`) among those that allow the command; none means a
+/// grant is required, for the first of them.
+fn standing(full: Vec<&Rule>) -> Result<Vec<&Rule>, Denial> {
+    let standing: Vec<&Rule> = full
         .iter()
         .copied()
         .filter(|r| r.grant == GrantMode::None)
         .collect();
-    if standing.is_empty() {
-        let names: Vec<&str> = full.iter().map(|r| r.name.as_str()).collect();
-        let message = if names.len() == 1 {
-            format!(
-                "rule {} allows this only with a grant; run: jitctl request {}",
-                quote(names[0]),
-                names[0]
-            )
-        } else {
-            format!(
-                "rules {} allow this only with a grant; run: jitctl request {} (or request one of the others)",
-                quoted_list(&names),
-                names[0]
-            )
-        };
-        return deny(DenyCode::GrantRequired, Some(full[0]), message);
+    if !standing.is_empty() {
+        return Ok(standing);
     }
-
-    // With -u, the first standing rule whose identity is the one asked for.
-    let rule = match request.run_as {
-        None => standing[0],
-        Some(wanted) => match standing
-            .iter()
-            .copied()
-            .find(|r| run_as_name(&r.run_as, user) == wanted)
-        {
-            Some(r) => r,
-            None => return dash_u_denial(standing[0], &standing[0].run_as, request, wanted, None),
-        },
+    let names: Vec<&str> = full.iter().map(|r| r.name.as_str()).collect();
+    let message = if names.len() == 1 {
+        format!(
+            "rule {} allows this only with a grant; run: jitctl request {}",
+            quote(names[0]),
+            names[0]
+        )
+    } else {
+        format!(
+            "rules {} allow this only with a grant; run: jitctl request {} (or request one of the others)",
+            quoted_list(&names),
+            names[0]
+        )
     };
-    Decision::Allow {
-        rule,
-        caps: rule.capabilities,
-        run_as: rule.run_as.clone(),
-    }
+    Err(denial(DenyCode::GrantRequired, Some(full[0]), message))
+}
+
+/// The first standing rule; with -u, the first whose identity is the one asked for.
+fn with_identity<'p>(standing: Vec<&'p Rule>, request: &Request<'_>) -> Result<&'p Rule, Denial> {
+    let Some(wanted) = request.run_as else {
+        return Ok(standing[0]);
+    };
+    standing
+        .iter()
+        .copied()
+        .find(|r| run_as_name(&r.run_as, request.user) == wanted)
+        .ok_or_else(|| dash_u_denial(standing[0], &standing[0].run_as, request, wanted, None))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PolicySource;
+    use crate::policy::PolicySource;
     use std::os::unix::ffi::OsStrExt;
 
     const POLICY: &str = r#"

@@ -4,7 +4,7 @@
 //! Each unit may appear once, largest first (`"1h30m"`, not `"30m1h"`), so that a
 //! typo such as `"1m1m"` is refused rather than guessed at.
 
-use crate::PolicyError;
+use crate::error::PolicyError;
 use std::time::Duration;
 
 const HINT: &str =
@@ -33,7 +33,7 @@ fn unexpected(c: u8) -> Option<&'static str> {
 }
 
 /// Parse `"1h30m"` etc. Errors say what was expected (`expected a duration such as "90s", "5m" or "1h30m"`).
-pub fn parse_duration(s: &str) -> Result<Duration, crate::PolicyError> {
+pub fn parse_duration(s: &str) -> Result<Duration, PolicyError> {
     if s.is_empty() {
         return Err(bad(s, "empty"));
     }

@@ -4,9 +4,10 @@
 //! [`decide`] checks things: who, host, command, grant, run-as, authentication.
 
 use crate::decide::{allows_command, allows_host, dotdot_note, names_user, run_as_name};
-use crate::policy::GrantMode;
+use crate::decide::{decide, Decision, GrantView, Request};
+use crate::policy::Policy;
+use crate::rule::{GrantMode, Rule};
 use crate::text::{command_line, quote};
-use crate::{decide, Decision, GrantView, Policy, Request, Rule};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -146,7 +147,7 @@ pub fn explain<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PolicySource;
+    use crate::policy::PolicySource;
     use std::ffi::OsStr;
     use std::time::Duration;
 

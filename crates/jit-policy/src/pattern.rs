@@ -21,9 +21,9 @@
 //!   `**` matches any number of whole components: `path:/var/log/*` matches the entries
 //!   of `/var/log` only, `path:/var/log/**/*.log` any `.log` file below it.
 
+use crate::error::PolicyError;
 use crate::glob::{glob_match, glob_within, has_meta};
 use crate::text::quote;
-use crate::PolicyError;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
@@ -109,7 +109,7 @@ fn is_plain(s: &str) -> bool {
 
 impl CommandPattern {
     /// From the string form: split on ASCII whitespace.
-    pub fn parse_str(s: &str) -> Result<CommandPattern, crate::PolicyError> {
+    pub fn parse_str(s: &str) -> Result<CommandPattern, PolicyError> {
         let words: Vec<&str> = s.split_ascii_whitespace().collect();
         if words.is_empty() {
             return Err(PolicyError::Value(
@@ -126,7 +126,7 @@ impl CommandPattern {
     }
 
     /// From the array form.
-    pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<CommandPattern, crate::PolicyError> {
+    pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<CommandPattern, PolicyError> {
         let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
         if words.is_empty() {
             return Err(PolicyError::Value(

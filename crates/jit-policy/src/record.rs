@@ -11,9 +11,10 @@
 //! A rule records when its own `record` says so, else when `default` does
 //! ([`crate::Rule::records`]); `record_input` (a rule key, default `false`) adds what is typed.
 
+use crate::error::PolicyError;
+use crate::fields::choice;
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry, Raw};
-use crate::PolicyError;
 
 /// The smallest `max_bytes`: the header, some output, and the end of a recording.
 pub const MIN_MAX_BYTES: u64 = 64 * 1024;
@@ -74,7 +75,9 @@ pub(crate) fn parse_record(
             "default" => record.default = doc.boolean(e, &field)?,
             "max_bytes" => {
                 let n = match &e.node.value {
-                    Raw::Int(n) => u64::try_from(*n).map_err(|_| bad(format!("{n} is negative")))?,
+                    Raw::Int(n) => {
+                        u64::try_from(*n).map_err(|_| bad(format!("{n} is negative")))?
+                    }
                     Raw::Str(s) => parse_size(s).map_err(bad)?,
                     other => {
                         return Err(bad(format!(
@@ -91,28 +94,22 @@ pub(crate) fn parse_record(
                 record.max_bytes = n;
             }
             "on_max_bytes" => {
-                record.on_max_bytes = match doc.string(e, &field)? {
-                    "end" => OnMaxBytes::End,
-                    "truncate" => OnMaxBytes::Truncate,
-                    v => {
-                        return Err(bad(format!(
-                            "invalid value {}: expected \"end\" (end the command) or \"truncate\" (stop recording, let it run)",
-                            quote(v)
-                        )))
-                    }
-                }
+                record.on_max_bytes = choice(
+                    doc,
+                    e,
+                    &field,
+                    &[("end", OnMaxBytes::End), ("truncate", OnMaxBytes::Truncate)],
+                    "\"end\" (end the command) or \"truncate\" (stop recording, let it run)",
+                )?
             }
             "on_failure" => {
-                record.on_failure = match doc.string(e, &field)? {
-                    "end" => OnFailure::End,
-                    "continue" => OnFailure::Continue,
-                    v => {
-                        return Err(bad(format!(
-                            "invalid value {}: expected \"end\" (end the command) or \"continue\"",
-                            quote(v)
-                        )))
-                    }
-                }
+                record.on_failure = choice(
+                    doc,
+                    e,
+                    &field,
+                    &[("end", OnFailure::End), ("continue", OnFailure::Continue)],
+                    "\"end\" (end the command) or \"continue\"",
+                )?
             }
             _ => unreachable!("keys were checked"),
         }
@@ -146,7 +143,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Settings;
 
     #[test]
     fn sizes() {
@@ -161,58 +157,5 @@ mod tests {
         assert!(parse_size("99999999999T")
             .unwrap_err()
             .contains("too large"));
-    }
-
-    #[test]
-    fn record_table() {
-        let s = Settings::parse("t", "").unwrap();
-        assert_eq!(s.record, RecordSettings::default());
-        let s = Settings::parse(
-            "t",
-            "[record]\ndefault = true\nmax_bytes = \"100M\"\non_max_bytes = \"truncate\"\non_failure = \"continue\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            s.record,
-            RecordSettings {
-                default: true,
-                max_bytes: 100 << 20,
-                on_max_bytes: OnMaxBytes::Truncate,
-                on_failure: OnFailure::Continue,
-            }
-        );
-        assert_eq!(
-            Settings::parse("t", "[record]\nmax_bytes = 131072\n")
-                .unwrap()
-                .record
-                .max_bytes,
-            131_072
-        );
-        for (text, want) in [
-            (
-                "[record]\nmax_bytes = \"1K\"\n",
-                "t:2: record.max_bytes: 1024 bytes is below the smallest recording cap",
-            ),
-            (
-                "[record]\nmax_bytes = -5\n",
-                "record.max_bytes: -5 is negative",
-            ),
-            (
-                "[record]\nmax_bytes = true\n",
-                "expected a size such as \"1G\"",
-            ),
-            (
-                "[record]\non_max_bytes = \"stop\"\n",
-                "invalid value \"stop\": expected \"end\"",
-            ),
-            (
-                "[record]\non_failure = \"ignore\"\n",
-                "record.on_failure: invalid value \"ignore\"",
-            ),
-            ("[record]\ninput = true\n", "unknown key"),
-        ] {
-            let e = Settings::parse("t", text).unwrap_err().to_string();
-            assert!(e.contains(want), "{text}: {e}");
-        }
     }
 }

@@ -22,10 +22,12 @@
 //! on_failure = "end"
 //! ```
 
+use crate::error::PolicyError;
+use crate::fields::{self, choice};
+use crate::names::valid_host_name;
 use crate::record::{parse_record, RecordSettings};
 use crate::text::quote;
 use crate::toml_doc::{Doc, Entry};
-use crate::{parse_duration, PolicyError};
 use std::time::Duration;
 
 pub const DEFAULT_SECURE_PATH: &str =
@@ -111,20 +113,7 @@ impl Settings {
         for e in &root {
             let field = e.key.as_str();
             match field {
-                "host" => {
-                    let h = doc.string(e, field)?;
-                    if !valid_host_name(h) {
-                        return Err(doc.err(
-                            doc.entry_span(e),
-                            field,
-                            format!(
-                                "invalid host name {}: letters, digits, '.', '-' and '_', at most 253 characters (leave it out to use the kernel's node name)",
-                                quote(h)
-                            ),
-                        ));
-                    }
-                    settings.host = Some(h.to_string());
-                }
+                "host" => settings.host = Some(host(&doc, e)?),
                 "clock_skew" => settings.clock_skew = duration(&doc, e, field)?,
                 "kill_grace" => settings.kill_grace = duration(&doc, e, field)?,
                 "secure_path" => {
@@ -137,24 +126,7 @@ impl Settings {
                 "record" => parse_record(&doc, doc.table(e, field)?, &mut settings.record)?,
                 "revocations" => {
                     let table = doc.table(e, field)?;
-                    doc.check_keys(table, REVOCATION_KEYS, "revocations")?;
-                    for e in table {
-                        let field = format!("revocations.{}", e.key);
-                        match e.key.as_str() {
-                            "max_age" => {
-                                let d = duration(&doc, e, &field)?;
-                                if d.is_zero() {
-                                    return Err(doc.err(
-                                        doc.entry_span(e),
-                                        &field,
-                                        "must be longer than zero, e.g. \"15m\" (leave it out for no limit)",
-                                    ));
-                                }
-                                settings.revocations.max_age = Some(d);
-                            }
-                            _ => unreachable!("keys were checked"),
-                        }
-                    }
+                    parse_revocations(&doc, table, &mut settings.revocations)?
                 }
                 _ => unreachable!("keys were checked"),
             }
@@ -180,6 +152,47 @@ const TOP_KEYS: &[&str] = &[
 ];
 const REVOCATION_KEYS: &[&str] = &["max_age"];
 const PAM_KEYS: &[&str] = &["service", "auth_cache"];
+
+fn host(doc: &Doc<'_>, e: &Entry) -> Result<String, PolicyError> {
+    let h = doc.string(e, "host")?;
+    if !valid_host_name(h) {
+        return Err(doc.err(
+            doc.entry_span(e),
+            "host",
+            format!(
+                "invalid host name {}: letters, digits, '.', '-' and '_', at most 253 characters (leave it out to use the kernel's node name)",
+                quote(h)
+            ),
+        ));
+    }
+    Ok(h.to_string())
+}
+
+fn parse_revocations(
+    doc: &Doc<'_>,
+    table: &[Entry],
+    revocations: &mut RevocationSettings,
+) -> Result<(), PolicyError> {
+    doc.check_keys(table, REVOCATION_KEYS, "revocations")?;
+    for e in table {
+        let field = format!("revocations.{}", e.key);
+        match e.key.as_str() {
+            "max_age" => {
+                let d = duration(doc, e, &field)?;
+                if d.is_zero() {
+                    return Err(doc.err(
+                        doc.entry_span(e),
+                        &field,
+                        "must be longer than zero, e.g. \"15m\" (leave it out for no limit)",
+                    ));
+                }
+                revocations.max_age = Some(d);
+            }
+            _ => unreachable!("keys were checked"),
+        }
+    }
+    Ok(())
+}
 
 fn parse_pam(doc: &Doc<'_>, table: &[Entry], pam: &mut PamSettings) -> Result<(), PolicyError> {
     doc.check_keys(table, PAM_KEYS, "pam")?;
@@ -223,20 +236,16 @@ fn parse_audit(
         let field = format!("audit.{}", e.key);
         match e.key.as_str() {
             "framing" => {
-                audit.framing = match doc.string(e, &field)? {
-                    "cee" => AuditFraming::Cee,
-                    "rfc5424" => AuditFraming::Rfc5424,
-                    other => {
-                        return Err(doc.err(
-                            doc.entry_span(e),
-                            &field,
-                            format!(
-                                "invalid value {}: expected \"cee\" or \"rfc5424\"",
-                                quote(other)
-                            ),
-                        ))
-                    }
-                }
+                audit.framing = choice(
+                    doc,
+                    e,
+                    &field,
+                    &[
+                        ("cee", AuditFraming::Cee),
+                        ("rfc5424", AuditFraming::Rfc5424),
+                    ],
+                    "\"cee\" or \"rfc5424\"",
+                )?
             }
             "socket" => {
                 let s = doc.string(e, &field)?;
@@ -262,25 +271,7 @@ fn parse_audit(
 }
 
 fn duration(doc: &Doc<'_>, e: &Entry, field: &str) -> Result<Duration, PolicyError> {
-    let sp = doc.entry_span(e);
-    match &e.node.value {
-        crate::toml_doc::Raw::Str(s) => parse_duration(s).map_err(|err| doc.locate(err, sp, field)),
-        other => Err(doc.err(
-            sp,
-            field,
-            format!(
-                "expected a string such as \"60s\" or \"5m\", found {}",
-                other.kind()
-            ),
-        )),
-    }
-}
-
-fn valid_host_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    fields::duration(doc, e, field, "\"60s\" or \"5m\"")
 }
 
 /// Every entry absolute, none empty (an empty entry would mean the current directory).
@@ -345,6 +336,7 @@ pub fn check_sd_id(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{OnFailure, OnMaxBytes};
 
     const NAME: &str = "/etc/jitrun/jitrun.toml";
 
@@ -548,6 +540,59 @@ sd_id = "acme@12345"
             "timeQuality",
         ] {
             assert!(check_sd_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn record_table() {
+        let s = Settings::parse("t", "").unwrap();
+        assert_eq!(s.record, RecordSettings::default());
+        let s = Settings::parse(
+            "t",
+            "[record]\ndefault = true\nmax_bytes = \"100M\"\non_max_bytes = \"truncate\"\non_failure = \"continue\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.record,
+            RecordSettings {
+                default: true,
+                max_bytes: 100 << 20,
+                on_max_bytes: OnMaxBytes::Truncate,
+                on_failure: OnFailure::Continue,
+            }
+        );
+        assert_eq!(
+            Settings::parse("t", "[record]\nmax_bytes = 131072\n")
+                .unwrap()
+                .record
+                .max_bytes,
+            131_072
+        );
+        for (text, want) in [
+            (
+                "[record]\nmax_bytes = \"1K\"\n",
+                "t:2: record.max_bytes: 1024 bytes is below the smallest recording cap",
+            ),
+            (
+                "[record]\nmax_bytes = -5\n",
+                "record.max_bytes: -5 is negative",
+            ),
+            (
+                "[record]\nmax_bytes = true\n",
+                "expected a size such as \"1G\"",
+            ),
+            (
+                "[record]\non_max_bytes = \"stop\"\n",
+                "invalid value \"stop\": expected \"end\"",
+            ),
+            (
+                "[record]\non_failure = \"ignore\"\n",
+                "record.on_failure: invalid value \"ignore\"",
+            ),
+            ("[record]\ninput = true\n", "unknown key"),
+        ] {
+            let e = Settings::parse("t", text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
         }
     }
 }

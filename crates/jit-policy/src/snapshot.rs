@@ -38,8 +38,13 @@
 //! again, so a decoded rule is one the loader could have produced.
 
 use crate::caps::CapSet;
-use crate::policy::{valid_env_name, valid_rule_name, valid_user_name, GrantMode, RunAs};
-use crate::{CommandPattern, Policy, Rule, RuleLines, SourceLoc};
+use crate::names::{
+    env_known_safe, env_never_kept, valid_env_name, valid_host_pattern, valid_lint_id,
+    valid_rule_name, valid_user_name,
+};
+use crate::pattern::CommandPattern;
+use crate::policy::Policy;
+use crate::rule::{GrantMode, Rule, RuleLines, RunAs, SourceLoc};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
@@ -200,6 +205,50 @@ fn encode_rule(rule: &Rule, index: u32) -> Vec<u8> {
 
 /// The snapshot of `policy`'s rules (its `[[test]]` tables are not kept), tagged with `key`.
 pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
+    let maps = name_maps(policy);
+    let mut body = Body {
+        at: (HEADER_LEN + key.len()) as u64,
+        bytes: Vec::new(),
+    };
+    let records_at = body.at;
+    let records: Vec<(u64, u32)> = policy
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rec = encode_rule(r, i as u32);
+            (body.push(&rec), rec.len() as u32)
+        })
+        .collect();
+    let mut tables = [(0u32, 0u64); TABLES];
+    for (t, table) in [Table::Users, Table::Groups, Table::RuleNames]
+        .into_iter()
+        .enumerate()
+    {
+        tables[t] = encode_table(table, &maps[t], &records, &mut body);
+    }
+    let mut o = Out(Vec::with_capacity(
+        HEADER_LEN + key.len() + body.bytes.len(),
+    ));
+    o.0.extend_from_slice(MAGIC);
+    o.u32(FORMAT);
+    o.len(key.len());
+    o.len(policy.rules.len());
+    o.u64(records_at);
+    for (count, dir_at) in tables {
+        o.u32(count);
+        o.u64(dir_at);
+    }
+    let h = checksum(&[&o.0, key]);
+    o.u64(h);
+    o.0.extend_from_slice(key);
+    o.0.extend_from_slice(&body.bytes);
+    o.0
+}
+
+/// For each table (users, groups, rule names): name -> the indexes of the rules that name
+/// it, in load order, each once.
+fn name_maps(policy: &Policy) -> [BTreeMap<&str, Vec<u32>>; TABLES] {
     let mut maps: [BTreeMap<&str, Vec<u32>>; TABLES] = Default::default();
     for (i, r) in policy.rules.iter().enumerate() {
         let i = u32::try_from(i).expect("fewer than 4 billion rules");
@@ -217,66 +266,60 @@ pub fn encode(policy: &Policy, key: &[u8]) -> Vec<u8> {
             .or_default()
             .push(i);
     }
-    let records_at = (HEADER_LEN + key.len()) as u64;
-    let mut body = Out(Vec::new());
-    let at = |body: &Out| records_at + body.0.len() as u64;
-    let mut records: Vec<(u64, u32)> = Vec::with_capacity(policy.rules.len());
-    for (i, r) in policy.rules.iter().enumerate() {
-        let rec = encode_rule(r, i as u32);
-        records.push((at(&body), rec.len() as u32));
-        body.0.extend_from_slice(&rec);
+    maps
+}
+
+/// What follows the header and the key, as it is written: `at` is the file offset of its end.
+struct Body {
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+impl Body {
+    /// Append `part`; returns its file offset.
+    fn push(&mut self, part: &[u8]) -> u64 {
+        let start = self.at;
+        self.bytes.extend_from_slice(part);
+        self.at += part.len() as u64;
+        start
     }
-    let mut tables = [(0u32, 0u64); TABLES];
-    for (t, table) in [Table::Users, Table::Groups, Table::RuleNames]
-        .into_iter()
-        .enumerate()
-    {
-        let map = &maps[t];
-        let count = (map.len() / 2).max(1).next_power_of_two() as u32;
-        let mut buckets: Vec<Vec<(&str, &Vec<u32>)>> = vec![Vec::new(); count as usize];
-        for (name, list) in map {
-            buckets[bucket_of(table, name, count) as usize].push((name, list));
-        }
-        let mut dir = Out(Vec::with_capacity(count as usize * DIR_ENTRY_LEN));
-        for (b, entries) in buckets.iter().enumerate() {
-            let mut blob = Out(Vec::new());
-            blob.u8(table as u8);
-            blob.u32(b as u32);
-            blob.len(entries.len());
-            for (name, list) in entries {
-                blob.str(name);
-                blob.len(list.len());
-                for &i in *list {
-                    let (rec_at, rec_len) = records[i as usize];
-                    blob.u32(i);
-                    blob.u64(rec_at);
-                    blob.u32(rec_len);
-                }
+}
+
+/// One table's buckets (each with its checksum), then its directory; returns the bucket
+/// count and the directory's offset. `records` holds each rule's record (offset, length).
+fn encode_table(
+    table: Table,
+    map: &BTreeMap<&str, Vec<u32>>,
+    records: &[(u64, u32)],
+    body: &mut Body,
+) -> (u32, u64) {
+    let count = (map.len() / 2).max(1).next_power_of_two() as u32;
+    let mut buckets: Vec<Vec<(&str, &Vec<u32>)>> = vec![Vec::new(); count as usize];
+    for (name, list) in map {
+        buckets[bucket_of(table, name, count) as usize].push((name, list));
+    }
+    let mut dir = Out(Vec::with_capacity(count as usize * DIR_ENTRY_LEN));
+    for (b, entries) in buckets.iter().enumerate() {
+        let mut blob = Out(Vec::new());
+        blob.u8(table as u8);
+        blob.u32(b as u32);
+        blob.len(entries.len());
+        for (name, list) in entries {
+            blob.str(name);
+            blob.len(list.len());
+            for &i in *list {
+                let (rec_at, rec_len) = records[i as usize];
+                blob.u32(i);
+                blob.u64(rec_at);
+                blob.u32(rec_len);
             }
-            let h = checksum(&[&blob.0]);
-            blob.u64(h);
-            dir.u64(at(&body));
-            dir.len(blob.0.len());
-            body.0.extend_from_slice(&blob.0);
         }
-        tables[t] = (count, at(&body));
-        body.0.extend_from_slice(&dir.0);
+        let h = checksum(&[&blob.0]);
+        blob.u64(h);
+        dir.u64(body.push(&blob.0));
+        dir.len(blob.0.len());
     }
-    let mut o = Out(Vec::with_capacity(HEADER_LEN + key.len() + body.0.len()));
-    o.0.extend_from_slice(MAGIC);
-    o.u32(FORMAT);
-    o.len(key.len());
-    o.len(policy.rules.len());
-    o.u64(records_at);
-    for (count, dir_at) in tables {
-        o.u32(count);
-        o.u64(dir_at);
-    }
-    let h = checksum(&[&o.0, key]);
-    o.u64(h);
-    o.0.extend_from_slice(key);
-    o.0.extend_from_slice(&body.0);
-    o.0
+    (count, body.push(&dir.0))
 }
 
 // ---------------------------------------------------------------- decoding
@@ -559,56 +602,18 @@ fn check(ok: bool, what: &str) -> Result<(), SnapshotError> {
 /// Decode one record (the bytes of the range an index gave for rule `index`), checking
 /// its length, its checksum and its rule index, and validating it again as the loader would.
 pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError> {
-    if record.len() < 4 + 4 + 8 {
-        return Err(corrupt("record too short"));
-    }
-    let (len, rest) = record.split_at(4);
-    if u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize != rest.len() {
-        return Err(corrupt("record length mismatch"));
-    }
-    let (fields, hash) = rest.split_at(rest.len() - 8);
-    if checksum(&[fields]) != u64::from_le_bytes(hash.try_into().expect("8 bytes")) {
-        return Err(corrupt("record checksum mismatch"));
-    }
-    let mut r = In { b: fields, at: 0 };
-    if r.u32()? as usize != index {
-        return Err(corrupt("record of another rule"));
-    }
+    let fields = record_fields(record, index)?;
+    let mut r = In { b: fields, at: 4 };
     let name = r.str()?.to_string();
     check(valid_rule_name(&name), "rule name")?;
-    let users = r.strs()?;
-    let groups = r.strs()?;
-    check(
-        users.iter().chain(&groups).all(|n| valid_user_name(n)),
-        "user or group name",
-    )?;
-    check(
-        !users.is_empty() || !groups.is_empty(),
-        "rule without users",
-    )?;
+    let (users, groups) = decode_who(&mut r)?;
     let hosts = r.strs()?;
-    check(!hosts.is_empty(), "hosts")?;
-    let ncmd = r.count(9)?;
-    let mut commands = Vec::with_capacity(ncmd);
-    for _ in 0..ncmd {
-        let program = r.str()?.to_string();
-        let args = r.strs()?;
-        let rest = r.bool()?;
-        commands.push(
-            CommandPattern::from_parts(program, args, rest).map_err(|e| corrupt(e.to_string()))?,
-        );
-    }
-    check(!commands.is_empty(), "commands")?;
-    let run_as = match r.u8()? {
-        0 => RunAs::Invoker,
-        1 => RunAs::Root,
-        2 => {
-            let u = r.str()?;
-            check(valid_user_name(u), "run_as")?;
-            RunAs::User(u.to_string())
-        }
-        _ => return Err(corrupt("invalid run_as")),
-    };
+    check(
+        !hosts.is_empty() && hosts.iter().all(|h| valid_host_pattern(h)),
+        "hosts",
+    )?;
+    let commands = decode_commands(&mut r)?;
+    let run_as = decode_run_as(&mut r)?;
     let capabilities = CapSet(r.u64()?);
     check(capabilities.0 & !CapSet::all().0 == 0, "capabilities")?;
     check(
@@ -620,30 +625,15 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         1 => GrantMode::None,
         _ => return Err(corrupt("invalid grant mode")),
     };
-    let secs = r.u64()?;
-    let nanos = r.u32()?;
-    check(nanos < 1_000_000_000, "max_duration")?;
-    let max_duration = Duration::new(secs, nanos);
-    check(!max_duration.is_zero(), "max_duration")?;
+    let max_duration = decode_max_duration(&mut r)?;
     let min_approvals = r.u32()?;
-    let env_keep = r.strs()?;
-    check(
-        env_keep
-            .iter()
-            .all(|e| valid_env_name(e) && crate::env_known_safe(e)),
-        "env_keep",
-    )?;
-    let env_keep_unchecked = r.strs()?;
-    check(
-        env_keep_unchecked
-            .iter()
-            .all(|e| valid_env_name(e) && !crate::env_never_kept(e) && !crate::env_known_safe(e)),
-        "env_keep_unchecked",
-    )?;
+    let (env_keep, env_keep_unchecked) = decode_env(&mut r)?;
     let allow_risks = r.strs()?;
-    let no_new_privs = r.bool()?;
-    let authenticate = r.bool()?;
-    let require_fresh_revocations = r.bool()?;
+    check(
+        allow_risks.iter().all(|id| valid_lint_id(id)),
+        "allow_risks",
+    )?;
+    let (no_new_privs, authenticate, require_fresh_revocations) = (r.bool()?, r.bool()?, r.bool()?);
     let record = match r.u8()? {
         0 => None,
         1 => Some(false),
@@ -651,23 +641,11 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         _ => return Err(corrupt("invalid record")),
     };
     let record_input = r.bool()?;
-    let file = r.str()?.to_string();
-    let line = usize::try_from(r.u64()?).map_err(|_| corrupt("line"))?;
-    let mut key_line = || usize::try_from(r.u64()?).map_err(|_| corrupt("line"));
-    let (hosts_line, run_as_line, caps_line, grant_line, auth_line, input_line) = (
-        key_line()?,
-        key_line()?,
-        key_line()?,
-        key_line()?,
-        key_line()?,
-        key_line()?,
-    );
-    let (unchecked_line, risks_line) = (key_line()?, key_line()?);
-    let nlines = r.count(8)?;
-    let mut command_lines = Vec::with_capacity(nlines);
-    for _ in 0..nlines {
-        command_lines.push(usize::try_from(r.u64()?).map_err(|_| corrupt("line"))?);
-    }
+    let source = SourceLoc {
+        file: r.str()?.to_string(),
+        line: decode_line(&mut r)?,
+    };
+    let lines = decode_lines(&mut r)?;
     if r.at != fields.len() {
         return Err(corrupt("trailing bytes in a record"));
     }
@@ -690,19 +668,127 @@ pub fn decode_record(record: &[u8], index: usize) -> Result<Rule, SnapshotError>
         require_fresh_revocations,
         record,
         record_input,
-        source: SourceLoc { file, line },
-        lines: RuleLines {
-            hosts: hosts_line,
-            run_as: run_as_line,
-            capabilities: caps_line,
-            grant: grant_line,
-            authenticate: auth_line,
-            record_input: input_line,
-            env_keep_unchecked: unchecked_line,
-            allow_risks: risks_line,
-            commands: command_lines,
-        },
+        source,
+        lines,
     })
+}
+
+/// A record's fields (after its length, before its checksum), once the length, the
+/// checksum and the rule index (the first field) are right.
+fn record_fields(record: &[u8], index: usize) -> Result<&[u8], SnapshotError> {
+    if record.len() < 4 + 4 + 8 {
+        return Err(corrupt("record too short"));
+    }
+    let (len, rest) = record.split_at(4);
+    if u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize != rest.len() {
+        return Err(corrupt("record length mismatch"));
+    }
+    let (fields, hash) = rest.split_at(rest.len() - 8);
+    if checksum(&[fields]) != u64::from_le_bytes(hash.try_into().expect("8 bytes")) {
+        return Err(corrupt("record checksum mismatch"));
+    }
+    if (In { b: fields, at: 0 }).u32()? as usize != index {
+        return Err(corrupt("record of another rule"));
+    }
+    Ok(fields)
+}
+
+/// `users` and `groups`: valid names, at least one.
+fn decode_who(r: &mut In<'_>) -> Result<(Vec<String>, Vec<String>), SnapshotError> {
+    let users = r.strs()?;
+    let groups = r.strs()?;
+    check(
+        users.iter().chain(&groups).all(|n| valid_user_name(n)),
+        "user or group name",
+    )?;
+    check(
+        !users.is_empty() || !groups.is_empty(),
+        "rule without users",
+    )?;
+    Ok((users, groups))
+}
+
+/// The command patterns, each checked again as the loader checks it; at least one.
+fn decode_commands(r: &mut In<'_>) -> Result<Vec<CommandPattern>, SnapshotError> {
+    let ncmd = r.count(9)?;
+    let mut commands = Vec::with_capacity(ncmd);
+    for _ in 0..ncmd {
+        let program = r.str()?.to_string();
+        let args = r.strs()?;
+        let rest = r.bool()?;
+        commands.push(
+            CommandPattern::from_parts(program, args, rest).map_err(|e| corrupt(e.to_string()))?,
+        );
+    }
+    check(!commands.is_empty(), "commands")?;
+    Ok(commands)
+}
+
+fn decode_run_as(r: &mut In<'_>) -> Result<RunAs, SnapshotError> {
+    match r.u8()? {
+        0 => Ok(RunAs::Invoker),
+        1 => Ok(RunAs::Root),
+        2 => {
+            let u = r.str()?;
+            check(valid_user_name(u), "run_as")?;
+            Ok(RunAs::User(u.to_string()))
+        }
+        _ => Err(corrupt("invalid run_as")),
+    }
+}
+
+fn decode_max_duration(r: &mut In<'_>) -> Result<Duration, SnapshotError> {
+    let secs = r.u64()?;
+    let nanos = r.u32()?;
+    check(nanos < 1_000_000_000, "max_duration")?;
+    let max_duration = Duration::new(secs, nanos);
+    check(!max_duration.is_zero(), "max_duration")?;
+    Ok(max_duration)
+}
+
+/// `env_keep` (known safe names only) and `env_keep_unchecked` (never a never-kept name,
+/// nor a known safe one).
+fn decode_env(r: &mut In<'_>) -> Result<(Vec<String>, Vec<String>), SnapshotError> {
+    let env_keep = r.strs()?;
+    check(
+        env_keep
+            .iter()
+            .all(|e| valid_env_name(e) && env_known_safe(e)),
+        "env_keep",
+    )?;
+    let env_keep_unchecked = r.strs()?;
+    check(
+        env_keep_unchecked
+            .iter()
+            .all(|e| valid_env_name(e) && !env_never_kept(e) && !env_known_safe(e)),
+        "env_keep_unchecked",
+    )?;
+    Ok((env_keep, env_keep_unchecked))
+}
+
+fn decode_line(r: &mut In<'_>) -> Result<usize, SnapshotError> {
+    usize::try_from(r.u64()?).map_err(|_| corrupt("line"))
+}
+
+/// The lines of some keys, in [`encode_rule`]'s order.
+fn decode_lines(r: &mut In<'_>) -> Result<RuleLines, SnapshotError> {
+    let mut lines = RuleLines {
+        hosts: decode_line(r)?,
+        run_as: decode_line(r)?,
+        capabilities: decode_line(r)?,
+        grant: decode_line(r)?,
+        authenticate: decode_line(r)?,
+        record_input: decode_line(r)?,
+        env_keep_unchecked: decode_line(r)?,
+        allow_risks: decode_line(r)?,
+        commands: Vec::new(),
+    };
+    let n = r.count(8)?;
+    lines.commands.reserve(n);
+    for _ in 0..n {
+        lines.commands.push(decode_line(r)?);
+    }
+    Ok(lines)
 }
 
 fn open_slice(bytes: &[u8], key: &[u8]) -> Result<Snapshot, SnapshotError> {
@@ -747,10 +833,7 @@ pub fn decode_all(bytes: &[u8], key: &[u8]) -> Result<Policy, SnapshotError> {
     if end != bytes.len() as u64 {
         return Err(corrupt("length differs from the layout"));
     }
-    Ok(Policy {
-        rules,
-        tests: Vec::new(),
-    })
+    Ok(Policy { rules })
 }
 
 /// Only the rules that name `user` or one of `groups`, in load order.
@@ -762,27 +845,21 @@ pub fn decode_for(
 ) -> Result<Policy, SnapshotError> {
     let snap = open_slice(bytes, key)?;
     let rules = snap.read_rules(Want::Naming { user, groups }, &mut slice_reader(bytes))?;
-    Ok(Policy {
-        rules,
-        tests: Vec::new(),
-    })
+    Ok(Policy { rules })
 }
 
 /// Only the rules of these names, in load order.
 pub fn decode_named(bytes: &[u8], key: &[u8], names: &[String]) -> Result<Policy, SnapshotError> {
     let snap = open_slice(bytes, key)?;
     let rules = snap.read_rules(Want::Named(names), &mut slice_reader(bytes))?;
-    Ok(Policy {
-        rules,
-        tests: Vec::new(),
-    })
+    Ok(Policy { rules })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decide::names_user;
-    use crate::PolicySource;
+    use crate::policy::PolicySource;
 
     /// A small deterministic generator (xorshift), so the policies vary without a dependency.
     struct Rng(u64);
@@ -1081,5 +1158,89 @@ mod tests {
         let rec = &bytes[found[0].1.start as usize..found[0].1.end as usize];
         assert_eq!(decode_record(rec, 5).unwrap(), p.rules[5]);
         assert!(decode_record(rec, 6).is_err());
+    }
+
+    #[test]
+    fn a_sealed_record_the_loader_would_refuse_is_refused() {
+        // Checksums only catch damage: a record written with valid checksums (by a bug, or
+        // by hand) must still hold only values the loader accepts.
+        let p = &policies()[3];
+        let rule = &p.rules[0];
+        assert_eq!(decode_record(&encode_rule(rule, 0), 0).unwrap(), *rule);
+        type Change = fn(&mut Rule);
+        let changes: &[(&str, Change)] = &[
+            ("rule name", |r| r.name = "bad name".into()),
+            ("user or group name", |r| r.users = vec!["..".into()]),
+            ("user or group name", |r| r.groups = vec!["1000".into()]),
+            ("rule without users", |r| {
+                r.users.clear();
+                r.groups.clear();
+            }),
+            ("hosts", |r| r.hosts = vec!["web 1".into()]),
+            ("hosts", |r| r.hosts.clear()),
+            ("commands", |r| r.commands.clear()),
+            ("run_as", |r| r.run_as = RunAs::User(".".into())),
+            ("capabilities", |r| {
+                r.run_as = RunAs::Invoker;
+                r.capabilities = CapSet::all();
+            }),
+            ("max_duration", |r| r.max_duration = Duration::ZERO),
+            ("env_keep", |r| r.env_keep = vec!["LD_PRELOAD".into()]),
+            ("env_keep", |r| r.env_keep = vec!["APP_ENV".into()]),
+            ("env_keep_unchecked", |r| {
+                r.env_keep_unchecked = vec!["PYTHONPATH".into()]
+            }),
+            ("env_keep_unchecked", |r| {
+                r.env_keep_unchecked = vec!["TERM".into()]
+            }),
+            ("allow_risks", |r| {
+                r.allow_risks = vec!["Shell escape".into()]
+            }),
+        ];
+        for (what, change) in changes {
+            let mut bad = rule.clone();
+            change(&mut bad);
+            assert_eq!(
+                decode_record(&encode_rule(&bad, 0), 0),
+                Err(corrupt(format!("invalid {what}"))),
+                "{bad:?}"
+            );
+        }
+        // A command pattern is parsed again: a relative program is refused.
+        let mut bad = rule.clone();
+        bad.commands[0] = CommandPattern {
+            program: "bin/x".into(),
+            args: Vec::new(),
+            rest: false,
+        };
+        assert!(decode_record(&encode_rule(&bad, 0), 0).is_err());
+    }
+
+    #[test]
+    fn the_fuzz_seeds_are_snapshots_of_this_format() {
+        // fuzz/corpus/snapshot/seed-* start the snapshot fuzz target from real snapshots; after
+        // a FORMAT bump they would all be stale and the fuzzer would start from nothing.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/snapshot");
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("seed-")
+            {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let key = b"fuzz seed: file identities and versions go here";
+            assert!(
+                decode_all(&bytes, key).is_ok(),
+                "{} is not a format {FORMAT} snapshot: in fuzz/, run cargo run --example snapshot_seeds -- corpus/snapshot",
+                path.display()
+            );
+            seeds += 1;
+        }
+        assert!(seeds >= 3, "{seeds} seeds in {dir}");
     }
 }

@@ -1,30 +1,22 @@
 //! A TOML document as a tree that remembers where every value came from, so that
 //! errors can say `file:LINE: field: message`.
 //!
-//! Parsing goes through `toml::Deserializer` (serde). Spans are requested with the
-//! same protocol as `toml::Spanned`, but each node accepts a value without a span
-//! too (implicit tables, datetimes), which plain `toml::Spanned` does not.
+//! toml's own parser, [`DeTable::parse`], gives every key and every value its byte span;
+//! this module turns its tree into [`Node`]s holding plain values (integers as `i64`), in
+//! document order, and byte offsets into lines.
 
-use crate::error::Location;
+use crate::error::{Location, PolicyError};
 use crate::text::{distance, quote};
-use crate::PolicyError;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use std::fmt;
 use std::ops::Range;
+use toml::de::{DeFloat, DeInteger, DeTable, DeValue};
+use toml::Spanned;
 
-// The serde_spanned protocol (`toml::Spanned`): a struct with these name and fields
-// asks the TOML deserializer for the span of the value.
-const SPANNED_NAME: &str = "$__serde_spanned_private_Spanned";
-const SPANNED_START: &str = "$__serde_spanned_private_start";
-const SPANNED_END: &str = "$__serde_spanned_private_end";
-const SPANNED_VALUE: &str = "$__serde_spanned_private_value";
-const SPANNED_FIELDS: &[&str] = &[SPANNED_START, SPANNED_END, SPANNED_VALUE];
-// How toml hands over a datetime: a map with this single key.
-const DATETIME_FIELD: &str = "$__toml_private_datetime";
+/// Where to point a message: a byte range of the file, or nowhere (the file as a whole).
+pub(crate) type Span<'e> = Option<&'e Range<usize>>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
-    pub span: Option<Range<usize>>,
+    pub span: Range<usize>,
     pub value: Raw,
 }
 
@@ -32,11 +24,11 @@ pub(crate) struct Node {
 pub(crate) enum Raw {
     Str(String),
     Int(i64),
-    // Floats and date-times are never valid in a policy; their values are kept only for
-    // `{:?}` when debugging.
-    Float(#[allow(dead_code)] f64),
+    /// Floats and date-times are never valid in a policy or the settings: only their kind
+    /// is kept, for the message.
+    Float,
     Bool(bool),
-    Datetime(#[allow(dead_code)] String),
+    Datetime,
     Array(Vec<Node>),
     Table(Vec<Entry>),
 }
@@ -44,7 +36,7 @@ pub(crate) enum Raw {
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub key: String,
-    pub key_span: Option<Range<usize>>,
+    pub key_span: Range<usize>,
     pub node: Node,
 }
 
@@ -53,256 +45,90 @@ impl Raw {
         match self {
             Raw::Str(_) => "a string",
             Raw::Int(_) => "an integer",
-            Raw::Float(_) => "a float",
+            Raw::Float => "a float",
             Raw::Bool(_) => "a boolean",
-            Raw::Datetime(_) => "a date-time",
+            Raw::Datetime => "a date-time",
             Raw::Array(_) => "an array",
             Raw::Table(_) => "a table",
         }
     }
 }
 
-// ---------------------------------------------------------------- deserialization
+// ---------------------------------------------------------------- from toml's tree
 
-/// A field name of the spanned protocol, read without allocating (a `String` per name
-/// was several allocations per TOML value, a measurable part of loading a large policy).
-enum SpanField {
-    Start,
-    End,
-    Value,
-    /// Anything else; the name is kept for the error message.
-    Other(String),
+/// A value toml parsed but this crate cannot hold, with where it is.
+struct Unrepresentable {
+    span: Range<usize>,
+    message: String,
 }
 
-impl<'de> Deserialize<'de> for SpanField {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(SpanFieldVisitor)
-    }
-}
-
-struct SpanFieldVisitor;
-
-impl Visitor<'_> for SpanFieldVisitor {
-    type Value = SpanField;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a span field name")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<SpanField, E> {
-        Ok(match v {
-            SPANNED_START => SpanField::Start,
-            SPANNED_END => SpanField::End,
-            SPANNED_VALUE => SpanField::Value,
-            other => SpanField::Other(other.to_string()),
-        })
-    }
-}
-
-struct SpanParts<T> {
-    start: Option<usize>,
-    end: Option<usize>,
-    value: Option<T>,
-}
-
-/// Read the rest of a spanned-protocol map whose first key (`start`) was consumed.
-fn read_spanned<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
-    mut map: A,
-) -> Result<(Range<usize>, T), A::Error> {
-    let mut parts = SpanParts::<T> {
-        start: Some(map.next_value()?),
-        end: None,
-        value: None,
+fn node(value: Spanned<DeValue<'_>>) -> Result<Node, Unrepresentable> {
+    let span = value.span();
+    let bad = |message: String| Unrepresentable {
+        span: span.clone(),
+        message,
     };
-    while let Some(k) = map.next_key::<SpanField>()? {
-        match k {
-            SpanField::Start => parts.start = Some(map.next_value()?),
-            SpanField::End => parts.end = Some(map.next_value()?),
-            SpanField::Value => parts.value = Some(map.next_value()?),
-            SpanField::Other(other) => {
-                return Err(de::Error::custom(format!("unexpected span field {other}")))
-            }
-        }
-    }
-    match parts {
-        SpanParts {
-            start: Some(s),
-            end: Some(e),
-            value: Some(v),
-        } => Ok((s..e, v)),
-        _ => Err(de::Error::custom("incomplete span")),
-    }
+    let value = match value.into_inner() {
+        DeValue::String(s) => Raw::Str(s.into_owned()),
+        DeValue::Integer(i) => Raw::Int(integer(&i).map_err(bad)?),
+        DeValue::Float(f) => float(&f).map_err(bad)?,
+        DeValue::Boolean(b) => Raw::Bool(b),
+        DeValue::Datetime(_) => Raw::Datetime,
+        DeValue::Array(items) => Raw::Array(items.into_iter().map(node).collect::<Result<_, _>>()?),
+        DeValue::Table(t) => Raw::Table(entries(t)?),
+    };
+    Ok(Node { span, value })
 }
 
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-fn plain(value: Raw) -> Node {
-    Node { span: None, value }
-}
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-        RawVisitor.visit_bool(v).map(plain)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        RawVisitor.visit_i64(v).map(plain)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        RawVisitor.visit_u64(v).map(plain)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        RawVisitor.visit_f64(v).map(plain)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        RawVisitor.visit_str(v).map(plain)
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
-        RawVisitor.visit_string(v).map(plain)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Node, A::Error> {
-        RawVisitor.visit_seq(seq).map(plain)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let Some(first) = map.next_key::<Key>()? else {
-            return Ok(plain(Raw::Table(Vec::new())));
-        };
-        if first.name == SPANNED_START && first.span.is_none() {
-            let (span, value) = read_spanned::<A, Raw>(map)?;
-            return Ok(Node {
-                span: Some(span),
-                value,
-            });
-        }
-        finish_map(first, map).map(plain)
-    }
-}
-
-impl<'de> Deserialize<'de> for Raw {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RawVisitor)
-    }
-}
-
-struct RawVisitor;
-
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = Raw;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw, E> {
-        Ok(Raw::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw, E> {
-        Ok(Raw::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
-        i64::try_from(v)
-            .map(Raw::Int)
-            .map_err(|_| E::custom("integer too large"))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
-        Ok(Raw::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
-        Ok(Raw::Str(v.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Raw, E> {
-        Ok(Raw::Str(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-        let mut items = Vec::new();
-        while let Some(n) = seq.next_element::<Node>()? {
-            items.push(n);
-        }
-        Ok(Raw::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
-        match map.next_key::<Key>()? {
-            None => Ok(Raw::Table(Vec::new())),
-            Some(first) => finish_map(first, map),
-        }
-    }
-}
-
-/// A table (or a datetime) whose first key has been read.
-fn finish_map<'de, A: MapAccess<'de>>(first: Key, mut map: A) -> Result<Raw, A::Error> {
-    if first.name == DATETIME_FIELD && first.span.is_none() {
-        let s: String = map.next_value()?;
-        return Ok(Raw::Datetime(s));
-    }
-    let mut entries = vec![Entry {
-        node: map.next_value()?,
-        key: first.name,
-        key_span: first.span,
-    }];
-    while let Some(k) = map.next_key::<Key>()? {
-        entries.push(Entry {
-            node: map.next_value()?,
-            key: k.name,
-            key_span: k.span,
-        });
-    }
-    Ok(Raw::Table(entries))
-}
-
-/// A table key, with its span when the deserializer gives one.
-struct Key {
-    name: String,
-    span: Option<Range<usize>>,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        Ok(Key {
-            name: v.to_string(),
-            span: None,
+fn entries(table: DeTable<'_>) -> Result<Vec<Entry>, Unrepresentable> {
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            Ok(Entry {
+                key_span: k.span(),
+                key: k.into_inner().into_owned(),
+                node: node(v)?,
+            })
         })
+        .collect()
+}
+
+/// An integer as `i64`. Out of range, the messages are the ones toml's serde
+/// deserializer gave (this crate read documents through it before).
+fn integer(i: &DeInteger<'_>) -> Result<i64, String> {
+    let (digits, radix) = (i.as_str(), i.radix());
+    if let Ok(v) = i64::from_str_radix(digits, radix) {
+        return Ok(v);
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Key, E> {
-        Ok(Key {
-            name: v,
-            span: None,
-        })
+    if u64::from_str_radix(digits, radix).is_ok() {
+        return Err("integer too large".to_string());
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
-        match map.next_key::<SpanField>()? {
-            Some(SpanField::Start) => {
-                let (span, name) = read_spanned::<A, String>(map)?;
-                Ok(Key {
-                    name,
-                    span: Some(span),
-                })
-            }
-            _ => Err(de::Error::custom("expected a key")),
-        }
+    if let Ok(v) = i128::from_str_radix(digits, radix) {
+        return Err(format!(
+            "invalid type: integer `{v}` as i128, expected a TOML value"
+        ));
+    }
+    if let Ok(v) = u128::from_str_radix(digits, radix) {
+        return Err(format!(
+            "invalid type: integer `{v}` as u128, expected a TOML value"
+        ));
+    }
+    Err("integer number overflowed".to_string())
+}
+
+/// A float is never valid here, but one that does not fit an `f64` is reported as toml's
+/// deserializer did.
+fn float(f: &DeFloat<'_>) -> Result<Raw, String> {
+    match f.as_str().parse::<f64>() {
+        Ok(v) if !v.is_infinite() || f.as_str().contains("inf") => Ok(Raw::Float),
+        _ => Err("floating-point number overflowed".to_string()),
     }
 }
 
 // ---------------------------------------------------------------- documents and errors
 
 /// A string from an array, with the span to report for it.
-pub(crate) type Located<'e> = (&'e str, Option<&'e Range<usize>>);
+pub(crate) type Located<'e> = (&'e str, &'e Range<usize>);
 
 /// One file being read: its name for messages and where its lines start.
 pub(crate) struct Doc<'a> {
@@ -316,30 +142,21 @@ impl<'a> Doc<'a> {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         let doc = Doc { name, line_starts };
-        let root = toml::Deserializer::parse(text)
-            .and_then(Node::deserialize)
-            .map_err(|e| {
-                let message = e
-                    .message()
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                PolicyError::Invalid {
-                    at: doc.loc(e.span().as_ref()),
-                    field: "TOML syntax".to_string(),
-                    message,
-                }
-            })?;
-        match root.value {
-            Raw::Table(entries) => Ok((doc, entries)),
-            other => Err(PolicyError::Invalid {
-                at: doc.loc(None),
-                field: "TOML syntax".to_string(),
-                message: format!("expected a table at the top level, found {}", other.kind()),
-            }),
-        }
+        let root =
+            DeTable::parse(text).map_err(|e| doc.syntax_error(e.span().as_ref(), e.message()))?;
+        let root =
+            entries(root.into_inner()).map_err(|e| doc.syntax_error(Some(&e.span), &e.message))?;
+        Ok((doc, root))
+    }
+
+    fn syntax_error(&self, span: Span<'_>, message: &str) -> PolicyError {
+        let message = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.err(span, "TOML syntax", message)
     }
 
     /// 1-based line of a byte offset.
@@ -347,28 +164,33 @@ impl<'a> Doc<'a> {
         self.line_starts.partition_point(|&s| s <= offset)
     }
 
-    pub fn loc(&self, span: Option<&Range<usize>>) -> Location {
+    pub fn loc(&self, span: Span<'_>) -> Location {
         Location {
             file: self.name.to_string(),
             line: span.map_or(0, |s| self.line(s.start)),
         }
     }
 
-    pub fn err(
+    pub fn err<'s>(
         &self,
-        span: Option<&Range<usize>>,
+        span: impl Into<Span<'s>>,
         field: &str,
         message: impl Into<String>,
     ) -> PolicyError {
         PolicyError::Invalid {
-            at: self.loc(span),
+            at: self.loc(span.into()),
             field: field.to_string(),
             message: message.into(),
         }
     }
 
     /// Turn a [`PolicyError::Value`] from a parser helper into a located error.
-    pub fn locate(&self, e: PolicyError, span: Option<&Range<usize>>, field: &str) -> PolicyError {
+    pub fn locate<'s>(
+        &self,
+        e: PolicyError,
+        span: impl Into<Span<'s>>,
+        field: &str,
+    ) -> PolicyError {
         match e {
             PolicyError::Value(message) => self.err(span, field, message),
             other => other,
@@ -382,34 +204,30 @@ impl<'a> Doc<'a> {
         valid: &[&str],
         field: &str,
     ) -> Result<(), PolicyError> {
-        for e in entries {
-            if valid.contains(&e.key.as_str()) {
-                continue;
-            }
-            let hint = valid
-                .iter()
-                .map(|v| (distance(&e.key.to_ascii_lowercase(), v), v))
-                .filter(|(d, v)| *d <= 2.max(v.len() / 4))
-                .min()
-                .map(|(_, v)| format!(" (did you mean {}?)", quote(v)))
-                .unwrap_or_default();
-            let span = e.key_span.as_ref().or(e.node.span.as_ref());
-            return Err(self.err(
-                span,
-                field,
-                format!(
-                    "unknown key {}{hint}; valid keys: {}",
-                    quote(&e.key),
-                    valid.join(", ")
-                ),
-            ));
-        }
-        Ok(())
+        let Some(e) = entries.iter().find(|e| !valid.contains(&e.key.as_str())) else {
+            return Ok(());
+        };
+        let hint = valid
+            .iter()
+            .map(|v| (distance(&e.key.to_ascii_lowercase(), v), v))
+            .filter(|(d, v)| *d <= 2.max(v.len() / 4))
+            .min()
+            .map(|(_, v)| format!(" (did you mean {}?)", quote(v)))
+            .unwrap_or_default();
+        Err(self.err(
+            &e.key_span,
+            field,
+            format!(
+                "unknown key {}{hint}; valid keys: {}",
+                quote(&e.key),
+                valid.join(", ")
+            ),
+        ))
     }
 
-    /// The line to report for an entry: where its key is (else its value).
-    pub fn entry_span<'e>(&self, e: &'e Entry) -> Option<&'e Range<usize>> {
-        e.key_span.as_ref().or(e.node.span.as_ref())
+    /// The line to report for an entry: where its key is.
+    pub fn entry_span<'e>(&self, e: &'e Entry) -> &'e Range<usize> {
+        &e.key_span
     }
 
     fn type_err(&self, e: &Entry, field: &str, want: &str) -> PolicyError {
@@ -461,9 +279,9 @@ impl<'a> Doc<'a> {
         items
             .iter()
             .map(|n| match &n.value {
-                Raw::Str(s) => Ok((s.as_str(), n.span.as_ref().or(self.entry_span(e)))),
+                Raw::Str(s) => Ok((s.as_str(), &n.span)),
                 other => Err(self.err(
-                    n.span.as_ref().or(self.entry_span(e)),
+                    &n.span,
                     field,
                     format!(
                         "expected an array of strings such as {example}, found {} in it",
@@ -496,23 +314,23 @@ mod tests {
         let text = "a = 1\n\n[t]\nb = \"x\"\nc = [\n  \"p\",\n  \"q\",\n]\nd.e = true\nf = 1979-05-27T07:32:00Z\n[[r]]\ng = 1\n[[r]]\ng = 2\n";
         let (doc, root) = parse(text);
         assert_eq!(root[0].key, "a");
-        assert_eq!(doc.line(doc.entry_span(&root[0]).unwrap().start), 1);
+        assert_eq!(doc.line(doc.entry_span(&root[0]).start), 1);
         let t = doc.table(&root[1], "t").unwrap();
-        assert_eq!(doc.line(root[1].node.span.as_ref().unwrap().start), 3);
-        assert_eq!(doc.line(doc.entry_span(&t[0]).unwrap().start), 4);
+        assert_eq!(doc.line(root[1].node.span.start), 3);
+        assert_eq!(doc.line(doc.entry_span(&t[0]).start), 4);
         let c = doc.strings(&t[1], "c", "[]").unwrap();
         assert_eq!(c[0].0, "p");
-        assert_eq!(doc.line(c[0].1.unwrap().start), 6);
-        assert_eq!(doc.line(c[1].1.unwrap().start), 7);
+        assert_eq!(doc.line(c[0].1.start), 6);
+        assert_eq!(doc.line(c[1].1.start), 7);
         // Dotted keys make an implicit table.
         let d = doc.table(&t[2], "d").unwrap();
         assert!(matches!(d[0].node.value, Raw::Bool(true)));
-        assert!(matches!(&t[3].node.value, Raw::Datetime(s) if s == "1979-05-27T07:32:00Z"));
+        assert!(matches!(&t[3].node.value, Raw::Datetime));
         let Raw::Array(rs) = &root[2].node.value else {
             panic!()
         };
-        assert_eq!(doc.line(rs[0].span.as_ref().unwrap().start), 11);
-        assert_eq!(doc.line(rs[1].span.as_ref().unwrap().start), 13);
+        assert_eq!(doc.line(rs[0].span.start), 11);
+        assert_eq!(doc.line(rs[1].span.start), 13);
     }
 
     #[test]
@@ -522,5 +340,46 @@ mod tests {
         let e = Doc::parse("f.toml", "a = 1\n\n\na = 2\n").err().unwrap();
         assert!(e.to_string().starts_with("f.toml:4: TOML syntax: "), "{e}");
         assert!(e.to_string().contains("duplicate key"), "{e}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_syntax_errors_at_their_line() {
+        let cases = [
+            ("9223372036854775807", None),
+            ("-9223372036854775808", None),
+            ("0x7fffffffffffffff", None),
+            ("9223372036854775808", Some("integer too large")),
+            (
+                "18446744073709551616",
+                Some("invalid type: integer `18446744073709551616` as i128, expected a TOML value"),
+            ),
+            (
+                "-9223372036854775809",
+                Some("invalid type: integer `-9223372036854775809` as i128, expected a TOML value"),
+            ),
+            (
+                "340282366920938463463374607431768211455",
+                Some("invalid type: integer `340282366920938463463374607431768211455` as u128, expected a TOML value"),
+            ),
+            (
+                "340282366920938463463374607431768211456",
+                Some("integer number overflowed"),
+            ),
+            ("1e999", Some("floating-point number overflowed")),
+            ("inf", None),
+            ("-nan", None),
+            ("1_000.5", None),
+        ];
+        for (value, want) in cases {
+            let got = Doc::parse("f.toml", &format!("a = 1\nb = {value}\n"));
+            match want {
+                None => assert!(got.is_ok(), "{value}"),
+                Some(m) => assert_eq!(
+                    got.err().unwrap().to_string(),
+                    format!("f.toml:2: TOML syntax: {m}"),
+                    "{value}"
+                ),
+            }
+        }
     }
 }

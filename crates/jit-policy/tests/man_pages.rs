@@ -5,7 +5,7 @@
 //! valid keys: ..." errors, so a key added to a parser fails this test until it is documented.
 //! A key whose value is a table is probed in turn; its sub-keys are documented as `table.key`.
 
-use jit_policy::{Policy, PolicySource, Settings};
+use jit_policy::{load_tests, Policy, PolicySource, Settings};
 use std::collections::BTreeSet;
 
 const SETTINGS_5: &str = include_str!("../../../packaging/man/jitrun.toml.5");
@@ -45,12 +45,13 @@ fn settings_error(text: &str) -> String {
     }
 }
 
+/// What `jitctl policy check` reports: the rules' errors, then the `[[test]]` cases'.
 fn policy_error(text: &str) -> String {
-    let src = PolicySource {
+    let src = [PolicySource {
         name: "policy.toml".into(),
         text: text.into(),
-    };
-    match Policy::load(&[src]) {
+    }];
+    match Policy::load(&src).and_then(|_| load_tests(&src)) {
         Ok(_) => String::new(),
         Err(e) => e.to_string(),
     }
@@ -101,6 +102,7 @@ fn every_settings_key_is_in_jitrun_toml_5() {
 fn every_policy_key_is_in_jitrun_policy_5() {
     let keys = policy_keys();
     assert!(keys.contains(&"rule.min_approvals".to_string()), "{keys:?}");
+    assert!(keys.contains(&"test.expect".to_string()), "{keys:?}");
     let documented = tags(POLICY_5);
     // Rule keys are documented under their own names in the RULES section.
     let missing: Vec<_> = keys

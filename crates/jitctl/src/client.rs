@@ -85,6 +85,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// A string field ("" when absent or not a string).
+pub fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Ids go into URL paths: refuse anything but ULID/UUID characters.
+pub fn check_id(what: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(CliError(format!(
+            "{id:?} is not a {what} id (letters, digits and '-'; `jitctl requests` and `jitctl grants` show them)"
+        )));
+    }
+    Ok(())
+}
+
 pub struct Broker {
     base: String,
     jitrun: PathBuf,
@@ -257,6 +273,15 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_checked_before_they_reach_a_url() {
+        check_id("request", "01JABCDEF0123456789ABCDEFG").unwrap();
+        check_id("grant", "0190f1a2-7c3d-7e4f-8a5b-6c7d8e9f0a1b").unwrap();
+        for bad in ["", "../x", "a/b", "a?b", "a b"] {
+            assert!(check_id("request", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sha256_of_the_empty_body() {

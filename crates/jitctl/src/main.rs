@@ -16,7 +16,6 @@ mod revocations;
 mod sessions;
 mod sudoers;
 mod sync;
-mod ulid;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -13,7 +13,8 @@
 use crate::cli::{ActivateArgs, PackArgs};
 use crate::error::{io_error, CliError, Result};
 use crate::policy::{load_sources, policy_files};
-use jit_policy::{Policy, PolicySource};
+use jit_policy::test_case::run_test;
+use jit_policy::{load_tests, Policy, PolicySource, PolicyTest};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -207,7 +208,7 @@ fn deb_file_name(name: &str, version: &str) -> String {
     format!("jitrun-policy-{name}_{v}_all.deb")
 }
 
-pub fn pack(args: &PackArgs) -> Result<()> {
+fn check_pack_args(args: &PackArgs) -> Result<()> {
     check_name(&args.name)?;
     check_version("version", &args.version)?;
     if let Some(v) = &args.depends_version {
@@ -224,46 +225,58 @@ pub fn pack(args: &PackArgs) -> Result<()> {
     {
         return Err("--description: one line".into());
     }
+    Ok(())
+}
 
-    // The package's own policy must load (the host check, with the host's other files, runs
-    // at installation), and so must its files once combined into one.
-    let files = package_files(&args.dir)?;
-    let sources = load_sources(&files)?;
-    let own = Policy::load(&sources).map_err(|e| {
+/// The package's own policy must load, with its `[[test]]` cases (the host check, with the
+/// host's other files, runs at installation), and so must its files once combined into one.
+/// Returns how many rules and tests it has.
+fn check_package_policy(args: &PackArgs, files: &[PathBuf]) -> Result<(usize, usize)> {
+    let sources = load_sources(files)?;
+    let own = load_with_tests(&sources).map_err(|e| {
         CliError(format!(
             "{e}; the package was not built (check it with: jitctl policy check {})",
             args.dir.display()
         ))
     })?;
-    let combined = combine(&args.name, &files)?;
-    let merged = Policy::load(&[PolicySource {
+    let combined = [PolicySource {
         name: target_name(&args.name, args.priority),
-        text: combined,
-    }])
-    .ok();
-    if merged.is_none_or(|m| m.rules.len() != own.rules.len() || m.tests.len() != own.tests.len()) {
+        text: combine(&args.name, files)?,
+    }];
+    let merged = load_with_tests(&combined).ok();
+    let counts = (own.0.rules.len(), own.1.len());
+    if merged.is_none_or(|(policy, tests)| (policy.rules.len(), tests.len()) != counts) {
         return Err(format!(
             "{}: the files do not combine into one policy file; write every rule as a [[rule]] table and every test as a [[test]] table (no top-level keys or inline arrays of tables)",
             args.dir.display()
         )
         .into());
     }
+    Ok(counts)
+}
 
-    fs::create_dir_all(&args.output).map_err(|e| io_error("cannot create", &args.output, &e))?;
-    let stage = TempDir::new(&args.output, ".jitctl-pack-")?;
-    let root = stage.0.join("root");
+/// The rules and the `[[test]]` cases of `sources`.
+fn load_with_tests(
+    sources: &[PolicySource],
+) -> std::result::Result<(Policy, Vec<PolicyTest>), jit_policy::PolicyError> {
+    Ok((Policy::load(sources)?, load_tests(sources)?))
+}
+
+/// The package's tree under `root`: DEBIAN/ (control, postinst, postrm) and the policy files
+/// under PACKAGES_DIR/NAME/.
+fn stage_package(args: &PackArgs, files: &[PathBuf], root: &Path) -> Result<()> {
     let debian = root.join("DEBIAN");
     let share = root.join(format!("usr/share/jitrun/policy-packages/{}", args.name));
     for d in [
-        &root,
-        &debian,
-        &root.join("usr"),
-        &root.join("usr/share"),
-        &root.join("usr/share/jitrun"),
-        &root.join("usr/share/jitrun/policy-packages"),
-        &share,
+        root.to_path_buf(),
+        debian.clone(),
+        root.join("usr"),
+        root.join("usr/share"),
+        root.join("usr/share/jitrun"),
+        root.join("usr/share/jitrun/policy-packages"),
+        share.clone(),
     ] {
-        mkdir(d, 0o755)?;
+        mkdir(&d, 0o755)?;
     }
     write_file(&debian.join("control"), &control(args), 0o644)?;
     write_file(
@@ -272,17 +285,19 @@ pub fn pack(args: &PackArgs) -> Result<()> {
         0o755,
     )?;
     write_file(&debian.join("postrm"), &postrm(&args.name), 0o755)?;
-    for f in &files {
+    for f in files {
         let file_name = f.file_name().expect("policy files have names");
         write_file(&share.join(file_name), &read_text(f)?, 0o644)?;
     }
+    Ok(())
+}
 
-    let out = args.output.join(deb_file_name(&args.name, &args.version));
+fn dpkg_deb_build(root: &Path, out: &Path) -> Result<()> {
     let result = Command::new("dpkg-deb")
         .arg("--build")
         .arg("--root-owner-group")
-        .arg(&root)
-        .arg(&out)
+        .arg(root)
+        .arg(out)
         .output()
         .map_err(|e| {
             CliError(format!(
@@ -297,11 +312,22 @@ pub fn pack(args: &PackArgs) -> Result<()> {
         )
         .into());
     }
+    Ok(())
+}
+
+pub fn pack(args: &PackArgs) -> Result<()> {
+    check_pack_args(args)?;
+    let files = package_files(&args.dir)?;
+    let (rules, tests) = check_package_policy(args, &files)?;
+    fs::create_dir_all(&args.output).map_err(|e| io_error("cannot create", &args.output, &e))?;
+    let stage = TempDir::new(&args.output, ".jitctl-pack-")?;
+    let root = stage.0.join("root");
+    stage_package(args, &files, &root)?;
+    let out = args.output.join(deb_file_name(&args.name, &args.version));
+    dpkg_deb_build(&root, &out)?;
     println!(
-        "{} ({} rules, {} tests; activates as /etc/jitrun/policy.d/{})",
+        "{} ({rules} rules, {tests} tests; activates as /etc/jitrun/policy.d/{})",
         out.display(),
-        own.rules.len(),
-        own.tests.len(),
         target_name(&args.name, args.priority)
     );
     Ok(())
@@ -326,6 +352,9 @@ fn written_by_package(path: &Path, name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The end of every refusal of `activate`.
+const UNCHANGED: &str = "; policy.d is unchanged and the previous policy stays active";
+
 /// Activate package `name` at `priority`, with explicit directories (tests use their own).
 pub fn activate_in(
     packages_dir: &Path,
@@ -335,88 +364,125 @@ pub fn activate_in(
 ) -> Result<PathBuf> {
     check_name(name)?;
     check_priority(priority)?;
-    let unchanged = "; policy.d is unchanged and the previous policy stays active";
-    let pkg_dir = packages_dir.join(name);
-    let files = package_files(&pkg_dir).map_err(|e| CliError(format!("{e}{unchanged}")))?;
+    let files =
+        package_files(&packages_dir.join(name)).map_err(|e| CliError(format!("{e}{UNCHANGED}")))?;
     let combined = combine(name, &files)?;
-
-    let policy_toml = etc_dir.join("policy.toml");
     let dropins = etc_dir.join("policy.d");
     let target = dropins.join(target_name(name, priority));
     if target.exists() && !written_by_package(&target, name) {
         return Err(format!(
-            "{} exists and was not written for package jitrun-policy-{name} (its first line is not \"{MARKER}{name}\"); move it away or pick another --priority{unchanged}",
+            "{} exists and was not written for package jitrun-policy-{name} (its first line is not \"{MARKER}{name}\"); move it away or pick another --priority{UNCHANGED}",
             target.display()
         )
         .into());
     }
+    let candidate = Candidate::assemble(etc_dir, name, &target, &combined)?;
+    let rules = check_candidate(name, &files, &candidate.sources, &target)?;
+    install(&target, &combined, &candidate.stale)?;
+    println!(
+        "activated policy package {name}: {} ({} files; the policy now has {rules} rules from {} files)",
+        target.display(),
+        files.len(),
+        candidate.sources.len()
+    );
+    Ok(target)
+}
 
-    // The candidate: policy.toml, then policy.d/ without any file of this package, plus the
-    // new NN-NAME.toml; in a private directory, loaded exactly as jitrun loads /etc/jitrun.
-    let mut stale = Vec::new();
-    let tmp = TempDir::new(&std::env::temp_dir(), "jitctl-activate-")?;
-    let cand_dropins = tmp.0.join("policy.d");
-    mkdir(&cand_dropins, 0o700)?;
-    let mut paths = Vec::new();
-    if policy_toml.exists() {
-        write_file(&tmp.0.join("policy.toml"), &read_text(&policy_toml)?, 0o600)?;
-        paths.push(tmp.0.join("policy.toml"));
-    }
-    if dropins.is_dir() {
-        for f in policy_files(std::slice::from_ref(&dropins))? {
-            let file_name = f.file_name().unwrap_or_default().to_string_lossy();
-            if is_package_file_name(&file_name, name) && written_by_package(&f, name) {
-                if f != target {
-                    stale.push(f.clone());
-                }
-                continue;
-            }
-            write_file(&cand_dropins.join(&*file_name), &read_text(&f)?, 0o600)?;
+/// The policy the host would have with the package active: policy.toml, then policy.d/
+/// without any file of this package, plus the new NN-NAME.toml; copied into a private
+/// directory and loaded exactly as jitrun loads /etc/jitrun.
+struct Candidate {
+    /// The files, named where they will be (not as the temporary copies).
+    sources: Vec<PolicySource>,
+    /// This package's files under other priorities, removed once the new one is in place.
+    stale: Vec<PathBuf>,
+}
+
+impl Candidate {
+    fn assemble(etc_dir: &Path, name: &str, target: &Path, combined: &str) -> Result<Candidate> {
+        let policy_toml = etc_dir.join("policy.toml");
+        let dropins = etc_dir.join("policy.d");
+        let mut stale = Vec::new();
+        let tmp = TempDir::new(&std::env::temp_dir(), "jitctl-activate-")?;
+        let cand_dropins = tmp.0.join("policy.d");
+        mkdir(&cand_dropins, 0o700)?;
+        let mut paths = Vec::new();
+        if policy_toml.exists() {
+            write_file(&tmp.0.join("policy.toml"), &read_text(&policy_toml)?, 0o600)?;
+            paths.push(tmp.0.join("policy.toml"));
         }
+        if dropins.is_dir() {
+            for f in policy_files(std::slice::from_ref(&dropins))? {
+                let file_name = f.file_name().unwrap_or_default().to_string_lossy();
+                if is_package_file_name(&file_name, name) && written_by_package(&f, name) {
+                    if f != target {
+                        stale.push(f.clone());
+                    }
+                    continue;
+                }
+                write_file(&cand_dropins.join(&*file_name), &read_text(&f)?, 0o600)?;
+            }
+        }
+        let file_name = target.file_name().expect("NN-NAME.toml");
+        write_file(&cand_dropins.join(file_name), combined, 0o600)?;
+        paths.push(cand_dropins);
+        let (from, to) = (tmp.0.display().to_string(), etc_dir.display().to_string());
+        let sources = load_sources(&policy_files(&paths)?)?
+            .into_iter()
+            .map(|s| PolicySource {
+                name: s.name.replacen(&from, &to, 1),
+                text: s.text,
+            })
+            .collect();
+        Ok(Candidate { sources, stale })
     }
-    write_file(
-        &cand_dropins.join(target_name(name, priority)),
-        &combined,
-        0o600,
-    )?;
-    paths.push(cand_dropins);
-    // Messages name the files where they will be, not the temporary copies.
-    let sources: Vec<PolicySource> = load_sources(&policy_files(&paths)?)?
-        .into_iter()
-        .map(|s| PolicySource {
-            name: s.name.replacen(
-                &tmp.0.display().to_string(),
-                &etc_dir.display().to_string(),
-                1,
-            ),
-            text: s.text,
-        })
-        .collect();
-    // Load it twice: with the package's own files in the new file's place, so that a message
-    // names the line of the file the package author wrote; then exactly as it will be written.
+}
+
+/// The candidate must load, with its `[[test]]` cases, and every case (the package's and the
+/// host's) must pass. It is loaded twice: with the package's own files in the new file's
+/// place, so that a message (and a failing case) names the line of the file the package
+/// author wrote; then exactly as it will be written. Returns how many rules it has.
+fn check_candidate(
+    name: &str,
+    files: &[PathBuf],
+    sources: &[PolicySource],
+    target: &Path,
+) -> Result<usize> {
     let target_source = target.display().to_string();
     let mut split = Vec::new();
-    for s in &sources {
+    for s in sources {
         if s.name == target_source {
-            split.extend(load_sources(&files)?);
+            split.extend(load_sources(files)?);
         } else {
             split.push(s.clone());
         }
     }
-    // The tests run on the first load, so that a failing case names the package's own file.
-    let policy = Policy::load(&split)
-        .and_then(|p| Policy::load(&sources).map(|_| p))
+    let (policy, tests) = load_with_tests(&split)
+        .and_then(|loaded| load_with_tests(sources).map(|_| loaded))
         .map_err(|e| {
             CliError(format!(
-                "policy package {name} not activated: with it the policy would not load: {e}{unchanged}"
+                "policy package {name} not activated: with it the policy would not load: {e}{UNCHANGED}"
             ))
         })?;
-    // Every [[test]] case of the resulting policy (the package's and the host's) must pass.
-    let failures: Vec<String> = policy
-        .tests
+    let failures = failing_tests(&policy, &tests);
+    if !failures.is_empty() {
+        return Err(format!(
+            "policy package {name} not activated: {} of {} policy test(s) fail with it: {}{UNCHANGED}",
+            failures.len(),
+            tests.len(),
+            failures.join("; ")
+        )
+        .into());
+    }
+    Ok(policy.rules.len())
+}
+
+/// `FILE:LINE: LABEL: what differs (got: ...)` for each case that fails.
+fn failing_tests(policy: &Policy, tests: &[PolicyTest]) -> Vec<String> {
+    tests
         .iter()
         .filter_map(|t| {
-            let o = jit_policy::test_case::run_test(&policy, t);
+            let o = run_test(policy, t);
             (!o.passed).then(|| {
                 format!(
                     "{}:{}: {}: {} (got: {})",
@@ -428,41 +494,30 @@ pub fn activate_in(
                 )
             })
         })
-        .collect();
-    if !failures.is_empty() {
-        return Err(format!(
-            "policy package {name} not activated: {} of {} policy test(s) fail with it: {}{unchanged}",
-            failures.len(),
-            policy.tests.len(),
-            failures.join("; ")
-        )
-        .into());
-    }
+        .collect()
+}
 
-    // Write beside the target (a name the loader ignores), then rename over it.
-    mkdir(&dropins, 0o755)?;
-    let new = dropins.join(format!(".{}.new", target_name(name, priority)));
+/// Write the combined file beside the target (a name the loader ignores), remove the
+/// package's files under other priorities, rename it over the target, sync the directory.
+fn install(target: &Path, combined: &str, stale: &[PathBuf]) -> Result<()> {
+    let dropins = target.parent().expect("policy.d/NN-NAME.toml");
+    let file_name = target.file_name().expect("NN-NAME.toml").to_string_lossy();
+    mkdir(dropins, 0o755)?;
+    let new = dropins.join(format!(".{file_name}.new"));
     match fs::remove_file(&new) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error("cannot remove", &new, &e)),
     }
-    write_file(&new, &combined, 0o644)?;
-    for f in &stale {
+    write_file(&new, combined, 0o644)?;
+    for f in stale {
         fs::remove_file(f).map_err(|e| io_error("cannot remove", f, &e))?;
     }
-    fs::rename(&new, &target).map_err(|e| io_error("cannot rename into place", &target, &e))?;
-    fs::File::open(&dropins)
+    fs::rename(&new, target).map_err(|e| io_error("cannot rename into place", target, &e))?;
+    fs::File::open(dropins)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("cannot sync", &dropins, &e))?;
-    println!(
-        "activated policy package {name}: {} ({} files; the policy now has {} rules from {} files)",
-        target.display(),
-        files.len(),
-        policy.rules.len(),
-        sources.len()
-    );
-    Ok(target)
+        .map_err(|e| io_error("cannot sync", dropins, &e))?;
+    Ok(())
 }
 
 /// Activate, then compile the policy snapshot jitrun reads (`jitctl policy compile`), so that

@@ -3,7 +3,10 @@ use crate::cli::{CheckArgs, ExplainArgs, TestArgs};
 use crate::error::{io_error, CliError, Result};
 use crate::lint::{allowed_at, lint, Severity};
 use jit_policy::explain::Verdict;
-use jit_policy::{Decision, Policy, PolicySource, Request, RunAs, Settings};
+use jit_policy::test_case::run_test;
+use jit_policy::{
+    load_tests, Decision, Policy, PolicySource, PolicyTest, Request, RunAs, Settings,
+};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +103,16 @@ fn load_policy_sources(paths: &[PathBuf]) -> Result<(Policy, Vec<PolicySource>)>
     Ok((Policy::load(&sources)?, sources))
 }
 
+/// The policy, its `[[test]]` cases (which jitrun never reads: errors in them are reported
+/// here, by `check` and `test`) and the sources.
+fn load_policy_and_tests(
+    paths: &[PathBuf],
+) -> Result<(Policy, Vec<PolicyTest>, Vec<PolicySource>)> {
+    let (policy, sources) = load_policy_sources(paths)?;
+    let tests = load_tests(&sources)?;
+    Ok((policy, tests, sources))
+}
+
 /// `--settings FILE`, else /etc/jitrun/jitrun.toml when it exists, else the defaults.
 pub fn load_settings(path: Option<&Path>) -> Result<Settings> {
     let path = match path {
@@ -112,7 +125,7 @@ pub fn load_settings(path: Option<&Path>) -> Result<Settings> {
 }
 
 pub fn check(args: &CheckArgs) -> Result<()> {
-    let (policy, sources) = load_policy_sources(&args.paths)?;
+    let (policy, tests, sources) = load_policy_and_tests(&args.paths)?;
     let files = sources.len();
     let settings = load_settings(args.settings.as_deref())?;
     let mut findings = lint(&policy, &settings);
@@ -145,7 +158,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     println!(
         "ok: {} rules, {} tests from {files} files; {warnings} warning(s), {acknowledged} acknowledged by allow_risks, {silenced} silenced by jitctl-lint comments",
         policy.rules.len(),
-        policy.tests.len(),
+        tests.len(),
     );
     Ok(())
 }
@@ -167,8 +180,9 @@ fn risks_of(policy: &Policy, settings: &Settings, rule: &str) -> Vec<String> {
 }
 
 pub fn test(args: &TestArgs) -> Result<()> {
-    let (policy, files) = load_policy(&args.paths)?;
-    if policy.tests.is_empty() {
+    let (policy, tests, sources) = load_policy_and_tests(&args.paths)?;
+    let files = sources.len();
+    if tests.is_empty() {
         // Not a failure: a policy package without tests must still install (its rules are
         // checked by `check`); but say so, since nothing was verified.
         println!("0 passed, 0 failed");
@@ -178,8 +192,8 @@ pub fn test(args: &TestArgs) -> Result<()> {
         return Ok(());
     }
     let mut failed = 0usize;
-    for t in &policy.tests {
-        let o = jit_policy::test_case::run_test(&policy, t);
+    for t in &tests {
+        let o = run_test(&policy, t);
         let at = format!("{}:{}", t.source.file, t.source.line);
         if o.passed {
             println!("ok      {at}: {}", t.label());
@@ -193,10 +207,10 @@ pub fn test(args: &TestArgs) -> Result<()> {
             println!("        got: {}", o.got);
         }
     }
-    let passed = policy.tests.len() - failed;
+    let passed = tests.len() - failed;
     println!("\n{passed} passed, {failed} failed");
     if failed > 0 {
-        return Err(format!("{failed} of {} policy test(s) failed", policy.tests.len()).into());
+        return Err(format!("{failed} of {} policy test(s) failed", tests.len()).into());
     }
     Ok(())
 }
@@ -303,14 +317,24 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
             g.id, g.rule
         );
     }
-    let decided = match &e.decision {
+    print_decision(&e.decision, &policy, &settings, &args.user);
+    print_rules(&e.rules);
+    match e.decision {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny(_) => Err("the request would be denied (see above)".into()),
+    }
+}
+
+/// The decision, the rule it names and that rule's lint findings.
+fn print_decision(decision: &Decision<'_>, policy: &Policy, settings: &Settings, user: &str) {
+    let decided = match decision {
         Decision::Allow { rule, caps, run_as } => {
             println!("decision: allow");
             println!(
                 "rule:     \"{}\" ({}:{})",
                 rule.name, rule.source.file, rule.source.line
             );
-            println!("run as:   {}", run_as_text(run_as, &args.user));
+            println!("run as:   {}", run_as_text(run_as, user));
             println!("caps:     {caps}");
             println!("record:   {}", record_text(rule, &settings.record));
             Some(rule.name.clone())
@@ -325,15 +349,19 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
         }
     };
     if let Some(name) = decided {
-        let risks = risks_of(&policy, &settings, &name);
+        let risks = risks_of(policy, settings, &name);
         if risks.is_empty() {
             println!("risks:    none (jitctl policy check finds nothing in this rule)");
         } else {
             println!("risks:    {}", risks.join("\n          "));
         }
     }
+}
+
+/// Every rule, with why it was chosen or not.
+fn print_rules(rules: &[jit_policy::explain::RuleReport<'_>]) {
     println!("rules:");
-    for r in &e.rules {
+    for r in rules {
         let at = format!("{}:{}", r.rule.source.file, r.rule.source.line);
         match &r.verdict {
             Verdict::Chosen => println!("  {:<24} matched ({at})", r.rule.name),
@@ -341,10 +369,6 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
                 println!("  {:<24} {why} ({at})", r.rule.name)
             }
         }
-    }
-    match e.decision {
-        Decision::Allow { .. } => Ok(()),
-        Decision::Deny(_) => Err("the request would be denied (see above)".into()),
     }
 }
 

@@ -3,11 +3,10 @@
 //! than the list on disk), and write it atomically (root 0644) to
 //! `/var/lib/jitrun/revocations`, where jitrun and its watchdog read it.
 
-use crate::client::Broker;
+use crate::client::{text, Broker};
 use crate::error::{io_error, CliError, Result};
-use crate::requests::text;
 use crate::sync::{host_keys, write_atomic, KEYS_DIR};
-use jit_grant::{format_time, RevocationList};
+use jit_grant::{format_time, KeySet, RevocationList};
 use std::collections::HashSet;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
@@ -27,48 +26,11 @@ pub fn sync(broker: &Broker) -> Result<i32> {
             "{KEYS_DIR} holds no trusted broker key, so no revocation list can be verified; install the broker's public key there"
         )));
     }
-    let v = broker.call("GET", "/v1/revocations", None)?;
-    let token = text(&v, "token").trim().to_string();
-    let new = RevocationList::verify(&token, &keys)
-        .map_err(|e| {
-            CliError(format!(
-                "the broker's revocation list does not verify with the keys in {KEYS_DIR}: {e}; nothing was written"
-            ))
-        })?
-        .list;
-    if let Some(seq) = v.get("seq").and_then(|s| s.as_u64()) {
-        if seq != new.seq {
-            return Err(CliError(format!(
-                "the broker says seq {seq} but its signed list has seq {}; nothing was written",
-                new.seq
-            )));
-        }
-    }
+    let (token, new) = fetch(broker, &keys)?;
     let path = Path::new(STATE_DIR).join(FILE);
-    let old = match std::fs::read_to_string(&path) {
-        Ok(t) => match RevocationList::verify(t.trim(), &keys) {
-            Ok(v) => Some(v.list),
-            Err(e) => {
-                eprintln!(
-                    "jitctl: warning: the list on disk ({}) does not verify ({e}); replacing it",
-                    path.display()
-                );
-                None
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_error("cannot read", &path, &e)),
-    };
+    let old = on_disk(&path, &keys)?;
     if let Some(old) = &old {
-        if new.seq < old.seq {
-            return Err(CliError(format!(
-                "refusing a rollback: the broker's list has seq {} (issued {}), older than seq {} (issued {}) on disk; a replayed or restored broker? nothing was written",
-                new.seq,
-                format_time(new.iat),
-                old.seq,
-                format_time(old.iat)
-            )));
-        }
+        refuse_rollback(&new, old)?;
         if new.seq == old.seq && new.iat <= old.iat {
             println!(
                 "revocation list unchanged: seq {} from {}, issued {} ({} revoked)",
@@ -91,8 +53,69 @@ pub fn sync(broker: &Broker) -> Result<i32> {
         format!("{token}\n").as_bytes(),
         0o644,
     )?;
+    report(&path, old.as_ref(), &new);
+    Ok(0)
+}
+
+/// The broker's list: its token, and the list once it verifies with `keys` and carries the
+/// `seq` the broker announced beside it.
+fn fetch(broker: &Broker, keys: &KeySet) -> Result<(String, RevocationList)> {
+    let v = broker.call("GET", "/v1/revocations", None)?;
+    let token = text(&v, "token").trim().to_string();
+    let new = RevocationList::verify(&token, keys)
+        .map_err(|e| {
+            CliError(format!(
+                "the broker's revocation list does not verify with the keys in {KEYS_DIR}: {e}; nothing was written"
+            ))
+        })?
+        .list;
+    if let Some(seq) = v.get("seq").and_then(|s| s.as_u64()) {
+        if seq != new.seq {
+            return Err(CliError(format!(
+                "the broker says seq {seq} but its signed list has seq {}; nothing was written",
+                new.seq
+            )));
+        }
+    }
+    Ok((token, new))
+}
+
+/// The list on disk, when there is one that verifies (one that does not is replaced, with a
+/// warning).
+fn on_disk(path: &Path, keys: &KeySet) -> Result<Option<RevocationList>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => match RevocationList::verify(t.trim(), keys) {
+            Ok(v) => Ok(Some(v.list)),
+            Err(e) => {
+                eprintln!(
+                    "jitctl: warning: the list on disk ({}) does not verify ({e}); replacing it",
+                    path.display()
+                );
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("cannot read", path, &e)),
+    }
+}
+
+/// A list older than the one on disk (a lower `seq`) is a replay or a restored broker.
+fn refuse_rollback(new: &RevocationList, old: &RevocationList) -> Result<()> {
+    if new.seq >= old.seq {
+        return Ok(());
+    }
+    Err(CliError(format!(
+        "refusing a rollback: the broker's list has seq {} (issued {}), older than seq {} (issued {}) on disk; a replayed or restored broker? nothing was written",
+        new.seq,
+        format_time(new.iat),
+        old.seq,
+        format_time(old.iat)
+    )))
+}
+
+/// What was written, and which grants the new list adds and drops.
+fn report(path: &Path, old: Option<&RevocationList>, new: &RevocationList) {
     let before: HashSet<&str> = old
-        .as_ref()
         .map(|o| o.revoked.iter().map(|r| r.jti.as_str()).collect())
         .unwrap_or_default();
     let after: HashSet<&str> = new.revoked.iter().map(|r| r.jti.as_str()).collect();
@@ -106,9 +129,7 @@ pub fn sync(broker: &Broker) -> Result<i32> {
     println!(
         "wrote {}: seq {}{} from {}, issued {}; {} revoked{}{}",
         path.display(),
-        old.as_ref()
-            .map(|o| format!("{} -> ", o.seq))
-            .unwrap_or_default(),
+        old.map(|o| format!("{} -> ", o.seq)).unwrap_or_default(),
         new.seq,
         new.iss,
         format_time(new.iat),
@@ -124,5 +145,4 @@ pub fn sync(broker: &Broker) -> Result<i32> {
             String::new()
         }
     );
-    Ok(0)
 }

@@ -4,9 +4,8 @@
 //! any. Files this command wrote (named after the grant they hold) are removed once their
 //! grant has expired or was revoked; other files in the store are left alone.
 
-use crate::client::{home_dir, Broker};
+use crate::client::{check_id, home_dir, text, Broker};
 use crate::error::{io_error, CliError, Result};
-use crate::requests::{check_id, text};
 use jit_grant::{KeySet, PublicKey, TokenKind};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -108,99 +107,139 @@ pub fn sync(broker: &Broker, verbose: bool) -> Result<()> {
         .mode(0o700)
         .create(&dir)
         .map_err(|e| io_error("cannot create", &dir, &e))?;
-    let keys = host_keys()?;
-    let now = OffsetDateTime::now_utc();
-    let mut stored = Vec::new();
-    let mut gone: HashSet<String> = HashSet::new();
-    let mut problems = Vec::new();
+    let fetch = Fetch {
+        me: &me.name,
+        keys: &host_keys()?,
+        dir: &dir,
+        now: OffsetDateTime::now_utc(),
+    };
+    let (mut stored, mut over, mut problems) = (Vec::new(), HashSet::new(), Vec::new());
     for g in &grants {
+        match fetch.store(g)? {
+            Fetched::Stored(line) => stored.push(line),
+            Fetched::Over(id) => {
+                over.insert(id);
+            }
+            Fetched::Skipped(problem) => problems.push(problem),
+        }
+    }
+    let removed = remove_finished(&dir, &over, fetch.now);
+    for p in &problems {
+        eprintln!("jitctl: warning: {p}");
+    }
+    if verbose {
+        report(&dir, &stored, removed);
+    }
+    Ok(())
+}
+
+/// What `sync` checks each grant the broker lists against.
+struct Fetch<'a> {
+    me: &'a str,
+    keys: &'a KeySet,
+    dir: &'a Path,
+    now: OffsetDateTime,
+}
+
+/// What became of one grant the broker listed.
+enum Fetched {
+    /// Written to the store: `ID (RULE, until EXP)`.
+    Stored(String),
+    /// Revoked or expired: its file (if this command wrote one) goes.
+    Over(String),
+    /// Not stored, and why.
+    Skipped(String),
+}
+
+impl Fetch<'_> {
+    /// Store one grant: a valid id, a readable token that is still current, for this user,
+    /// with this id, and (when the host has trusted keys) one that verifies with them.
+    fn store(&self, g: &Value) -> Result<Fetched> {
         let id = text(g, "id");
         if check_id("grant", id).is_err() {
-            problems.push(format!(
+            return Ok(Fetched::Skipped(format!(
                 "the broker sent a grant with the id {id:?}; skipped"
-            ));
-            continue;
+            )));
         }
-        let revoked = g.get("revoked").and_then(Value::as_bool) == Some(true);
         let token = text(g, "token").trim();
         let claims = jit_grant::decode_unverified(token)
             .ok()
             .and_then(|u| serde_json::from_str::<Value>(&u.payload).ok());
         let Some(claims) = claims else {
-            problems.push(format!(
+            return Ok(Fetched::Skipped(format!(
                 "grant {id}: the broker sent no readable token; skipped"
-            ));
-            continue;
+            )));
         };
+        let revoked = g.get("revoked").and_then(Value::as_bool) == Some(true);
         let exp = jit_grant::parse_time(text(&claims, "exp")).ok();
-        if revoked || exp.is_none_or(|e| e <= now) {
-            gone.insert(id.to_string());
-            continue;
+        if revoked || exp.is_none_or(|e| e <= self.now) {
+            return Ok(Fetched::Over(id.to_string()));
         }
-        if text(&claims, "jti") != id || text(&claims, "sub") != me.name {
-            problems.push(format!(
+        if text(&claims, "jti") != id || text(&claims, "sub") != self.me {
+            return Ok(Fetched::Skipped(format!(
                 "grant {id}: the token is for {:?} with id {:?}, not for you; skipped",
                 text(&claims, "sub"),
                 text(&claims, "jti")
-            ));
-            continue;
+            )));
         }
-        if !keys.is_empty() {
-            if let Err(e) = jit_grant::verify(token, &keys, TokenKind::Grant) {
-                problems.push(format!(
+        if !self.keys.is_empty() {
+            if let Err(e) = jit_grant::verify(token, self.keys, TokenKind::Grant) {
+                return Ok(Fetched::Skipped(format!(
                     "grant {id} does not verify with this host's keys in {KEYS_DIR} ({e}); not stored"
-                ));
-                continue;
+                )));
             }
         }
-        write_atomic(&dir, id, format!("{token}\n").as_bytes(), 0o600)?;
-        stored.push(format!(
+        write_atomic(self.dir, id, format!("{token}\n").as_bytes(), 0o600)?;
+        Ok(Fetched::Stored(format!(
             "{id} ({}, until {})",
             text(&claims, "rule"),
             text(&claims, "exp")
-        ));
+        )))
     }
-    // Remove what we wrote for grants that are over.
+}
+
+/// Remove the files this command wrote for grants that are over (expired, or `over` by the
+/// broker's word); how many went.
+fn remove_finished(dir: &Path, over: &HashSet<String>, now: OffsetDateTime) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
     let mut removed = 0;
-    if let Ok(entries) = fs::read_dir(&dir) {
-        for e in entries.filter_map(|e| e.ok()) {
-            let Some(name) = e.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if check_id("grant", &name).is_err() {
-                continue;
-            }
-            let path = e.path();
-            let Some(exp) = own_file(&path, &name) else {
-                continue;
-            };
-            if (exp <= now || gone.contains(&name)) && fs::remove_file(&path).is_ok() {
-                removed += 1;
-            }
+    for e in entries.filter_map(|e| e.ok()) {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if check_id("grant", &name).is_err() {
+            continue;
+        }
+        let path = e.path();
+        let Some(exp) = own_file(&path, &name) else {
+            continue;
+        };
+        if (exp <= now || over.contains(&name)) && fs::remove_file(&path).is_ok() {
+            removed += 1;
         }
     }
-    for p in &problems {
-        eprintln!("jitctl: warning: {p}");
+    removed
+}
+
+fn report(dir: &Path, stored: &[String], removed: usize) {
+    if stored.is_empty() {
+        println!("no active grants to store; ask with: jitctl request RULE --reason \"why\"");
+    } else {
+        println!(
+            "stored {} in {}: {}",
+            if stored.len() == 1 {
+                "1 grant".to_string()
+            } else {
+                format!("{} grants", stored.len())
+            },
+            dir.display(),
+            stored.join(", ")
+        );
+        println!("run your command with: jitrun COMMAND");
     }
-    if verbose {
-        if stored.is_empty() {
-            println!("no active grants to store; ask with: jitctl request RULE --reason \"why\"");
-        } else {
-            println!(
-                "stored {} in {}: {}",
-                if stored.len() == 1 {
-                    "1 grant".to_string()
-                } else {
-                    format!("{} grants", stored.len())
-                },
-                dir.display(),
-                stored.join(", ")
-            );
-            println!("run your command with: jitrun COMMAND");
-        }
-        if removed > 0 {
-            println!("removed {removed} expired or revoked grant file(s)");
-        }
+    if removed > 0 {
+        println!("removed {removed} expired or revoked grant file(s)");
     }
-    Ok(())
 }

@@ -202,10 +202,7 @@ fn decode_subset(
     let mut rules = snap.read_rules(want, &mut read).ok()?;
     // A rule named by a grant or --rule is of use only if it names the caller.
     rules.retain(|r| names_user(r, &inv.name, &inv.groups));
-    Some(Policy {
-        rules,
-        tests: Vec::new(),
-    })
+    Some(Policy { rules })
 }
 
 fn write(policy: &Policy, key: &[u8]) -> std::io::Result<()> {

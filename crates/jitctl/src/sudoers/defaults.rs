@@ -1,8 +1,25 @@
 //! `Defaults` settings: every name sudo 1.9 knows, its kind of value, and the check `visudo -c`
 //! makes of it (with visudo's messages). The table was read off Debian's sudo 1.9.13 by giving
 //! `visudo -c` each name with a series of values; tests/policy_tools compares the two again.
-use super::grammar::{Op, Setting};
 use super::options::timeout_seconds;
+
+/// How a `Defaults` line sets a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `name` or `!name`.
+    Flag(bool),
+    Set,
+    Add,
+    Remove,
+}
+
+/// One setting of a `Defaults` line: `name`, `!name`, `name=value`, `name+=value`, `name-=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub name: String,
+    pub op: Op,
+    pub value: Option<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ty {

@@ -6,7 +6,7 @@
 //! What the tree keeps is what sudo keeps: in a command list, a command without its own
 //! run-as list, tags or options inherits those of the one before it (sudo's "carry forward"),
 //! which is applied here, so every [`CmndSpec`] holds what applies to it.
-use super::defaults::check_setting;
+use super::defaults::{check_setting, Op, Setting};
 use super::lex::{tokens, Tok, Token};
 use std::collections::HashMap;
 
@@ -142,22 +142,6 @@ pub enum Binding {
     Runas(Vec<Member>),
     Host(Vec<Member>),
     Cmnd(Vec<Cmnd>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// `name` or `!name`.
-    Flag(bool),
-    Set,
-    Add,
-    Remove,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
-    pub name: String,
-    pub op: Op,
-    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

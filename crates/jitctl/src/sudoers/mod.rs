@@ -24,7 +24,8 @@ pub mod options;
 
 use crate::cli::ImportSudoersArgs;
 use crate::error::{io_error, CliError, Result};
-use grammar::{AliasKind, Binding, Body, Cmnd, CmndKind, Entry, Member, Name, Op, Runas, Setting};
+use defaults::{Op, Setting};
+use grammar::{AliasKind, Binding, Body, Cmnd, CmndKind, Entry, Member, Name, Runas};
 use jit_policy::glob::{glob_match, has_meta};
 use jit_policy::{
     env_known_safe, env_never_kept, valid_user_name, CommandPattern, Policy, PolicySource,

@@ -957,16 +957,21 @@ def test_a_delegated_cgroup_cannot_kill_the_supervisor_and_watchdog(lab, world):
             assert not pid_alive(cmd), "the command outlived its grant"
 
 
+def spawn_raw_sleep(lab, world, tag: str, seconds: int):
+    """alice runs `sleep SECONDS` on a fresh `raw-sleep` grant (CAP_NET_RAW), not waited for."""
+    raw_rules(lab, world)
+    grant = lab.user_file(world.alice, f".jitlab/{tag}-grant", lab.mint(world.alice, "raw-sleep", ttl="10m"))
+    return lab.spawn_as_user(world.alice, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep",
+                                           str(seconds)])
+
+
 def test_a_run_whose_supervisor_and_watchdog_died_is_ended_and_logged_by_the_next_jitrun(lab, world):
     """Issue 12 #1, second half: if both root processes of a run vanish anyway (only root or the
     OOM killer can end them now), the command would keep its capabilities with nothing logged.
     The next jitrun on the host, even one that refuses, finds the run's cgroup without a
     supervisor, kills the command and logs elevate.end with `supervisor_killed`."""
     a = world.alice
-    raw_rules(lab, world)
-    token = lab.mint(a, "raw-sleep", ttl="10m")
-    grant = lab.user_file(a, ".jitlab/stale-grant", token)
-    with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep", "600"]) as run:
+    with spawn_raw_sleep(lab, world, "stale", 600) as run:
         assert wait_until(lambda: events_of(run, "elevate.start"), 30), str(run)
         session = events_of(run, "elevate.start")[0].get("jitrun.session_id")
         assert exe_of(run.pid) == str(lab.jitrun), "the spawned process is not jitrun"
@@ -997,17 +1002,14 @@ def test_a_run_whose_supervisor_and_watchdog_died_is_ended_and_logged_by_the_nex
 
 
 def test_a_finished_runs_cgroup_is_removed(lab, world):
-    """The supervisor no longer moves itself out of its cgroup to remove it (a move waits for an
-    RCU grace period, before the caller gets her exit status): its watchdog removes the run's
-    directories once the supervisor has exited. Control: they exist while the command runs."""
+    """No jitrun process moves itself out of the run's cgroup to remove it (a move waits for an
+    RCU grace period, before the caller gets her exit status): the front and the watchdog remove
+    the run's directories once the supervisor has exited. Control: they exist while the command
+    runs."""
     mount = cgroup2_mount()
     if mount is None:
         pytest.skip("no cgroup v2 on this host")
-    a = world.alice
-    raw_rules(lab, world)
-    token = lab.mint(a, "raw-sleep", ttl="10m")
-    grant = lab.user_file(a, ".jitlab/cgroup-grant", token)
-    with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep", "2"]) as run:
+    with spawn_raw_sleep(lab, world, "cgroup", 2) as run:
         assert wait_until(lambda: events_of(run, "elevate.start"), 30), str(run)
         session = mount / "jitrun" / events_of(run, "elevate.start")[0].get("jitrun.session_id")
         assert (session / "supervisor").is_dir() and (session / "command").is_dir(), str(run)

@@ -39,21 +39,10 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-/// Signals the front takes (blocked, and waited for): SIGCHLD, and those it passes on. SIGCONT
-/// is passed on too: continued alone (`kill -CONT` of the front), the front continues the
-/// supervisor; the supervisor, continued, continues the front ([`continue_front`]).
-const TAKEN: &[libc::c_int] = &[
-    libc::SIGCHLD,
-    libc::SIGCONT,
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-];
+/// Signals the front takes (blocked, and waited for): the supervisor's, SIGCHLD and those it
+/// passes on. SIGCONT is passed on too: continued alone (`kill -CONT` of the front), the front
+/// continues the supervisor; the supervisor, continued, continues the front ([`continue_front`]).
+const TAKEN: &[libc::c_int] = crate::exec::HANDLED;
 
 /// The supervisor's front (0: none, the supervisor is the process the shell started).
 static FRONT: AtomicI32 = AtomicI32::new(0);

@@ -27,8 +27,8 @@ What it does (needs root; never part of `make test`):
    with the snapshot left to jitrun and once compiled ahead of time with `jitctl policy
    compile`; then the A/B table of issue 17: builds of jitrun (CARGO_TARGET_DIR target/bench-ab,
    rustc flags for the jitrun crate only: `--cfg jitrun_ab=...`, a link argument) that each put
-   back one step taken out of the fast path, measured against this build back to back and
-   50 ms apart; then the in-process micro-benchmarks (`cargo bench -p jit-policy -p jit-grant`)
+   back one step taken out of the fast path, measured against this build run by run in turn
+   (AB_RUNNER), back to back and 50 ms apart; then the in-process micro-benchmarks (`cargo bench -p jit-policy -p jit-grant`)
    if they exist.
 4. Writes docs/benchmarks.md and prints it. Removes the user, the 4755 copies and everything
    else it made, except the caches in /var/cache/jitrun-bench.
@@ -78,9 +78,9 @@ SCALE_WARMUP = min(WARMUP, 10)
 RSS_RUNS = int(os.environ.get("BENCH_RSS_RUNS", "5"))
 MICRO = os.environ.get("BENCH_MICRO", "1") != "0"
 AB = os.environ.get("BENCH_AB", "1") != "0"
+# rounds of the A/B runner (every build once per round), back to back and AB_GAP apart
 AB_RUNS = int(os.environ.get("BENCH_AB_RUNS", "300"))
-AB_SPACED_RUNS = int(os.environ.get("BENCH_AB_SPACED_RUNS", "120"))
-AB_ROUNDS = int(os.environ.get("BENCH_AB_ROUNDS", "3"))
+AB_SPACED_RUNS = int(os.environ.get("BENCH_AB_SPACED_RUNS", "100"))
 # Seconds between two runs of the "apart" A/B measurement: long enough for the kernel's RCU
 # machinery behind cgroup moves to go idle, as between two commands a person types.
 AB_GAP = 0.05
@@ -287,17 +287,14 @@ class Bench:
                               env=env, cwd=self.user.home, timeout=timeout, text=True)
 
     def hyperfine(self, cases: list[tuple[str, str]], runs: int | tuple[int, int], tag: str,
-                  warmup: int = WARMUP, prepare: str | None = None) -> dict[str, dict]:
+                  warmup: int = WARMUP) -> dict[str, dict]:
         """One hyperfine over ``cases`` [(name, command line)]; name -> hyperfine result.
-        ``runs``: exactly that many, or (min, max) runs (hyperfine aims at 3 s in between).
-        ``prepare``: a command run (untimed) before every timed run."""
+        ``runs``: exactly that many, or (min, max) runs (hyperfine aims at 3 s in between)."""
         out = self.user.home / f"hyperfine-{tag}.json"
         if isinstance(runs, tuple):
             count = ["--min-runs", str(runs[0]), "--max-runs", str(runs[1])]
         else:
             count = ["--runs", str(runs)]
-        if prepare:
-            count += ["--prepare", prepare]
         argv = ["/usr/bin/hyperfine", "-N", "--warmup", str(warmup), *count, "--style", "basic",
                 "--export-json", str(out)]
         for name, line in cases:
@@ -375,8 +372,14 @@ class Bench:
         snap = self.lab.state / SNAPSHOT
         times, best = [], 0
         for i in range(2 * n):  # n changes timed, n more for the peak RSS
-            self.lab.set_policy(*policy)
-            c = self.lab.jitctl_as_root("policy", "compile")
+            for attempt in range(3):
+                self.lab.set_policy(*policy)
+                c = self.lab.jitctl_as_root("policy", "compile")
+                # Another jitlab on this machine that ends removes the empty /etc/jitrun it made
+                # as a mount point, which detaches the bind mount in this namespace: start over.
+                if c.returncode == 0 or "/etc/jitrun does not exist" not in c.stderr:
+                    break
+                log(f"jitctl policy compile found no /etc/jitrun (attempt {attempt + 1}): again")
             if c.returncode != 0:
                 raise BenchError(f"jitctl policy compile failed ({c.returncode}):\n{c.stdout}{c.stderr}")
             before = snap.stat()
@@ -453,18 +456,52 @@ def build_ab(target_root: Path) -> dict[str, Path]:
     return bins
 
 
+# Runs as the user: every case once per round, in turn, for ROUNDS rounds (GAP seconds before
+# each run when GAP > 0), so that the load of a shared machine, which drifts over seconds,
+# falls on every build alike (hyperfine runs each command's runs in one block). Per run: wall
+# seconds, CPU seconds (user + system of the run and its children, from wait4), minor page
+# faults and context switches. Prints one JSON object: name -> list of [wall, cpu, minflt, csw].
+AB_RUNNER = """
+import json, os, sys, time
+rounds, gap, warm = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+cases = json.loads(sys.argv[4])
+null = os.open("/dev/null", os.O_RDWR)
+io = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
+out = {name: [] for name, _ in cases}
+for k in range(warm + rounds):
+    for name, argv in cases:
+        if gap:
+            time.sleep(gap)
+        t = time.perf_counter()
+        pid = os.posix_spawn(argv[0], argv, {}, file_actions=io)
+        _, st, ru = os.wait4(pid, 0)
+        wall = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(st) != 0:
+            sys.exit(f"{name}: exit status {os.waitstatus_to_exitcode(st)}")
+        if k >= warm:
+            out[name].append([wall, ru.ru_utime + ru.ru_stime, ru.ru_minflt, ru.ru_nvcsw + ru.ru_nivcsw])
+print(json.dumps(out))
+"""
+
+
+def ab_stats(samples: list[list[float]]) -> dict:
+    wall = [x[0] for x in samples]
+    return {"mean": statistics.fmean(wall), "stddev": statistics.stdev(wall), "median": statistics.median(wall),
+            "cpu": statistics.fmean(x[1] for x in samples), "minflt": statistics.fmean(x[2] for x in samples),
+            "csw": statistics.fmean(x[3] for x in samples), "runs": len(samples)}
+
+
 def ab_measure(bench: Bench, cases: list[tuple[str, str]]) -> tuple[dict, dict]:
-    """Pooled hyperfine results of ``cases``, back to back and AB_GAP seconds apart, in
-    AB_ROUNDS rounds (so that drifting load hits every build alike)."""
-    back, apart = {n: [] for n, _ in cases}, {n: [] for n, _ in cases}
-    for k in range(AB_ROUNDS):
-        r = bench.hyperfine(cases, max(10, AB_RUNS // AB_ROUNDS), f"ab-{k + 1}", warmup=20)
-        a = bench.hyperfine(cases, max(10, AB_SPACED_RUNS // AB_ROUNDS), f"ab-apart-{k + 1}", warmup=5,
-                            prepare=f"/bin/sleep {AB_GAP}")
-        for n, _ in cases:
-            back[n].append(r[n])
-            apart[n].append(a[n])
-    return {n: pooled(v) for n, v in back.items()}, {n: pooled(v) for n, v in apart.items()}
+    """``cases`` interleaved run by run (AB_RUNNER): back to back, and AB_GAP seconds apart."""
+    argvs = json.dumps([[name, line.split()] for name, line in cases])
+    found = []
+    for rounds, gap, warm in ((AB_RUNS, 0.0, 20), (AB_SPACED_RUNS, AB_GAP, 3)):
+        log(f"A/B: {len(cases)} builds interleaved, {rounds} rounds, {gap * 1000:.0f} ms apart")
+        p = bench.run(["/usr/bin/python3", "-c", AB_RUNNER, str(rounds), str(gap), str(warm), argvs], timeout=7200)
+        if p.returncode != 0:
+            raise BenchError(f"A/B runner failed ({p.returncode}): {p.stderr}")
+        found.append({name: ab_stats(s) for name, s in json.loads(p.stdout).items()})
+    return found[0], found[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,21 +568,24 @@ def render_ab(ctx: dict) -> list[str]:
          "`jitrun --grant FILE -- /bin/true` (the main table's policy and grant; `, invoker`: `--grant FILE2`, "
          "run_as invoker) by builds of this commit that each put one step back (`cargo rustc --release -p jitrun -- ARGS` in target/bench-ab: "
          "`--cfg jitrun_ab=\"…\"` or a link argument for the jitrun crate alone; these builds exist only here, "
-         "there is no runtime switch). Measured back to back, and "
-         f"{AB_GAP * 1000:.0f} ms apart (`hyperfine --prepare 'sleep {AB_GAP}'`: a person types one command at a "
-         "time, and a cgroup move waits for an RCU grace period that back-to-back runs share), each in "
-         f"{AB_ROUNDS} rounds over all builds, samples pooled. Δ is the build's mean minus this build's: what "
-         "the step costs.", "",
-         "| build | puts back | back to back: mean ± σ (ms) | user+sys (ms) | Δ wall (ms) | Δ user+sys (ms) "
-         f"| {AB_GAP * 1000:.0f} ms apart: mean ± σ (ms) | Δ wall (ms) |",
-         "|---|---|---:|---:|---:|---:|---:|---:|"]
+         "there is no runtime switch). Not hyperfine: a small runner (scripts/bench.py `AB_RUNNER`, as the "
+         "user) starts every build once per round, in turn, so that the load of a shared machine, which "
+         f"drifts over seconds, falls on all builds alike: {AB_RUNS} rounds back to back, and {AB_SPACED_RUNS} "
+         f"rounds with {AB_GAP * 1000:.0f} ms of sleep before each run (a person types one command at a time; a "
+         "cgroup move waits for an RCU grace period, which runs close together share). Wall time per run "
+         "(median and mean), CPU = user+sys of the run and its children (from `wait4`), minor page faults and "
+         "context switches per run; Δ is the build's minus this build's: what the step costs.", "",
+         "| build | puts back | back to back: median (mean) ms | CPU (ms) | faults | switches | Δ median (ms) "
+         f"| Δ CPU (ms) | {AB_GAP * 1000:.0f} ms apart: median (mean) ms | Δ median (ms) |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in back:
         b, a = back[name], apart[name]
         ref = "this build, invoker" if name.endswith(", invoker") else "this build"
         cur_b, cur_a = back[ref], apart[ref]
-        L.append(f"| `{name}` | {what.get(name.removesuffix(', invoker'), name)} | {ms(b['mean'])} ± {ms(b['stddev'])} | {ms(b['user'])} | "
-                 f"{(b['mean'] - cur_b['mean']) * 1000:+.2f} | {(b['user'] - cur_b['user']) * 1000:+.2f} | "
-                 f"{ms(a['mean'])} ± {ms(a['stddev'])} | {(a['mean'] - cur_a['mean']) * 1000:+.2f} |")
+        L.append(f"| `{name}` | {what.get(name.removesuffix(', invoker'), name)} | {ms(b['median'])} ({ms(b['mean'])}) "
+                 f"| {ms(b['cpu'])} | {b['minflt']:.0f} | {b['csw']:.1f} | "
+                 f"{(b['median'] - cur_b['median']) * 1000:+.2f} | {(b['cpu'] - cur_b['cpu']) * 1000:+.2f} | "
+                 f"{ms(a['median'])} ({ms(a['mean'])}) | {(a['median'] - cur_a['median']) * 1000:+.2f} |")
     L.append("")
     L.append("The first run after a policy change, the step that `jitctl policy compile` takes out of the setuid "
              "binary, is in the policy-scale table below (left to jitrun, or compiled by jitctl).")

@@ -16,9 +16,9 @@
 //!   so the front's stop is what it sees), and goes on when the shell continues the job (its
 //!   SIGCONT reaches the whole process group, the supervisor included);
 //! * exits as the supervisor did; after a supervisor that exited (not one that was killed:
-//!   its watchdog, else the next jitrun, deals with that run) it removes the run's cgroup
-//!   directories from outside them (the watchdog removes those it is still in, once the
-//!   supervisor is gone).
+//!   its watchdog, else the next jitrun, deals with that run) it first removes the run's
+//!   cgroup directories from outside them, once the watchdog (which exits when the supervisor
+//!   is done) has left them: no jitrun process ever moves itself out of them.
 //!
 //! The front holds nothing the run needs: no lock, no descriptor the supervisor uses, no
 //! decision, and it logs nothing once the supervisor runs. Freezing or killing it (she may: it
@@ -143,7 +143,7 @@ impl Front {
         };
         match ended {
             WaitStatus::Exited(code) => {
-                session.remove_from_outside();
+                remove_run_cgroup(session);
                 code
             }
             // Killed (root, the OOM killer): the watchdog, else the next jitrun, ends and logs
@@ -164,6 +164,19 @@ impl Front {
                 Err(_) => return Some(WaitStatus::Exited(crate::refusal::EXIT_REFUSED)),
             }
         }
+    }
+}
+
+/// After a supervisor that exited: remove the run's cgroup directories. Its watchdog answered
+/// the supervisor and is exiting (re-parented here should it outlive the supervisor): wait for
+/// it to leave the `supervisor` leaf, a little (the next jitrun's sweep removes what is left).
+fn remove_run_cgroup(session: &SessionCgroup) {
+    for _ in 0..50 {
+        if session.remove_from_outside() {
+            return;
+        }
+        while let Ok(Some(_)) = process::wait_nohang(-1) {}
+        let _ = signals::wait(&[libc::SIGCHLD], Duration::from_millis(20));
     }
 }
 

@@ -20,12 +20,14 @@
 //! `cgroup.kill`) and the supervisor is told, so that `elevate.end` says `revoked`.
 //!
 //! At the end the supervisor says "done" and the watchdog answers whether it ended the command
-//! for a revocation (one socket both ways, one descriptor each). The supervisor does not wait
-//! for it to exit: the watchdog stays until the supervisor has exited, then leaves the run's
-//! cgroup and removes its directories. A process that moves itself to another cgroup waits for
-//! an RCU grace period (milliseconds on a busy host), and the supervisor cannot remove a
-//! directory it is in: this way neither delays the caller. Should the watchdog not get to it,
-//! the next jitrun's sweep removes the empty directories (`stale_runs.rs`).
+//! for a revocation (one socket both ways, one descriptor each), and exits; the supervisor does
+//! not wait for that. The run's front removes the cgroup's directories once the supervisor
+//! has exited (front.rs). Without a front (a kernel that cannot start the supervisor in its
+//! cgroup), the watchdog stays until the supervisor has exited, then leaves the cgroup and
+//! removes them: a process that moves itself to another cgroup waits for an RCU grace period
+//! (milliseconds on a busy host), and the supervisor cannot remove a directory it is in, so
+//! neither delays the caller. Should nobody get to it, the next jitrun's sweep removes the
+//! empty directories (`stale_runs.rs`).
 
 use super::terminate::{remove_when_empty, terminate};
 use crate::revocations::{self, Fingerprint, ListState};
@@ -91,6 +93,10 @@ impl Watchdog {
     /// Fork the watchdog. `supervisor_lost` runs in the watchdog if the supervisor vanishes.
     pub fn start(guard: &Guard<'_>, supervisor_lost: impl FnOnce()) -> std::io::Result<Watchdog> {
         let (ours, theirs) = UnixStream::pair()?;
+        // Without a front (which removes the run's cgroup after the supervisor: front.rs), the
+        // watchdog stays after the supervisor to remove it.
+        let removes = guard.session.is_some_and(|s| !s.removal_handed_over())
+            && !cfg!(jitrun_ab = "wait_watchdog");
         // SAFETY: jitrun is single-threaded, and the child runs only `watch`, which ends with
         // `_exit` and never returns here.
         #[allow(unsafe_code)]
@@ -98,11 +104,10 @@ impl Watchdog {
         match forked {
             Fork::Child => {
                 drop(ours);
-                watch(guard, theirs, supervisor_lost)
+                watch(guard, theirs, removes, supervisor_lost)
             }
             Fork::Parent(pid) => {
-                if let Some(session) = guard.session.filter(|_| !cfg!(jitrun_ab = "wait_watchdog"))
-                {
+                if let Some(session) = guard.session.filter(|_| removes) {
                     session.hand_over_removal();
                 }
                 Ok(Watchdog { pid, talk: ours })
@@ -269,12 +274,17 @@ fn remove_cgroup_after(guard: &Guard<'_>, supervisor: Option<OwnedFd>) {
     session.leave();
 }
 
-fn watch(guard: &Guard<'_>, talk: UnixStream, supervisor_lost: impl FnOnce()) -> ! {
+fn watch(
+    guard: &Guard<'_>,
+    talk: UnixStream,
+    removes_cgroup: bool,
+    supervisor_lost: impl FnOnce(),
+) -> ! {
     let mut from_supervisor = talk;
     detach(guard);
     let supervisor = guard
         .session
-        .filter(|_| !cfg!(jitrun_ab = "wait_watchdog"))
+        .filter(|_| removes_cgroup)
         .and_then(|_| supervisor_pidfd(guard));
     let mut ending = Ending {
         guard,

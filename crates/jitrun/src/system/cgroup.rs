@@ -207,9 +207,11 @@ impl SessionCgroup {
     }
 
     /// Remove the session's directories from outside them (the front, once the supervisor has
-    /// exited); best effort: a leaf the watchdog is still in stays for the watchdog to remove.
-    pub fn remove_from_outside(&self) {
+    /// exited); best effort. False while the `supervisor` leaf still holds a process (the
+    /// watchdog, on its way out).
+    pub fn remove_from_outside(&self) -> bool {
         remove_session(&self.dir);
+        !is_populated(&self.dir.join(SUPERVISOR))
     }
 
     /// At the end of the run: move to `<mount>/jitrun` (no controller is ever enabled there,

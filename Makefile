@@ -13,7 +13,8 @@
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
 #                 completions) and jitbroker_*.deb, from one release build (installs cargo-deb)
 #   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
-#   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS -> docs/benchmarks.md
+#   make bench    jitrun against sudo, sudo-rs and doas, issue 17's A/B builds, policy scale, peak RSS
+#                 -> docs/benchmarks.md
 #                 (root only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback (wrk) at
 #                 concurrency 1, 16, 64 on SQLite and on PostgreSQL with 1 and 2 replicas, CPU per
@@ -168,7 +169,8 @@ demo:
 endif
 
 # Benchmarks (never part of `make test`): installs its tools, runs as a throwaway user against the
-# release build, writes docs/benchmarks.md. Knobs: BENCH_RUNS, BENCH_SCALE_RUNS, BENCH_MICRO=0 (scripts/bench.py).
+# release build, writes docs/benchmarks.md (with the A/B builds of issue 17's steps, in target/bench-ab).
+# Knobs: BENCH_RUNS, BENCH_SCALE_RUNS, BENCH_AB_RUNS, BENCH_AB=0, BENCH_MICRO=0 (scripts/bench.py).
 bench: release
 ifeq ($(IS_ROOT),yes)
 	CARGO="$(CARGO)" $(PYTHON) scripts/bench.py

@@ -36,25 +36,13 @@ use crate::system::process::{self, Fork, WaitStatus};
 use crate::system::signals;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 /// Signals the front takes (blocked, and waited for): the supervisor's, SIGCHLD and those it
 /// passes on. SIGCONT is passed on too: continued alone (`kill -CONT` of the front), the front
-/// continues the supervisor; the supervisor, continued, continues the front ([`continue_front`]).
+/// continues the supervisor; the supervisor, continued, continues the front
+/// (`exec::terminal::continue_front`).
 const TAKEN: &[libc::c_int] = crate::exec::HANDLED;
-
-/// The supervisor's front (0: none, the supervisor is the process the shell started).
-static FRONT: AtomicI32 = AtomicI32::new(0);
-
-/// The supervisor goes on after a job-control stop: so does its front (stopped with it),
-/// however the supervisor was continued.
-pub fn continue_front() {
-    let front = FRONT.load(Ordering::Relaxed);
-    if front > 0 {
-        let _ = signals::kill(front, libc::SIGCONT);
-    }
-}
 
 /// Which process this is after [`split`].
 pub enum Role {
@@ -93,7 +81,7 @@ pub fn split(session: &SessionCgroup) -> io::Result<Role> {
             match unsafe { process::fork() } {
                 Ok(Fork::Child) => {
                     drop(to_front);
-                    FRONT.store(front, Ordering::Relaxed);
+                    crate::exec::set_front(front);
                     Ok(Role::Supervisor)
                 }
                 Ok(Fork::Parent(pid)) => {

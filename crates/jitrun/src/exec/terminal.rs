@@ -5,6 +5,25 @@
 use crate::system::fs::std_fd;
 use crate::system::{process, signals, term};
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The supervisor's front (`front.rs`; 0: none, the supervisor is the process the shell
+/// started).
+static FRONT: AtomicI32 = AtomicI32::new(0);
+
+/// In the supervisor: the pid of its front, which stops and goes on with it.
+pub fn set_front(pid: libc::pid_t) {
+    FRONT.store(pid, Ordering::Relaxed);
+}
+
+/// The supervisor goes on after a job-control stop: so does its front (stopped with it),
+/// however the supervisor was continued.
+fn continue_front() {
+    let front = FRONT.load(Ordering::Relaxed);
+    if front > 0 {
+        let _ = signals::kill(front, libc::SIGCONT);
+    }
+}
 
 /// A standard descriptor on a terminal, if any (looked up each time: jitrun may be moved
 /// between foreground and background while the command runs).
@@ -50,7 +69,7 @@ pub fn job_control_stop(child: i32, sig: libc::c_int) {
         let _ = term::set_foreground(t, me);
     }
     let _ = signals::kill(process::getpid(), libc::SIGSTOP);
-    crate::front::continue_front();
+    continue_front();
     if foreground_is(t, me) {
         let _ = term::set_foreground(t, child);
     }

@@ -13,10 +13,10 @@
 #   make deb      target/debian/jitrun_*.deb (jitrun 4755, jitctl, config, PAM, units, man pages,
 #                 completions) and jitbroker_*.deb, from one release build (installs cargo-deb)
 #   make rpm      the same as target/generate-rpm/*.rpm (installs cargo-generate-rpm)
-#   make bench    jitrun against sudo, sudo-rs and doas, policy scale, peak RSS, session recording
-#                 (100 MiB recorded vs not, vs script and sudo log_output) -> docs/benchmarks.md (root
-#                 only; installs sudo, opendoas, hyperfine and sudo-rs; takes minutes; not in make test;
-#                 BENCH_ONLY=recording runs the recording step alone)
+#   make bench    jitrun against sudo, sudo-rs and doas, issue 17's A/B builds, policy scale, peak RSS,
+#                 session recording (100 MiB recorded vs not, vs script and sudo log_output)
+#                 -> docs/benchmarks.md (root only; installs sudo, opendoas, hyperfine and sudo-rs;
+#                 takes minutes; not in make test; BENCH_ONLY=recording runs the recording step alone)
 #   make bench-broker  grants/s and p50/p99 latency of a release jitbroker on loopback (wrk) at
 #                 concurrency 1, 16, 64 on SQLite and on PostgreSQL with 1 and 2 replicas, CPU per
 #                 grant, revocation-sync capacity, then p99 quiet vs under 2,000 idle + 1,100
@@ -54,8 +54,9 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 # The Rust toolchain (rust-version in Cargo.toml, with rustfmt and clippy) is not a Debian package.
 #
 # DEB_BUILD_PACKAGES: what every target that builds needs: gcc + libc headers (ring's C code, the
-# bundled SQLite, cargo install) and libpam0g-dev (jitrun links libpam and libpam_misc).
-DEB_BUILD_PACKAGES := gcc libc6-dev libpam0g-dev
+# bundled SQLite, cargo install). No PAM headers or link library: jitrun loads libpam (libpam0g)
+# with dlopen, only when a rule authenticates (crates/jitrun/src/system/pam.rs).
+DEB_BUILD_PACKAGES := gcc libc6-dev
 # DEB_DEMO_PACKAGES: what `make demo` (scripts/demo.py, tests/harness/jitlab.py) runs, besides the
 # build: unshare/setpriv/findmnt (util-linux), mount, useradd/userdel (passwd), capsh (libcap2-bin).
 DEB_DEMO_PACKAGES := util-linux mount passwd libcap2-bin
@@ -66,8 +67,9 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # (libcap2-bin, above), procps, pip, rsyslog (the audit round trip through a real rsyslogd, started
 # privately by the tests; the package starts no daemon without an init); for tests/packaging: man-db
 # (the tests render the installed man pages), rpm (the tests read and install the .rpm), lintian
-# (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped); for PAM:
-# the PAM modules, pamtester (tests/e2e/test_pam.py); sudo: import-sudoers is tested against
+# (Debian's checks on the .debs) and mandoc (`mandoc -T lint` on every man page shipped);
+# for PAM: libpam0g (the library jitrun loads for rules with authenticate = true), the PAM modules,
+# pamtester (tests/e2e/test_pam.py); sudo: import-sudoers is tested against
 # Debian's default /etc/sudoers, sudo's examples file and `sudo -l -U` (tests/policy_tools);
 # systemd: tests/e2e/test_audit_sender.py starts a private systemd-journald (its own namespaces;
 # systemd need not be running) to check the audit sender check on hosts where journald owns /dev/log;
@@ -84,7 +86,7 @@ DEB_PKG_PACKAGES := dpkg-dev binutils
 # postgresql: the broker tests run every test on a throwaway PostgreSQL cluster too (initdb and
 # pg_ctl as an unprivileged user, a private port and socket: tests/harness/pgcluster.py; never
 # the package's own cluster, which is not started here); libpq5 (psycopg's client library).
-DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema tmux less chromium chromium-driver zbar-tools iproute2 postgresql libpq5
+DEB_PACKAGES := procps python3 python3-pip rsyslog man-db rpm lintian mandoc libpam0g libpam-modules libpam-runtime pamtester sudo systemd strace busybox asciinema tmux less chromium chromium-driver zbar-tools iproute2 postgresql libpq5
 NEED_DEB := scripts/need-deb-packages
 # python module name = pip package name. selenium drives Chromium (tests/e2e_web);
 # oidc_provider_mock is the OpenID Connect provider the web tests sign in with (tests/harness/oidc_provider.py).
@@ -128,7 +130,7 @@ deb-tools: build-deps
 
 # Every target that compiles depends on build-deps (cargo install included: the tools build from source).
 build-deps:
-	@$(NEED_DEB) "building jitrun (it links libpam)" $(DEB_BUILD_PACKAGES)
+	@$(NEED_DEB) "building jitrun" $(DEB_BUILD_PACKAGES)
 
 demo-deps:
 	@$(NEED_DEB) "make demo" $(DEB_DEMO_PACKAGES)
@@ -178,7 +180,8 @@ demo:
 endif
 
 # Benchmarks (never part of `make test`): installs its tools, runs as a throwaway user against the
-# release build, writes docs/benchmarks.md. Knobs: BENCH_RUNS, BENCH_SCALE_RUNS, BENCH_MICRO=0 (scripts/bench.py).
+# release build, writes docs/benchmarks.md (with the A/B builds of issue 17's steps, in target/bench-ab).
+# Knobs: BENCH_RUNS, BENCH_SCALE_RUNS, BENCH_AB_RUNS, BENCH_AB=0, BENCH_MICRO=0 (scripts/bench.py).
 bench: release
 ifeq ($(IS_ROOT),yes)
 	CARGO="$(CARGO)" $(PYTHON) scripts/bench.py

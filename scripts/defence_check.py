@@ -82,11 +82,13 @@ BWATCH = "tests/broker/test_watch.py"
 BSEAL = "tests/broker/test_sealed_reports.py"
 BR = "tests/broker/test_replicas.py"
 # The binary each package builds.
-BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker"}
+BINARY = {"jitrun": "jitrun", "jit-broker": "jitbroker", "jitctl": "jitctl"}
 PS = "tests/e2e/test_policy_safety.py"
 SR = "tests/e2e/test_session_recording.py"
 ST = "tests/e2e/test_session_terminal.py"
 POLICY = "crates/jit-policy/src"
+PC = "tests/e2e/test_policy_cache.py"
+CTL = "crates/jitctl/src"
 
 
 @dataclasses.dataclass
@@ -99,7 +101,8 @@ class Defence:
     # Why no end-to-end test can see this defence removed (then `tests` is empty): the row is
     # still built (the snippet must exist and the binary must change) and reported, not failed.
     untestable: str = ""
-    # The package the defence lives in (its binary is rebuilt and tested): jitrun or jit-broker.
+    # The package the defence lives in (its binary is rebuilt and tested): jitrun, jit-broker
+    # or jitctl (the tests then get it as JITCTL_BIN).
     package: str = "jitrun"
 
     @property
@@ -357,8 +360,9 @@ DEFENCES: list[Defence] = [
              "test_tiny_nofile_limit_cannot_disable_containment passes without it"),
     # ---- issue 12: what the caller controls around a run she is allowed to make
     Defence(
-        "jitrun's own processes in a root-owned cgroup (not the caller's)", f"{SRC}/system/cgroup.rs",
-        [("                .and_then(|_| move_self(&leaf))\n", "                .and_then(|_| Ok(()))\n")],
+        "jitrun's supervisor and watchdog in a root-owned cgroup (not the caller's)", f"{SRC}/front.rs",
+        [("    let born = unsafe { process::fork_into_cgroup(leaf.as_fd()) }?;\n",
+          "    let born = unsafe { process::fork() }?;\n")],
         [f"{A}::test_a_delegated_cgroup_cannot_kill_the_supervisor_and_watchdog"]),
     Defence(
         "a run that lost supervisor and watchdog is ended and logged by the next jitrun", f"{SRC}/main.rs",
@@ -707,6 +711,19 @@ DEFENCES: list[Defence] = [
         f"{SRC}/exec/mod.rs",
         [("    unneeded.extend(relay.as_ref().map(Relay::descriptors).unwrap_or_default());\n", "")],
         [f"{SR}::test_record_input_records_what_reaches_the_command"]),
+    Defence(
+        "policy snapshot used only when its key is the policy files' (currency check)",
+        f"{SRC}/policy_cache.rs",
+        [("    let snap = Snapshot::open(&prefix, key, size).ok()?;\n",
+          "    let snap = Snapshot::open(&prefix, &prefix[HEADER_LEN..HEADER_LEN + key_len], size).ok()?;\n")],
+        [f"{PC}::test_a_compiled_snapshot_is_not_used_once_a_policy_file_changes",
+         f"{PC}::test_a_same_size_edit_that_only_changes_ctime_is_seen",
+         f"{PC}::test_an_untrusted_or_damaged_snapshot_is_ignored_and_rebuilt[stale-key]"]),
+    Defence(
+        "jitctl policy compile: a snapshot only from files 2 s old (no same-tick edit hides)",
+        f"{CTL}/compile.rs",
+        [("        if !left.is_zero() {\n", "        if false {\n")],
+        [f"{PC}::test_jitctl_policy_compile_writes_the_snapshot_the_next_run_uses"], package="jitctl"),
     Defence(
         "a glob never matches an argument with a \"..\" component (cat /var/log/* is not /etc/shadow)",
         f"{POLICY}/pattern.rs",

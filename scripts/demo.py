@@ -535,7 +535,7 @@ def main() -> int:
     t_start = time.monotonic()
     step(0, "build")
     say("First we build jitrun (the setuid helper), jitctl (the client) and jitbroker (the broker) with cargo.")
-    # through make: it first installs the Debian packages the build needs (libpam0g-dev, ...)
+    # through make: it first installs the Debian packages the build needs (gcc, libc6-dev)
     subprocess.run(["make", "--no-print-directory", "-s", "build"], cwd=REPO, check=True, stdin=subprocess.DEVNULL)
     print("built target/debug/jitrun, target/debug/jitctl and target/debug/jitbroker\n")
 

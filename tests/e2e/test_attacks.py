@@ -527,7 +527,7 @@ def test_user_cannot_trace_read_or_signal_the_supervisor(lab, world):
     with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sh", "-c",
                                "echo STARTED; exec sleep 60"]) as run:
         assert run.wait_output(b"STARTED", 30), str(run)
-        pids = run.jitrun_pids()  # the supervisor and the watchdog
+        pids = run.jitrun_pids()  # the front, the supervisor and the watchdog
         assert pids, str(run)
         res = lab.run_without_jitrun(a, ["/usr/bin/python3", "-c", PROBE, *map(str, pids)])
         assert res.returncode == 0, str(res)
@@ -931,23 +931,38 @@ def test_a_delegated_cgroup_cannot_kill_the_supervisor_and_watchdog(lab, world):
             decoy = int(re.search(rb"DECOY=(\d+)", run.output).group(1))
             cmd = tree_process(run, "/usr/bin/sleep", (decoy,))
             assert cap_eff(cmd) & NET_RAW, "the command should hold CAP_NET_RAW (else nothing is at stake)"
+            # the front (the process her shell started, run.pid) stays in her cgroup by design
+            # and only waits (crates/jitrun/src/front.rs): hers to kill, like her decoy; the
+            # supervisor and the watchdog must be out of her reach
             jitruns = run.jitrun_pids()
-            assert len(jitruns) == 2, f"supervisor and watchdog expected: {jitruns}\n{run}"
+            inner = [run.supervisor_pid(), *run.watchdog_pids()]
+            assert len(inner) == 2 and run.pid not in inner and set(inner) <= set(jitruns), \
+                f"supervisor and watchdog expected besides the front: {jitruns}\n{run}"
             res = lab.run_without_jitrun(a, ["/usr/bin/python3", "-c", CGROUP_KILL, str(top), str(decoy),
                                              *map(str, jitruns)])
             assert res.returncode == 0, str(res)
             moved = dict(x.split("=") for x in res.out.split())
             assert moved[str(decoy)] == "moved", f"the delegation does not work: {res.out}"
             assert wait_until(lambda: not pid_alive(decoy), 10), "cgroup.kill did not end her own decoy"
-            for pid in jitruns:
+            for pid in inner:
                 assert moved[str(pid)] != "moved", f"jitrun process {pid} was moved into her cgroup: {res.out}"
-            assert all(pid_alive(p) for p in jitruns), f"a jitrun process died: {res.out}\n{run}"
+            assert all(pid_alive(p) for p in inner), f"the supervisor or the watchdog died: {res.out}\n{run}"
             assert seconds_left(token) > 0, "test too slow: the grant expired before the attack"
             rc = run.wait(seconds_left(token) + 30)
             assert rc is not None, f"jitrun did not end the run at the grant's expiry\n{run}"
+            # whether or not she killed the front, the supervisor ends the command at expiry
+            assert wait_until(lambda: events_of(run, "elevate.end"), seconds_left(token) + 30), str(run)
             ends = events_of(run, "elevate.end")
             assert len(ends) == 1 and ends[0].get("jitrun.end_reason") == "expired", str(run)
             assert not pid_alive(cmd), "the command outlived its grant"
+
+
+def spawn_raw_sleep(lab, world, tag: str, seconds: int):
+    """alice runs `sleep SECONDS` on a fresh `raw-sleep` grant (CAP_NET_RAW), not waited for."""
+    raw_rules(lab, world)
+    grant = lab.user_file(world.alice, f".jitlab/{tag}-grant", lab.mint(world.alice, "raw-sleep", ttl="10m"))
+    return lab.spawn_as_user(world.alice, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep",
+                                           str(seconds)])
 
 
 def test_a_run_whose_supervisor_and_watchdog_died_is_ended_and_logged_by_the_next_jitrun(lab, world):
@@ -956,16 +971,14 @@ def test_a_run_whose_supervisor_and_watchdog_died_is_ended_and_logged_by_the_nex
     The next jitrun on the host, even one that refuses, finds the run's cgroup without a
     supervisor, kills the command and logs elevate.end with `supervisor_killed`."""
     a = world.alice
-    raw_rules(lab, world)
-    token = lab.mint(a, "raw-sleep", ttl="10m")
-    grant = lab.user_file(a, ".jitlab/stale-grant", token)
-    with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep", "600"]) as run:
+    with spawn_raw_sleep(lab, world, "stale", 600) as run:
         assert wait_until(lambda: events_of(run, "elevate.start"), 30), str(run)
         session = events_of(run, "elevate.start")[0].get("jitrun.session_id")
-        supervisor = run.pid
-        assert exe_of(supervisor) == str(lab.jitrun), "the spawned process is not jitrun"
+        assert exe_of(run.pid) == str(lab.jitrun), "the spawned process is not jitrun"
         cmd = tree_process(run, "/usr/bin/sleep")
-        watchdogs = [p for p in run.jitrun_pids() if p != supervisor]
+        supervisor = run.supervisor_pid()
+        assert supervisor == int(status_of_pid(cmd)["PPid"]), str(run)
+        watchdogs = run.watchdog_pids()
         assert len(watchdogs) == 1, str(run)
         # both at once: the watchdog stopped first cannot react to the supervisor's death
         os.kill(watchdogs[0], signal.SIGSTOP)
@@ -986,6 +999,24 @@ def test_a_run_whose_supervisor_and_watchdog_died_is_ended_and_logged_by_the_nex
         assert ends[0].get("user.name") == a.name and ends[0].get("jitrun.rule") == "raw-sleep", ends[0].raw
         mount = cgroup2_mount()
         assert mount is None or not (mount / "jitrun" / session).exists(), "the abandoned run's cgroup is left"
+
+
+def test_a_finished_runs_cgroup_is_removed(lab, world):
+    """No jitrun process moves itself out of the run's cgroup to remove it (a move waits for an
+    RCU grace period, before the caller gets her exit status): the front and the watchdog remove
+    the run's directories once the supervisor has exited. Control: they exist while the command
+    runs."""
+    mount = cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup v2 on this host")
+    with spawn_raw_sleep(lab, world, "cgroup", 2) as run:
+        assert wait_until(lambda: events_of(run, "elevate.start"), 30), str(run)
+        session = mount / "jitrun" / events_of(run, "elevate.start")[0].get("jitrun.session_id")
+        assert (session / "supervisor").is_dir() and (session / "command").is_dir(), str(run)
+        assert run.wait(60) == 0, str(run)
+        assert wait_until(lambda: not session.exists(), 30), f"{session} is left after the run\n{run}"
+        ends = events_of(run, "elevate.end")
+        assert len(ends) == 1 and ends[0].get("jitrun.end_reason") == "exit", str(run)
 
 
 # ---- issue 12 #2: inherited process attributes
@@ -1082,8 +1113,8 @@ def test_inherited_process_attributes_are_reset_for_jitrun_and_given_back_to_the
         assert command == {"nice": 19, "policy": 5, "slack": ONE_HOUR_NS, "cpus": command["cpus"],
                            "ioprio_class": 3, "personality": 0}, command
         assert "," not in command["cpus"] and "-" not in command["cpus"], command
-        jitruns = run.jitrun_pids()
-        assert len(jitruns) == 2, str(run)
+        jitruns = run.jitrun_pids()  # the front, the supervisor, the watchdog
+        assert run.supervisor_pid() in jitruns and len(run.watchdog_pids()) == 1, str(run)
         for pid in jitruns:
             got = scheduling_of(pid)
             assert got["slack"] == 50_000 and got["nice"] == 0 and got["policy"] == 0, got
@@ -1110,7 +1141,9 @@ def test_a_raised_oom_score_adj_is_reset_for_jitrun(lab, world):
                                "--", "/usr/bin/sleep", "600"]) as run:
         cmd = tree_process(run, "/usr/bin/sleep")
         assert scheduling_of(cmd)["oom_score_adj"] == 1000, "the caller's value should reach the command"
-        assert [scheduling_of(p)["oom_score_adj"] for p in run.jitrun_pids()] == [0, 0], str(run)
+        jitruns = run.jitrun_pids()  # the front, the supervisor, the watchdog
+        assert len(run.watchdog_pids()) == 1 and run.supervisor_pid() in jitruns, str(run)
+        assert [scheduling_of(p)["oom_score_adj"] for p in jitruns] == [0] * len(jitruns), str(run)
 
 
 FAKE_SETTINGS = 'host = "{host}"\n\n[audit]\nsocket = "/nonexistent/log"\nfail_closed = false\n'
@@ -1365,18 +1398,23 @@ def test_the_caller_cannot_stop_her_own_jitrun_before_it_starts_the_command(lab,
         fcntl.flock(held, fcntl.LOCK_EX)
         with lab.spawn_as_user(a, args, pty=(how == "ctrl-z")) as run:
             assert wait_until(lambda: flock_waiters(counter) == 1, 30), str(run)
+            # the supervisor (which waits for the lock) and the front (which waits for it)
             pids = run.jitrun_pids()
-            assert len(pids) == 1, str(run)
-            pid = pids[0]
-            if how == "kill-stop":
-                res = lab.run_without_jitrun(a, ["/usr/bin/kill", "-STOP", str(pid)])
-                assert res.returncode != 0, f"the caller stopped her jitrun while it waits for a lock\n{res}"
-            else:
+            assert run.supervisor_pid() in pids and len(pids) in (1, 2), str(run)
+            for pid in pids:
+                if how == "kill-stop":
+                    res = lab.run_without_jitrun(a, ["/usr/bin/kill", "-STOP", str(pid)])
+                    assert res.returncode != 0, f"the caller stopped her jitrun while it waits for a lock\n{res}"
+            if how == "ctrl-z":
                 run.send(b"\x1a")
                 tstp = 1 << (signal.SIGTSTP - 1)
                 # stopped (and then, its shell gone, hung up) or the signal waiting, blocked
-                assert wait_until(lambda: proc_state(pid) in ("T", None) or pending_signals(pid) & tstp, 20), str(run)
-            assert proc_state(pid) not in ("T", None), f"the caller stopped her jitrun while it waits for a lock\n{run}"
+                for pid in pids:
+                    assert wait_until(lambda: proc_state(pid) in ("T", None) or pending_signals(pid) & tstp, 20), \
+                        str(run)
+            for pid in pids:
+                assert proc_state(pid) not in ("T", None), \
+                    f"the caller stopped her jitrun while it waits for a lock\n{run}"
             fcntl.flock(held, fcntl.LOCK_UN)
             assert run.wait(30) == 0, str(run)
 

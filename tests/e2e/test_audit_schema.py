@@ -114,7 +114,10 @@ def _supervisor_killed(lab, a, token) -> list:
     with lab.spawn_as_user(a, [str(lab.jitrun), "--grant", str(grant), "--", "/usr/bin/sleep", "60"]) as run:
         _wait(lambda: "elevate.start" in [e.action for e in run.events()], "elevate.start")
         assert _proc_table()[run.pid][2] == str(lab.jitrun), "the spawned process is not jitrun"
-        os.kill(run.pid, signal.SIGKILL)
+        _wait(lambda: run.watchdog_pids(), "the watchdog")
+        supervisor = run.supervisor_pid()
+        assert supervisor != run.pid, "no supervisor besides the front (crates/jitrun/src/front.rs)"
+        os.kill(supervisor, signal.SIGKILL)
         _wait(lambda: "elevate.end" in [e.action for e in run.events()], "the watchdog's elevate.end")
         return run.events()
 

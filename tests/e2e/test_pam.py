@@ -278,3 +278,104 @@ authenticate = true
     assert now.out == "SWAPPED\n", str(now)
     assert res.out == "ORIGINAL\n", str(res)
     assert res.event("elevate.start").get("process.executable") == str(target)
+
+
+# ---- libpam is loaded only for rules that authenticate (issue 17) --------------------------
+
+
+def grant_and_password_policy(lab: Lab, user: User) -> None:
+    """`grant-sleep` needs a grant and no authentication; `with-password` authenticates."""
+    lab.set_policy(f"""
+[[rule]]
+name = "grant-sleep"
+users = ["{user.name}"]
+commands = ["/usr/bin/sleep *", "/usr/bin/true"]
+run_as = "root"
+max_duration = "30m"
+
+[[rule]]
+name = "with-password"
+users = ["{user.name}"]
+commands = ["/usr/bin/sleep *", "/usr/bin/true"]
+run_as = "root"
+grant = "none"
+authenticate = true
+""", dropins={})
+
+
+def mapped_objects(pid: int) -> set[str]:
+    """File names of the shared objects mapped into ``pid`` (root reads any process's maps)."""
+    names = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and ".so" in parts[5]:
+            names.add(os.path.basename(parts[5].strip()))
+    return names
+
+
+def jitrun_maps_while_sleeping(lab: Lab, user: User, argv: list[str], binds=()) -> dict[str, set[str]]:
+    """Start ``argv`` (a jitrun run of `sleep`), wait for its supervisor and watchdog, and
+    return what the front, the supervisor and the watchdog map; the run is ended afterwards."""
+    with lab.spawn_as_user(user, argv, binds=binds) as run:
+        deadline = time.monotonic() + 30
+        while not run.watchdog_pids() or "elevate.start" not in [e.action for e in run.events()]:
+            assert time.monotonic() < deadline and run.popen.poll() is None, str(run)
+            time.sleep(0.05)
+        roles = {"front": run.front_pid(), "supervisor": run.supervisor_pid(), "watchdog": run.watchdog_pids()[0]}
+        return {role: mapped_objects(pid) for role, pid in roles.items()}
+
+
+def test_a_run_that_does_not_authenticate_maps_no_pam_library(lab, pam_users):
+    """libpam (with libaudit and libcap-ng) is loaded with dlopen by the first rule that needs
+    it: a grant run's supervisor and watchdog map the C library and no PAM at all. Control: a
+    rule that authenticates maps libpam in the same processes, so the probe does see it."""
+    user = pam_users[0]
+    grant_and_password_policy(lab, user)
+    token = lab.mint(user, "grant-sleep", ttl="10m")
+    grant = lab.user_file(user, "sleep.grant", token + "\n")
+    j = str(lab.jitrun)
+    plain = jitrun_maps_while_sleeping(lab, user, [j, "--grant", str(grant), "--", "/usr/bin/sleep", "30"])
+    for role, objects in plain.items():
+        assert "libc.so.6" in objects, (role, objects)  # the probe reads real maps
+        assert not [o for o in objects if o.startswith(("libpam", "libaudit", "libcap-ng"))], (role, objects)
+    d = pam_dir(lab, "maps", PERMIT)
+    with_pam = jitrun_maps_while_sleeping(lab, user, [j, "--", "/usr/bin/sleep", "30"], binds=[(d, "/etc/pam.d")])
+    # the supervisor authenticated (and holds the PAM session), the watchdog is its copy
+    for role in ("supervisor", "watchdog"):
+        assert [o for o in with_pam[role] if o.startswith("libpam.so.0")], (role, with_pam[role])
+
+
+def libpam_path() -> Path:
+    """The file the dynamic loader opens for libpam.so.0 (its cache names the path)."""
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.split(" ", 1)[0].strip() == "libpam.so.0" and "=>" in line:
+            return Path(line.rsplit("=>", 1)[1].strip()).resolve()
+    pytest.fail(f"ldconfig -p lists no libpam.so.0:\n{out}")
+
+
+def test_without_a_loadable_libpam_only_rules_that_authenticate_are_refused(lab, pam_users):
+    """An empty file over libpam (in the run's namespace): a rule that authenticates is refused
+    with a host error that says what to install, and nothing runs; a grant run does not need
+    PAM and runs as before (a jitrun linked with libpam would not even start)."""
+    user = pam_users[0]
+    grant_and_password_policy(lab, user)
+    empty = lab.tmp / "empty-libpam.so"
+    empty.write_bytes(b"")
+    d = pam_dir(lab, "no-libpam", PERMIT)
+    binds = [(d, "/etc/pam.d"), (empty, libpam_path())]
+    marker = Path("/tmp/jitlab-pam-marker")
+    marker.unlink(missing_ok=True)
+    token = lab.mint(user, "grant-sleep", ttl="10m")
+    ran = lab.run_as_user(user, ["/usr/bin/true"], grant="-", stdin=token + "\n", binds=binds)
+    assert_ok(ran)
+    assert ran.event("elevate.start").get("jitrun.rule") == "grant-sleep"
+    res = lab.run_as_user(user, ["/usr/bin/true"], binds=binds)
+    assert res.returncode == 1, str(res)
+    assert len(res.err_lines) == 1 and res.err_lines[0].startswith("jitrun: "), str(res)
+    assert "Linux-PAM cannot be loaded" in res.err and "libpam0g" in res.err, str(res)
+    assert "elevate.start" not in res.actions(), str(res)
+    error = res.event("policy.error")
+    assert error.get("jitrun.deny_code") == "pam" and error.get("jitrun.rule") == "with-password", str(res)
+    # control: with the library in place the same rule runs
+    assert_ok(lab.run_as_user(user, ["/usr/bin/true"], binds=[(d, "/etc/pam.d")]))

@@ -411,3 +411,75 @@ def test_a_generated_3000_rule_policy_works_through_the_cache(lab, world):
     p.unlink()
     assert lab.run_as_user(a, None, options=["-l"]).out == lst.out
     assert res.get("jitrun.rule") == "bench-grant"
+
+
+# ---- jitctl policy compile: the snapshot built ahead of time (issue 17) --------------------
+
+
+def policy_ctimes(lab) -> list[int]:
+    files = [lab.conf / "policy.toml", lab.conf / "policy.d", *sorted((lab.conf / "policy.d").glob("*.toml"))]
+    return [max(f.stat().st_ctime_ns, f.stat().st_mtime_ns) for f in files if f.exists()]
+
+
+def test_jitctl_policy_compile_writes_the_snapshot_the_next_run_uses(lab, world):
+    """As root, `jitctl policy compile` builds what jitrun's first run after a change would
+    build: root's 0600 file, keyed on the files it read, written only once they are 2 s old.
+    The next jitrun finds it current and uses it: it decides from it and does not write it
+    again (a stale snapshot would be rebuilt, now that the files are old enough)."""
+    lab.set_policy("# the rules are in policy.d\n",
+                   dropins={"50-cache.toml": standing_policy(world, "/usr/bin/true")})
+    p = snapshot_path(lab)
+    p.unlink(missing_ok=True)
+    newest = max(policy_ctimes(lab))
+    res = lab.jitctl_as_root("policy", "compile")
+    assert res.returncode == 0, res
+    assert "compiled 1 rules from 2 files into /var/lib/jitrun/policy.snapshot" in res.stdout, res
+    assert "waiting" in res.stderr, res  # the files were just written
+    st = p.lstat()
+    assert p.is_file() and (st.st_uid, st.st_mode & 0o7777, st.st_nlink) == (0, 0o600, 1)
+    # built from settled files only: written at least 2 s after the newest change
+    assert st.st_mtime_ns >= newest + int(SETTLE * 1e9), (st.st_mtime_ns, newest)
+    key, count, _, _ = parse(p.read_bytes())
+    assert count == 1 and b"/etc/jitrun/policy.d/50-cache.toml" in key
+    assert [f.name for f in lab.state.iterdir() if "snapshot" in f.name] == ["policy.snapshot"]
+    before = identity(p)
+    res = assert_ok(lab.run_as_user(world.alice, ["/usr/bin/true"]))
+    assert res.event("elevate.start").get("jitrun.rule") == "cache-standing"
+    assert_denied(lab.run_as_user(world.alice, ["/usr/bin/tty"]), "command_not_allowed")
+    assert identity(p) == before, "jitrun rewrote the compiled snapshot: it did not match"
+    # compiled again with nothing changed: the same key, no wait
+    again = lab.jitctl_as_root("policy", "compile")
+    assert again.returncode == 0 and "waiting" not in again.stderr, again
+    assert key_of(p.read_bytes()) == key
+
+
+def test_a_compiled_snapshot_is_not_used_once_a_policy_file_changes(lab, world):
+    """The currency check holds for a snapshot jitctl compiled as for one jitrun wrote: an
+    in-place edit of the same size after compiling (only the ctime changes) is decided from the
+    files, not from the snapshot."""
+    lab.set_policy(standing_policy(world, "/usr/bin/true"), dropins={})
+    res = lab.jitctl_as_root("policy", "compile")
+    assert res.returncode == 0, res
+    assert_ok(lab.run_as_user(world.alice, ["/usr/bin/true"]))  # control: the snapshot allows it
+    _edit_in_place(lab.conf / "policy.toml", b'"/usr/bin/true"', b'"/usr/bin/echo"')
+    assert_denied(lab.run_as_user(world.alice, ["/usr/bin/true"]), "command_not_allowed")
+    assert assert_ok(lab.run_as_user(world.alice, ["/usr/bin/echo"])).out == "\n"
+
+
+def test_jitctl_policy_compile_refuses_what_jitrun_would_not_trust(lab, world):
+    """A policy file jitrun would refuse (not root's) or a policy that does not load is not
+    compiled, and nothing is written; nor does it run for anyone but root."""
+    p = snapshot_path(lab)
+    lab.set_policy(standing_policy(world, "/usr/bin/true"), dropins={"60-x.toml": "# empty\n"})
+    p.unlink(missing_ok=True)
+    os.chown(lab.conf / "policy.d" / "60-x.toml", world.alice.uid, world.alice.gid)
+    res = lab.jitctl_as_root("policy", "compile")
+    assert res.returncode != 0 and "/etc/jitrun/policy.d/60-x.toml" in res.stderr, res
+    assert f"owned by uid {world.alice.uid}, not root" in res.stderr and "no snapshot was written" in res.stderr
+    assert not p.exists()
+    lab.set_policy('[[rule]\nname = "broken"\n', dropins={})
+    res = lab.jitctl_as_root("policy", "compile")
+    assert res.returncode != 0 and "nothing was compiled" in res.stderr, res
+    assert not p.exists()
+    user = lab.run_without_jitrun(world.alice, [str(lab.jitctl_bin), "policy", "compile"])
+    assert user.returncode != 0 and "run it as root" in user.err, str(user)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import TEST_SECURE_PATH, assert_ok
-from jitlab import _proc_table, decode_token, pid_alive
+from jitlab import _proc_table, decode_token, pid_alive, supervisor_of
 
 EXPIRED = "expired"
 
@@ -65,13 +65,13 @@ def lab_jitruns(lab) -> list[int]:
 
 
 def the_command(lab, jitrun_pid: int, not_pids: set[int]) -> int:
-    """The command: the child of the supervisor that is neither jitrun (a watchdog) nor a
-    re-parented orphan."""
+    """The command: the child of the supervisor (that of the jitrun process ``jitrun_pid`` the
+    shell started) that is neither jitrun (a watchdog) nor a re-parented orphan."""
     found: list[int] = []
 
     def one():
         table = _proc_table()
-        found[:] = [c for c in children(jitrun_pid)
+        found[:] = [c for c in children(supervisor_of(jitrun_pid, str(lab.jitrun)))
                     if c not in not_pids and proc_state(c) not in (None, "Z")
                     and table.get(c, (0, set(), ""))[2] != str(lab.jitrun)]
         return len(found) == 1

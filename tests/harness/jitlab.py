@@ -226,6 +226,26 @@ def _proc_table() -> dict[int, tuple[int, set[int], str]]:
     return table
 
 
+def session_of(pid: int) -> int | None:
+    """The session id of ``pid`` (/proc/PID/stat), None when it is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2:].split()[3])
+
+
+def supervisor_of(front: int, jitrun: str) -> int:
+    """The supervisor of the run whose jitrun process (the one the caller's shell started) is
+    ``front``. With cgroup v2 that process is jitrun's front: it starts the supervisor in
+    jitrun's own cgroup and only waits for it (crates/jitrun/src/front.rs); without cgroup v2 it
+    is the supervisor itself. The watchdog, a child of the supervisor, leads a session of its own."""
+    table = _proc_table()
+    kids = [p for p, (ppid, _, exe) in table.items()
+            if ppid == front and exe == jitrun and session_of(p) not in (p, None)]
+    return kids[0] if len(kids) == 1 else front
+
+
 def descendants(root: int) -> list[int]:
     table = _proc_table()
     children: dict[int, list[int]] = {}
@@ -923,6 +943,14 @@ class Lab:
             kw["stdin"] = None
         return _run([self.jitctl_bin, *args], check=check, **kw)
 
+    def jitctl_as_root(self, *args: str | os.PathLike, timeout: float = 60) -> subprocess.CompletedProcess:
+        """``jitctl ARGS`` as root in a private mount namespace that has the lab's configuration
+        and state at their real paths (/etc/jitrun, /var/lib/jitrun): what an administrator's
+        jitctl sees on a host (``jitctl policy compile``). Not checked: the caller looks."""
+        cmd = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
+               str(self.conf), str(self.state), "0", "0", str(self.jitctl_bin), *map(str, args)]
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
     def keygen(self, name: str) -> tuple[Path, Path]:
         """A new key pair via ``jitctl keygen`` (secret stays in the lab's root-only key dir)."""
         sec, pub = self.keys / f"{name}.secret.paserk", self.keys / f"{name}.public.paserk"
@@ -1382,9 +1410,30 @@ class Spawned:
         return [p for p in [self.pid, *descendants(self.pid)] if pid_alive(p)]
 
     def jitrun_pids(self) -> list[int]:
-        """The lab's jitrun processes in this run's tree."""
+        """The lab's jitrun processes in this run's tree (the front, the supervisor, the
+        watchdog; see :func:`supervisor_of`)."""
         table = _proc_table()
         return [p for p in self.processes() if table.get(p, (0, set(), ""))[2] == str(self.lab.jitrun)]
+
+    def front_pid(self) -> int | None:
+        """The jitrun process the run's shell (or ``self.pid`` itself) started: the one whose
+        parent is not jitrun. None before jitrun runs (or after it ended)."""
+        table = _proc_table()
+        jitrun = str(self.lab.jitrun)
+        fronts = [p for p in self.jitrun_pids() if p in table and table.get(table[p][0], (0, set(), ""))[2] != jitrun]
+        if len(fronts) > 1:
+            raise JitlabError(f"more than one jitrun front in the run's tree: {fronts}")
+        return fronts[0] if fronts else None
+
+    def supervisor_pid(self) -> int:
+        """The run's supervisor (:func:`supervisor_of`; ``self.pid`` before jitrun runs)."""
+        front = self.front_pid()
+        return supervisor_of(front, str(self.lab.jitrun)) if front else self.pid
+
+    def watchdog_pids(self) -> list[int]:
+        """The run's watchdog (a list: none before it starts)."""
+        front = self.front_pid()
+        return [p for p in self.jitrun_pids() if p != front and session_of(p) == p] if front else []
 
     def close(self) -> None:
         """Kill what is left of the run (the tree, and the user's processes) and stop collecting."""

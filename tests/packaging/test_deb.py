@@ -181,6 +181,10 @@ def test_package_contents_show_setuid_jitrun_and_conffiles():
         assert re.search(rf" {re.escape(path)}$", listing, re.M), f"{path} not in the package:\n{listing}"
     info = run(["dpkg-deb", "-I", deb("jitrun")]).stdout
     assert re.search(r"^ +\d+ bytes, +\d+ lines +conffiles", info, re.M), info
+    # libpam is loaded with dlopen (not linked, so dpkg-shlibdeps cannot see it): named by hand
+    depends = run(["dpkg-deb", "-f", deb("jitrun"), "Depends"]).stdout
+    assert re.search(r"(^|, )libpam0g( |,|$)", depends.strip()), depends
+    assert re.search(r"(^|, )libc6 ", depends), depends
     conf = subprocess.run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{deb('jitrun')}' | tar -xO ./conffiles"],
                           capture_output=True, text=True, check=True).stdout.split()
     assert sorted(conf) == ["/etc/jitrun/client.toml", "/etc/jitrun/jitrun.toml", "/etc/pam.d/jitrun"], conf
@@ -341,6 +345,13 @@ def test_good_policy_package_activates_and_elevates(host, user, tmp_path):
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
     assert 'name = "net-probe"' in target.read_text()
     assert Path(f"/usr/share/jitrun/policy-packages/{name}/rules.toml").is_file()
+    # activation compiled the policy snapshot jitrun reads (root's 0600 file, keyed on the new file)
+    assert "compiled the policy snapshot jitrun reads" in p.stdout + p.stderr
+    snap = STATE / "policy.snapshot"
+    st = snap.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600), st
+    assert str(target).encode() in snap.read_bytes()
+    compiled = (st.st_ino, st.st_mtime_ns)
     check = run(["/usr/bin/jitctl", "policy", "check"])
     # loads (the lint may warn: the test rule is standing access)
     assert check.returncode == 0 and "ok: 1 rules" in check.stdout, check.stdout
@@ -357,6 +368,8 @@ def test_good_policy_package_activates_and_elevates(host, user, tmp_path):
     host.audit.sync()
     actions = [e.action for e in host.audit.since(mark)]
     assert "elevate.start" in actions and "elevate.end" in actions, actions
+    # the run used the compiled snapshot (a stale one would have been written again)
+    assert (snap.stat().st_ino, snap.stat().st_mtime_ns) == compiled
 
 
 @pytest.mark.parametrize("kind", ["syntax", "duplicate", "unknown_key", "failing_test"])

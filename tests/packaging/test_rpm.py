@@ -59,6 +59,8 @@ def test_jitrun_rpm_files_modes_and_config():
                  "/usr/share/licenses/jitrun/copyright"):
         assert path in t, f"{path} not in {sorted(t)}"
     assert rpm("-qlp", pkg).split() == sorted(t)
+    # libpam is loaded with dlopen (not linked): the PAM library is required by name
+    assert "pam" in rpm("-qp", "--requires", pkg).split(), rpm("-qp", "--requires", pkg)
     scripts = rpm("-qp", "--scripts", pkg)
     assert "install -d -m 0700 -o root -g root /var/lib/jitrun" in scripts, scripts
     assert "install -d -m 0700 -o root -g root /var/log/jitrun/sessions" in scripts, scripts

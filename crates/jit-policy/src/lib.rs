@@ -24,6 +24,7 @@ pub mod record;
 pub mod rule;
 pub mod settings;
 pub mod snapshot;
+pub mod snapshot_key;
 pub mod test_case;
 
 pub use caps::{CapSet, Capability};

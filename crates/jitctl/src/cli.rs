@@ -411,8 +411,14 @@ pub enum PolicyCommand {
     #[command(disable_version_flag = true)]
     Pack(PackArgs),
     /// Activate an installed policy package into /etc/jitrun/policy.d/NN-NAME.toml, only if
-    /// the whole resulting policy loads (run as root by the package's postinst)
+    /// the whole resulting policy loads (run as root by the package's postinst); then compile
+    /// it
     Activate(ActivateArgs),
+    /// Compile /etc/jitrun's policy into the snapshot jitrun reads
+    /// (/var/lib/jitrun/policy.snapshot, root's), so that the first jitrun after a change
+    /// need not parse every file; run it as root after editing policy files by hand (it waits
+    /// until they are 2 s old). jitrun uses the snapshot only while the files stay as they were
+    Compile,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 mod audit;
 mod cli;
 mod client;
+mod compile;
 mod diff;
 mod error;
 mod grant;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         cli::Command::Policy(cli::PolicyCommand::Check(args)) => done(policy::check(args)),
         cli::Command::Policy(cli::PolicyCommand::Pack(args)) => done(pack::pack(args)),
         cli::Command::Policy(cli::PolicyCommand::Activate(args)) => done(pack::activate(args)),
+        cli::Command::Policy(cli::PolicyCommand::Compile) => done(compile::run()),
         cli::Command::Policy(cli::PolicyCommand::Test(args)) => done(policy::test(args)),
         cli::Command::Policy(cli::PolicyCommand::Explain(args)) => done(policy::explain(args)),
         cli::Command::Policy(cli::PolicyCommand::Diff(args)) => done(diff::run(args)),

@@ -7,7 +7,8 @@
 //! jitrun uses, and only then renames the new file into place (written beside it first, so
 //! the switch is atomic). On failure it says why and exits non-zero: dpkg leaves the package
 //! half-configured and policy.d untouched, so the previous policy (on an upgrade, the
-//! previous version's file) stays active.
+//! previous version's file) stays active. Once activated, the policy snapshot jitrun reads is
+//! compiled ahead of time (`compile.rs`).
 
 use crate::cli::{ActivateArgs, PackArgs};
 use crate::error::{io_error, CliError, Result};
@@ -197,7 +198,7 @@ fn postrm(name: &str) -> String {
     // Every NN-NAME.toml this package activated (whatever its priority), never a file that
     // does not carry the package's marker line.
     format!(
-        "#!/bin/sh\n# postrm of jitrun-policy-{name} (made by jitctl policy pack): removing the package removes its rules.\nset -e\n\ncase \"$1\" in\nremove|purge)\n    for f in /etc/jitrun/policy.d/[0-9][0-9]-{name}.toml; do\n        if [ -f \"$f\" ] && [ \"$(head -n 1 \"$f\")\" = \"{MARKER}{name}\" ]; then\n            rm -f \"$f\"\n        fi\n    done\n    ;;\nesac\n\nexit 0\n"
+        "#!/bin/sh\n# postrm of jitrun-policy-{name} (made by jitctl policy pack): removing the package removes its rules.\nset -e\n\ncase \"$1\" in\nremove|purge)\n    for f in /etc/jitrun/policy.d/[0-9][0-9]-{name}.toml; do\n        if [ -f \"$f\" ] && [ \"$(head -n 1 \"$f\")\" = \"{MARKER}{name}\" ]; then\n            rm -f \"$f\"\n        fi\n    done\n    # The policy changed: compile the snapshot jitrun reads (else its first run does).\n    if [ -x /usr/bin/jitctl ]; then\n        /usr/bin/jitctl policy compile >/dev/null 2>&1 || true\n    fi\n    ;;\nesac\n\nexit 0\n"
     )
 }
 
@@ -519,14 +520,26 @@ fn install(target: &Path, combined: &str, stale: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Activate, then compile the policy snapshot jitrun reads (`jitctl policy compile`), so that
+/// the first jitrun after the change need not parse every file. The activation stands even
+/// when compiling fails: jitrun then builds the snapshot itself on its first run.
 pub fn activate(args: &ActivateArgs) -> Result<()> {
     activate_in(
         Path::new(PACKAGES_DIR),
         Path::new(ETC_DIR),
         &args.name,
         args.priority,
-    )
-    .map(|_| ())
+    )?;
+    match crate::compile::compile() {
+        Ok(c) => println!(
+            "compiled the policy snapshot jitrun reads: {} rules from {} files",
+            c.rules, c.files
+        ),
+        Err(e) => eprintln!(
+            "jitctl: warning: the policy snapshot was not compiled ({e}); the first jitrun after this change compiles it"
+        ),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

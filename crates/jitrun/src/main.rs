@@ -37,6 +37,7 @@ mod config;
 mod decide;
 mod env;
 mod exec;
+mod front;
 mod harden;
 mod identity;
 mod inherited;
@@ -191,8 +192,9 @@ fn run_mode(run: RunArgs, caller: CallerState) -> i32 {
         Ok(a) => a,
         Err(r) => return refuse(&r, None, &facts, requested),
     };
-    let own_cgroup = match pipeline::enter_own_cgroup(&auditor.session_id) {
-        Ok(c) => c,
+    let own_cgroup = match pipeline::own_cgroup(&auditor.session_id) {
+        Ok(pipeline::Placed::Front(front, cg)) => return front.wait(&cg),
+        Ok(pipeline::Placed::Supervisor(cg)) => cg,
         Err(r) => return refuse(&r, Some(&auditor), &facts, requested),
     };
     // Runs whose supervisor and watchdog both vanished are ended (and logged) now.
@@ -215,7 +217,8 @@ fn run_mode(run: RunArgs, caller: CallerState) -> i32 {
         }
     };
     stale_runs::remove(&auditor.session_id);
-    if let Some(cg) = &own_cgroup {
+    // The front (or the watchdog) removes the run's cgroup after this process has exited.
+    if let Some(cg) = own_cgroup.as_ref().filter(|cg| !cg.removal_handed_over()) {
         cg.leave();
     }
     code

@@ -13,6 +13,7 @@ use crate::exec::elevate::Plan;
 use crate::exec::plumbing::Want;
 use crate::exec::watchdog::RevocationWatch;
 use crate::exec::{self, stale_runs, Containment, Enforcement, Io, Launch, Outcome};
+use crate::front::{self, Front, Role};
 use crate::harden::CallerState;
 use crate::identity::{self, Invoker, Target};
 use crate::policy_cache;
@@ -50,22 +51,70 @@ pub fn auditor(settings: &Settings, host: &str) -> Result<Auditor, Refusal> {
     Ok(Auditor::new(settings, host, session))
 }
 
-/// jitrun's own processes leave any cgroup the caller may control (her delegated systemd
-/// scope) before anything else: there she could kill or freeze them with cgroup.kill.
-pub fn enter_own_cgroup(session: &str) -> Result<Option<SessionCgroup>, Refusal> {
-    SessionCgroup::enter(session).map_err(|e| {
+/// Where this process goes on after [`own_cgroup`].
+pub enum Placed {
+    /// The process the caller's shell started, with the supervisor started in the run's own
+    /// cgroup: it only waits for it (`front.rs`).
+    Front(Front, SessionCgroup),
+    /// This process goes on with the run: the supervisor, in the run's own cgroup (born there,
+    /// or moved there on a kernel without clone3's CLONE_INTO_CGROUP); `None` on a host without
+    /// cgroup v2.
+    Supervisor(Option<SessionCgroup>),
+}
+
+/// jitrun's own processes get out of any cgroup the caller may control (her delegated systemd
+/// scope) before anything else: there she could kill or freeze them with cgroup.kill. The
+/// supervisor is started in `<cgroup2>/jitrun/<session>/supervisor` (front.rs says why it is
+/// not moved there); a leaf that a concurrent sweep of abandoned runs removed in between (it
+/// was empty) is made again.
+pub fn own_cgroup(session: &str) -> Result<Placed, Refusal> {
+    let refusal = |e: std::io::Error| {
         if e.raw_os_error() == Some(libc::EMFILE) {
             Refusal::deny(
                 "resource_limit",
-                format!("your open-file limit is too low for jitrun ({e}); raise it (ulimit -n 1024)"),
+                format!(
+                    "your open-file limit is too low for jitrun ({e}); raise it (ulimit -n 1024)"
+                ),
             )
         } else {
             Refusal::config(
                 "supervise",
-                format!("cannot move jitrun into a cgroup of its own ({e}); on a host with cgroup v2 it does not run inside a cgroup its caller may control"),
+                format!("cannot start jitrun's supervisor in a cgroup of its own ({e}); on a host with cgroup v2 it does not run inside a cgroup its caller may control"),
             )
         }
-    })
+    };
+    let Some(cg) = SessionCgroup::for_session(session).map_err(refusal)? else {
+        return Ok(Placed::Supervisor(None));
+    };
+    if cfg!(jitrun_ab = "move_into_cgroup") {
+        // The bench's A/B build: this process moves itself into the leaf, as before.
+        cg.reenter().map_err(refusal)?;
+        return Ok(Placed::Supervisor(Some(cg)));
+    }
+    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for _ in 0..5 {
+        match front::split(&cg) {
+            Ok(Role::Front(f)) => return Ok(Placed::Front(f, cg)),
+            Ok(Role::Supervisor) => {
+                cg.hand_over_removal(); // the front removes the directories
+                return Ok(Placed::Supervisor(Some(cg)));
+            }
+            // The leaf vanished between mkdir and clone3: make it again.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => last = e,
+            // No clone3, or no CLONE_INTO_CGROUP (before Linux 5.7): this process moves there.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)
+                ) =>
+            {
+                cg.reenter().map_err(refusal)?;
+                return Ok(Placed::Supervisor(Some(cg)));
+            }
+            Err(e) => return Err(refusal(e)),
+        }
+    }
+    Err(refusal(last))
 }
 
 /// What the steps after containment work with.

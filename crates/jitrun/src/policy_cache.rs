@@ -4,15 +4,19 @@
 //! 120 ms at 10 000 rules). Instead, a run that finds a snapshot built from exactly the
 //! files on disk decodes only the rules that name the caller (see `jit_policy::snapshot`).
 //!
-//! * The key is a format/version line, then for each source (policy.toml, the policy.d
-//!   directory itself, each policy.d/*.toml in name order) its device, inode, size,
-//!   mtime and ctime in nanoseconds, from `fstat` on the trusted, opened file: every run
-//!   still walks and checks every policy file (owner, mode, no symbolic links) as a full
-//!   load would, only without reading it. Any edit changes the ctime (which no one can
-//!   set back), so an edited policy is never decided from an old snapshot.
-//! * A snapshot is written only when every source is older than [`SETTLE`]: a file changed
-//!   twice within one tick of the file system's clock could otherwise keep its times and
-//!   size across the edit (the "racy" case); until then runs load the files in full.
+//! * The key (`jit_policy::snapshot_key`) is a format/version line, then for each source
+//!   (policy.toml, the policy.d directory itself, each policy.d/*.toml in name order) its
+//!   device, inode, size, mtime and ctime in nanoseconds, from `fstat` on the trusted, opened
+//!   file: every run still walks and checks every policy file (owner, mode, no symbolic
+//!   links) as a full load would, only without reading it. Any edit changes the ctime (which
+//!   no one can set back), so an edited policy is never decided from an old snapshot.
+//! * A snapshot is written only when every source is older than `snapshot_key::SETTLE`: a
+//!   file changed twice within one tick of the file system's clock could otherwise keep its
+//!   times and size across the edit (the "racy" case); until then runs load the files in full.
+//! * `jitctl policy compile` (and `jitctl policy activate`) writes the same snapshot ahead of
+//!   time, under the same rules, so that the first run after a change made with the
+//!   project's tools need not parse anything. jitrun checks it like any other: nothing in it
+//!   is believed unless its key is this run's.
 //! * The snapshot must be a regular file owned by root, mode 0600, one link, in the
 //!   root-owned state directory that no one else may even read (0700); anything else
 //!   (damaged, stale, a symbolic link, another owner or mode) is ignored and replaced.
@@ -34,18 +38,14 @@ use crate::system::{self, fs};
 use crate::trusted_files::{self, MAX_TRUSTED_FILE};
 use jit_policy::decide::names_user;
 use jit_policy::snapshot::{self, Snapshot, SnapshotError, Want, HEADER_LEN};
+use jit_policy::snapshot_key::{SnapshotKey, SourceIdentity};
 use jit_policy::Policy;
 use std::ffi::CString;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Bump when the key's meaning changes.
-const KEY_FORMAT: u32 = 1;
 pub const SNAPSHOT_NAME: &str = "policy.snapshot";
-/// Sources younger than this are not cached (see the module documentation).
-const SETTLE: Duration = Duration::from_secs(2);
 /// Largest snapshot read: the policy files themselves are bounded by MAX_TRUSTED_FILE each.
 const MAX_SNAPSHOT: u64 = 1 << 30;
 
@@ -57,36 +57,20 @@ pub struct Loaded {
     pub complete: bool,
 }
 
-struct Key {
-    bytes: Vec<u8>,
-    /// Newest mtime or ctime of any source, in nanoseconds since the epoch.
-    newest_ns: i128,
-}
-
-fn identity(out: &mut String, newest: &mut i128, path: &str, st: Option<fs::Stat>) {
-    match st {
-        None => {
-            let _ = writeln!(out, "{path} absent");
-        }
-        Some(st) => {
-            let _ = writeln!(
-                out,
-                "{path} dev={} ino={} size={} mtime={} ctime={} mode={:o}",
-                st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns, st.mode
-            );
-            *newest = (*newest).max(st.mtime_ns).max(st.ctime_ns);
-        }
+fn identity(st: fs::Stat) -> SourceIdentity {
+    SourceIdentity {
+        dev: st.dev,
+        ino: st.ino,
+        size: st.size,
+        mtime_ns: st.mtime_ns,
+        ctime_ns: st.ctime_ns,
+        mode: st.mode,
     }
 }
 
 /// The key of the policy files on disk, checking each as a full load would.
-fn key() -> Result<Key, Refusal> {
-    let mut out = format!(
-        "jitrun policy cache {KEY_FORMAT}; snapshot format {}; jitrun {}\n",
-        snapshot::FORMAT,
-        env!("CARGO_PKG_VERSION")
-    );
-    let mut newest = i128::MIN;
+fn key() -> Result<SnapshotKey, Refusal> {
+    let mut key = SnapshotKey::new();
     // One checked walk to /etc/jitrun, then each file relative to it: the same checks as a
     // full load (every directory and file root-owned, writable by root alone, no links).
     let (conf, policy_name) = paths::POLICY.rsplit_once('/').expect("an absolute path");
@@ -100,7 +84,7 @@ fn key() -> Result<Key, Refusal> {
         }
         None => None,
     };
-    identity(&mut out, &mut newest, paths::POLICY, policy);
+    key.source(paths::POLICY, policy.map(identity).as_ref());
     let dir_fd = match &conf_fd {
         Some(fd) => trusted_files::subdir(fd.as_fd(), paths::POLICY_DIR, dir_name)?,
         None => None,
@@ -111,18 +95,15 @@ fn key() -> Result<Key, Refusal> {
         })?),
         None => None,
     };
-    identity(&mut out, &mut newest, paths::POLICY_DIR, dir);
+    key.source(paths::POLICY_DIR, dir.map(identity).as_ref());
     if let Some(fd) = &dir_fd {
         for name in trusted_files::names(paths::POLICY_DIR, ".toml")? {
             let path = format!("{}/{name}", paths::POLICY_DIR);
             let st = trusted_files::stat_in(fd.as_fd(), &path, &name, MAX_TRUSTED_FILE)?;
-            identity(&mut out, &mut newest, &path, st);
+            key.source(&path, st.map(identity).as_ref());
         }
     }
-    Ok(Key {
-        bytes: out.into_bytes(),
-        newest_ns: newest,
-    })
+    Ok(key)
 }
 
 /// The policy for `inv`: from the snapshot when it is current, else loaded in full (and,
@@ -134,7 +115,7 @@ pub fn load_for(inv: &Invoker, only: Option<&[String]>, rebuild: bool) -> Result
     let Ok(key) = key() else {
         return full(None);
     };
-    if let Some(policy) = read_subset(&key.bytes, inv, only) {
+    if let Some(policy) = read_subset(key.bytes(), inv, only) {
         return Ok(Loaded {
             policy,
             complete: false,
@@ -143,15 +124,15 @@ pub fn load_for(inv: &Invoker, only: Option<&[String]>, rebuild: bool) -> Result
     full(Some(&key).filter(|_| rebuild))
 }
 
-fn full(key: Option<&Key>) -> Result<Loaded, Refusal> {
+fn full(key: Option<&SnapshotKey>) -> Result<Loaded, Refusal> {
     let policy = config::load_policy()?;
     if let Some(key) = key {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        if key.newest_ns < now - SETTLE.as_nanos() as i128 {
+        if key.settles_in(now).is_zero() {
             // Best effort: a snapshot that cannot be written only makes the next run slower.
-            let _ = write(&policy, &key.bytes);
+            let _ = write(&policy, key.bytes());
         }
     }
     Ok(Loaded {

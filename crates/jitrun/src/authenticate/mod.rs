@@ -15,8 +15,8 @@ mod tty;
 use crate::identity::{Invoker, Target};
 use crate::refusal::Refusal;
 use crate::system::pam::{
-    Pam, PamError, PAM_ABORT, PAM_ACCT_EXPIRED, PAM_AUTH_ERR, PAM_CONV_ERR, PAM_MAXTRIES,
-    PAM_NEW_AUTHTOK_REQD, PAM_PERM_DENIED, PAM_USER_UNKNOWN,
+    self, Library, Pam, PamError, PAM_ABORT, PAM_ACCT_EXPIRED, PAM_AUTH_ERR, PAM_CONV_ERR,
+    PAM_MAXTRIES, PAM_NEW_AUTHTOK_REQD, PAM_PERM_DENIED, PAM_USER_UNKNOWN,
 };
 use crate::system::process;
 use jit_policy::{DenyCode, Settings};
@@ -60,12 +60,24 @@ pub fn authenticate(
         )
         .with_rule(Some(rule.to_string()))
     };
+    // libpam is loaded only now, for the first rule that needs it (system/pam.rs).
+    let lib = Library::get().map_err(|e| {
+        Refusal::config(
+            "pam",
+            format!(
+                "rule {rule} asks {} to authenticate, but Linux-PAM cannot be loaded ({}: {e}); install it (Debian and Ubuntu: apt-get install libpam0g; Fedora: dnf install pam); nothing was run",
+                invoker.name,
+                pam::LIBRARY
+            ),
+        )
+        .with_rule(Some(rule.to_string()))
+    })?;
     // PAM modules run as full root, as under sudo (real uid 0 until this returns).
     let _root = process::real_root()
         .map_err(|e| Refusal::config("pam", format!("cannot take real uid 0 for PAM: {e}")))?;
     let unanswered = Rc::new(Cell::new(false));
     let conversation = tty::Conversation::new(&invoker.name, unanswered.clone());
-    let mut pam = Pam::start(service, &invoker.name, Box::new(conversation))
+    let mut pam = Pam::start(lib, service, &invoker.name, Box::new(conversation))
         .map_err(|e| pam_failure("pam_start", e))?;
     pam.set_requester(invoker.tty.as_deref(), &invoker.name)
         .map_err(|e| pam_failure("pam_set_item", e))?;

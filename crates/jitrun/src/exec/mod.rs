@@ -43,6 +43,11 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use watchdog::{Guard, RevocationWatch, Watchdog};
 
+/// Signals the supervisor takes (blocked, and waited for), and its front too (`front.rs`):
+/// SIGCHLD, SIGCONT, and those passed on to the command.
+pub use supervise::HANDLED;
+pub use terminal::set_front;
+
 pub struct Launch<'a> {
     pub program: Program,
     pub argv: Vec<CString>,

@@ -13,7 +13,8 @@ use crate::system::signals;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-/// Signals the supervisor handles (blocked, and taken with sigtimedwait).
+/// Signals the supervisor handles (blocked, and taken with sigtimedwait); its front takes the
+/// same ones (`front.rs`).
 pub const HANDLED: &[libc::c_int] = &[
     libc::SIGCHLD,
     libc::SIGINT,

@@ -5,6 +5,25 @@
 use crate::system::fs::std_fd;
 use crate::system::{process, signals, term};
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The supervisor's front (`front.rs`; 0: none, the supervisor is the process the shell
+/// started).
+static FRONT: AtomicI32 = AtomicI32::new(0);
+
+/// In the supervisor: the pid of its front, which stops and goes on with it.
+pub fn set_front(pid: libc::pid_t) {
+    FRONT.store(pid, Ordering::Relaxed);
+}
+
+/// The supervisor goes on after a job-control stop: so does its front (stopped with it),
+/// however the supervisor was continued.
+fn continue_front() {
+    let front = FRONT.load(Ordering::Relaxed);
+    if front > 0 {
+        let _ = signals::kill(front, libc::SIGCONT);
+    }
+}
 
 /// A standard descriptor on a terminal, if any (looked up each time: jitrun may be moved
 /// between foreground and background while the command runs).
@@ -33,7 +52,8 @@ pub fn take_back(child: libc::pid_t, me: libc::pid_t) {
 /// The command stopped. Reading the terminal from the background (SIGTTIN/SIGTTOU) while
 /// jitrun itself is in the foreground (the shell's `fg` moved jitrun, not the command): hand
 /// the terminal over and continue it. Otherwise (Ctrl-Z, or jitrun in the background): take
-/// the terminal back and stop too, so the shell sees the job stop; when continued, give the
+/// the terminal back and stop too, so the shell sees the job stop (its front, which the shell
+/// waits for, stops with it: `front.rs`); when continued, continue the front, give the
 /// terminal back if jitrun is in the foreground, and continue the command. While jitrun is
 /// stopped the watchdog keeps enforcing the grant's expiry. Without a terminal, a stop is
 /// left to whoever sent it.
@@ -49,6 +69,7 @@ pub fn job_control_stop(child: i32, sig: libc::c_int) {
         let _ = term::set_foreground(t, me);
     }
     let _ = signals::kill(process::getpid(), libc::SIGSTOP);
+    continue_front();
     if foreground_is(t, me) {
         let _ = term::set_foreground(t, child);
     }

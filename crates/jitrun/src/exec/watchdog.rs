@@ -18,6 +18,16 @@
 //! `/var/lib/jitrun/revocations` changed (inode, size, mtime) and, when it did, verifies it
 //! again; once the grant is on it, the command ends like at expiry (SIGTERM, `kill_grace`,
 //! `cgroup.kill`) and the supervisor is told, so that `elevate.end` says `revoked`.
+//!
+//! At the end the supervisor says "done" and the watchdog answers whether it ended the command
+//! for a revocation (one socket both ways, one descriptor each), and exits; the supervisor does
+//! not wait for that. The run's front removes the cgroup's directories once the supervisor
+//! has exited (front.rs). Without a front (a kernel that cannot start the supervisor in its
+//! cgroup), the watchdog stays until the supervisor has exited, then leaves the cgroup and
+//! removes them: a process that moves itself to another cgroup waits for an RCU grace period
+//! (milliseconds on a busy host), and the supervisor cannot remove a directory it is in, so
+//! neither delays the caller. Should nobody get to it, the next jitrun's sweep removes the
+//! empty directories (`stale_runs.rs`).
 
 use super::relay::TerminalRestore;
 use super::terminate::{remove_when_empty, terminate};
@@ -27,6 +37,7 @@ use crate::system::fs;
 use crate::system::process::{self, Fork, Resource};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
@@ -65,12 +76,17 @@ pub struct Guard<'a> {
 
 pub struct Watchdog {
     pid: libc::pid_t,
-    tell: std::fs::File,
+    talk: UnixStream,
 }
 
-/// The watchdog's exit status when it ended the command because the grant was revoked
-/// (no extra descriptor: a caller's tiny RLIMIT_NOFILE must not stop the watchdog).
-const EXIT_REVOKED: i32 = 3;
+/// The supervisor's word at the end of the run.
+const DONE: u8 = b'd';
+/// The watchdog's answers: it ended the command because the grant was revoked, or not.
+const REVOKED: u8 = b'r';
+const NOT_REVOKED: u8 = b'k';
+/// How long the watchdog waits for the supervisor's exit before it leaves the cgroup's
+/// removal to the next jitrun (the supervisor logs the end and closes the PAM session first).
+const SUPERVISOR_EXIT_WAIT: Duration = Duration::from_secs(60);
 
 /// What the watchdog did, as the supervisor learns when it finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,20 +97,26 @@ pub struct Report {
 impl Watchdog {
     /// Fork the watchdog. `supervisor_lost` runs in the watchdog if the supervisor vanishes.
     pub fn start(guard: &Guard<'_>, supervisor_lost: impl FnOnce()) -> std::io::Result<Watchdog> {
-        let (r, w) = process::pipe()?;
+        let (ours, theirs) = UnixStream::pair()?;
+        // Without a front (which removes the run's cgroup after the supervisor: front.rs), the
+        // watchdog stays after the supervisor to remove it.
+        let removes = guard.session.is_some_and(|s| !s.removal_handed_over())
+            && !cfg!(jitrun_ab = "wait_watchdog");
         // SAFETY: jitrun is single-threaded, and the child runs only `watch`, which ends with
         // `_exit` and never returns here.
         #[allow(unsafe_code)]
         let forked = unsafe { process::fork() }?;
         match forked {
             Fork::Child => {
-                drop(w);
-                watch(guard, r, supervisor_lost)
+                drop(ours);
+                watch(guard, theirs, removes, supervisor_lost)
             }
-            Fork::Parent(pid) => Ok(Watchdog {
-                pid,
-                tell: std::fs::File::from(w),
-            }),
+            Fork::Parent(pid) => {
+                if let Some(session) = guard.session.filter(|_| removes) {
+                    session.hand_over_removal();
+                }
+                Ok(Watchdog { pid, talk: ours })
+            }
         }
     }
 
@@ -102,16 +124,18 @@ impl Watchdog {
         self.pid
     }
 
-    /// The supervisor is done with the command: the watchdog exits, and says what it did.
+    /// The supervisor is done with the command: the watchdog says what it did. It is not
+    /// waited for: it exits after the supervisor (see the module documentation).
     pub fn finish(mut self) -> Report {
-        let _ = self.tell.write_all(b"d");
-        drop(self.tell);
-        Report {
-            revoked: matches!(
-                process::wait_blocking(self.pid),
-                Ok(process::WaitStatus::Exited(EXIT_REVOKED))
-            ),
+        let mut answer = [0u8; 1];
+        let revoked = self.talk.write_all(&[DONE]).is_ok()
+            && matches!(self.talk.read(&mut answer), Ok(1) if answer[0] == REVOKED);
+        if cfg!(jitrun_ab = "wait_watchdog") {
+            // The bench's A/B build: waited for, as before (the supervisor then removes the
+            // cgroup itself).
+            let _ = process::wait_blocking(self.pid);
         }
+        Report { revoked }
     }
 }
 
@@ -233,9 +257,40 @@ fn timeout(ending: &Ending<'_, '_>, revocation: Option<&RevocationCheck<'_>>) ->
     }
 }
 
-fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOnce()) -> ! {
-    let mut from_supervisor = std::fs::File::from(from_supervisor);
+/// A pidfd of the supervisor (our parent), if it is still the process that forked us.
+fn supervisor_pidfd(guard: &Guard<'_>) -> Option<OwnedFd> {
+    let fd = process::pidfd_open(guard.supervisor).ok()?;
+    // Still our parent after the open: the pid was not reused, the descriptor is its.
+    (process::getppid() == guard.supervisor).then_some(fd)
+}
+
+/// The run is over and the supervisor answered: once it has exited, leave the run's cgroup
+/// and remove its directories (the supervisor's leaf is then empty).
+fn remove_cgroup_after(guard: &Guard<'_>, supervisor: Option<OwnedFd>) {
+    let (Some(session), Some(supervisor)) = (guard.session, supervisor) else {
+        return;
+    };
+    if !matches!(
+        fs::poll_readable(supervisor.as_fd(), SUPERVISOR_EXIT_WAIT),
+        Ok(true)
+    ) {
+        return; // still there: the next jitrun's sweep removes the directories
+    }
+    session.leave();
+}
+
+fn watch(
+    guard: &Guard<'_>,
+    talk: UnixStream,
+    removes_cgroup: bool,
+    supervisor_lost: impl FnOnce(),
+) -> ! {
+    let mut from_supervisor = talk;
     detach(guard);
+    let supervisor = guard
+        .session
+        .filter(|_| removes_cgroup)
+        .and_then(|_| supervisor_pidfd(guard));
     let mut ending = Ending {
         guard,
         kill_at: None,
@@ -271,10 +326,14 @@ fn watch(guard: &Guard<'_>, from_supervisor: OwnedFd, supervisor_lost: impl FnOn
             let mut byte = [0u8; 1];
             let done = from_supervisor
                 .read(&mut byte)
-                .map(|n| n == 1 && byte[0] == b'd')
+                .map(|n| n == 1 && byte[0] == DONE)
                 .unwrap_or(false);
             if done {
-                process::exit_now(if ending.revoked { EXIT_REVOKED } else { 0 });
+                let answer = if ending.revoked { REVOKED } else { NOT_REVOKED };
+                let _ = from_supervisor.write_all(&[answer]);
+                drop(from_supervisor);
+                remove_cgroup_after(guard, supervisor);
+                process::exit_now(0);
             }
             break; // end of file: the supervisor is gone
         }

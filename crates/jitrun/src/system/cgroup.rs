@@ -6,6 +6,7 @@
 //! common ancestor's `cgroup.procs`, here the root cgroup's. A session whose `supervisor` leaf
 //! is empty lost its supervisor and watchdog (see `exec/stale_runs.rs`).
 
+use std::cell::Cell;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -108,6 +109,13 @@ fn supervisor_gone(session: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// A descriptor on a cgroup directory, for clone3(CLONE_INTO_CGROUP).
+fn open_dir(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    super::fs::open(&c, libc::O_RDONLY | libc::O_DIRECTORY)
+}
+
 fn move_self(dir: &Path) -> io::Result<()> {
     fs::write(
         dir.join("cgroup.procs"),
@@ -120,23 +128,33 @@ fn move_self(dir: &Path) -> io::Result<()> {
 pub struct SessionCgroup {
     pub dir: PathBuf,
     parent: PathBuf,
+    /// Another process removes the directories once this one has exited (the front, or the
+    /// watchdog).
+    removal_handed_over: Cell<bool>,
 }
 
 impl SessionCgroup {
-    /// Create `<mount>/jitrun/<session>/supervisor` and move the calling process into it.
-    /// Ok(None): this host has no cgroup v2. A directory that a concurrent sweep of abandoned
-    /// sessions removed between the steps (an empty `supervisor` leaf; ENOENT) is made again.
-    pub fn enter(session: &str) -> io::Result<Option<SessionCgroup>> {
+    /// `<mount>/jitrun/<session>`, not made yet. Ok(None): this host has no cgroup v2.
+    pub fn for_session(session: &str) -> io::Result<Option<SessionCgroup>> {
         let Some(mount) = mount_point()? else {
             return Ok(None);
         };
         let parent = parent_dir(&mount)?;
-        let cg = SessionCgroup {
+        Ok(Some(SessionCgroup {
             dir: parent.join(session),
             parent,
-        };
-        cg.reenter()?;
-        Ok(Some(cg))
+            removal_handed_over: Cell::new(false),
+        }))
+    }
+
+    /// Make the session's directory and its `supervisor` leaf; a descriptor on the leaf, for
+    /// clone3(CLONE_INTO_CGROUP): a process born there was never anywhere else (moving one
+    /// in would wait for an RCU grace period).
+    pub fn make_supervisor_leaf(&self) -> io::Result<std::os::fd::OwnedFd> {
+        let leaf = self.dir.join(SUPERVISOR);
+        mkdir(&self.dir)?;
+        mkdir(&leaf)?;
+        open_dir(&leaf)
     }
 
     /// Move the calling process into the session's `supervisor` leaf, making the directories
@@ -176,6 +194,26 @@ impl SessionCgroup {
         }
     }
 
+    /// Another process (the front, the watchdog) will remove the session's directories after
+    /// this one has exited: [`SessionCgroup::leave`] is then not needed (it would move this
+    /// process to another cgroup, which waits for an RCU grace period, before the caller gets
+    /// her exit status).
+    pub fn hand_over_removal(&self) {
+        self.removal_handed_over.set(true);
+    }
+
+    pub fn removal_handed_over(&self) -> bool {
+        self.removal_handed_over.get()
+    }
+
+    /// Remove the session's directories from outside them (the front, once the supervisor has
+    /// exited); best effort. False while the `supervisor` leaf still holds a process (the
+    /// watchdog, on its way out).
+    pub fn remove_from_outside(&self) -> bool {
+        remove_session(&self.dir);
+        !is_populated(&self.dir.join(SUPERVISOR))
+    }
+
     /// At the end of the run: move to `<mount>/jitrun` (no controller is ever enabled there,
     /// so a process may sit in it) and remove the session's directories. Best effort: what is
     /// left is an empty session that the next sweep removes.
@@ -186,10 +224,16 @@ impl SessionCgroup {
     }
 }
 
-/// Remove a session's (empty) directories; best effort.
+/// Remove a session's (empty) directories; best effort. The `supervisor` leaf goes only once
+/// the `command` leaf is gone: a session whose command leaf is still there (its processes
+/// still running) must keep the empty supervisor leaf by which the next sweep finds it.
 pub fn remove_session(dir: &Path) {
     for leaf in [COMMAND, SUPERVISOR] {
-        let _ = fs::remove_dir(dir.join(leaf));
+        if let Err(e) = fs::remove_dir(dir.join(leaf)) {
+            if e.kind() != io::ErrorKind::NotFound {
+                return;
+            }
+        }
     }
     let _ = fs::remove_dir(dir);
 }
@@ -226,10 +270,7 @@ pub struct RunCgroup {
 impl RunCgroup {
     /// A descriptor on the cgroup directory, for clone3(CLONE_INTO_CGROUP).
     pub fn open_dir(&self) -> io::Result<std::os::fd::OwnedFd> {
-        use std::os::unix::ffi::OsStrExt;
-        let c =
-            std::ffi::CString::new(self.path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        super::fs::open(&c, libc::O_RDONLY | libc::O_DIRECTORY)
+        open_dir(&self.path)
     }
 
     pub fn add(&self, pid: libc::pid_t) -> io::Result<()> {

@@ -1,16 +1,24 @@
-//! Linux-PAM behind a safe API: a handle that ends itself, and a conversation that hands
-//! each message to a Rust [`Converse`] implementation.
+//! Linux-PAM behind a safe API: the library loaded when a rule first needs it, a handle that
+//! ends itself, and a conversation that hands each message to a Rust [`Converse`]
+//! implementation.
 //!
-//! The FFI declarations are pam-sys's (hand-written bindings of `<security/pam_appl.h>`; no
-//! bindgen, so the build needs only libpam's shared library and `libpam0g-dev`'s link).
-//! The numeric constants below are Linux-PAM's (`_pam_types.h`), which pam-sys exposes only
-//! as enums.
+//! libpam is not linked: it is loaded with `dlopen` by [`Library::get`] the first time a rule
+//! with `authenticate = true` asks for it, so that every other run maps the C library alone
+//! (libpam brings libaudit and libcap-ng with it, and the dynamic loader would map and relocate
+//! all three before `main` on every run). The loader looks for `libpam.so.0` by its soname, as
+//! it would for a linked library: for a setuid start glibc ignores `LD_LIBRARY_PATH` and
+//! searches only the system's directories (`ld.so.cache`, then the defaults), and jitrun's
+//! environment is already empty by then. The library is never unloaded (PAM modules it loads
+//! may leave callbacks behind).
+//!
+//! The declarations below are those of `<security/pam_appl.h>` (Linux-PAM's `_pam_types.h`),
+//! written out by hand: no headers are needed to build jitrun, only the shared library
+//! (Debian's `libpam0g`) to run a rule that authenticates.
 
 use libc::{c_char, c_int, c_void};
-use pam_sys::raw;
-use pam_sys::types::{PamConversation, PamHandle, PamMessage, PamResponse};
 use std::ffi::{CStr, CString};
 use std::ptr;
+use std::sync::OnceLock;
 
 pub const PAM_SUCCESS: c_int = 0;
 pub const PAM_PERM_DENIED: c_int = 6;
@@ -36,6 +44,152 @@ const PAM_DELETE_CRED: c_int = 0x0004;
 const PAM_DISALLOW_NULL_AUTHTOK: c_int = 0x0001;
 /// Linux-PAM's `PAM_MAX_NUM_MSG`: a conversation with more messages is refused.
 const MAX_MESSAGES: c_int = 32;
+
+/// The shared library loaded for PAM (Linux-PAM's soname since 0.99).
+pub const LIBRARY: &str = "libpam.so.0";
+
+/// `pam_handle_t`: opaque.
+#[repr(C)]
+struct PamHandle {
+    _private: [u8; 0],
+}
+
+/// `struct pam_message`.
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+/// `struct pam_response`.
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn =
+    extern "C" fn(c_int, *mut *mut PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
+
+/// `struct pam_conv`.
+#[repr(C)]
+struct PamConversation {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+type StartFn = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *const PamConversation,
+    *mut *mut PamHandle,
+) -> c_int;
+type EndFn = unsafe extern "C" fn(*mut PamHandle, c_int) -> c_int;
+type SetItemFn = unsafe extern "C" fn(*mut PamHandle, c_int, *const c_void) -> c_int;
+type FlagsFn = unsafe extern "C" fn(*mut PamHandle, c_int) -> c_int;
+type StrerrorFn = unsafe extern "C" fn(*mut PamHandle, c_int) -> *const c_char;
+
+/// The functions of a loaded libpam.
+pub struct Library {
+    start: StartFn,
+    end: EndFn,
+    set_item: SetItemFn,
+    authenticate: FlagsFn,
+    acct_mgmt: FlagsFn,
+    setcred: FlagsFn,
+    open_session: FlagsFn,
+    close_session: FlagsFn,
+    strerror: StrerrorFn,
+}
+
+/// Why libpam could not be loaded.
+#[derive(Debug, Clone)]
+pub struct LoadError(pub String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+static LOADED: OnceLock<Result<Library, LoadError>> = OnceLock::new();
+
+/// The C library's last `dlerror()` text.
+fn dl_error() -> String {
+    // SAFETY: dlerror takes no arguments; jitrun is single-threaded, so no other dl* call
+    // changes the message it points to before it is copied below.
+    let p = unsafe { libc::dlerror() };
+    if p.is_null() {
+        return "unknown error".into();
+    }
+    // SAFETY: non-NULL: a NUL-terminated string owned by the C library, copied at once.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// `dlsym(handle, name)` as a function pointer of type `F`.
+///
+/// # Safety
+///
+/// `handle` is a live handle from `dlopen`, and `F` is a function-pointer type with exactly
+/// the C signature of the symbol `name`.
+unsafe fn symbol<F: Copy>(handle: *mut c_void, name: &CStr) -> Result<F, LoadError> {
+    assert_eq!(size_of::<F>(), size_of::<*mut c_void>());
+    // SAFETY: `handle` is live (the caller's condition) and `name` is NUL-terminated.
+    let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    if p.is_null() {
+        return Err(LoadError(format!(
+            "{LIBRARY} has no {}: {}",
+            name.to_string_lossy(),
+            dl_error()
+        )));
+    }
+    // SAFETY: `p` is the non-NULL address of the function `name`, and `F` is a function
+    // pointer of the same size with its C signature (the caller's condition).
+    Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
+}
+
+impl Library {
+    /// libpam, loaded on first use (`dlopen` with every symbol bound at once). Later calls
+    /// return the same library, or the same error.
+    pub fn get() -> Result<&'static Library, LoadError> {
+        LOADED
+            .get_or_init(Library::load)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn load() -> Result<Library, LoadError> {
+        let name = CString::new(LIBRARY).expect("no NUL");
+        // SAFETY: `name` is NUL-terminated; libpam's initialisers (and those of what it
+        // links) are the C library's ordinary ones, run in this single-threaded process.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            return Err(LoadError(dl_error()));
+        }
+        // Below, `handle` was just returned by dlopen and is never closed, and each type is
+        // the function's prototype in <security/pam_appl.h>.
+        Ok(Library {
+            // SAFETY: as said above; `int pam_start(const char *, const char *, const struct pam_conv *, pam_handle_t **)`.
+            start: unsafe { symbol::<StartFn>(handle, c"pam_start") }?,
+            // SAFETY: as said above; `int pam_end(pam_handle_t *, int)`.
+            end: unsafe { symbol::<EndFn>(handle, c"pam_end") }?,
+            // SAFETY: as said above; `int pam_set_item(pam_handle_t *, int, const void *)`.
+            set_item: unsafe { symbol::<SetItemFn>(handle, c"pam_set_item") }?,
+            // SAFETY: as said above; `int pam_authenticate(pam_handle_t *, int)`.
+            authenticate: unsafe { symbol::<FlagsFn>(handle, c"pam_authenticate") }?,
+            // SAFETY: as said above; `int pam_acct_mgmt(pam_handle_t *, int)`.
+            acct_mgmt: unsafe { symbol::<FlagsFn>(handle, c"pam_acct_mgmt") }?,
+            // SAFETY: as said above; `int pam_setcred(pam_handle_t *, int)`.
+            setcred: unsafe { symbol::<FlagsFn>(handle, c"pam_setcred") }?,
+            // SAFETY: as said above; `int pam_open_session(pam_handle_t *, int)`.
+            open_session: unsafe { symbol::<FlagsFn>(handle, c"pam_open_session") }?,
+            // SAFETY: as said above; `int pam_close_session(pam_handle_t *, int)`.
+            close_session: unsafe { symbol::<FlagsFn>(handle, c"pam_close_session") }?,
+            // SAFETY: as said above; `const char *pam_strerror(pam_handle_t *, int)`.
+            strerror: unsafe { symbol::<StrerrorFn>(handle, c"pam_strerror") }?,
+        })
+    }
+}
 
 /// The person's side of a PAM conversation.
 pub trait Converse {
@@ -96,6 +250,7 @@ struct ConvData {
 
 /// A PAM transaction (`pam_start` … `pam_end`).
 pub struct Pam {
+    lib: &'static Library,
     handle: *mut PamHandle,
     last: c_int,
     // Both must stay at a fixed address for as long as the handle lives: PAM keeps pointers.
@@ -106,8 +261,13 @@ pub struct Pam {
 }
 
 impl Pam {
-    /// `pam_start(service, user, conv)`.
-    pub fn start(service: &str, user: &str, converse: Box<dyn Converse>) -> Result<Pam, PamError> {
+    /// `pam_start(service, user, conv)` with a loaded libpam ([`Library::get`]).
+    pub fn start(
+        lib: &'static Library,
+        service: &str,
+        user: &str,
+        converse: Box<dyn Converse>,
+    ) -> Result<Pam, PamError> {
         let service_c = CString::new(service).map_err(|_| PamError {
             code: PAM_ABORT,
             text: "NUL in the PAM service name".into(),
@@ -119,15 +279,15 @@ impl Pam {
         let mut data = Box::new(ConvData { converse });
         let conv = Box::new(PamConversation {
             conv: Some(converse_trampoline),
-            data_ptr: (&mut *data as *mut ConvData).cast::<c_void>(),
+            appdata_ptr: (&mut *data as *mut ConvData).cast::<c_void>(),
         });
-        let mut handle: *const PamHandle = ptr::null();
+        let mut handle: *mut PamHandle = ptr::null_mut();
         // SAFETY: both strings are NUL-terminated and outlive the call (PAM copies them);
         // `conv` points to a boxed PamConversation whose function and data pointer stay valid
         // until pam_end (the boxes are owned by the returned Pam, which calls pam_end on drop);
         // `handle` is a valid out-pointer.
         let rc = unsafe {
-            raw::pam_start(
+            (lib.start)(
                 service_c.as_ptr(),
                 user_c.as_ptr(),
                 &*conv as *const PamConversation,
@@ -141,7 +301,8 @@ impl Pam {
             });
         }
         Ok(Pam {
-            handle: handle as *mut PamHandle,
+            lib,
+            handle,
             last: PAM_SUCCESS,
             _conv: conv,
             _data: data,
@@ -165,7 +326,7 @@ impl Pam {
     fn strerror(&mut self, rc: c_int) -> String {
         // SAFETY: the handle is live; pam_strerror returns a pointer to a static string (or
         // NULL), which we copy at once.
-        let p = unsafe { raw::pam_strerror(self.handle, rc) };
+        let p = unsafe { (self.lib.strerror)(self.handle, rc) };
         if p.is_null() {
             return format!("PAM error {rc}");
         }
@@ -179,7 +340,7 @@ impl Pam {
             text: "NUL in a PAM item".into(),
         })?;
         // SAFETY: the handle is live; string items are copied by pam_set_item.
-        let rc = unsafe { raw::pam_set_item(self.handle, item, v.as_ptr().cast::<c_void>()) };
+        let rc = unsafe { (self.lib.set_item)(self.handle, item, v.as_ptr().cast::<c_void>()) };
         self.result(rc)
     }
 
@@ -199,25 +360,25 @@ impl Pam {
     /// `pam_authenticate` (empty passwords refused).
     pub fn authenticate(&mut self) -> Result<(), PamError> {
         // SAFETY: the handle is live; the conversation data it points to is owned by self.
-        let rc = unsafe { raw::pam_authenticate(self.handle, PAM_DISALLOW_NULL_AUTHTOK) };
+        let rc = unsafe { (self.lib.authenticate)(self.handle, PAM_DISALLOW_NULL_AUTHTOK) };
         self.result(rc)
     }
 
     /// `pam_acct_mgmt`: expired accounts, expired passwords, access rules.
     pub fn account(&mut self) -> Result<(), PamError> {
         // SAFETY: as above.
-        let rc = unsafe { raw::pam_acct_mgmt(self.handle, PAM_DISALLOW_NULL_AUTHTOK) };
+        let rc = unsafe { (self.lib.acct_mgmt)(self.handle, PAM_DISALLOW_NULL_AUTHTOK) };
         self.result(rc)
     }
 
     /// `pam_setcred(ESTABLISH)` then `pam_open_session`.
     pub fn open_session(&mut self) -> Result<(), PamError> {
         // SAFETY: as above.
-        let rc = unsafe { raw::pam_setcred(self.handle, PAM_ESTABLISH_CRED) };
+        let rc = unsafe { (self.lib.setcred)(self.handle, PAM_ESTABLISH_CRED) };
         self.result(rc)?;
         self.cred_established = true;
         // SAFETY: as above.
-        let rc = unsafe { raw::pam_open_session(self.handle, 0) };
+        let rc = unsafe { (self.lib.open_session)(self.handle, 0) };
         self.result(rc)?;
         self.session_open = true;
         Ok(())
@@ -228,12 +389,12 @@ impl Pam {
         let mut first_err = Ok(());
         if std::mem::take(&mut self.session_open) {
             // SAFETY: as above.
-            let rc = unsafe { raw::pam_close_session(self.handle, 0) };
+            let rc = unsafe { (self.lib.close_session)(self.handle, 0) };
             first_err = self.result(rc);
         }
         if std::mem::take(&mut self.cred_established) {
             // SAFETY: as above.
-            let rc = unsafe { raw::pam_setcred(self.handle, PAM_DELETE_CRED) };
+            let rc = unsafe { (self.lib.setcred)(self.handle, PAM_DELETE_CRED) };
             let r = self.result(rc);
             if first_err.is_ok() {
                 first_err = r;
@@ -248,7 +409,7 @@ impl Drop for Pam {
         let _ = self.close_session();
         // SAFETY: the handle came from a successful pam_start and is ended exactly once; the
         // conversation boxes are dropped only after this call returns.
-        unsafe { raw::pam_end(self.handle, self.last) };
+        unsafe { (self.lib.end)(self.handle, self.last) };
     }
 }
 

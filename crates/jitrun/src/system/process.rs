@@ -135,6 +135,10 @@ pub fn getpid() -> libc::pid_t {
     unistd::getpid().as_raw()
 }
 
+pub fn getppid() -> libc::pid_t {
+    unistd::getppid().as_raw()
+}
+
 pub fn geteuid() -> u32 {
     unistd::geteuid().as_raw()
 }

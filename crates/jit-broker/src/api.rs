@@ -434,7 +434,7 @@ async fn revocations(State(b): State<Shared>, RawCall(call, q): RawCall) -> ApiR
                     format!("wait is in seconds, at most {MAX_WAIT} (the broker holds a watch http.watch_hold at most)"),
                 ));
             }
-            view(revocation_list::revocations(b, now).map(|list| (list, q, c.host.clone())))
+            view(revocation_list::revocations(b, now).map(|list| (list, q, c.host().to_string())))
         },
     )
     .await?;

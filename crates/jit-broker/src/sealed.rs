@@ -359,12 +359,14 @@ pub fn record_uses(
     body: UsesBody,
     now: OffsetDateTime,
 ) -> Result<(Value, Events), ApiError> {
-    if c.uid != 0 {
+    if c.uid() != Some(0) {
         return Err(ApiError::forbidden(
             "not_root",
             format!(
                 "{} (uid {}) is not root on {}: uses of sealed grants are reported by the host (jitctl revocations sync, as root)",
-                c.user, c.uid, c.host
+                c.user,
+                c.uid().map_or_else(|| "none".to_string(), |u| u.to_string()),
+                c.host()
             ),
         ));
     }
@@ -394,10 +396,10 @@ pub fn record_uses(
             let for_host = g
                 .hosts
                 .iter()
-                .any(|h| jit_policy::glob::glob_match(h.as_bytes(), c.host.as_bytes()));
+                .any(|h| jit_policy::glob::glob_match(h.as_bytes(), c.host().as_bytes()));
             // A host's clock may be off: the use lies within the grant's life, not after now.
             let at = reported_at.clamp(g.iat, now.max(g.iat));
-            if !for_host || !tx.record_sealed_use(&g.id, &c.host, at, now)? {
+            if !for_host || !tx.record_sealed_use(&g.id, c.host(), at, now)? {
                 continue;
             }
             b.record(
@@ -407,7 +409,7 @@ pub fn record_uses(
                     kind: "grant.sealed_use",
                     actor: &actor,
                     subject: &g.id,
-                    data: json!({"grant": g.to_json(), "sealed": true, "host": c.host, "at": format_time(at)}),
+                    data: json!({"grant": g.to_json(), "sealed": true, "host": c.host(), "at": format_time(at)}),
                     syslog: None,
                     summary: format!(
                         "sealed break-glass grant {} ({} for {}, batch {}) was used on {} at {}",
@@ -415,7 +417,7 @@ pub fn record_uses(
                         g.rule,
                         g.user,
                         g.batch,
-                        c.host,
+                        c.host(),
                         format_time(at)
                     ),
                 },

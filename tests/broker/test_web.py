@@ -20,6 +20,7 @@ from brokerlab import JITBROKER, NET, ONCALL, Broker, HookReceiver, PostgresStor
 
 import oidc_provider
 from webclient import WebClient
+from testca import tls_files
 
 IDP_GROUPS = {"idp-netops": ["netops"], "idp-netleads": ["netleads"], "idp-dbleads": ["dbleads"],
               "idp-admins": ["jitadmin"]}
@@ -336,13 +337,9 @@ def test_sessions_end_at_sign_out_by_an_admin_and_when_idle(tmp_path, idp):
 
 
 def test_over_tls_cookies_are_secure_and_host_only(tmp_path, idp):
-    import sys
-    sys.path.insert(0, str(JITBROKER_REPO / "tests" / "e2e_broker"))
-    from test_tls import make_ca_and_leaf
-
     d = tmp_path / "tls"
     d.mkdir()
-    ca, crt, key = make_ca_and_leaf(d)
+    ca, crt, key = tls_files(d, ["127.0.0.1"])
     b = web_broker(tmp_path, idp, tls=(ca, crt, key))
     try:
         c = WebClient(b.url, cafile=str(ca))
@@ -487,5 +484,3 @@ def test_jitbroker_migrate_keeps_web_sessions_and_how_approvers_signed_in(tmp_pa
         old.close()
         pg_cluster.drop_database(target.name)
 
-
-JITBROKER_REPO = __import__("pathlib").Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jitlab import Lab, _proc_table, descendants, pid_alive
+from jitlab import Lab, _proc_table, descendants, pid_alive, supervisor_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,10 +152,21 @@ def proc_state(pid: int) -> str | None:
 
 
 def jitrun_under(lab: Lab, root_pid: int) -> list[int]:
-    """The lab's jitrun processes below `root_pid`, oldest first (the supervisor, then its
-    monitor and watchdog)."""
+    """The lab's jitrun processes below `root_pid`, oldest first (the front when there is one,
+    the supervisor, then its monitor and watchdog)."""
     table = _proc_table()
     return sorted(p for p in descendants(root_pid) if table.get(p, (0, set(), ""))[2] == str(lab.jitrun))
+
+
+def supervisor_under(lab: Lab, root_pid: int) -> int | None:
+    """The supervisor of the one run below `root_pid`, once it is there: the child of jitrun's
+    front (the process the shell started, which with cgroup v2 starts the supervisor in
+    jitrun's own cgroup: crates/jitrun/src/front.rs), else that process itself."""
+    pids = jitrun_under(lab, root_pid)
+    if not pids:
+        return None
+    supervisor = supervisor_of(pids[0], str(lab.jitrun))
+    return supervisor if supervisor != pids[0] or len(pids) > 1 else None
 
 
 def command_under(lab: Lab, root_pid: int, exe: str) -> int:

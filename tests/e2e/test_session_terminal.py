@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from e2e_support import TEST_SECURE_PATH  # noqa: E402
 from session_e2e import (  # noqa: E402
     cast, check_end_names_the_file, command_under, jitrun_under, output_text, proc_state, recording_of,
-    use_session_rules, wait_until,
+    supervisor_under, use_session_rules, wait_until,
 )
 from tmuxlab import PROMPT, Tmux, have_tmux  # noqa: E402
 
@@ -239,9 +239,10 @@ def test_the_terminal_is_restored_however_the_run_ends(lab, world, term, how):
     if how == "revocation":
         lab.write_revocations([lab.revocation_entry(token, reason="terminal test")])
     elif how == "supervisor-killed":
-        assert wait_until(lambda: jitrun_under(lab, term.shell_pid())), "no jitrun under the shell"
-        supervisor = jitrun_under(lab, term.shell_pid())[0]
-        os.kill(supervisor, signal.SIGKILL)
+        # The supervisor, not the front her shell started (killing that ends only her view of
+        # the job: the supervisor and the watchdog go on).
+        assert wait_until(lambda: supervisor_under(lab, term.shell_pid())), "no jitrun supervisor under the shell"
+        os.kill(supervisor_under(lab, term.shell_pid()), signal.SIGKILL)
     assert wait_until(lambda: not jitrun_under(lab, term.shell_pid()), 60), "jitrun did not end"
     go.touch()
     term.wait_prompt(n + 1, timeout=60)
@@ -370,9 +371,14 @@ def test_a_pty_run_whose_supervisor_and_watchdog_died_is_ended_by_the_next_jitru
     mark = lab.audit.mark()
     term.run(f"{lab.jitrun} -- /usr/bin/sleep 600")
     sleeper = command_under(lab, term.shell_pid(), "/usr/bin/sleep")
-    assert wait_until(lambda: len(jitrun_under(lab, term.shell_pid())) == 3), jitrun_under(lab, term.shell_pid())
-    supervisor, *others = jitrun_under(lab, term.shell_pid())
     monitor = int(Path(f"/proc/{sleeper}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    # The supervisor, its monitor and its watchdog (besides the front, when there is one).
+    def root_processes():
+        supervisor = supervisor_under(lab, term.shell_pid())
+        return supervisor, (jitrun_under(lab, supervisor) if supervisor else [])
+
+    assert wait_until(lambda: len(root_processes()[1]) == 2), root_processes()
+    supervisor, others = root_processes()
     watchdog = next(p for p in others if p != monitor)
     assert monitor in others, (monitor, others)
     os.kill(watchdog, signal.SIGSTOP)

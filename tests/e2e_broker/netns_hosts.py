@@ -41,7 +41,7 @@ class NetHost:
         self.gateway = f"{NET_BASE}.{hosts.subnet}.{4 * index + 1}"
         self.address = f"{NET_BASE}.{hosts.subnet}.{4 * index + 2}"
         self.dir = hosts.dir / self.name
-        self.conf, self.state = self.dir / "conf", self.dir / "state"
+        self.conf, self.state, self.logs = self.dir / "conf", self.dir / "state", self.dir / "log"
         self.watch: Started | None = None  # its `jitctl revocations watch`, once started
         outside, inside = f"v{tag}{index}o", f"v{tag}{index}i"
         _ip("netns", "add", self.ns)
@@ -58,11 +58,14 @@ class NetHost:
         self._files()
 
     def _files(self) -> None:
-        """The lab's /etc/jitrun with this host's name and key; an empty /var/lib/jitrun."""
+        """The lab's /etc/jitrun with this host's name and key; an empty /var/lib/jitrun and
+        /var/log/jitrun (with its root-only sessions directory)."""
         shutil.copytree(self.lab.conf, self.conf, symlinks=True)
         (self.conf / "client.toml").unlink(missing_ok=True)
         self.state.mkdir(mode=0o700)
-        for d in (self.dir, self.conf, self.state):
+        self.logs.mkdir(mode=0o755)
+        (self.logs / "sessions").mkdir(mode=0o700)
+        for d in (self.dir, self.conf, self.state, self.logs, self.logs / "sessions"):
             os.chown(d, 0, 0)
         os.chmod(self.dir, 0o755)
         settings = (self.lab.conf / "jitrun.toml").read_text()
@@ -86,7 +89,8 @@ class NetHost:
     def command(self, user: User, argv: list[str]) -> list[str]:
         """ARGV as USER on this host: its network namespace, its configuration and state."""
         return ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--propagation", "private", "--", "/bin/sh",
-                "-c", NS_SCRIPT, "jitlab-ns", str(self.conf), str(self.state), str(user.uid), str(user.gid), *argv]
+                "-c", NS_SCRIPT, "jitlab-ns", str(self.conf), str(self.state), str(self.logs), str(user.uid), str(user.gid),
+                *argv]
 
     def run(self, user: User, argv: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
         return subprocess.run(self.command(user, argv), capture_output=True, text=True, stdin=subprocess.DEVNULL,

@@ -60,7 +60,11 @@ def fleet(bw, net: NetHosts) -> tuple[str, subprocess.Popen]:
     for h in net.hosts:
         h.watch = h.start(ROOT, [str(bw.jitctl_bin), "revocations", "watch"])
     for h in net.hosts:
-        wait_until(lambda h=h: (h.state / "revocations").exists(), f"{h.name}'s first list", timeout=90)
+        try:
+            wait_until(lambda h=h: (h.state / "revocations").exists(), f"{h.name}'s first list", timeout=90)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; its jitctl revocations watch said:\n{h.watch.output()}\n"
+                                 f"the replica's log:\n{(net.dir / 'replica.log').read_text()}") from None
     return url, replica
 
 

@@ -945,10 +945,10 @@ class Lab:
 
     def jitctl_as_root(self, *args: str | os.PathLike, timeout: float = 60) -> subprocess.CompletedProcess:
         """``jitctl ARGS`` as root in a private mount namespace that has the lab's configuration
-        and state at their real paths (/etc/jitrun, /var/lib/jitrun): what an administrator's
+        state and logs at their real paths (/etc/jitrun, /var/lib/jitrun, /var/log/jitrun): what an administrator's
         jitctl sees on a host (``jitctl policy compile``). Not checked: the caller looks."""
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NS_SCRIPT, "jitlab-ns",
-               str(self.conf), str(self.state), "0", "0", str(self.jitctl_bin), *map(str, args)]
+               str(self.conf), str(self.state), str(self.logs), "0", "0", str(self.jitctl_bin), *map(str, args)]
         return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
     def keygen(self, name: str) -> tuple[Path, Path]:

@@ -552,7 +552,7 @@ DEFENCES: list[Defence] = [
         [f"{BS}::test_requests_are_answered_and_events_arrive_once_in_order_when_syslog_reads_again"],
         package="jit-broker"),
     Defence(
-        "broker: unsent syslog events kept and retried in order", f"{BSRC}/syslog.rs",
+        "broker: unsent syslog events kept and retried in order", f"{BSRC}/syslog_sender.rs",
         [("                    self.ready.insert(id, datagram);\n", "                    self.next = id + 1;\n")],
         [f"{BS}::test_requests_are_answered_and_events_arrive_once_in_order_when_syslog_reads_again",
          f"{BS}::test_events_waiting_for_syslog_survive_a_sigkill"], package="jit-broker"),

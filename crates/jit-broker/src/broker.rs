@@ -1,6 +1,6 @@
 //! The broker's shared state, and how a state change is recorded: a row in the hash-chained
 //! audit table, webhook deliveries in the outbox and the syslog event in its queue, all in the
-//! same transaction; after the commit the syslog event goes to the sender thread (syslog.rs).
+//! same transaction; after the commit the syslog event goes to the sender thread (syslog_sender.rs).
 use crate::config::{Config, HookFormat};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -171,13 +171,5 @@ impl Broker {
 
 /// This process's replica name (`replica` in broker.toml, else HOSTNAME:PORT).
 pub fn replica_name(config: &Config) -> String {
-    config.replica_name(&hostname())
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    config.replica_name(&crate::config::hostname())
 }

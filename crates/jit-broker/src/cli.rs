@@ -87,7 +87,7 @@ fn init(config_path: &Path) -> Result<(), CliError> {
         if let Some(dir) = config_path.parent() {
             ensure_dir(dir, 0o755)?;
         }
-        let id = format!("jitbroker@{}", crate::broker::hostname());
+        let id = format!("jitbroker@{}", crate::config::hostname());
         write_new(config_path, &default_config_text(&id), 0o644)?;
         println!(
             "wrote {} (broker id {id}); add [[workflow]] sections",
@@ -393,7 +393,7 @@ pub fn local_actor() -> Actor {
     Actor {
         user: format!("local:{user}"),
         uid: Some(uid),
-        host: crate::broker::hostname(),
+        host: crate::config::hostname(),
         identity: None,
     }
 }

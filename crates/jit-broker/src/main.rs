@@ -20,6 +20,7 @@ mod sealed_cli;
 mod serve;
 mod store;
 mod syslog;
+mod syslog_sender;
 mod text;
 mod watch;
 mod web;

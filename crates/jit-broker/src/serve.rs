@@ -265,7 +265,7 @@ pub fn serve(mut broker: Broker) -> Result<(), CliError> {
         let web = crate::web::Web::from_config(&b).map_err(other)?;
         let slots = Arc::new(Semaphore::new(limit));
         b.metrics.set_connection_limit(limit);
-        crate::syslog::start(b.clone());
+        crate::syslog_sender::start(b.clone());
         tokio::spawn(crate::webhooks::run(b.clone()));
         tokio::spawn(maintenance(b.clone()));
         tokio::spawn(crate::watch::follow(b.store.clone(), b.watches.clone()));

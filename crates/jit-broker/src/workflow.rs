@@ -288,6 +288,8 @@ fn auto_group(wf: &Workflow, c: &Caller, now: OffsetDateTime) -> Option<String> 
     }
 }
 
+/// A new request (`POST /v1/requests`): checked against its workflow, stored, and issued at
+/// once when it is break-glass, auto-approved (on call) or needs no approval.
 pub fn create(
     b: &Broker,
     c: &Caller,
@@ -308,7 +310,66 @@ pub fn create(
             ),
         ));
     };
-    let uid = *uid;
+    check_body(&body)?;
+    let wf = find_workflow(b, &body.rule)?;
+    if !in_any(&c.groups, &wf.requesters) {
+        return Err(ApiError::forbidden(
+            "not_requester",
+            format!(
+                "{} is not in a group that may request {} (requesters: {}); ask to be added to one",
+                c.user,
+                body.rule,
+                wf.requesters.join(", ")
+            ),
+        ));
+    }
+    let ttl = requested_ttl(wf, &body)?;
+    let hosts = requested_hosts(wf, &body, c, caller_host)?;
+    if body.break_glass && !wf.break_glass {
+        return Err(ApiError::forbidden(
+            "break_glass_not_allowed",
+            format!(
+                "rule {} has no break-glass in broker.toml; request it normally",
+                body.rule
+            ),
+        ));
+    }
+    let r = Request {
+        id: new_id(),
+        user: c.user.clone(),
+        uid: *uid,
+        host: caller_host.to_string(),
+        rule: body.rule.clone(),
+        cmd: body
+            .cmd
+            .as_ref()
+            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null)),
+        ttl_secs: ttl.as_secs(),
+        reason: body.reason.clone(),
+        ticket: body.ticket.clone(),
+        run_as: body.run_as.clone(),
+        hosts,
+        break_glass: body.break_glass,
+        state: State::Pending,
+        created: now,
+        expires: now + b.config.pending_expiry,
+        approvals: Vec::new(),
+        needed_approvals: wf.min_approvals,
+        needed_groups: wf.approvers.clone(),
+        denied_by: None,
+        deny_reason: None,
+        grant_id: None,
+    };
+    let auto = if body.break_glass {
+        None
+    } else {
+        auto_group(wf, c, now)
+    };
+    store_new(b, r, wf, auto, &c.actor(), now)
+}
+
+/// The request's own fields, before its workflow is looked at.
+fn check_body(body: &CreateBody) -> Result<(), ApiError> {
     name_like("rule", &body.rule)?;
     if body.rule.bytes().any(|x| b"*?[]".contains(&x)) {
         return Err(ApiError::bad(
@@ -333,18 +394,11 @@ pub fn create(
             ));
         }
     }
-    let wf = find_workflow(b, &body.rule)?;
-    if !in_any(&c.groups, &wf.requesters) {
-        return Err(ApiError::forbidden(
-            "not_requester",
-            format!(
-                "{} is not in a group that may request {} (requesters: {}); ask to be added to one",
-                c.user,
-                body.rule,
-                wf.requesters.join(", ")
-            ),
-        ));
-    }
+    Ok(())
+}
+
+/// The grant's lifetime asked for (else the workflow's `max_ttl`): 1 s to `max_ttl`.
+fn requested_ttl(wf: &Workflow, body: &CreateBody) -> Result<Duration, ApiError> {
     let ttl = match &body.ttl {
         None => wf.max_ttl,
         Some(t) => jit_policy::parse_duration(t)
@@ -368,6 +422,16 @@ pub fn create(
             ),
         ));
     }
+    Ok(ttl)
+}
+
+/// The hosts asked for (else the caller's own): 1 to 64, each within the workflow's hosts.
+fn requested_hosts(
+    wf: &Workflow,
+    body: &CreateBody,
+    c: &Caller,
+    caller_host: &str,
+) -> Result<Vec<String>, ApiError> {
     let hosts = body
         .hosts
         .clone()
@@ -382,47 +446,19 @@ pub fn create(
         name_like("host", h)?;
         check_requested_host(wf, &body.rule, c, h)?;
     }
-    if body.break_glass && !wf.break_glass {
-        return Err(ApiError::forbidden(
-            "break_glass_not_allowed",
-            format!(
-                "rule {} has no break-glass in broker.toml; request it normally",
-                body.rule
-            ),
-        ));
-    }
-    let auto = if body.break_glass {
-        None
-    } else {
-        auto_group(wf, c, now)
-    };
-    let mut r = Request {
-        id: new_id(),
-        user: c.user.clone(),
-        uid,
-        host: caller_host.to_string(),
-        rule: body.rule.clone(),
-        cmd: body
-            .cmd
-            .as_ref()
-            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null)),
-        ttl_secs: ttl.as_secs(),
-        reason: body.reason.clone(),
-        ticket: body.ticket.clone(),
-        run_as: body.run_as.clone(),
-        hosts,
-        break_glass: body.break_glass,
-        state: State::Pending,
-        created: now,
-        expires: now + b.config.pending_expiry,
-        approvals: Vec::new(),
-        needed_approvals: wf.min_approvals,
-        needed_groups: wf.approvers.clone(),
-        denied_by: None,
-        deny_reason: None,
-        grant_id: None,
-    };
-    let actor = c.actor();
+    Ok(hosts)
+}
+
+/// Store a new request with its audit row and event; in the same transaction, issue its grant
+/// when it is break-glass, auto-approved by on-call group `auto`, or needs no approval.
+fn store_new(
+    b: &Broker,
+    mut r: Request,
+    wf: &Workflow,
+    auto: Option<String>,
+    actor: &Actor,
+    now: OffsetDateTime,
+) -> Result<(Value, Events), ApiError> {
     let mut events = Vec::new();
     let value = write(b.store.as_ref(), |tx| {
         tx.insert_request(&r)?;
@@ -437,7 +473,7 @@ pub fn create(
             now,
             Change {
                 kind: "request.create",
-                actor: &actor,
+                actor,
                 subject: &r.id,
                 data: json!({"request": r.to_json()}),
                 syslog: Some(e),
@@ -445,20 +481,14 @@ pub fn create(
             },
             &mut events,
         )?;
-        if r.break_glass {
-            issue(b, tx, &mut r, Vec::new(), &actor, now, &mut events)?;
-        } else if let Some(group) = &auto {
-            issue(
-                b,
-                tx,
-                &mut r,
-                vec![format!("auto-approve:{group}")],
-                &actor,
-                now,
-                &mut events,
-            )?;
-        } else if wf.min_approvals == 0 {
-            issue(b, tx, &mut r, Vec::new(), &actor, now, &mut events)?;
+        let approvals = match &auto {
+            _ if r.break_glass => Some(Vec::new()),
+            Some(group) => Some(vec![format!("auto-approve:{group}")]),
+            None if wf.min_approvals == 0 => Some(Vec::new()),
+            None => None,
+        };
+        if let Some(approvals) = approvals {
+            issue(b, tx, &mut r, approvals, actor, now, &mut events)?;
         }
         Ok(r.to_json())
     })?;

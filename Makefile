@@ -142,10 +142,12 @@ release: build-deps
 	$(CARGO) build --workspace --release
 
 # module_cycles.py: no import circle between the modules of any crate (beyond the ones it lists).
+# defence_check.py --list: every defence's snippet is still in its file exactly once (no build).
 lint: build-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(PYTHON) scripts/module_cycles.py
+	@$(PYTHON) scripts/defence_check.py --list >/dev/null || { $(PYTHON) scripts/defence_check.py --list | tail -5; exit 1; }
 
 unit: build-deps
 	$(CARGO) test --workspace

@@ -623,7 +623,7 @@ DEFENCES: list[Defence] = [
         package="jit-broker"),
     Defence(
         "broker: uses of sealed grants are reported by root on the grant's own hosts", f"{BSRC}/sealed.rs",
-        [("    if c.uid != 0 {\n", "    if false {\n"),
+        [("    if c.uid() != Some(0) {\n", "    if false {\n"),
          ("            if !for_host || !tx.record_sealed_use(", "            if !tx.record_sealed_use(")],
         [f"{BSEAL}::test_a_host_reports_its_own_uses_once"], package="jit-broker"),
     Defence(

@@ -25,6 +25,21 @@ impl Utf8Stream {
     /// Append the text of `bytes` to `out`; an incomplete sequence at the end waits for the
     /// next call (or [`Utf8Stream::finish`]).
     pub fn decode(&mut self, bytes: &[u8], out: &mut String) {
+        if self.carry.is_empty() {
+            // Most output is valid UTF-8 read whole: validated at once (the standard
+            // library's word-at-a-time ASCII path), without the per-chunk walk below.
+            match std::str::from_utf8(bytes) {
+                Ok(text) => return out.push_str(text),
+                Err(e) if e.error_len().is_none() => {
+                    // Valid but for a sequence cut at the end: it waits for the next read.
+                    let (valid, cut) = bytes.split_at(e.valid_up_to());
+                    out.push_str(std::str::from_utf8(valid).expect("valid up to here"));
+                    self.carry.extend_from_slice(cut);
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
         let input: Cow<'_, [u8]> = if self.carry.is_empty() {
             Cow::Borrowed(bytes)
         } else {

@@ -28,8 +28,8 @@ What it does (needs root; never part of `make test`):
    compile`; then the A/B table of issue 17: builds of jitrun (CARGO_TARGET_DIR target/bench-ab,
    rustc flags for the jitrun crate only: `--cfg jitrun_ab=...`, a link argument) that each put
    back one step taken out of the fast path, measured against this build run by run in turn
-   (AB_RUNNER), back to back and 50 ms apart; then the in-process micro-benchmarks (`cargo bench -p jit-policy -p jit-grant`)
-   if they exist.
+   (AB_RUNNER), back to back and 50 ms apart; then the in-process micro-benchmarks
+   (`cargo bench -p jit-policy -p jit-grant -p jit-session`) if they exist.
 4. Session recording (issue 18), in the same namespace: `jitrun -- cat` of a 100 MiB text file
    into /dev/null with and without recording (the recorded run relays the output through a
    pipe, writes the asciicast file and sends every line as a session.io datagram: to a reader
@@ -768,12 +768,12 @@ def ab_measure(bench: Bench, cases: list[tuple[str, str]]) -> tuple[dict, dict]:
 
 
 def micro_benchmarks() -> tuple[str, str]:
-    """(status, text) of `cargo bench -p jit-policy -p jit-grant`, or why it did not run."""
-    pkgs = [c for c in ("jit-policy", "jit-grant") if (REPO / "crates" / c / "benches").is_dir()]
+    """(status, text) of `cargo bench -p jit-policy -p jit-grant -p jit-session`, or why it did not run."""
+    pkgs = [c for c in ("jit-policy", "jit-grant", "jit-session") if (REPO / "crates" / c / "benches").is_dir()]
     if not MICRO:
         return "skipped (BENCH_MICRO=0)", ""
     if not pkgs:
-        return "absent (no crates/jit-policy/benches or crates/jit-grant/benches)", ""
+        return "absent (no crates/jit-policy/benches, crates/jit-grant/benches or crates/jit-session/benches)", ""
     cmd = [cargo_bin(), "bench"] + [a for p in pkgs for a in ("-p", p)]
     log(f"micro-benchmarks: {' '.join(cmd[1:])} (timeout {MICRO_TIMEOUT}s)")
     t0 = time.monotonic()

@@ -18,7 +18,7 @@ use crate::cast::{
 };
 use crate::encode::{escape_char, escaped_len, Utf8Stream};
 use crate::sha::Sha256;
-use jit_audit::event::{is_plain_ascii, plain_ascii_prefix};
+use jit_audit::event::plain_ascii_prefix;
 use jit_audit::session_io::{Chunk, SessionIo};
 use jit_audit::{Event, Framer};
 use std::io::{self, Write};
@@ -300,12 +300,11 @@ impl<W: Write> Recorder<W> {
         } else {
             &mut self.output
         };
-        let mut text = std::mem::take(&mut self.text);
-        text.clear();
-        stream.decode(bytes, &mut text);
+        let mut scratch = std::mem::take(&mut self.text);
+        let text = stream.text(bytes, &mut scratch);
         let time = self.time(at);
-        self.push_text(&time, code, &text);
-        self.text = text;
+        self.push_text(&time, code, text);
+        self.text = scratch;
         self.commit(false)
     }
 
@@ -396,16 +395,16 @@ impl<W: Write> Recorder<W> {
             let (mut len, mut used, mut plain_from) = (line.len(), 0, 0);
             let bytes = rest.as_bytes();
             while used < bytes.len() {
-                if is_plain_ascii(bytes[used]) {
-                    // a run of plain text: as much of it as the line has room for
-                    let fits = room.saturating_sub(len + EVENT_SUFFIX.len() + 1);
-                    let run = plain_ascii_prefix(&bytes[used..]).min(fits);
-                    if run == 0 {
-                        break;
-                    }
-                    len += run;
-                    used += run;
-                    continue;
+                // a run of plain text, as much of it as the line has room for (looked for no
+                // further: a long run is cut into many lines)
+                let end = bytes
+                    .len()
+                    .min(used + room.saturating_sub(len + EVENT_SUFFIX.len() + 1));
+                let run = plain_ascii_prefix(&bytes[used..end]);
+                len += run;
+                used += run;
+                if used == end {
+                    break; // all of the text, or all the line takes
                 }
                 let c = match bytes[used] {
                     b if b.is_ascii() => char::from(b),

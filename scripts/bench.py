@@ -618,7 +618,8 @@ def render_recording(rec: dict, date: str, machine_line: str) -> str:
     L.append(f"Each command writes the same {mib:.0f} MiB text file (lines of 99 printable characters) to "
              f"/dev/null, as a throwaway user, hyperfine `-N`, 1 warmup and {REC_RUNS} timed runs. Output "
              "that is not a terminal goes through pipes: the recorded jitrun reads it, writes the asciicast "
-             "file (root's, synced at the end) and sends every line as a `session.io` datagram. "
+             "file (root's, synced at the end) and sends the same lines as `session.io` datagrams (as many whole "
+             "lines as fit in 8096 bytes each). "
              f"A recording of this file is {rec['rec_ratio']:.3f}× its size.")
     L.append("")
     L.append("| command | what | mean ± σ (s) | MiB/s | user+sys (s) | × jitrun not recorded |")
@@ -664,6 +665,18 @@ def render_recording(rec: dict, date: str, machine_line: str) -> str:
              "nothing sent off the host) give the scale of a relay and of a log. jitrun does it all on the "
              "supervisor's one thread (no threads in the setuid binary).")
     L.append("")
+    if t["jitrun-rec"]["mean"] >= sudo:
+        L.append("Reading the second target: sudo's `log_output` puts the output through zlib into a local file "
+                 "and sends nothing anywhere. A recorded jitrun, for every byte, also computes SHA-256 (each "
+                 "`session.io` chunk and `elevate.end` carry it), escapes it into an asciicast JSON line, escapes "
+                 "that line again inside the JSON of its `session.io` event, and sends it a second time, off the "
+                 "host's disk, in datagrams of at most 8096 bytes (rsyslog's default `maxMessageSize`) through a "
+                 "unix socket that queues 10 of them (`net.unix.max_dgram_qlen`), waiting for the reader whenever "
+                 "the queue is full; and it syncs the file at the end. Each of those steps is what docs/SECURITY.md "
+                 "(I34) and docs/audit.md promise (a hashed local file and a whole copy through syslog), all on the "
+                 "supervisor's one thread; \"Where the time goes\" below shows how a recorded run's time divides "
+                 "among them.")
+        L.append("")
     return "\n".join(L) + "\n"
 
 

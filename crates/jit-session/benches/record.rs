@@ -9,7 +9,7 @@
 
 use divan::{black_box, Bencher};
 use jit_audit::session_io::SessionIo;
-use jit_audit::{Framer, Framing};
+use jit_audit::{Event, Framer, Framing};
 use jit_session::{Header, OnLimit, Options, Recorder};
 use std::io::sink;
 use std::time::Duration;
@@ -53,18 +53,30 @@ fn recorder() -> Recorder<std::io::Sink> {
     rec
 }
 
+/// Every block of `data` through `rec`, as the relay reads it; `send` gets each chunk's event.
+fn feed(
+    mut rec: Recorder<std::io::Sink>,
+    data: &[u8],
+    read: usize,
+    mut send: impl FnMut(&Event),
+) -> Recorder<std::io::Sink> {
+    for (i, block) in data.chunks(read).enumerate() {
+        let step = rec.output(Duration::from_millis(i as u64), block);
+        step.chunks.iter().for_each(&mut send);
+    }
+    rec
+}
+
 #[divan::bench(args = [64 * 1024, 256 * 1024], sample_count = 20)]
 fn record(bencher: Bencher, read: usize) {
     let data = text();
     bencher
         .counter(divan::counter::BytesCount::new(SIZE))
         .with_inputs(recorder)
-        .bench_local_values(|mut rec| {
-            for (i, block) in data.chunks(read).enumerate() {
-                let step = rec.output(Duration::from_millis(i as u64), block);
-                black_box(step.chunks);
-            }
-            rec
+        .bench_local_values(|rec| {
+            feed(rec, &data, read, |e| {
+                black_box(e);
+            })
         });
 }
 
@@ -76,13 +88,9 @@ fn record_and_render(bencher: Bencher, read: usize) {
     bencher
         .counter(divan::counter::BytesCount::new(SIZE))
         .with_inputs(recorder)
-        .bench_local_values(|mut rec| {
-            for (i, block) in data.chunks(read).enumerate() {
-                let step = rec.output(Duration::from_millis(i as u64), block);
-                for event in &step.chunks {
-                    black_box(framer.render(event, now));
-                }
-            }
-            rec
+        .bench_local_values(|rec| {
+            feed(rec, &data, read, |e| {
+                black_box(framer.render(e, now));
+            })
         });
 }

@@ -28,8 +28,8 @@ What it does (needs root; never part of `make test`):
    compile`; then the A/B table of issue 17: builds of jitrun (CARGO_TARGET_DIR target/bench-ab,
    rustc flags for the jitrun crate only: `--cfg jitrun_ab=...`, a link argument) that each put
    back one step taken out of the fast path, measured against this build run by run in turn
-   (AB_RUNNER), back to back and 50 ms apart; then the in-process micro-benchmarks (`cargo bench -p jit-policy -p jit-grant`)
-   if they exist.
+   (AB_RUNNER), back to back and 50 ms apart; then the in-process micro-benchmarks
+   (`cargo bench -p jit-policy -p jit-grant -p jit-session`) if they exist.
 4. Session recording (issue 18), in the same namespace: `jitrun -- cat` of a 100 MiB text file
    into /dev/null with and without recording (the recorded run relays the output through a
    pipe, writes the asciicast file and sends every line as a session.io datagram: to a reader
@@ -618,7 +618,8 @@ def render_recording(rec: dict, date: str, machine_line: str) -> str:
     L.append(f"Each command writes the same {mib:.0f} MiB text file (lines of 99 printable characters) to "
              f"/dev/null, as a throwaway user, hyperfine `-N`, 1 warmup and {REC_RUNS} timed runs. Output "
              "that is not a terminal goes through pipes: the recorded jitrun reads it, writes the asciicast "
-             "file (root's, synced at the end) and sends every line as a `session.io` datagram. "
+             "file (root's, synced at the end) and sends the same lines as `session.io` datagrams (as many whole "
+             "lines as fit in 8096 bytes each). "
              f"A recording of this file is {rec['rec_ratio']:.3f}× its size.")
     L.append("")
     L.append("| command | what | mean ± σ (s) | MiB/s | user+sys (s) | × jitrun not recorded |")
@@ -664,6 +665,18 @@ def render_recording(rec: dict, date: str, machine_line: str) -> str:
              "nothing sent off the host) give the scale of a relay and of a log. jitrun does it all on the "
              "supervisor's one thread (no threads in the setuid binary).")
     L.append("")
+    if t["jitrun-rec"]["mean"] >= sudo:
+        L.append("Reading the second target: sudo's `log_output` puts the output through zlib into a local file "
+                 "and sends nothing anywhere. A recorded jitrun, for every byte, also computes SHA-256 (each "
+                 "`session.io` chunk and `elevate.end` carry it), escapes it into an asciicast JSON line, escapes "
+                 "that line again inside the JSON of its `session.io` event, and sends it a second time, off the "
+                 "host's disk, in datagrams of at most 8096 bytes (rsyslog's default `maxMessageSize`) through a "
+                 "unix socket that queues 10 of them (`net.unix.max_dgram_qlen`), waiting for the reader whenever "
+                 "the queue is full; and it syncs the file at the end. Each of those steps is what docs/SECURITY.md "
+                 "(I34) and docs/audit.md promise (a hashed local file and a whole copy through syslog), all on the "
+                 "supervisor's one thread; \"Where the time goes\" below shows how a recorded run's time divides "
+                 "among them.")
+        L.append("")
     return "\n".join(L) + "\n"
 
 
@@ -768,12 +781,12 @@ def ab_measure(bench: Bench, cases: list[tuple[str, str]]) -> tuple[dict, dict]:
 
 
 def micro_benchmarks() -> tuple[str, str]:
-    """(status, text) of `cargo bench -p jit-policy -p jit-grant`, or why it did not run."""
-    pkgs = [c for c in ("jit-policy", "jit-grant") if (REPO / "crates" / c / "benches").is_dir()]
+    """(status, text) of `cargo bench -p jit-policy -p jit-grant -p jit-session`, or why it did not run."""
+    pkgs = [c for c in ("jit-policy", "jit-grant", "jit-session") if (REPO / "crates" / c / "benches").is_dir()]
     if not MICRO:
         return "skipped (BENCH_MICRO=0)", ""
     if not pkgs:
-        return "absent (no crates/jit-policy/benches or crates/jit-grant/benches)", ""
+        return "absent (no crates/jit-policy/benches, crates/jit-grant/benches or crates/jit-session/benches)", ""
     cmd = [cargo_bin(), "bench"] + [a for p in pkgs for a in ("-p", p)]
     log(f"micro-benchmarks: {' '.join(cmd[1:])} (timeout {MICRO_TIMEOUT}s)")
     t0 = time.monotonic()

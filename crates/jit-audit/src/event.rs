@@ -374,15 +374,14 @@ pub(crate) fn write_json_str(s: &str, out: &mut String) {
 /// characters only: printable ASCII is never escaped beyond `"` and `\`.
 pub fn write_json_content(s: &str, also: fn(char) -> bool, out: &mut String) {
     let bytes = s.as_bytes();
+    out.reserve(bytes.len());
     let (mut i, mut plain_from) = (0, 0);
     while i < bytes.len() {
-        let (c, n) = match bytes[i] {
-            b if is_plain_ascii(b) => {
-                i += plain_ascii_prefix(&bytes[i..]);
-                continue;
-            }
-            b if b < 0x80 => (char::from(b), 1),
-            _ => {
+        i += plain_ascii_prefix(&bytes[i..]);
+        let (c, n) = match bytes.get(i) {
+            None => break,
+            Some(&b) if b < 0x80 => (char::from(b), 1),
+            Some(_) => {
                 let c = s[i..].chars().next().expect("i is on a character boundary");
                 (c, c.len_utf8())
             }
@@ -402,24 +401,26 @@ pub fn is_plain_ascii(b: u8) -> bool {
     (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
 }
 
-/// How many bytes at the start of `bytes` are [`is_plain_ascii`]: eight at a time while they
-/// all are (text output is mostly such runs).
+/// How many bytes at the start of `bytes` are [`is_plain_ascii`]: eight at a time (text
+/// output is mostly such runs), the first byte that is not found in its word by bit tricks.
 pub fn plain_ascii_prefix(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    // The high bit of each byte of `v` that is below `n` (n <= 0x80), and maybe of bytes
+    // after the first such byte (a borrow), never before it: the lowest bit set is exact.
+    let below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH;
     let mut i = 0;
     while let Some(word) = bytes.get(i..i + 8) {
         let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         // a byte >= 0x80, below 0x20, DEL, `"` or `\`
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
-        if w & HIGH != 0
-            || below_space
-            || has_zero(w ^ (ONES * 0x7f))
-            || has_zero(w ^ (ONES * u64::from(b'"')))
-            || has_zero(w ^ (ONES * u64::from(b'\\')))
-        {
-            break;
+        let special = (w & HIGH)
+            | below(w, 0x20)
+            | below(w ^ (ONES * 0x7f), 1)
+            | below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1);
+        if special != 0 {
+            // little-endian: the first byte is the lowest
+            return i + (special.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -485,6 +486,23 @@ mod tests {
         }
         assert_eq!(plain_ascii_prefix(&text), text.len());
         assert_eq!(plain_ascii_prefix(b""), 0);
+        // Words with several bytes to escape (a borrow from one must not hide or invent
+        // another): every pair of interesting bytes at every pair of places in a word.
+        let bytes = [
+            0u8, 1, 0x1f, 0x20, 0x21, b'"', b'#', b'[', b'\\', b']', 0x7e, 0x7f, 0x80, 0xff,
+        ];
+        for &x in &bytes {
+            for &y in &bytes {
+                for i in 0..8 {
+                    for j in 0..8 {
+                        let mut w = *b"abcdefghij";
+                        w[i] = x;
+                        w[j] = y;
+                        assert_eq!(plain_ascii_prefix(&w), naive(&w), "{x:#x}@{i} {y:#x}@{j}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

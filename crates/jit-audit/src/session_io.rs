@@ -21,7 +21,7 @@
 //! | [`SHA256`] `jitrun.recording.hash.sha256` | string | SHA-256 (lowercase hex) of the file from its first byte through the last line of this chunk |
 //! | [`FINAL`] `jitrun.recording.final` | bool | `true` on the last chunk of a recording that ended normally; absent otherwise |
 
-use crate::{Event, EventType};
+use crate::{Event, EventType, Value};
 
 pub const SEQ: &str = "jitrun.recording.seq";
 pub const OFFSET: &str = "jitrun.recording.offset";
@@ -66,6 +66,21 @@ impl Chunk {
 impl SessionIo {
     /// The `session.io` event of one chunk.
     pub fn event(&self, chunk: &Chunk) -> Event {
+        let mut e = self.fixed_fields(chunk);
+        // Last: the one field whose size varies, so the datagram's fixed part comes first.
+        e.list(LINES, chunk.lines.iter().map(String::as_str));
+        e
+    }
+
+    /// [`SessionIo::event`], the chunk's lines moved into the event rather than copied.
+    pub fn into_event(&self, chunk: Chunk) -> Event {
+        let mut e = self.fixed_fields(&chunk);
+        e.set(LINES, Value::List(chunk.lines));
+        e
+    }
+
+    /// Every field but the lines.
+    fn fixed_fields(&self, chunk: &Chunk) -> Event {
         let mut e = Event::new(EventType::SessionIo);
         e.str("jitrun.session_id", self.session_id.as_str())
             .str("host.name", self.host.as_str())
@@ -76,8 +91,6 @@ impl SessionIo {
         if chunk.last {
             e.bool(FINAL, true);
         }
-        // Last: the one field whose size varies, so the datagram's fixed part comes first.
-        e.list(LINES, chunk.lines.iter().map(String::as_str));
         e
     }
 }
@@ -122,6 +135,14 @@ mod tests {
         assert_eq!(c.len(), c.lines[0].len() as u64 + 1);
         let (s, c) = sample(&["x"], false);
         assert_eq!(s.event(&c).get(FINAL), None);
+    }
+
+    #[test]
+    fn into_event_is_event() {
+        for last in [false, true] {
+            let (s, c) = sample(&["one", "", r#"[1.0, "o", "\u001b"]"#], last);
+            assert_eq!(s.into_event(c.clone()), s.event(&c));
+        }
     }
 
     #[test]

@@ -25,6 +25,21 @@ impl Utf8Stream {
     /// Append the text of `bytes` to `out`; an incomplete sequence at the end waits for the
     /// next call (or [`Utf8Stream::finish`]).
     pub fn decode(&mut self, bytes: &[u8], out: &mut String) {
+        if self.carry.is_empty() {
+            // Most output is valid UTF-8 read whole: validated at once (the standard
+            // library's word-at-a-time ASCII path), without the per-chunk walk below.
+            match std::str::from_utf8(bytes) {
+                Ok(text) => return out.push_str(text),
+                Err(e) if e.error_len().is_none() => {
+                    // Valid but for a sequence cut at the end: it waits for the next read.
+                    let (valid, cut) = bytes.split_at(e.valid_up_to());
+                    out.push_str(std::str::from_utf8(valid).expect("valid up to here"));
+                    self.carry.extend_from_slice(cut);
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
         let input: Cow<'_, [u8]> = if self.carry.is_empty() {
             Cow::Borrowed(bytes)
         } else {
@@ -47,6 +62,26 @@ impl Utf8Stream {
                 self.replaced += bad.len() as u64;
             }
         }
+    }
+
+    /// The text of `bytes`, as [`Utf8Stream::decode`] gives it: borrowed from `bytes` when
+    /// it is valid UTF-8 (but for a sequence cut at its end, which waits), else made in
+    /// `scratch`. A recording's output is mostly such text: no copy of it is made here.
+    pub fn text<'a>(&mut self, bytes: &'a [u8], scratch: &'a mut String) -> &'a str {
+        if self.carry.is_empty() {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => return text,
+                Err(e) if e.error_len().is_none() => {
+                    let (valid, cut) = bytes.split_at(e.valid_up_to());
+                    self.carry.extend_from_slice(cut);
+                    return std::str::from_utf8(valid).expect("valid up to here");
+                }
+                Err(_) => {}
+            }
+        }
+        scratch.clear();
+        self.decode(bytes, scratch);
+        scratch
     }
 
     /// The end of the stream: a sequence still incomplete is invalid.
@@ -167,6 +202,30 @@ mod tests {
         let mut out = String::new();
         s.decode(&smile[..2], &mut out);
         assert_eq!((out.as_str(), s.pending()), ("", 2));
+    }
+
+    /// [`Utf8Stream::text`] read by read.
+    fn text_all(reads: &[&[u8]]) -> (String, u64) {
+        let mut s = Utf8Stream::default();
+        let mut out = String::new();
+        let mut scratch = String::new();
+        for r in reads {
+            out.push_str(s.text(r, &mut scratch));
+        }
+        s.finish(&mut out);
+        (out, s.replaced)
+    }
+
+    #[test]
+    fn text_is_what_decode_gives() {
+        let mut data = "h\u{e9}llo \u{20ac}\u{1f600}".as_bytes().to_vec();
+        data.extend_from_slice(b"\xff\xfe\xe2\x82 x\xe2\x82\xacz\xf0");
+        for i in 0..=data.len() {
+            for j in i..=data.len() {
+                let reads: [&[u8]; 3] = [&data[..i], &data[i..j], &data[j..]];
+                assert_eq!(text_all(&reads), decode_all(&reads), "split at {i},{j}");
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::cast::{
 };
 use crate::encode::{escape_char, escaped_len, Utf8Stream};
 use crate::sha::Sha256;
-use jit_audit::event::{is_plain_ascii, plain_ascii_prefix};
+use jit_audit::event::plain_ascii_prefix;
 use jit_audit::session_io::{Chunk, SessionIo};
 use jit_audit::{Event, Framer};
 use std::io::{self, Write};
@@ -104,14 +104,39 @@ struct Chunker {
     session: SessionIo,
     seq: u64,
     offset: u64,
+    /// [`Chunker::base_len`] by the digits of `seq` and of `offset` and the final flag: the
+    /// only things in an empty chunk's datagram whose size varies (the header's time has a
+    /// fixed width), so each size is rendered once, not once per chunk.
+    base_lens: Vec<((u32, u32, bool), Option<usize>)>,
 }
 
 /// A stand-in for a chunk's hash while its size is worked out (a hash is always 64 digits).
 const HASH_PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl Chunker {
+    fn new(framer: Framer, session: SessionIo) -> Chunker {
+        Chunker {
+            framer,
+            session,
+            seq: 0,
+            offset: 0,
+            base_lens: Vec::new(),
+        }
+    }
+
+    /// [`Chunker::render_base_len`], rendered once per width of the numbers.
+    fn base_len(&mut self, seq: u64, offset: u64, last: bool) -> Option<usize> {
+        let key = (digits(seq), digits(offset), last);
+        if let Some((_, len)) = self.base_lens.iter().find(|(k, _)| *k == key) {
+            return *len;
+        }
+        let len = self.render_base_len(seq, offset, last);
+        self.base_lens.push((key, len));
+        len
+    }
+
     /// Bytes of the datagram of an empty chunk (`None`: not even that fits).
-    fn base_len(&self, seq: u64, offset: u64, last: bool) -> Option<usize> {
+    fn render_base_len(&self, seq: u64, offset: u64, last: bool) -> Option<usize> {
         let empty = Chunk {
             seq,
             offset,
@@ -130,14 +155,9 @@ impl Chunker {
     fn needed(&self) -> usize {
         let mut wide = self.framer.clone();
         wide.max_message = usize::MAX;
-        let widest = Chunker {
-            framer: wide,
-            session: self.session.clone(),
-            seq: 0,
-            offset: 0,
-        };
+        let widest = Chunker::new(wide, self.session.clone());
         let base = widest
-            .base_len(i64::MAX as u64, i64::MAX as u64, true)
+            .render_base_len(i64::MAX as u64, i64::MAX as u64, true)
             .unwrap_or(usize::MAX);
         base.saturating_add(self.framer.list_entry_len(&"\\".repeat(MAX_LINE)))
     }
@@ -180,6 +200,11 @@ impl Chunker {
     }
 }
 
+/// Decimal digits of `n`.
+fn digits(n: u64) -> u32 {
+    n.checked_ilog10().unwrap_or(0) + 1
+}
+
 pub struct Recorder<W: Write> {
     out: W,
     file_ok: bool,
@@ -198,6 +223,9 @@ pub struct Recorder<W: Write> {
     /// Lines of the call in progress, and their bytes with newlines.
     pending: Vec<String>,
     pending_bytes: u64,
+    /// Buffers kept from call to call: the text of a read, the bytes of a call's lines.
+    text: String,
+    bytes: Vec<u8>,
 }
 
 impl<W: Write> Recorder<W> {
@@ -209,12 +237,7 @@ impl<W: Write> Recorder<W> {
         session: SessionIo,
         opts: Options,
     ) -> Result<(Recorder<W>, Step), RecordError> {
-        let chunker = Chunker {
-            framer: opts.framer,
-            session,
-            seq: 0,
-            offset: 0,
-        };
+        let chunker = Chunker::new(opts.framer, session);
         let needed = chunker.needed();
         if needed > chunker.framer.max_message {
             return Err(RecordError::MessageTooSmall {
@@ -245,6 +268,8 @@ impl<W: Write> Recorder<W> {
             dropped: 0,
             pending: Vec::new(),
             pending_bytes: 0,
+            text: String::new(),
+            bytes: Vec::new(),
         };
         rec.push_line(line);
         let step = rec.commit(false);
@@ -275,10 +300,11 @@ impl<W: Write> Recorder<W> {
         } else {
             &mut self.output
         };
-        let mut text = String::new();
-        stream.decode(bytes, &mut text);
+        let mut scratch = std::mem::take(&mut self.text);
+        let text = stream.text(bytes, &mut scratch);
         let time = self.time(at);
-        self.push_text(&time, code, &text);
+        self.push_text(&time, code, text);
+        self.text = scratch;
         self.commit(false)
     }
 
@@ -363,23 +389,27 @@ impl<W: Write> Recorder<W> {
                 return;
             }
             let room = self.room().min(MAX_LINE as u64 + 1) as usize;
-            let mut line = prefix.clone();
+            let mut line = String::with_capacity(room.min(MAX_LINE));
+            line.push_str(&prefix);
             // As many characters as fit, escaped; runs that need no escape copied at once.
             let (mut len, mut used, mut plain_from) = (line.len(), 0, 0);
             let bytes = rest.as_bytes();
             while used < bytes.len() {
-                if is_plain_ascii(bytes[used]) {
-                    // a run of plain text: as much of it as the line has room for
-                    let fits = room.saturating_sub(len + EVENT_SUFFIX.len() + 1);
-                    let run = plain_ascii_prefix(&bytes[used..]).min(fits);
-                    if run == 0 {
-                        break;
-                    }
-                    len += run;
-                    used += run;
-                    continue;
+                // a run of plain text, as much of it as the line has room for (looked for no
+                // further: a long run is cut into many lines)
+                let end = bytes
+                    .len()
+                    .min(used + room.saturating_sub(len + EVENT_SUFFIX.len() + 1));
+                let run = plain_ascii_prefix(&bytes[used..end]);
+                len += run;
+                used += run;
+                if used == end {
+                    break; // all of the text, or all the line takes
                 }
-                let c = rest[used..].chars().next().expect("a character boundary");
+                let c = match bytes[used] {
+                    b if b.is_ascii() => char::from(b),
+                    _ => rest[used..].chars().next().expect("a character boundary"),
+                };
                 let (n, add) = (c.len_utf8(), escaped_len(c));
                 if len + add + EVENT_SUFFIX.len() + 1 > room {
                     break;
@@ -419,16 +449,17 @@ impl<W: Write> Recorder<W> {
     /// Chunk, hash and write the pending lines.
     fn commit(&mut self, last: bool) -> Step {
         let lines = std::mem::take(&mut self.pending);
-        let mut bytes = Vec::with_capacity(self.pending_bytes as usize);
         self.pending_bytes = 0;
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
         let mut chunks = self.chunker.pack(lines, last);
         for chunk in &mut chunks {
+            let start = bytes.len();
             for line in &chunk.lines {
                 bytes.extend_from_slice(line.as_bytes());
                 bytes.push(b'\n');
-                self.hash.update(line.as_bytes());
-                self.hash.update(b"\n");
             }
+            self.hash.update(&bytes[start..]);
             chunk.sha256 = self.hash.hex();
         }
         self.size += bytes.len() as u64;
@@ -439,10 +470,11 @@ impl<W: Write> Recorder<W> {
                 write_error = Some(e);
             }
         }
+        self.bytes = bytes;
         Step {
             chunks: chunks
-                .iter()
-                .map(|c| self.chunker.session.event(c))
+                .into_iter()
+                .map(|c| self.chunker.session.into_event(c))
                 .collect(),
             limit_reached: self.truncated,
             write_error,

@@ -247,11 +247,18 @@ fn nul_escapes_and_every_byte() {
 fn long_output_is_split_into_lines_that_fit_a_datagram() {
     // The worst escaping there is: backslashes and quotes (4 bytes each in RFC 5424).
     let nasty = b"\\\"]".repeat(40_000);
-    let calls = vec![Call::Out(nasty.clone()), Call::Out(vec![0x1b; 30_000])];
+    // And none at all: a long run of plain text is cut into many lines.
+    let plain = b"x".repeat(300_000);
+    let calls = vec![
+        Call::Out(nasty.clone()),
+        Call::Out(vec![0x1b; 30_000]),
+        Call::Out(plain.clone()),
+    ];
     for framing in [Framing::Cee, Framing::Rfc5424] {
         let rec = record(&calls, 1 << 24, OnLimit::End, framing);
         let (out, _, _) = check_file(&rec.file);
-        assert_eq!(out.len(), nasty.len() + 30_000);
+        assert_eq!(out.len(), nasty.len() + 30_000 + plain.len());
+        assert!(out.ends_with(std::str::from_utf8(&plain).unwrap()));
         assert!(rec.events.len() > 20);
         check_chunks(&rec, framing);
     }

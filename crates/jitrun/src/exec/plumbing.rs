@@ -61,6 +61,10 @@ pub struct PtyEnds {
     pub size: WindowSize,
 }
 
+/// Bytes the pipe of a recorded stdout or stderr holds (the default is 64 KiB; the relay
+/// reads up to 256 KiB at once).
+const OUTPUT_PIPE: i32 = 1024 * 1024;
+
 impl Plumbing {
     /// The plumbing a run needs; None when the command gets jitrun's descriptors as they are.
     pub fn new(want: Want) -> std::io::Result<Option<Plumbing>> {
@@ -83,6 +87,11 @@ impl Plumbing {
                 let (r, w) = crate::system::process::pipe()?;
                 let (ours, theirs) = if n == 0 { (w, r) } else { (r, w) };
                 stream::set_nonblocking(ours.as_fd())?;
+                if n > 0 {
+                    // Room for a burst of output: the relay reads it in large blocks (fewer
+                    // turns, fuller session.io chunks). Best effort: the default still works.
+                    let _ = crate::system::process::set_pipe_size(ours.as_fd(), OUTPUT_PIPE);
+                }
                 pipes[n] = Some(ours);
                 *end = ChildEnd::Pipe(theirs);
             }

@@ -30,7 +30,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-const BUF: usize = 64 * 1024;
+/// The most one read takes: a recorded command's output pipe holds 1 MiB (plumbing.rs), and
+/// each read is one call of the recorder, whose last session.io chunk may not be full.
+const BUF: usize = 256 * 1024;
 const PIPE_BUF: usize = 4096;
 
 /// One end of a channel.
@@ -236,6 +238,8 @@ pub struct Relay<'r> {
     /// Why the command must end (the recording asked), once.
     end: Option<EndReason>,
     end_told: bool,
+    /// What one read takes (allocated once, not per turn).
+    scratch: Vec<u8>,
 }
 
 impl<'r> Relay<'r> {
@@ -307,6 +311,7 @@ impl<'r> Relay<'r> {
             recording,
             end: None,
             end_told: false,
+            scratch: vec![0u8; BUF],
         })
     }
 
@@ -426,7 +431,7 @@ impl<'r> Relay<'r> {
         if self.pty.is_some() && ready[1].readable {
             self.on_monitor();
         }
-        let mut scratch = vec![0u8; BUF];
+        let mut scratch = std::mem::take(&mut self.scratch);
         for (i, (read, write)) in at.into_iter().enumerate() {
             if write.is_some_and(|w| ready[w].writable) {
                 self.channels[i].write_some();
@@ -435,6 +440,7 @@ impl<'r> Relay<'r> {
                 self.read_some(i, &mut scratch);
             }
         }
+        self.scratch = scratch;
         self.take_end()
     }
 
@@ -560,7 +566,12 @@ impl<'r> Relay<'r> {
         for c in self.channels.iter_mut().filter(|c| c.is_input()) {
             c.from = None;
         }
-        let mut scratch = vec![0u8; BUF];
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.drain_into(&mut scratch);
+        self.scratch = scratch;
+    }
+
+    fn drain_into(&mut self, scratch: &mut [u8]) {
         loop {
             let open: Vec<usize> = (0..self.channels.len())
                 .filter(|&i| {
@@ -587,7 +598,7 @@ impl<'r> Relay<'r> {
             for (k, &i) in open.iter().enumerate() {
                 if ready[k].readable {
                     // The buffer grows here: what is left is bounded by the kernel's buffers.
-                    self.read_unbounded(i, &mut scratch);
+                    self.read_unbounded(i, scratch);
                 }
             }
         }

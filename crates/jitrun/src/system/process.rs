@@ -113,6 +113,12 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
+/// Ask the kernel to let the pipe of `fd` hold `bytes` (F_SETPIPE_SZ; rounded up to pages).
+pub fn set_pipe_size(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<()> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(bytes))?;
+    Ok(())
+}
+
 /// execveat(fd, "", argv, envp, AT_EMPTY_PATH): run exactly the file that was checked.
 /// Returns only on failure.
 pub fn exec_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Error {

@@ -158,11 +158,13 @@ def test_ctrl_z_stops_the_job_and_fg_continues_it(lab, world, term):
     # Without jitrun, for comparison: what the shell says. (Keys go in once the program runs
     # in the foreground: typed earlier, the shell itself would get them.)
     term.run("/usr/bin/sleep 100")
-    command_under(lab, term.shell_pid(), "/usr/bin/sleep")
+    plain_sleeper = command_under(lab, term.shell_pid(), "/usr/bin/sleep")
     term.type("C-z", literal=False)
     plain = term.wait_for(re.compile(r"\[1\]\+\s+(Stopped)\s+/usr/bin/sleep 100"))
     term.command("kill -9 %1")
-    term.command("jobs")  # the shell reports the killed job: the next one is %1 again
+    # Once the shell has reaped it, `jobs` reports the killed job: the next one is %1 again.
+    assert wait_until(lambda: proc_state(plain_sleeper) is None), proc_state(plain_sleeper)
+    term.command("jobs")
     term.wait_for(re.compile(r"\[1\]\+?\s+Killed"))
     mark = lab.audit.mark()
     term.run(f"{lab.jitrun} -- /usr/bin/sleep 100")
